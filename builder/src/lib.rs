@@ -1,0 +1,1 @@
+//! Ramkey builder library.

@@ -1,0 +1,2 @@
+//! The ramkey CLI.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Ramkey PID 1.

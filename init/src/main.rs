@@ -1,0 +1,2 @@
+//! Ramkey PID 1 entry point.
+fn main() {}

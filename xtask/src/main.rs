@@ -1,0 +1,2 @@
+//! Developer workflows.
+fn main() {}
