@@ -1,0 +1,205 @@
+//! Kernel intake: Debian's generic `linux-image-6.1.0-N-amd64` package, downloaded with
+//! `apt-get download` into the cache or given as a path, unpacked once per package file.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::deb::{self, DebError};
+
+/// The kernel series Ramkey is built and tested against (Debian bookworm's).
+pub const SERIES: &str = "6.1.0";
+
+/// Where the kernel comes from.
+#[derive(Debug, Clone)]
+pub enum KernelSource {
+    /// A `.deb` the user gave.
+    Deb(PathBuf),
+    /// The newest `linux-image-6.1.0-N-amd64` apt knows, downloaded into the cache.
+    Apt,
+}
+
+/// An unpacked kernel package.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    /// `uname -r` of the kernel, e.g. `6.1.0-56-amd64`.
+    pub release: String,
+    /// The compressed kernel image (bzImage).
+    pub vmlinuz: PathBuf,
+    /// `lib/modules/<release>` of the unpacked package.
+    pub modules_dir: PathBuf,
+    /// The package file it came from.
+    pub deb: PathBuf,
+}
+
+/// What can go wrong getting the kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("cannot run {program}: {source}; give the kernel package with --kernel-deb FILE")]
+    Spawn { program: String, source: std::io::Error },
+    #[error("{program} failed ({status}): {stderr}")]
+    Failed {
+        program: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error(
+        "apt knows no linux-image-{SERIES}-N-amd64 package; run `apt-get update`, or give the kernel package with --kernel-deb FILE"
+    )]
+    NoPackage,
+    #[error("{dir}: {what}")]
+    Layout { dir: PathBuf, what: String },
+    #[error("cache {path}: {source}")]
+    Cache { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Deb(#[from] DebError),
+}
+
+/// The cache directory: `$RAMKEY_CACHE`, else `$XDG_CACHE_HOME/ramkey`, else `~/.cache/ramkey`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("RAMKEY_CACHE") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("ramkey");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    home.join(".cache/ramkey")
+}
+
+/// Fetches (if needed) and unpacks (if needed) the kernel, returning its paths.
+pub fn obtain(source: &KernelSource, cache: &Path) -> Result<Kernel, KernelError> {
+    let deb = match source {
+        KernelSource::Deb(path) => path.clone(),
+        KernelSource::Apt => download(cache)?,
+    };
+    let stem = deb
+        .file_stem()
+        .map_or_else(|| "kernel".into(), |s| s.to_string_lossy().into_owned());
+    let unpacked = cache.join("kernels").join(&stem);
+    let marker = unpacked.join(".unpacked");
+    if !marker.exists() {
+        let tmp = cache.join("kernels").join(format!(".{stem}.tmp"));
+        let cache_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| KernelError::Cache { path, source }
+        };
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(cache_err(&tmp))?;
+        }
+        if unpacked.exists() {
+            std::fs::remove_dir_all(&unpacked).map_err(cache_err(&unpacked))?;
+        }
+        deb::unpack(&deb, &tmp)?;
+        std::fs::write(tmp.join(".unpacked"), deb.to_string_lossy().as_bytes()).map_err(cache_err(&tmp))?;
+        std::fs::rename(&tmp, &unpacked).map_err(cache_err(&unpacked))?;
+    }
+    locate(&unpacked, deb)
+}
+
+/// Finds the kernel image and module tree inside an unpacked package.
+fn locate(root: &Path, deb: PathBuf) -> Result<Kernel, KernelError> {
+    let layout = |what: &str| KernelError::Layout {
+        dir: root.to_path_buf(),
+        what: what.to_string(),
+    };
+    let modules = root.join("lib/modules");
+    let release = std::fs::read_dir(&modules)
+        .map_err(|_| layout("no lib/modules: is this a linux-image package?"))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .ok_or_else(|| layout("lib/modules is empty"))?;
+    let vmlinuz = root.join("boot").join(format!("vmlinuz-{release}"));
+    if !vmlinuz.is_file() {
+        return Err(layout(&format!("no boot/vmlinuz-{release}")));
+    }
+    Ok(Kernel {
+        modules_dir: modules.join(&release),
+        release,
+        vmlinuz,
+        deb,
+    })
+}
+
+/// Picks the newest `linux-image-6.1.0-N-amd64` from `apt-cache show linux-image-amd64`.
+pub fn newest_package(apt_cache_show: &str) -> Option<String> {
+    let prefix = format!("linux-image-{SERIES}-");
+    apt_cache_show
+        .lines()
+        .filter_map(|l| l.strip_prefix("Depends:"))
+        .flat_map(|deps| deps.split(','))
+        .filter_map(|dep| dep.split_whitespace().next())
+        .filter_map(|name| {
+            let abi = name.strip_prefix(&prefix)?.strip_suffix("-amd64")?;
+            Some((abi.parse::<u32>().ok()?, name.to_string()))
+        })
+        .max()
+        .map(|(_, name)| name)
+}
+
+fn run(program: &str, args: &[&str], dir: &Path) -> Result<String, KernelError> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|source| KernelError::Spawn {
+            program: program.into(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(KernelError::Failed {
+            program: format!("{program} {}", args.join(" ")),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Downloads the newest generic kernel package into `cache/debs`, unless it is already there.
+fn download(cache: &Path) -> Result<PathBuf, KernelError> {
+    let debs = cache.join("debs");
+    std::fs::create_dir_all(&debs).map_err(|source| KernelError::Cache {
+        path: debs.clone(),
+        source,
+    })?;
+    let show = run("apt-cache", &["show", "linux-image-amd64"], &debs)?;
+    let package = newest_package(&show).ok_or(KernelError::NoPackage)?;
+    if let Some(found) = cached_deb(&debs, &package) {
+        return Ok(found);
+    }
+    run("apt-get", &["download", "-q", &package], &debs)?;
+    cached_deb(&debs, &package).ok_or_else(|| KernelError::Layout {
+        dir: debs.clone(),
+        what: format!("apt-get download {package} left no {package}_*.deb"),
+    })
+}
+
+fn cached_deb(dir: &Path, package: &str) -> Option<PathBuf> {
+    let prefix = format!("{package}_");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with(&prefix) && name.ends_with(".deb")
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_newest_6_1_generic_package() {
+        let show = "Package: linux-image-amd64\nVersion: 6.12.95-1~bpo12+1\nDepends: linux-image-6.12.95+deb12-amd64 (= 6.12.95-1~bpo12+1)\n\n\
+                    Package: linux-image-amd64\nVersion: 6.1.192-2\nDepends: linux-image-6.1.0-56-amd64 (= 6.1.192-2)\n\n\
+                    Package: linux-image-amd64\nVersion: 6.1.176-1\nDepends: linux-image-6.1.0-50-amd64 (= 6.1.176-1)\n";
+        assert_eq!(newest_package(show).as_deref(), Some("linux-image-6.1.0-56-amd64"));
+        assert_eq!(newest_package("Depends: linux-image-6.1.0-9-cloud-amd64\n"), None);
+    }
+}
