@@ -1,0 +1,7 @@
+//! Developer workflows for Ramkey (matklad's xtask pattern): `cargo xtask demo | test | deps`.
+//! The library holds what the boot tests share with the tasks.
+
+pub mod artifacts;
+pub mod deps;
+pub mod qemu;
+pub mod tasks;

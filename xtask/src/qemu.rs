@@ -1,0 +1,318 @@
+//! The QEMU harness: starts `qemu-system-x86_64`, reads the serial console line by line,
+//! waits for expected lines with deadlines, talks to the monitor, and keeps each run's
+//! console log under `target/ramkey/logs/`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The QEMU binary; a boot test fails, never skips, when it is missing.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// What to boot and how.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Names the log file: `target/ramkey/logs/<name>.log`.
+    pub name: String,
+    pub memory_mb: u32,
+    /// Direct kernel boot: kernel, initrd, command line.
+    pub kernel: Option<(PathBuf, PathBuf, String)>,
+    /// Further QEMU arguments (disks, NICs, firmware).
+    pub args: Vec<String>,
+}
+
+impl Spec {
+    /// A direct kernel boot of a built platform with the test console settings.
+    pub fn direct(name: &str, platform: &Path, extra_cmdline: &str) -> Spec {
+        let cmdline = format!("console=ttyS0 panic=-1 quiet {extra_cmdline}")
+            .trim()
+            .to_string();
+        Spec {
+            name: name.to_string(),
+            memory_mb: 1024,
+            kernel: Some((platform.join("vmlinuz"), platform.join("initrd.img"), cmdline)),
+            args: Vec::new(),
+        }
+    }
+
+    /// Adds a virtio NIC on QEMU's user network, optionally with host port forwards.
+    pub fn user_net(mut self, forwards: &[(u16, u16)]) -> Spec {
+        let mut netdev = "user,id=n0".to_string();
+        for (host, guest) in forwards {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+        }
+        self.args.extend([
+            "-netdev".into(),
+            netdev,
+            "-device".into(),
+            "virtio-net-pci,netdev=n0".into(),
+        ]);
+        self
+    }
+}
+
+/// The QEMU accelerator: TCG unless `RAMKEY_ACCEL=kvm` says a probe showed KVM works.
+/// (On this project's machines `/dev/kvm` is present but stock kernels do not boot on it.)
+pub fn accel() -> String {
+    std::env::var("RAMKEY_ACCEL").unwrap_or_else(|_| "tcg".into())
+}
+
+/// Where run logs go.
+pub fn log_dir() -> PathBuf {
+    crate::artifacts::target_dir().join("ramkey/logs")
+}
+
+/// A running machine.
+#[derive(Debug)]
+pub struct Machine {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    output: Receiver<String>,
+    start: Instant,
+    monitor: PathBuf,
+    log: PathBuf,
+    /// Complete console lines with the time they arrived.
+    lines: Vec<(Duration, String)>,
+    /// Index of the first line `expect` has not consumed yet.
+    cursor: usize,
+    partial: String,
+    exited: Option<ExitStatus>,
+}
+
+impl Machine {
+    /// Starts QEMU; its serial console is our stdin/stdout, its monitor a unix socket.
+    pub fn start(spec: &Spec) -> Result<Machine> {
+        let logs = log_dir();
+        std::fs::create_dir_all(&logs)?;
+        let monitor = logs.join(format!("{}.monitor", spec.name));
+        let _ = std::fs::remove_file(&monitor);
+        let log = logs.join(format!("{}.log", spec.name));
+        let mut cmd = Command::new(QEMU);
+        cmd.args([
+            "-accel",
+            &accel(),
+            "-M",
+            "q35",
+            "-cpu",
+            "max",
+            "-smp",
+            "1",
+            "-m",
+            &spec.memory_mb.to_string(),
+        ]);
+        cmd.args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+        ]);
+        cmd.arg("-monitor")
+            .arg(format!("unix:{},server=on,wait=off", monitor.display()));
+        if let Some((kernel, initrd, cmdline)) = &spec.kernel {
+            cmd.arg("-kernel")
+                .arg(kernel)
+                .arg("-initrd")
+                .arg(initrd)
+                .arg("-append")
+                .arg(cmdline);
+        }
+        cmd.args(&spec.args);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            anyhow::anyhow!(
+                "cannot start {QEMU}: {e}\nthe boot tests need QEMU: run `cargo xtask deps` as root (Debian 12), \
+                 or install qemu-system-x86 from bookworm-backports"
+            )
+        })?;
+        let start = Instant::now();
+        let (tx, output) = channel();
+        let mut stdout = child.stdout.take().context("qemu stdout")?;
+        let mut log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                let _ = log_file.write_all(&buf[..n]);
+                if tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = child.stderr.take().context("qemu stderr")?;
+        let name = spec.name.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("qemu[{name}]: {line}");
+            }
+        });
+        let stdin = child.stdin.take();
+        Ok(Machine {
+            child,
+            stdin,
+            output,
+            start,
+            monitor,
+            log,
+            lines: Vec::new(),
+            cursor: 0,
+            partial: String::new(),
+            exited: None,
+        })
+    }
+
+    fn absorb(&mut self, chunk: &str) {
+        let at = self.start.elapsed();
+        for c in chunk.chars() {
+            match c {
+                '\n' => {
+                    let line = std::mem::take(&mut self.partial);
+                    self.lines.push((at, line));
+                }
+                '\r' => {}
+                c => self.partial.push(c),
+            }
+        }
+    }
+
+    /// Waits until a console line (or the unfinished last line, e.g. a prompt) contains
+    /// `needle`; returns the time since QEMU started and the line. Lines before it are
+    /// consumed, so successive calls check order.
+    pub fn expect(&mut self, needle: &str, timeout: Duration) -> Result<(Duration, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.lines[self.cursor..].iter().position(|(_, l)| l.contains(needle)) {
+                let found = self.lines[self.cursor + i].clone();
+                self.cursor += i + 1;
+                return Ok(found);
+            }
+            if self.partial.contains(needle) {
+                return Ok((self.start.elapsed(), self.partial.clone()));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!(
+                    "{}: no console line with {needle:?} within {timeout:?}\n{}",
+                    self.name(),
+                    self.tail()
+                );
+            }
+            match self.output.recv_timeout(left.min(Duration::from_millis(200))) {
+                Ok(chunk) => self.absorb(&chunk),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait()?;
+                    self.exited = Some(status);
+                    bail!(
+                        "{}: QEMU exited ({status}) before {needle:?}\n{}",
+                        self.name(),
+                        self.tail()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Fails if a line seen so far contains `needle`.
+    pub fn refute(&self, needle: &str) -> Result<()> {
+        if let Some((_, line)) = self.lines.iter().find(|(_, l)| l.contains(needle)) {
+            bail!("{}: unexpected console line: {line}\n{}", self.name(), self.tail());
+        }
+        Ok(())
+    }
+
+    /// Types on the serial console.
+    pub fn send(&mut self, text: &str) -> Result<()> {
+        let stdin = self.stdin.as_mut().context("console input closed")?;
+        stdin.write_all(text.as_bytes())?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// Runs a QEMU monitor command (e.g. `system_powerdown`) and returns its answer.
+    pub fn monitor(&self, command: &str) -> Result<String> {
+        let mut sock = UnixStream::connect(&self.monitor)
+            .with_context(|| format!("connecting to the QEMU monitor at {}", self.monitor.display()))?;
+        sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+        read_until_prompt(&mut sock)?;
+        sock.write_all(format!("{command}\n").as_bytes())?;
+        read_until_prompt(&mut sock)
+    }
+
+    /// Waits for QEMU to exit by itself (a guest power-off with `-no-reboot`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            while let Ok(chunk) = self.output.try_recv() {
+                self.absorb(&chunk);
+            }
+            if let Some(status) = self.child.try_wait()? {
+                // Drain what the console printed last.
+                while let Ok(chunk) = self.output.recv_timeout(Duration::from_millis(200)) {
+                    self.absorb(&chunk);
+                }
+                self.exited = Some(status);
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{}: QEMU still running {timeout:?} after the power-off request\n{}",
+                    self.name(),
+                    self.tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every console line so far, with arrival times.
+    pub fn lines(&self) -> &[(Duration, String)] {
+        &self.lines
+    }
+
+    fn name(&self) -> String {
+        self.log.file_stem().unwrap_or_default().to_string_lossy().into_owned()
+    }
+
+    /// The last console lines and where the whole log is, for failure messages.
+    pub fn tail(&self) -> String {
+        let from = self.lines.len().saturating_sub(40);
+        let mut out = format!("--- last console lines (full log: {}) ---\n", self.log.display());
+        for (at, line) in &self.lines[from..] {
+            out.push_str(&format!("{:>7.2}s | {line}\n", at.as_secs_f64()));
+        }
+        if !self.partial.is_empty() {
+            out.push_str(&format!("        | {}\n", self.partial));
+        }
+        out
+    }
+}
+
+fn read_until_prompt(sock: &mut UnixStream) -> Result<String> {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.ends_with(b"(qemu) ") {
+        let n = sock.read(&mut buf).context("reading the QEMU monitor")?;
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if self.exited.is_none() && self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.monitor);
+    }
+}
