@@ -1,10 +1,89 @@
 //! The usbkey config (`config.toml`): schema, validation and comment-preserving edits.
 //!
-//! The schema arrives with the usbkey-config issue; until then the crate holds only the
-//! contract constants both sides agree on.
+//! - [`Config::parse`] reads and checks a config, reporting every problem with its line,
+//!   column and a hint ([`ConfigErrors`]).
+//! - [`edit::Document`] changes single values by dotted key while keeping comments and layout.
+//! - [`atomic::write_config`] replaces the file power-safely on FAT.
+//! - [`smartos::import`] turns a SmartOS `/usbkey/config` into a Ramkey config.
+
+pub mod atomic;
+pub mod edit;
+mod error;
+mod keys;
+mod load;
+mod model;
+mod net;
+mod raw;
+pub mod smartos;
+mod suggest;
+mod units;
+mod validate;
+mod validate_net;
+
+pub use error::{ConfigError, ConfigErrors, ErrorKind, Location};
+pub use keys::SSH_KEY_TYPES;
+pub use load::SUPPORTED_VERSION;
+pub use model::{
+    Addressing, Admin, Cidr, Config, Dns, Filesystem, HostPort, Log, LogLevel, MacAddr, Nic, Personality, Pool,
+    Selector, SettingValue, SshKey, TrustedKey, Volume,
+};
+pub use units::parse_size;
 
 /// The filesystem label of the usbkey's FAT partition.
 pub const USBKEY_LABEL: &str = "RAMKEY";
 
 /// The config's file name at the root of the usbkey.
 pub const CONFIG_FILE: &str = "config.toml";
+
+impl Config {
+    /// Parses and validates a config.
+    ///
+    /// `file_name` is only used in messages (`config.toml:12:5: ...`).
+    ///
+    /// # Errors
+    /// Every problem found: TOML syntax, an unknown or missing `version`, unknown keys, wrong
+    /// types, and the checks beyond types (addresses, gateways, duplicates, references, ...).
+    pub fn parse(text: &str, file_name: &str) -> Result<Self, ConfigErrors> {
+        let raw = load::load(text).map_err(|e| ConfigErrors::new(file_name, e))?;
+        validate::validate(text, raw).map_err(|e| ConfigErrors::new(file_name, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = include_str!("../tests/fixtures/accept/full.toml");
+
+    #[test]
+    fn full_example_is_typed() {
+        let c = Config::parse(FULL, CONFIG_FILE).expect("valid");
+        assert_eq!(c.hostname, "box1");
+        let admin = c.nic("admin").expect("admin nic");
+        assert!(matches!(admin.selector, Selector::Mac(_)));
+        assert_eq!(
+            admin.ip.and_then(Addressing::cidr).map(|c| c.to_string()).as_deref(),
+            Some("192.168.1.2/24")
+        );
+        assert_eq!(c.nic("external").map(|n| n.ip), Some(Some(Addressing::Dhcp)));
+        let web = c.personality("web").expect("web");
+        assert_eq!(web.memory, Some(512 << 20));
+        assert_eq!(web.cpu, Some(1.5));
+        assert_eq!(web.volumes.get("data"), Some(&Volume::Size(10 << 30)));
+        assert_eq!(web.settings.get("workers"), Some(&SettingValue::Integer(4)));
+        assert!(!c.personality("dns").expect("dns").enabled);
+        assert_eq!(c.trusted_keys.len(), 2);
+        assert_eq!(c.pool.map(|p| p.filesystem), Some(Filesystem::Btrfs));
+    }
+
+    #[test]
+    fn all_problems_are_reported() {
+        let text = "version = 1\nhostname = \"a.b\"\ntimezone = \"Nowhere\"\n[[nic]]\ntag = \"x\"\nname = \"eth0\"\nvlan = 0\n[dns]\nresolvers = [\"1.2.3\"]\n";
+        let e = Config::parse(text, "c.toml").expect_err("invalid");
+        assert_eq!(e.len(), 4, "{e}");
+        let shape =
+            "version = 1\nhostname = \"a\"\n[[nic]]\ntag = 1\n[[nic]]\ntag = \"b\"\nfoo = 2\n[ntp]\nservers = 3\n";
+        let e = Config::parse(shape, "c.toml").expect_err("invalid");
+        assert_eq!(e.len(), 3, "{e}");
+    }
+}

@@ -1,0 +1,266 @@
+//! The validated config: what the init acts on. Built only by [`crate::Config::parse`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde::de::{self, Visitor};
+
+pub use crate::keys::{SshKey, TrustedKey};
+pub use crate::net::{Cidr, HostPort, MacAddr};
+
+/// A valid version-1 usbkey config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The box's host name (one RFC 1123 label).
+    pub hostname: String,
+    /// An IANA time zone name; `UTC` when the file names none.
+    pub timezone: String,
+    /// Root's SSH keys and console password.
+    pub admin: Admin,
+    /// The NICs, in file order.
+    pub nics: Vec<Nic>,
+    /// Resolvers and search domains.
+    pub dns: Dns,
+    /// NTP servers (host names or addresses).
+    pub ntp_servers: Vec<String>,
+    /// The pool, if the file has a `[pool]` section.
+    pub pool: Option<Pool>,
+    /// Logging settings.
+    pub log: Log,
+    /// The personalities, in file order.
+    pub personalities: Vec<Personality>,
+    /// Keys trusted to sign personality images (`[images] trusted_keys`).
+    pub trusted_keys: Vec<TrustedKey>,
+}
+
+impl Config {
+    /// The NIC with this tag.
+    #[must_use]
+    pub fn nic(&self, tag: &str) -> Option<&Nic> {
+        self.nics.iter().find(|n| n.tag == tag)
+    }
+
+    /// The personality with this name.
+    #[must_use]
+    pub fn personality(&self, name: &str) -> Option<&Personality> {
+        self.personalities.iter().find(|p| p.name == name)
+    }
+}
+
+/// `[admin]`: root's access.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admin {
+    /// Root's `authorized_keys`.
+    pub authorized_keys: Vec<SshKey>,
+    /// A crypt(3) hash (`$6$` or `$y$`) for the console; `None` locks the password.
+    pub password_hash: Option<String>,
+}
+
+/// How a NIC is chosen among the box's interfaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// By MAC address (stable across kernels and slots).
+    Mac(MacAddr),
+    /// By kernel interface name (`eth0`, `enp3s0`).
+    Name(String),
+}
+
+/// How an interface gets its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// DHCP (DHCPv4).
+    Dhcp,
+    /// A static address with its prefix length.
+    Static {
+        /// The host address.
+        addr: IpAddr,
+        /// The prefix length.
+        prefix: u8,
+    },
+}
+
+impl Addressing {
+    /// The static address as a CIDR, if static.
+    #[must_use]
+    pub fn cidr(self) -> Option<Cidr> {
+        match self {
+            Self::Dhcp => None,
+            Self::Static { addr, prefix } => Some(Cidr { addr, prefix }),
+        }
+    }
+}
+
+/// A `[[nic]]`: a physical interface given a tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    /// The tag personalities refer to (`admin`, `external`, ...).
+    pub tag: String,
+    /// How the interface is found.
+    pub selector: Selector,
+    /// Its address; `None` for an interface that only carries personalities.
+    pub ip: Option<Addressing>,
+    /// The default gateway reached through it.
+    pub gateway: Option<IpAddr>,
+    /// An 802.1Q VLAN id, 1-4094.
+    pub vlan: Option<u16>,
+    /// The MTU, 68-9000.
+    pub mtu: Option<u16>,
+}
+
+/// `[dns]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dns {
+    /// Resolver addresses, in order.
+    pub resolvers: Vec<IpAddr>,
+    /// Search domains, in order.
+    pub search: Vec<String>,
+}
+
+/// The pool's filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filesystem {
+    /// ext4 (one disk).
+    Ext4,
+    /// btrfs (one disk, or mirrored).
+    Btrfs,
+}
+
+/// `[pool]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    /// Disks by their `/dev/disk/by-id` names; empty means "the disk labelled `ramkey-pool`".
+    pub disks: Vec<String>,
+    /// The filesystem to create or expect.
+    pub filesystem: Filesystem,
+    /// Whether a blank disk may be formatted.
+    pub create: bool,
+    /// Disks (by id) mirroring `disks` (btrfs raid1).
+    pub mirror: Vec<String>,
+}
+
+/// A log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// The default.
+    Info,
+    /// Debug messages.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// A remote syslog target.
+    pub remote: Option<HostPort>,
+    /// The level; `info` when not given.
+    pub level: LogLevel,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            remote: None,
+            level: LogLevel::Info,
+        }
+    }
+}
+
+/// A volume of a personality.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Volume {
+    /// A volume of this many bytes on the pool.
+    Size(u64),
+    /// A host path bound into the zone.
+    Path(PathBuf),
+}
+
+/// A value in a personality's `settings` (SmartOS `customer_metadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingValue {
+    /// A string.
+    String(String),
+    /// An integer.
+    Integer(i64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl fmt::Display for SettingValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::String(s) => f.write_str(s),
+            Self::Integer(i) => write!(f, "{i}"),
+            Self::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+struct SettingVisitor;
+
+impl Visitor<'_> for SettingVisitor {
+    type Value = SettingValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string, an integer or a boolean")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<SettingValue, E> {
+        Ok(SettingValue::String(v.to_owned()))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<SettingValue, E> {
+        Ok(SettingValue::Integer(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<SettingValue, E> {
+        i64::try_from(v)
+            .map(SettingValue::Integer)
+            .map_err(|_| E::custom("integer too large"))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<SettingValue, E> {
+        Ok(SettingValue::Bool(v))
+    }
+}
+
+impl<'de> Deserialize<'de> for SettingValue {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SettingVisitor)
+    }
+}
+
+/// A `[[personality]]`: an image run as a zone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Personality {
+    /// Its unique name.
+    pub name: String,
+    /// The image file (`personalities/web-1.2.rkimg` on the usbkey, or a pool path).
+    pub image: String,
+    /// The tag of the NIC its macvlan interface hangs off.
+    pub nic: Option<String>,
+    /// Its own address on that NIC.
+    pub ip: Option<Addressing>,
+    /// Its default gateway.
+    pub gateway: Option<IpAddr>,
+    /// Memory cap in bytes (`memory.max`).
+    pub memory: Option<u64>,
+    /// CPU cap as a number of CPUs (`cpu.max`), e.g. 1.5.
+    pub cpu: Option<f64>,
+    /// Process cap (`pids.max`).
+    pub pids: Option<u32>,
+    /// Volumes by name.
+    pub volumes: BTreeMap<String, Volume>,
+    /// Free settings handed to the personality.
+    pub settings: BTreeMap<String, SettingValue>,
+    /// Whether the init starts it.
+    pub enabled: bool,
+}

@@ -1,0 +1,129 @@
+//! The raw (serde) form of config version 1: types only, with spans for error messages.
+//! Validation turns it into [`crate::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::model::SettingValue;
+
+/// Version 1 as written. Fields are `Spanned` so that validation can point at them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfigV1 {
+    #[expect(dead_code, reason = "checked by `load::check_version` before serde runs")]
+    pub version: Spanned<i64>,
+    pub hostname: Spanned<String>,
+    pub timezone: Option<Spanned<String>>,
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub nic: Vec<Spanned<RawNic>>,
+    pub dns: Option<RawDns>,
+    pub ntp: Option<RawNtp>,
+    pub pool: Option<Spanned<RawPool>>,
+    pub log: Option<RawLog>,
+    #[serde(default)]
+    pub personality: Vec<Spanned<RawPersonality>>,
+    pub images: Option<RawImages>,
+}
+
+/// The top-level keys, for the per-section pass that collects every shape error.
+pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
+    "version",
+    "hostname",
+    "timezone",
+    "admin",
+    "nic",
+    "dns",
+    "ntp",
+    "pool",
+    "log",
+    "personality",
+    "images",
+];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    #[serde(default)]
+    pub authorized_keys: Vec<Spanned<String>>,
+    pub password_hash: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNic {
+    pub tag: Spanned<String>,
+    pub mac: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
+    pub ip: Option<Spanned<String>>,
+    pub gateway: Option<Spanned<String>>,
+    pub vlan: Option<Spanned<i64>>,
+    pub mtu: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDns {
+    #[serde(default)]
+    pub resolvers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub search: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNtp {
+    #[serde(default)]
+    pub servers: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPool {
+    #[serde(default)]
+    pub disks: Vec<Spanned<String>>,
+    pub filesystem: Option<Spanned<String>>,
+    #[serde(default)]
+    pub create: bool,
+    #[serde(default)]
+    pub mirror: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    pub remote: Option<Spanned<String>>,
+    pub level: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPersonality {
+    pub name: Spanned<String>,
+    pub image: Spanned<String>,
+    pub nic: Option<Spanned<String>>,
+    pub ip: Option<Spanned<String>>,
+    pub gateway: Option<Spanned<String>>,
+    pub memory: Option<Spanned<String>>,
+    pub cpu: Option<Spanned<f64>>,
+    pub pids: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub volumes: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub settings: BTreeMap<String, Spanned<SettingValue>>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawImages {
+    #[serde(default)]
+    pub trusted_keys: Vec<Spanned<String>>,
+}

@@ -1,0 +1,273 @@
+//! From the raw structs to [`Config`]: every check beyond types, each error at its span.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::ops::Range;
+
+use toml::Spanned;
+
+use crate::error::{ConfigError, ErrorKind, Location};
+use crate::keys::{check_password_hash, parse_ssh_key, parse_trusted_key};
+use crate::model::{Admin, Config, Dns, Filesystem, Log, LogLevel, Pool};
+use crate::net::{domain_problem, host_problem, label_problem};
+use crate::raw::{RawAdmin, RawConfigV1, RawDns, RawImages, RawLog, RawNtp, RawPool};
+use crate::suggest::{is_timezone, timezone_hint};
+
+/// Collects problems while checking; each problem is placed in the text by its span.
+pub(crate) struct Checker<'t> {
+    text: &'t str,
+    pub errors: Vec<ConfigError>,
+}
+
+impl<'t> Checker<'t> {
+    pub fn new(text: &'t str) -> Self {
+        Self {
+            text,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Records a problem; the returned reference lets the caller add a hint.
+    pub fn push(&mut self, span: Range<usize>, kind: ErrorKind) -> &mut ConfigError {
+        self.errors.push(ConfigError::new(self.text, span, kind));
+        let last = self.errors.len() - 1;
+        &mut self.errors[last]
+    }
+
+    /// Records an invalid value.
+    pub fn invalid<T: std::fmt::Display>(
+        &mut self,
+        value: &Spanned<T>,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> &mut ConfigError {
+        let kind = ErrorKind::Invalid {
+            field: field.into(),
+            value: value.get_ref().to_string(),
+            reason: reason.into(),
+        };
+        self.push(value.span(), kind)
+    }
+
+    /// The line of a span, for "first at line N".
+    pub fn line_of(&self, span: &Range<usize>) -> usize {
+        Location::of_offset(self.text, span.start).line
+    }
+
+    /// Records a duplicate if `key` was seen before, else remembers where it was seen.
+    pub fn unique(
+        &mut self,
+        seen: &mut HashMap<String, usize>,
+        what: &str,
+        key: String,
+        span: Range<usize>,
+    ) -> Option<&mut ConfigError> {
+        let line = self.line_of(&span);
+        match seen.get(&key) {
+            Some(&first_line) => Some(self.push(
+                span,
+                ErrorKind::Duplicate {
+                    what: what.into(),
+                    value: key,
+                    first_line,
+                },
+            )),
+            None => {
+                seen.insert(key, line);
+                None
+            }
+        }
+    }
+
+    /// Parses an IP address value, recording a problem if it is not one.
+    pub fn ip(&mut self, value: &Spanned<String>, field: &str) -> Option<IpAddr> {
+        match value.get_ref().parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.invalid(value, field, "it is not an IP address");
+                None
+            }
+        }
+    }
+}
+
+/// Checks everything; returns the config or every problem found.
+pub(crate) fn validate(text: &str, raw: RawConfigV1) -> Result<Config, Vec<ConfigError>> {
+    let mut c = Checker::new(text);
+    if let Some(problem) = label_problem(raw.hostname.get_ref()) {
+        let e = c.invalid(&raw.hostname, "hostname", problem);
+        if raw.hostname.get_ref().contains('.') {
+            e.hint = Some("a hostname is one label; put the domain in [dns] search".into());
+        }
+    }
+    let timezone = match &raw.timezone {
+        Some(tz) => {
+            if !is_timezone(tz.get_ref()) {
+                let hint = timezone_hint(tz.get_ref());
+                c.invalid(tz, "timezone", "it is not an IANA time zone name").hint = Some(hint);
+            }
+            tz.get_ref().clone()
+        }
+        None => "UTC".to_owned(),
+    };
+    let admin = admin(&mut c, raw.admin.unwrap_or_default());
+    let nics = crate::validate_net::nics(&mut c, &raw.nic);
+    let personalities = crate::validate_net::personalities(&mut c, &raw.personality, &raw.nic);
+    let dns = dns(&mut c, raw.dns.unwrap_or_default());
+    let ntp_servers = ntp(&mut c, raw.ntp.unwrap_or_default());
+    let pool = raw.pool.map(|p| pool(&mut c, &p));
+    let log = log(&mut c, raw.log.unwrap_or_default());
+    let trusted_keys = images(&mut c, raw.images.unwrap_or_default());
+    if !c.errors.is_empty() {
+        return Err(c.errors);
+    }
+    Ok(Config {
+        hostname: raw.hostname.into_inner(),
+        timezone,
+        admin,
+        nics,
+        dns,
+        ntp_servers,
+        pool,
+        log,
+        personalities,
+        trusted_keys,
+    })
+}
+
+fn admin(c: &mut Checker<'_>, raw: RawAdmin) -> Admin {
+    let mut authorized_keys = Vec::new();
+    for key in &raw.authorized_keys {
+        match parse_ssh_key(key.get_ref()) {
+            Ok(k) => authorized_keys.push(k),
+            Err(reason) => {
+                c.invalid(key, "admin authorized_keys entry", reason).hint =
+                    Some("paste one line of a .pub file: `ssh-ed25519 AAAA... comment`".into());
+            }
+        }
+    }
+    if let Some(hash) = &raw.password_hash
+        && let Err(reason) = check_password_hash(hash.get_ref())
+    {
+        c.invalid(hash, "admin password_hash", reason).hint =
+            Some("make one with `mkpasswd -m yescrypt` or `openssl passwd -6`".into());
+    }
+    Admin {
+        authorized_keys,
+        password_hash: raw.password_hash.map(Spanned::into_inner),
+    }
+}
+
+fn dns(c: &mut Checker<'_>, raw: RawDns) -> Dns {
+    let resolvers = raw.resolvers.iter().filter_map(|r| c.ip(r, "dns resolver")).collect();
+    for domain in &raw.search {
+        if let Some(problem) = domain_problem(domain.get_ref()) {
+            c.invalid(domain, "dns search domain", problem);
+        }
+    }
+    Dns {
+        resolvers,
+        search: raw.search.into_iter().map(Spanned::into_inner).collect(),
+    }
+}
+
+fn ntp(c: &mut Checker<'_>, raw: RawNtp) -> Vec<String> {
+    for server in &raw.servers {
+        if let Some(problem) = host_problem(server.get_ref()) {
+            c.invalid(server, "ntp server", problem);
+        }
+    }
+    raw.servers.into_iter().map(Spanned::into_inner).collect()
+}
+
+fn disk_id(c: &mut Checker<'_>, disk: &Spanned<String>, seen: &mut HashMap<String, usize>) {
+    let id = disk.get_ref();
+    if id.is_empty() || id.contains('/') || id.chars().any(char::is_whitespace) {
+        let e = c.invalid(disk, "pool disk", "a disk is named by its /dev/disk/by-id name");
+        if let Some(name) = id.strip_prefix("/dev/disk/by-id/") {
+            e.hint = Some(format!("write {name:?}"));
+        } else {
+            e.hint = Some("see `ls /dev/disk/by-id`; kernel names like sda change between boots".into());
+        }
+    }
+    c.unique(seen, "pool disk", id.clone(), disk.span());
+}
+
+fn pool(c: &mut Checker<'_>, raw: &Spanned<RawPool>) -> Pool {
+    let p = raw.get_ref();
+    let filesystem = match p.filesystem.as_ref().map(|f| f.get_ref().as_str()) {
+        None | Some("ext4") => Filesystem::Ext4,
+        Some("btrfs") => Filesystem::Btrfs,
+        Some(_) => {
+            if let Some(f) = &p.filesystem {
+                c.invalid(f, "pool filesystem", "expected \"ext4\" or \"btrfs\"");
+            }
+            Filesystem::Ext4
+        }
+    };
+    let mut seen = HashMap::new();
+    for disk in p.disks.iter().chain(&p.mirror) {
+        disk_id(c, disk, &mut seen);
+    }
+    if !p.mirror.is_empty() && filesystem != Filesystem::Btrfs {
+        let message = "pool: `mirror` needs filesystem = \"btrfs\"".to_owned();
+        c.push(raw.span(), ErrorKind::Conflict { message }).hint =
+            Some("set filesystem = \"btrfs\" or remove `mirror`".into());
+    }
+    if p.create && p.disks.is_empty() {
+        let message = "pool: `create = true` needs the `disks` it may format".to_owned();
+        c.push(raw.span(), ErrorKind::Conflict { message }).hint =
+            Some("name the blank disks by id, e.g. disks = [\"ata-Samsung_SSD_870_S5Y1NX0R\"]".into());
+    }
+    Pool {
+        disks: p.disks.iter().map(|d| d.get_ref().clone()).collect(),
+        filesystem,
+        create: p.create,
+        mirror: p.mirror.iter().map(|d| d.get_ref().clone()).collect(),
+    }
+}
+
+fn log(c: &mut Checker<'_>, raw: RawLog) -> Log {
+    let remote = raw.remote.as_ref().and_then(|r| match r.get_ref().parse() {
+        Ok(hp) => Some(hp),
+        Err(reason) => {
+            c.invalid(r, "log remote", reason);
+            None
+        }
+    });
+    let level = match raw.level.as_ref().map(|l| l.get_ref().as_str()) {
+        None | Some("info") => LogLevel::Info,
+        Some("error") => LogLevel::Error,
+        Some("warn") => LogLevel::Warn,
+        Some("debug") => LogLevel::Debug,
+        Some("trace") => LogLevel::Trace,
+        Some(other) => {
+            let hint = crate::suggest::closest(other, ["error", "warn", "info", "debug", "trace"])
+                .map(|l| format!("did you mean {l:?}?"));
+            if let Some(l) = &raw.level {
+                c.invalid(l, "log level", "expected error, warn, info, debug or trace")
+                    .hint = hint;
+            }
+            LogLevel::Info
+        }
+    };
+    Log { remote, level }
+}
+
+fn images(c: &mut Checker<'_>, raw: RawImages) -> Vec<crate::keys::TrustedKey> {
+    let mut keys = Vec::new();
+    let mut seen = HashMap::new();
+    for key in &raw.trusted_keys {
+        match parse_trusted_key(key.get_ref()) {
+            Ok(k) => {
+                let hex: String = k.key.iter().map(|b| format!("{b:02x}")).collect();
+                c.unique(&mut seen, "trusted key", hex, key.span());
+                keys.push(k);
+            }
+            Err(reason) => {
+                c.invalid(key, "images trusted key", reason);
+            }
+        }
+    }
+    keys
+}
