@@ -86,6 +86,18 @@ pub fn log(level: Level, message: fmt::Arguments<'_>) {
     }
 }
 
+/// Writes one untagged message whatever the level: the lines the boot tests match.
+pub fn notice(message: fmt::Arguments<'_>) {
+    let line = format_line(crate::sys::boottime(), Level::Info, message);
+    crate::sys::write_console(line.as_bytes());
+}
+
+/// Logs a line that is always shown (timeline, ready, recovery, shutdown).
+#[macro_export]
+macro_rules! notice {
+    ($($arg:tt)*) => { $crate::log::notice(format_args!($($arg)*)) };
+}
+
 /// Logs at info level: `info!("mounted {}", path)`.
 #[macro_export]
 macro_rules! info {

@@ -66,6 +66,12 @@ pub trait ModuleLoader {
     fn load(&mut self, name: &str, path: &Path, params: &str) -> Result<LoadOutcome, ModprobeError>;
 }
 
+impl std::fmt::Debug for dyn ModuleLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ModuleLoader")
+    }
+}
+
 /// The real loader: `finit_module(2)` on the opened `.ko` file.
 #[derive(Debug, Default)]
 pub struct KernelLoader;

@@ -75,12 +75,17 @@ impl Timeline {
         )
     }
 
+    /// Logs the step lines (also done before recovery mode).
+    pub fn log_steps(&self) {
+        for line in self.step_lines() {
+            crate::notice!("{line}");
+        }
+    }
+
     /// Logs the step lines and then the ready line.
     pub fn log_ready(&self, now: Duration) {
-        for line in self.step_lines() {
-            crate::info!("{line}");
-        }
-        crate::info!("{}", self.ready_line(now));
+        self.log_steps();
+        crate::notice!("{}", self.ready_line(now));
     }
 }
 

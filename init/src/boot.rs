@@ -1,0 +1,312 @@
+//! The boot sequence: the top-level steps PID 1 runs before its event loop.
+
+use std::path::PathBuf;
+
+use crate::clock::Clock;
+use crate::cmdline::Cmdline;
+use crate::coldplug::{self, ColdplugError, ColdplugReport};
+use crate::modprobe::{Modprobe, ModuleLoader};
+use crate::modules::{ModuleIndex, ModulesError};
+use crate::mounts::{self, EARLY_MOUNTS, MountError, Mounter};
+use crate::paths::Paths;
+use crate::power::PowerButtons;
+use crate::timeline::Timeline;
+use crate::uevent::UeventSocket;
+
+/// A boot step failed; the boot goes to recovery mode with this as the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// A required early mount failed.
+    #[error("early mounts failed: {0}")]
+    Mounts(#[from] MountError),
+    /// `ramkey.recovery` was given.
+    #[error("requested on the kernel command line")]
+    RecoveryRequested,
+    /// The running kernel's release could not be read.
+    #[error("cannot read the kernel release from {path}: {source}")]
+    KernelRelease {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// `modules.dep` or `modules.alias` is missing.
+    #[error("module index unusable: {0}")]
+    Modules(#[from] ModulesError),
+    /// sysfs could not be scanned.
+    #[error("coldplug failed: {0}")]
+    Coldplug(#[from] ColdplugError),
+}
+
+/// What the boot steps produced, kept even when a later step fails or panics.
+#[derive(Debug, Default)]
+pub struct BootState {
+    /// The parsed kernel command line.
+    pub cmdline: Cmdline,
+    /// Module loading for coldplug and uevents.
+    pub modprobe: Option<Modprobe>,
+    /// The uevent socket, opened before coldplug so that no device is missed.
+    pub uevents: Option<UeventSocket>,
+    /// Open power-button devices.
+    pub buttons: PowerButtons,
+}
+
+/// The effects the boot uses; real ones on the box, fakes in tests.
+pub struct Boot<'a> {
+    /// Where everything is.
+    pub paths: &'a Paths,
+    /// Time since kernel start.
+    pub clock: &'a dyn Clock,
+    /// Performs the early mounts.
+    pub mounter: &'a mut dyn Mounter,
+    /// Loads modules.
+    pub loader: &'a mut dyn ModuleLoader,
+    /// Open the kernel uevent socket (off in unit tests).
+    pub watch_uevents: bool,
+}
+
+impl std::fmt::Debug for Boot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Boot")
+            .field("paths", self.paths)
+            .field("watch_uevents", &self.watch_uevents)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Boot<'_> {
+    /// Runs the boot steps in order, recording each in `timeline`.
+    pub fn run(&mut self, timeline: &mut Timeline, state: &mut BootState) -> Result<(), BootError> {
+        let clock = self.clock;
+        let paths = self.paths;
+        let mounter = &mut *self.mounter;
+        let report = timeline.step(clock, "early-mounts", || {
+            mounts::mount_all(paths.root(), EARLY_MOUNTS, mounter)
+        })?;
+        crate::debug!("early mounts: {report:?}");
+
+        state.cmdline = timeline.step(clock, "cmdline", || read_cmdline(paths));
+        if state.cmdline.recovery {
+            return Err(BootError::RecoveryRequested);
+        }
+
+        let modprobe = timeline.step(clock, "modules-index", || open_modules(paths, &state.cmdline))?;
+        let modprobe = state.modprobe.insert(modprobe);
+
+        if self.watch_uevents {
+            state.uevents = open_uevents();
+        }
+        let loader = &mut *self.loader;
+        let report = timeline.step(clock, "coldplug", || {
+            coldplug::coldplug(&paths.sys(), modprobe, loader, clock, &|_| true)
+        })?;
+        crate::notice!("{}", report.summary());
+
+        let buttons = &mut state.buttons;
+        timeline.step(clock, "power-button", || buttons.scan(&paths.dev()));
+        if state.buttons.is_empty() {
+            crate::warn!("no power button found; SIGUSR2 or SIGPWR powers the box off");
+        }
+        Ok(())
+    }
+}
+
+/// Reads the command line (defaults if unreadable), applies the log level, logs warnings.
+pub fn read_cmdline(paths: &Paths) -> Cmdline {
+    let cmdline = Cmdline::read(&paths.cmdline()).unwrap_or_else(|e| {
+        crate::warn!("{e}; using defaults");
+        Cmdline::default()
+    });
+    crate::log::set_level(cmdline.log);
+    for warning in &cmdline.warnings {
+        crate::warn!("kernel command line: {warning}");
+    }
+    if let Ok(text) = std::fs::read_to_string(paths.os_release()) {
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .map(|v| v.trim_matches('"').to_owned())
+        };
+        crate::info!(
+            "{} (VERSION_ID={})",
+            field("PRETTY_NAME").unwrap_or_else(|| "Ramkey".into()),
+            field("VERSION_ID").unwrap_or_else(|| "unknown".into())
+        );
+    }
+    crate::debug!("kernel command line: {cmdline:?}");
+    cmdline
+}
+
+/// Loads the module index of the running kernel, with the command line's parameters.
+pub fn open_modules(paths: &Paths, cmdline: &Cmdline) -> Result<Modprobe, BootError> {
+    let release_path = paths.osrelease();
+    let release = std::fs::read_to_string(&release_path).map_err(|source| BootError::KernelRelease {
+        path: release_path,
+        source,
+    })?;
+    let release = release.trim();
+    let index = ModuleIndex::load(&paths.modules_dir(release))?;
+    for warning in &index.warnings {
+        crate::warn!("{warning}");
+    }
+    crate::info!("kernel {release}: {} modules in the index", index.len());
+    let params = cmdline
+        .module_params
+        .keys()
+        .map(|m| (m.clone(), cmdline.params_for(m)))
+        .collect();
+    let mut modprobe = Modprobe::new(index, params);
+    if let Ok(loaded) = std::fs::read_to_string(paths.proc_modules()) {
+        modprobe.seed_loaded(&loaded);
+    }
+    Ok(modprobe)
+}
+
+/// Opens the uevent socket; a failure is logged and the box goes on without it.
+pub fn open_uevents() -> Option<UeventSocket> {
+    UeventSocket::open()
+        .inspect_err(|e| crate::warn!("{e}; late devices will not get their modules"))
+        .ok()
+}
+
+/// Loads only the power-button modules (recovery mode) and opens the buttons.
+pub fn power_button_coldplug(
+    paths: &Paths,
+    state: &mut BootState,
+    loader: &mut dyn ModuleLoader,
+    clock: &dyn Clock,
+) -> Option<ColdplugReport> {
+    let report = match state.modprobe.as_mut() {
+        Some(modprobe) => coldplug::coldplug(&paths.sys(), modprobe, loader, clock, &coldplug::power_button_only)
+            .inspect_err(|e| crate::warn!("{e}"))
+            .ok(),
+        None => None,
+    };
+    state.buttons.scan(&paths.dev());
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FakeClock;
+    use crate::modprobe::RecordingLoader;
+    use crate::mounts::MountStep;
+    use nix::errno::Errno;
+    use std::path::Path;
+    use std::time::Duration;
+
+    #[derive(Default)]
+    struct RecordingMounter(Vec<String>);
+
+    impl Mounter for RecordingMounter {
+        fn mkdir_all(&mut self, path: &Path) -> std::io::Result<()> {
+            std::fs::create_dir_all(path)
+        }
+        fn mount(&mut self, step: &MountStep, _: &Path) -> Result<(), Errno> {
+            self.0.push(step.target.to_owned());
+            Ok(())
+        }
+    }
+
+    fn write(root: &Path, path: &str, text: &str) {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn fixture(cmdline: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        write(r, "proc/cmdline", cmdline);
+        write(r, "proc/sys/kernel/osrelease", "6.1.0-test\n");
+        write(r, "proc/modules", "");
+        write(r, "etc/os-release", "PRETTY_NAME=\"Ramkey 0.1\"\nVERSION_ID=0.1\n");
+        write(
+            r,
+            "lib/modules/6.1.0-test/modules.dep",
+            "kernel/button.ko:\nkernel/usb-storage.ko:\n",
+        );
+        write(
+            r,
+            "lib/modules/6.1.0-test/modules.alias",
+            "alias acpi*:LNXPWRBN:* button\nalias usb:v1234* usb_storage\n",
+        );
+        write(r, "sys/devices/LNXSYSTM:00/LNXPWRBN:00/modalias", "acpi:LNXPWRBN:\n");
+        write(
+            r,
+            "sys/devices/pci0000:00/usb1/1-1/1-1:1.0/modalias",
+            "usb:v1234p5678\n",
+        );
+        dir
+    }
+
+    fn boot(dir: &Path, loader: &mut RecordingLoader) -> (Result<(), BootError>, Timeline, BootState) {
+        let paths = Paths::new(dir);
+        let clock = FakeClock::new(Duration::from_secs(1), Duration::from_millis(10));
+        let mut mounter = RecordingMounter::default();
+        let mut timeline = Timeline::new(Duration::from_millis(900));
+        let mut state = BootState::default();
+        let result = Boot {
+            paths: &paths,
+            clock: &clock,
+            mounter: &mut mounter,
+            loader,
+            watch_uevents: false,
+        }
+        .run(&mut timeline, &mut state);
+        crate::log::set_level(crate::log::Level::Info);
+        (result, timeline, state)
+    }
+
+    #[test]
+    fn full_boot_with_fakes() {
+        let dir = fixture("BOOT_IMAGE=/vmlinuz usb-storage.delay_use=0 quiet\n");
+        let mut loader = RecordingLoader::default();
+        let (result, timeline, state) = boot(dir.path(), &mut loader);
+        result.unwrap();
+        let steps: Vec<_> = timeline.steps.iter().map(|s| s.name).collect();
+        assert_eq!(
+            steps,
+            ["early-mounts", "cmdline", "modules-index", "coldplug", "power-button"]
+        );
+        assert_eq!(
+            loader.calls,
+            [
+                ("button".to_owned(), String::new()),
+                ("usb_storage".to_owned(), "delay_use=0".to_owned())
+            ]
+        );
+        assert!(state.modprobe.unwrap().is_loaded("usb_storage"));
+    }
+
+    #[test]
+    fn recovery_on_request_stops_after_cmdline() {
+        let dir = fixture("ramkey.recovery\n");
+        let mut loader = RecordingLoader::default();
+        let (result, timeline, mut state) = boot(dir.path(), &mut loader);
+        assert!(matches!(result, Err(BootError::RecoveryRequested)));
+        assert_eq!(timeline.steps.len(), 2);
+        assert!(loader.calls.is_empty());
+        // Recovery then loads only the power button.
+        let paths = Paths::new(dir.path());
+        state.modprobe = Some(open_modules(&paths, &state.cmdline).unwrap());
+        let clock = FakeClock::new(Duration::ZERO, Duration::ZERO);
+        power_button_coldplug(&paths, &mut state, &mut loader, &clock).unwrap();
+        assert_eq!(loader.calls, [("button".to_owned(), String::new())]);
+    }
+
+    #[test]
+    fn missing_module_index_is_a_boot_error() {
+        let dir = fixture("");
+        std::fs::remove_file(dir.path().join("lib/modules/6.1.0-test/modules.dep")).unwrap();
+        let mut loader = RecordingLoader::default();
+        let (result, _, _) = boot(dir.path(), &mut loader);
+        let err = result.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("module index unusable: cannot read module index"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! Where PID 1 finds things, all under one injectable root (`/` on the box).
+
+use std::path::{Path, PathBuf};
+
+/// The filesystem locations PID 1 uses, relative to a root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// `/` on the box, a temporary directory in tests.
+    pub root: PathBuf,
+}
+
+impl Paths {
+    /// Paths under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Paths { root: root.into() }
+    }
+
+    fn under(&self, path: &str) -> PathBuf {
+        self.root.join(path)
+    }
+
+    /// Where procfs is mounted.
+    pub fn proc(&self) -> PathBuf {
+        self.under("proc")
+    }
+
+    /// Where sysfs is mounted.
+    pub fn sys(&self) -> PathBuf {
+        self.under("sys")
+    }
+
+    /// Where devtmpfs is mounted.
+    pub fn dev(&self) -> PathBuf {
+        self.under("dev")
+    }
+
+    /// The kernel command line.
+    pub fn cmdline(&self) -> PathBuf {
+        self.under("proc/cmdline")
+    }
+
+    /// The mount table.
+    pub fn mounts(&self) -> PathBuf {
+        self.under("proc/self/mounts")
+    }
+
+    /// The running kernel's release (`uname -r`).
+    pub fn osrelease(&self) -> PathBuf {
+        self.under("proc/sys/kernel/osrelease")
+    }
+
+    /// The modules the kernel already has.
+    pub fn proc_modules(&self) -> PathBuf {
+        self.under("proc/modules")
+    }
+
+    /// `/lib/modules/<KVER>`.
+    pub fn modules_dir(&self, kernel_release: &str) -> PathBuf {
+        self.under("lib/modules").join(kernel_release)
+    }
+
+    /// The platform's `/etc/os-release`.
+    pub fn os_release(&self) -> PathBuf {
+        self.under("etc/os-release")
+    }
+
+    /// The root itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn everything_is_under_the_root() {
+        let p = Paths::new("/tmp/x");
+        assert_eq!(p.cmdline(), PathBuf::from("/tmp/x/proc/cmdline"));
+        assert_eq!(
+            p.modules_dir("6.1.0-28-amd64"),
+            PathBuf::from("/tmp/x/lib/modules/6.1.0-28-amd64")
+        );
+        assert_eq!(Paths::new("/").sys(), PathBuf::from("/sys"));
+    }
+}
