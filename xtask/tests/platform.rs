@@ -73,7 +73,8 @@ fn the_archive_holds_init_modules_and_device_nodes() {
         "{virtio_net}"
     );
     for needle in [
-        "alias pci:v00001AF4d00001000sv*sd*bc*sc*i* virtio_net",
+        "alias virtio:d00000001v* virtio_net",
+        "alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci",
         " button\n",
         " evdev\n",
         " vfat\n",
