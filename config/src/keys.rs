@@ -112,8 +112,9 @@ pub struct TrustedKey {
     pub comment: Option<String>,
 }
 
-/// Parses an ed25519 public key: OpenSSH form (`ssh-ed25519 AAAA... [comment]`), or the 32
-/// raw bytes as base64 or hex, optionally prefixed with `ed25519:`.
+/// Parses an ed25519 public key: the image tools' public key line
+/// (`ramkey-ed25519-public BASE64 [comment]`), OpenSSH form (`ssh-ed25519 AAAA... [comment]`),
+/// or the 32 raw bytes as base64 or hex, optionally prefixed with `ed25519:`.
 ///
 /// # Errors
 /// Says what is wrong with the key.
@@ -134,7 +135,17 @@ pub fn parse_trusted_key(s: &str) -> Result<TrustedKey, String> {
             comment: ssh.comment,
         });
     }
-    let raw = s.strip_prefix("ed25519:").unwrap_or(s);
+    let (raw, comment) = match s.strip_prefix("ramkey-ed25519-public") {
+        Some(rest) => {
+            let mut parts = rest.trim().splitn(2, char::is_whitespace);
+            let key = parts.next().unwrap_or_default();
+            (
+                key,
+                parts.next().map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned),
+            )
+        }
+        None => (s.strip_prefix("ed25519:").unwrap_or(s), None),
+    };
     let bytes = if raw.len() == 64 && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
         (0..32)
             .map(|i| u8::from_str_radix(&raw[2 * i..2 * i + 2], 16).unwrap_or_default())
@@ -146,7 +157,7 @@ pub fn parse_trusted_key(s: &str) -> Result<TrustedKey, String> {
     };
     let key = <[u8; 32]>::try_from(bytes.as_slice())
         .map_err(|_| format!("an ed25519 public key has 32 bytes, this one has {}", bytes.len()))?;
-    Ok(TrustedKey { key, comment: None })
+    Ok(TrustedKey { key, comment })
 }
 
 #[cfg(test)]
@@ -190,5 +201,8 @@ mod tests {
         let b64 = format!("ed25519:{}", STANDARD.encode([7u8; 32]));
         assert_eq!(parse_trusted_key(&b64).expect("base64").key, [7u8; 32]);
         assert!(parse_trusted_key("ed25519:AAAA").is_err());
+        let line = format!("ramkey-ed25519-public {} release", STANDARD.encode([7u8; 32]));
+        let key = parse_trusted_key(&line).expect("ramkey form");
+        assert_eq!((key.key, key.comment.as_deref()), ([7u8; 32], Some("release")));
     }
 }
