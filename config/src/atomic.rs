@@ -37,7 +37,11 @@ pub enum AtomicError {
 }
 
 fn io_err<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> AtomicError + 'p {
-    move |source| AtomicError::Io { action, path: path.to_owned(), source }
+    move |source| AtomicError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 fn sibling(dir: &Path, suffix: &str) -> PathBuf {
@@ -76,7 +80,9 @@ pub fn write_raw(dir: &Path, text: &str) -> Result<(), AtomicError> {
 
     if target.exists() {
         fs::copy(&target, &prev).map_err(io_err("copy to .prev", &target))?;
-        File::open(&prev).and_then(|f| f.sync_all()).map_err(io_err("fsync", &prev))?;
+        File::open(&prev)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("fsync", &prev))?;
     }
     fs::rename(&new, &target).map_err(io_err("rename", &new))?;
     sync_dir(dir)
@@ -107,7 +113,10 @@ mod tests {
         assert!(!sibling(dir.path(), PREV_SUFFIX).exists());
         write_config(dir.path(), FULL).expect("second write");
         assert_eq!(fs::read_to_string(dir.path().join(CONFIG_FILE)).expect("read"), FULL);
-        assert_eq!(fs::read_to_string(sibling(dir.path(), PREV_SUFFIX)).expect("read prev"), MINIMAL);
+        assert_eq!(
+            fs::read_to_string(sibling(dir.path(), PREV_SUFFIX)).expect("read prev"),
+            MINIMAL
+        );
         assert!(!sibling(dir.path(), NEW_SUFFIX).exists());
     }
 
