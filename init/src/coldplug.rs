@@ -71,12 +71,13 @@ pub fn scan_modaliases(sys_root: &Path) -> Result<Vec<String>, ColdplugError> {
                 if let Ok(sub) = std::fs::read_dir(entry.path()) {
                     stack.push(sub);
                 }
-            } else if kind.is_file() && entry.file_name() == "modalias" {
-                if let Ok(text) = std::fs::read_to_string(entry.path()) {
-                    let alias = text.trim();
-                    if !alias.is_empty() {
-                        found.push(alias.to_owned());
-                    }
+            } else if kind.is_file()
+                && entry.file_name() == "modalias"
+                && let Ok(text) = std::fs::read_to_string(entry.path())
+            {
+                let alias = text.trim();
+                if !alias.is_empty() {
+                    found.push(alias.to_owned());
                 }
             }
         }

@@ -101,10 +101,8 @@ impl EventLoop {
                         .collect::<Vec<_>>(),
                 )
             };
-            if signal_ready {
-                if let Some(request) = self.handle_signals() {
-                    return Ok(request);
-                }
+            if signal_ready && let Some(request) = self.handle_signals() {
+                return Ok(request);
             }
             if uevent_ready {
                 self.handle_uevents();
