@@ -206,7 +206,7 @@ impl Modprobe {
                 Ok(outcome) => {
                     if outcome == LoadOutcome::Loaded {
                         loaded += 1;
-                        crate::debug!("loaded module {module} {params}");
+                        crate::debug!("loaded module {module} [{params}]");
                     }
                     self.state.insert(module, State::Loaded);
                 }
