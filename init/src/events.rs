@@ -150,7 +150,7 @@ impl EventLoop {
                         let mut failures = 0;
                         let n = coldplug::load_for_modalias(alias, modprobe, self.loader.as_mut(), &mut failures);
                         if n > 0 {
-                            crate::info!("{alias}: {n} modules loaded");
+                            crate::info!("uevent: {n} modules loaded for {alias}");
                         }
                     }
                     if event.is_input_event_device_added() {
