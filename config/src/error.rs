@@ -38,11 +38,11 @@ pub enum ErrorKind {
         message: String,
     },
     /// A value that has the right type but is not acceptable.
-    #[error("{field} {value:?} is not valid: {reason}")]
+    #[error("{field} {value} is not valid: {reason}")]
     Invalid {
         /// The key, with its owner (`nic "admin" ip`).
         field: String,
-        /// The value as written.
+        /// The value, quoted if it is a string.
         value: String,
         /// Why it is refused.
         reason: String,

@@ -5,6 +5,9 @@
 //! - [`edit::Document`] changes single values by dotted key while keeping comments and layout.
 //! - [`atomic::write_config`] replaces the file power-safely on FAT.
 //! - [`smartos::import`] turns a SmartOS `/usbkey/config` into a Ramkey config.
+//!
+//! The schema is documented by example in `tests/fixtures/accept/full.toml` (every section,
+//! commented); each rejected case has its own file under `tests/fixtures/reject/`.
 
 pub mod atomic;
 pub mod edit;

@@ -35,7 +35,7 @@ impl<'t> Checker<'t> {
     }
 
     /// Records an invalid value.
-    pub fn invalid<T: std::fmt::Display>(
+    pub fn invalid<T: std::fmt::Debug>(
         &mut self,
         value: &Spanned<T>,
         field: impl Into<String>,
@@ -43,7 +43,7 @@ impl<'t> Checker<'t> {
     ) -> &mut ConfigError {
         let kind = ErrorKind::Invalid {
             field: field.into(),
-            value: value.get_ref().to_string(),
+            value: format!("{:?}", value.get_ref()),
             reason: reason.into(),
         };
         self.push(value.span(), kind)
