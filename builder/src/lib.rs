@@ -3,8 +3,10 @@
 //! front over this library.
 
 pub mod deb;
+pub mod flash;
 pub mod initramfs;
 pub mod kernel;
 pub mod modules;
 pub mod platform;
 pub mod records;
+pub mod run;

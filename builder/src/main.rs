@@ -17,6 +17,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write an image to a USB stick (or a file) and verify it.
+    Flash(ramkey_builder::flash::FlashArgs),
+    /// Boot a stick image, a PXE tree or a platform under QEMU.
+    Run(ramkey_builder::run::RunArgs),
     /// Build the platform (kernel + initramfs) into OUT/platform/.
     Build {
         /// The static PID 1 binary (built by `cargo xtask`).
@@ -38,6 +42,8 @@ enum Command {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Flash(args) => ramkey_builder::flash::cli(&args).map(drop).map_err(Into::into),
+        Command::Run(args) => ramkey_builder::run::cli(&args).map_err(Into::into),
         Command::Build {
             init,
             kernel_deb,
