@@ -14,6 +14,16 @@ pub enum DebError {
     NoData { path: PathBuf },
     #[error("{path}: unsupported data member compression {member}")]
     Compression { path: PathBuf, member: String },
+    #[error("cannot run {program}: {source}; is this a Debian host with apt?")]
+    Spawn { program: String, source: io::Error },
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Apt {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("apt knows no package {package}; run `apt-get update`, or check the name")]
+    Unknown { package: String },
     #[error("{path}: unpacking {member} into {dest}: {source}")]
     Unpack {
         path: PathBuf,
@@ -70,6 +80,86 @@ pub fn unpack(deb: &Path, dest: &Path) -> Result<(), DebError> {
     })
 }
 
+/// Runs an apt tool in `dir` and returns its standard output.
+pub fn apt(program: &str, args: &[&str], dir: &Path) -> Result<String, DebError> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|source| DebError::Spawn {
+            program: program.into(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(DebError::Apt {
+            command: format!("{program} {}", args.join(" ")),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The file name apt gives the candidate version of `package`, from `apt-cache show`.
+pub fn candidate_file_name(package: &str, show: &str) -> Option<String> {
+    let stanza = show.split("\n\n").next()?;
+    let field = |name: &str| stanza.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+    let version = field("Version:")?;
+    let arch = field("Architecture:")?;
+    // apt writes an epoch's colon as %3a.
+    Some(format!("{package}_{}_{arch}.deb", version.replace(':', "%3a")))
+}
+
+/// The candidate `.deb` of `package` in `cache/debs`, downloaded with `apt-get download`
+/// unless it is already there.
+pub fn download(package: &str, cache: &Path) -> Result<PathBuf, DebError> {
+    let debs = cache.join("debs");
+    std::fs::create_dir_all(&debs).map_err(|source| DebError::Io {
+        path: debs.clone(),
+        source,
+    })?;
+    let show = apt("apt-cache", &["show", "--no-all-versions", package], &debs).map_err(|_| DebError::Unknown {
+        package: package.into(),
+    })?;
+    let name = candidate_file_name(package, &show).ok_or_else(|| DebError::Unknown {
+        package: package.into(),
+    })?;
+    let path = debs.join(&name);
+    if !path.exists() {
+        apt("apt-get", &["download", "-q", package], &debs)?;
+    }
+    if !path.exists() {
+        return Err(DebError::NoData { path });
+    }
+    Ok(path)
+}
+
+/// Unpacks `deb` once into `cache/unpacked/<file stem>/` and returns that folder.
+pub fn unpack_cached(deb: &Path, cache: &Path) -> Result<PathBuf, DebError> {
+    let stem = deb
+        .file_stem()
+        .map_or_else(|| "package".into(), |s| s.to_string_lossy().into_owned());
+    let dir = cache.join("unpacked");
+    let done = dir.join(&stem);
+    if done.join(".unpacked").exists() {
+        return Ok(done);
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DebError::Io { path, source }
+    };
+    let tmp = dir.join(format!(".{stem}.tmp"));
+    for stale in [&tmp, &done] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale).map_err(io(stale))?;
+        }
+    }
+    unpack(deb, &tmp)?;
+    std::fs::write(tmp.join(".unpacked"), deb.to_string_lossy().as_bytes()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &done).map_err(io(&done))?;
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +197,15 @@ mod tests {
         unpack(&deb, &dest).unwrap();
         assert_eq!(std::fs::read(dest.join("boot/vmlinuz-test")).unwrap(), b"kernel");
         assert_eq!(std::fs::read(dest.join("lib/x.ko")).unwrap(), b"mod");
+    }
+
+    #[test]
+    fn candidate_file_name_encodes_the_epoch() {
+        let show = "Package: busybox-static\nVersion: 1:1.35.0-4+b3\nArchitecture: amd64\n\nPackage: other\n";
+        assert_eq!(
+            candidate_file_name("busybox-static", show).as_deref(),
+            Some("busybox-static_1%3a1.35.0-4+b3_amd64.deb")
+        );
     }
 
     #[test]

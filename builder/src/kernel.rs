@@ -2,7 +2,6 @@
 //! `apt-get download` into the cache or given as a path, unpacked once per package file.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::deb::{self, DebError};
 
@@ -34,22 +33,12 @@ pub struct Kernel {
 /// What can go wrong getting the kernel.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
-    #[error("cannot run {program}: {source}; give the kernel package with --kernel-deb FILE")]
-    Spawn { program: String, source: std::io::Error },
-    #[error("{program} failed ({status}): {stderr}")]
-    Failed {
-        program: String,
-        status: std::process::ExitStatus,
-        stderr: String,
-    },
     #[error(
         "apt knows no linux-image-{SERIES}-N-amd64 package; run `apt-get update`, or give the kernel package with --kernel-deb FILE"
     )]
     NoPackage,
     #[error("{dir}: {what}")]
     Layout { dir: PathBuf, what: String },
-    #[error("cache {path}: {source}")]
-    Cache { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Deb(#[from] DebError),
 }
@@ -72,27 +61,7 @@ pub fn obtain(source: &KernelSource, cache: &Path) -> Result<Kernel, KernelError
         KernelSource::Deb(path) => path.clone(),
         KernelSource::Apt => download(cache)?,
     };
-    let stem = deb
-        .file_stem()
-        .map_or_else(|| "kernel".into(), |s| s.to_string_lossy().into_owned());
-    let unpacked = cache.join("kernels").join(&stem);
-    let marker = unpacked.join(".unpacked");
-    if !marker.exists() {
-        let tmp = cache.join("kernels").join(format!(".{stem}.tmp"));
-        let cache_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| KernelError::Cache { path, source }
-        };
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(cache_err(&tmp))?;
-        }
-        if unpacked.exists() {
-            std::fs::remove_dir_all(&unpacked).map_err(cache_err(&unpacked))?;
-        }
-        deb::unpack(&deb, &tmp)?;
-        std::fs::write(tmp.join(".unpacked"), deb.to_string_lossy().as_bytes()).map_err(cache_err(&tmp))?;
-        std::fs::rename(&tmp, &unpacked).map_err(cache_err(&unpacked))?;
-    }
+    let unpacked = deb::unpack_cached(&deb, cache)?;
     locate(&unpacked, deb)
 }
 
@@ -137,57 +106,11 @@ pub fn newest_package(apt_cache_show: &str) -> Option<String> {
         .map(|(_, name)| name)
 }
 
-fn run(program: &str, args: &[&str], dir: &Path) -> Result<String, KernelError> {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .map_err(|source| KernelError::Spawn {
-            program: program.into(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(KernelError::Failed {
-            program: format!("{program} {}", args.join(" ")),
-            status: out.status,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Downloads the newest generic kernel package into `cache/debs`, unless it is already there.
+/// Downloads the newest generic kernel package into the cache, unless it is already there.
 fn download(cache: &Path) -> Result<PathBuf, KernelError> {
-    let debs = cache.join("debs");
-    std::fs::create_dir_all(&debs).map_err(|source| KernelError::Cache {
-        path: debs.clone(),
-        source,
-    })?;
-    let show = run("apt-cache", &["show", "linux-image-amd64"], &debs)?;
+    let show = deb::apt("apt-cache", &["show", "linux-image-amd64"], Path::new("/"))?;
     let package = newest_package(&show).ok_or(KernelError::NoPackage)?;
-    if let Some(found) = cached_deb(&debs, &package) {
-        return Ok(found);
-    }
-    run("apt-get", &["download", "-q", &package], &debs)?;
-    cached_deb(&debs, &package).ok_or_else(|| KernelError::Layout {
-        dir: debs.clone(),
-        what: format!("apt-get download {package} left no {package}_*.deb"),
-    })
-}
-
-fn cached_deb(dir: &Path, package: &str) -> Option<PathBuf> {
-    let prefix = format!("{package}_");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().unwrap_or_default().to_string_lossy();
-            name.starts_with(&prefix) && name.ends_with(".deb")
-        })
-        .collect();
-    found.sort();
-    found.pop()
+    Ok(deb::download(&package, cache)?)
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
 //! The `ramkey` workstation CLI: argument parsing only; the work is in the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use ramkey_builder::initramfs::Compression;
-use ramkey_builder::kernel::{self, KernelSource};
-use ramkey_builder::{modules, platform};
+use ramkey_builder::appliance::Appliance;
+use ramkey_builder::{build, platform};
 
 #[derive(Parser)]
 #[command(name = "ramkey", version, about = "Build and run Ramkey appliances")]
@@ -21,22 +20,23 @@ enum Command {
     Flash(ramkey_builder::flash::FlashArgs),
     /// Boot a stick image, a PXE tree or a platform under QEMU.
     Run(ramkey_builder::run::RunArgs),
-    /// Build the platform (kernel + initramfs) into OUT/platform/.
+    /// Build an appliance: OUT/platform/, OUT/usb.img and OUT/pxe/.
     Build {
-        /// The static PID 1 binary (built by `cargo xtask`).
-        #[arg(long)]
-        init: PathBuf,
-        /// A linux-image-6.1.0-*-amd64 .deb; default: the newest apt knows, cached.
-        #[arg(long)]
-        kernel_deb: Option<PathBuf>,
-        /// Files copied verbatim into the platform root.
-        #[arg(long)]
-        overlay: Option<PathBuf>,
+        /// The appliance definition.
+        #[arg(default_value = "appliance.toml")]
+        appliance: PathBuf,
         /// Output folder.
         #[arg(long, default_value = "out")]
         out: PathBuf,
-        #[arg(long, value_enum, default_value_t = Compression::Gzip)]
-        compression: Compression,
+        /// The static PID 1 binary; default: built from the appliance's source tree.
+        #[arg(long)]
+        init: Option<PathBuf>,
+        /// A linux-image-6.1.0-*-amd64 .deb; default: the appliance's, else the newest apt knows.
+        #[arg(long)]
+        kernel_deb: Option<PathBuf>,
+        /// Build only OUT/platform/.
+        #[arg(long)]
+        platform_only: bool,
     },
 }
 
@@ -45,36 +45,43 @@ fn main() -> Result<()> {
         Command::Flash(args) => ramkey_builder::flash::cli(&args).map(drop).map_err(Into::into),
         Command::Run(args) => ramkey_builder::run::cli(&args).map_err(Into::into),
         Command::Build {
+            appliance,
+            out,
             init,
             kernel_deb,
-            overlay,
-            out,
-            compression,
+            platform_only,
         } => {
-            let source = kernel_deb.map_or(KernelSource::Apt, KernelSource::Deb);
-            let kernel = kernel::obtain(&source, &kernel::cache_dir()).context("getting the kernel")?;
-            let epoch = source_date_epoch()?;
-            let inputs = platform::Inputs {
-                kernel: &kernel,
-                init: &init,
-                overlay: overlay.as_deref(),
-                modules: modules::DEFAULT_MODULES
-                    .iter()
-                    .flat_map(|(_, names)| names.iter().copied())
-                    .collect(),
-                epoch,
+            let started = std::time::Instant::now();
+            let a = Appliance::load(&appliance)?;
+            let base = appliance
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let opts = build::Options {
+                out,
+                init,
+                kernel_deb,
+                epoch: source_date_epoch()?,
+                platform_only,
             };
-            let tree = platform::assemble(&inputs).context("assembling the platform")?;
-            let output = platform::write(&out.join("platform"), &kernel, &tree, epoch, compression)?;
+            let report = build::build(&a, base, &opts)?;
+            let p = &report.platform;
             println!(
-                "platform {} (kernel {}): {} records, initrd.img {} bytes ({} uncompressed) in {}",
+                "platform {} (kernel {}): {} records, initrd.img {} bytes ({} uncompressed), {} libraries for extras",
                 platform::VERSION,
-                kernel.release,
-                output.records,
-                output.initrd_size,
-                output.uncompressed_size,
-                output.dir.display()
+                report.kernel,
+                p.records,
+                p.initrd_size,
+                p.uncompressed_size,
+                report.libraries.len()
             );
+            if let Some((usb, fat)) = &report.usb {
+                println!("usb.img: {} (FAT partition {} MiB)", usb.display(), fat >> 20);
+            }
+            if let Some(pxe) = &report.pxe {
+                println!("pxe: {}", pxe.display());
+            }
+            println!("built {} in {:.1} s", a.name, started.elapsed().as_secs_f64());
             Ok(())
         }
     }

@@ -14,28 +14,32 @@ struct Package {
     backports: bool,
 }
 
+/// (package, a file it provides, from bookworm-backports?)
 const PACKAGES: &[Package] = &[
-    Package {
-        name: "qemu-system-x86",
-        provides: "/usr/bin/qemu-system-x86_64",
-        backports: true,
-    },
-    Package {
-        name: "seabios",
-        provides: "/usr/share/seabios/bios-256k.bin",
-        backports: false,
-    },
-    Package {
-        name: "ovmf",
-        provides: "/usr/share/OVMF/OVMF_CODE_4M.fd",
-        backports: false,
-    },
-    Package {
-        name: "ipxe-qemu",
-        provides: "/usr/lib/ipxe/qemu/efi-virtio.rom",
-        backports: false,
-    },
+    pkg("qemu-system-x86", "/usr/bin/qemu-system-x86_64", true),
+    pkg("seabios", "/usr/share/seabios/bios-256k.bin", false),
+    pkg("ovmf", "/usr/share/OVMF/OVMF_CODE_4M.fd", false),
+    pkg("ipxe-qemu", "/usr/lib/ipxe/qemu/efi-virtio.rom", false),
+    // Boot media: FAT, boot loaders.
+    pkg("dosfstools", "/usr/sbin/mkfs.vfat", false),
+    pkg("mtools", "/usr/bin/mcopy", false),
+    pkg("syslinux", "/usr/bin/syslinux", false),
+    pkg("syslinux-common", "/usr/lib/syslinux/mbr/gptmbr.bin", false),
+    pkg("pxelinux", "/usr/lib/PXELINUX/pxelinux.0", false),
+    pkg(
+        "systemd-boot-efi",
+        "/usr/lib/systemd/boot/efi/systemd-bootx64.efi",
+        false,
+    ),
 ];
+
+const fn pkg(name: &'static str, provides: &'static str, backports: bool) -> Package {
+    Package {
+        name,
+        provides,
+        backports,
+    }
+}
 
 const BACKPORTS_SOURCE: &str = "/etc/apt/sources.list.d/ramkey-backports.sources";
 
@@ -55,7 +59,7 @@ pub fn ensure() -> Result<()> {
     if !is_root || !Path::new("/usr/bin/apt-get").exists() {
         bail!(
             "missing host packages: {}\nas root on Debian 12, run:\n  cargo xtask deps\n\
-             or by hand: add a bookworm-backports apt source, then\n  apt-get install -t bookworm-backports qemu-system-x86 && apt-get install seabios ovmf ipxe-qemu",
+             or by hand: add a bookworm-backports apt source, then\n  apt-get install -t bookworm-backports qemu-system-x86 && apt-get install seabios ovmf ipxe-qemu dosfstools mtools syslinux syslinux-common pxelinux systemd-boot-efi",
             names.join(" ")
         );
     }

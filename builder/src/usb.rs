@@ -1,0 +1,319 @@
+//! The USB/CF stick image (`usb.img`): GPT with a protective MBR carrying syslinux's
+//! `gptmbr.bin`, one FAT32 partition labelled `RAMKEY` (EFI system partition type, legacy
+//! BIOS bootable attribute), systemd-boot for UEFI, syslinux for BIOS, `/platform/a/`,
+//! `/config.toml` and `/personalities/`. Built without root or loop devices: the partition
+//! table with `gptman`, the filesystem with `mkfs.vfat --offset --invariant`, files with
+//! mtools (which honours `SOURCE_DATE_EPOCH`), and `syslinux --offset`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use gptman::{GPT, GPTPartitionEntry};
+use sha2::{Digest, Sha256};
+
+use crate::platform::VERSION;
+use crate::tools::{self, ToolError};
+
+/// The label the init looks for.
+pub const LABEL: &str = ramkey_config::USBKEY_LABEL;
+/// Sector size of the image.
+const SECTOR: u64 = 512;
+/// The FAT partition starts at 1 MiB, as partitioning tools align it.
+const FIRST_LBA: u64 = 2048;
+/// GPT attribute bit 2: legacy BIOS bootable (what `gptmbr.bin` looks for).
+const LEGACY_BIOS_BOOTABLE: u64 = 1 << 2;
+/// The EFI system partition type GUID, C12A7328-F81F-11D2-BA4B-00A0C93EC93B, as stored.
+const ESP_TYPE: [u8; 16] = [
+    0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b,
+];
+/// Where Debian's packages put the boot loaders.
+pub const GPTMBR: &str = "/usr/lib/syslinux/mbr/gptmbr.bin";
+pub const SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+
+/// What goes on the stick.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    /// A platform folder: `vmlinuz`, `initrd.img`, `version`, `SHA256SUMS`.
+    pub platform: &'a Path,
+    /// The usbkey config written as `/config.toml`.
+    pub config: &'a str,
+    /// Kernel command line of the boot entries (the slot is added).
+    pub cmdline: &'a str,
+    /// Personality images copied into `/personalities/`.
+    pub personalities: &'a [PathBuf],
+    /// Image size; the FAT partition takes all of it but the partition tables.
+    pub size_mib: u64,
+    pub epoch: u32,
+}
+
+/// What can go wrong writing the image.
+#[derive(Debug, thiserror::Error)]
+pub enum UsbError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("partition table of {path}: {source}")]
+    Gpt { path: PathBuf, source: gptman::Error },
+    #[error("image size {size_mib} MiB is too small: the files need {need_mib} MiB; raise [usb] size_mib")]
+    TooSmall { size_mib: u64, need_mib: u64 },
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+}
+
+/// Where the FAT partition is, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// Writes `out` (replacing it) and returns where the FAT partition is.
+pub fn write(out: &Path, inputs: &Inputs<'_>) -> Result<Partition, UsbError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| UsbError::Io { path, source }
+    };
+    let files = stick_files(inputs).map_err(io(inputs.platform))?;
+    let need: u64 = files.iter().map(|(_, data)| data.len() as u64).sum();
+    let need_mib = need.div_ceil(1 << 20) + 40; // FAT32 needs about 33 MiB of clusters at least
+    if inputs.size_mib < need_mib {
+        return Err(UsbError::TooSmall {
+            size_mib: inputs.size_mib,
+            need_mib,
+        });
+    }
+    let tmp = out.with_extension("img.partial");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    file.set_len(inputs.size_mib << 20).map_err(io(&tmp))?;
+    let partition = partition_table(&mut file, &tmp, &files)?;
+    drop(file);
+
+    let blocks_kib = (partition.size / 1024).to_string();
+    let volume_id = format!(
+        "{:08x}",
+        u32::from_be_bytes(seed(&files)[..4].try_into().expect("4 bytes"))
+    );
+    tools::run(
+        "mkfs.vfat",
+        "dosfstools",
+        [
+            "-F",
+            "32",
+            "-n",
+            LABEL,
+            "-i",
+            &volume_id,
+            "--invariant",
+            "-h",
+            &FIRST_LBA.to_string(),
+            "--offset",
+            &FIRST_LBA.to_string(),
+            path_str(&tmp),
+            &blocks_kib,
+        ],
+        &[],
+    )?;
+    copy_files(&tmp, partition, &files, inputs.epoch)?;
+    tools::run(
+        "syslinux",
+        "syslinux",
+        [
+            "--offset",
+            &partition.offset.to_string(),
+            "--install",
+            "--directory",
+            "/syslinux",
+            path_str(&tmp),
+        ],
+        &mtools_env(inputs.epoch),
+    )?;
+    std::fs::rename(&tmp, out).map_err(io(out))?;
+    Ok(partition)
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
+
+/// A seed for the disk's GUIDs and volume id: a hash of everything on it, so that the same
+/// inputs give the same image and different images get different identities.
+fn seed(files: &[(String, Vec<u8>)]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for (path, data) in files {
+        h.update(path.as_bytes());
+        h.update(Sha256::digest(data));
+    }
+    h.finalize().into()
+}
+
+fn guid(seed: &[u8; 32], which: u8) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(seed);
+    h.update([which]);
+    let d = h.finalize();
+    let mut g: [u8; 16] = d[..16].try_into().expect("16 bytes");
+    g[7] = (g[7] & 0x0f) | 0x40; // version 4 (mixed-endian field 3)
+    g[8] = (g[8] & 0x3f) | 0x80; // RFC 4122 variant
+    g
+}
+
+fn partition_table(file: &mut File, path: &Path, files: &[(String, Vec<u8>)]) -> Result<Partition, UsbError> {
+    let gpt_err = |source| UsbError::Gpt {
+        path: path.to_path_buf(),
+        source,
+    };
+    let seed = seed(files);
+    let mut gpt = GPT::new_from(file, SECTOR, guid(&seed, 0)).map_err(gpt_err)?;
+    // End on a 1 MiB boundary so that the filesystem size is whole.
+    let last = ((gpt.header.last_usable_lba + 1) / FIRST_LBA) * FIRST_LBA - 1;
+    gpt[1] = GPTPartitionEntry {
+        partition_type_guid: ESP_TYPE,
+        unique_partition_guid: guid(&seed, 1),
+        starting_lba: FIRST_LBA,
+        ending_lba: last,
+        attribute_bits: LEGACY_BIOS_BOOTABLE,
+        partition_name: LABEL.into(),
+    };
+    gpt.write_into(file).map_err(gpt_err)?;
+    GPT::write_protective_mbr_into(file, SECTOR).map_err(gpt_err)?;
+    let mbr = std::fs::read(GPTMBR).map_err(|source| {
+        UsbError::Tool(ToolError::Missing {
+            program: GPTMBR.into(),
+            package: "syslinux-common",
+            source,
+        })
+    })?;
+    let io = |source| UsbError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    file.write_all(&mbr[..mbr.len().min(440)]).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(Partition {
+        offset: FIRST_LBA * SECTOR,
+        size: (last - FIRST_LBA + 1) * SECTOR,
+    })
+}
+
+fn mtools_env(epoch: u32) -> Vec<(&'static str, String)> {
+    vec![
+        ("MTOOLS_SKIP_CHECK", "1".into()),
+        ("SOURCE_DATE_EPOCH", epoch.to_string()),
+        ("TZ", "UTC".into()),
+    ]
+}
+
+/// Copies the files in path order, making directories first, so that directory entries
+/// are in the same order every time.
+fn copy_files(img: &Path, part: Partition, files: &[(String, Vec<u8>)], epoch: u32) -> Result<(), UsbError> {
+    let target = format!("{}@@{}", img.display(), part.offset);
+    let env = mtools_env(epoch);
+    let staging = tempfile::tempdir().map_err(|source| UsbError::Io {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let mut made = std::collections::BTreeSet::new();
+    for (path, data) in files {
+        let mut dir = String::new();
+        for part in path
+            .split('/')
+            .collect::<Vec<_>>()
+            .split_last()
+            .map_or(&[][..], |(_, d)| d)
+        {
+            dir = format!("{dir}/{part}");
+            if made.insert(dir.clone()) {
+                tools::run("mmd", "mtools", ["-i", &target, &format!("::{dir}")], &env)?;
+            }
+        }
+        if path.ends_with('/') {
+            continue;
+        }
+        let host = staging.path().join("f");
+        std::fs::write(&host, data).map_err(|source| UsbError::Io {
+            path: host.clone(),
+            source,
+        })?;
+        let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch.into());
+        File::options()
+            .write(true)
+            .open(&host)
+            .and_then(|f| f.set_modified(mtime))
+            .map_err(|source| UsbError::Io {
+                path: host.clone(),
+                source,
+            })?;
+        tools::run(
+            "mcopy",
+            "mtools",
+            ["-m", "-o", "-i", &target, path_str(&host), &format!("::/{path}")],
+            &env,
+        )?;
+    }
+    Ok(())
+}
+
+/// Every file of the stick, by path, in a fixed order. A path ending in `/` is an empty
+/// directory.
+fn stick_files(inputs: &Inputs<'_>) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let p = inputs.platform;
+    let title = format!("Ramkey {VERSION}");
+    let cmdline = |slot: &str| format!("{} ramkey.slot={slot}", inputs.cmdline).trim().to_string();
+    let mut files = vec![
+        ("EFI/BOOT/BOOTX64.EFI".to_string(), std::fs::read(SYSTEMD_BOOT)?),
+        ("config.toml".into(), inputs.config.as_bytes().to_vec()),
+        (
+            "loader/entries/ramkey-a.conf".into(),
+            sd_boot_entry(&title, "a", &cmdline("a")).into_bytes(),
+        ),
+        (
+            "loader/entries/ramkey-a-recovery.conf".into(),
+            sd_boot_entry(
+                &format!("{title} recovery"),
+                "a",
+                &format!("{} ramkey.recovery", cmdline("a")),
+            )
+            .into_bytes(),
+        ),
+        (
+            "loader/loader.conf".into(),
+            b"default ramkey-a.conf\ntimeout 0\nconsole-mode keep\neditor yes\n".to_vec(),
+        ),
+        ("personalities/".into(), Vec::new()),
+        (
+            "syslinux/syslinux.cfg".into(),
+            syslinux_cfg(&title, &cmdline("a")).into_bytes(),
+        ),
+    ];
+    for name in ["SHA256SUMS", "initrd.img", "version", "vmlinuz"] {
+        files.push((format!("platform/a/{name}"), std::fs::read(p.join(name))?));
+    }
+    for image in inputs.personalities {
+        let name = image.file_name().unwrap_or_default().to_string_lossy();
+        files.push((format!("personalities/{name}"), std::fs::read(image)?));
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(files)
+}
+
+fn sd_boot_entry(title: &str, slot: &str, options: &str) -> String {
+    format!(
+        "title {title}\nversion {VERSION}\nlinux /platform/{slot}/vmlinuz\ninitrd /platform/{slot}/initrd.img\noptions {options}\n"
+    )
+}
+
+fn syslinux_cfg(title: &str, cmdline: &str) -> String {
+    // PROMPT 0: boot the default at once; hold Shift or Alt for the boot: prompt.
+    format!(
+        "SERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT ramkey-a\n\n\
+         LABEL ramkey-a\n  SAY Booting {title} (slot a)\n  LINUX /platform/a/vmlinuz\n  INITRD /platform/a/initrd.img\n  APPEND {cmdline}\n\n\
+         LABEL recovery\n  LINUX /platform/a/vmlinuz\n  INITRD /platform/a/initrd.img\n  APPEND {cmdline} ramkey.recovery\n"
+    )
+}
