@@ -2,6 +2,7 @@
 //! The library holds what the boot tests share with the tasks.
 
 pub mod artifacts;
+pub mod bench;
 pub mod deps;
 pub mod qemu;
 pub mod tasks;

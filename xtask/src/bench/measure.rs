@@ -1,0 +1,194 @@
+//! One measured boot: starts QEMU with the common virtual hardware, times the `/init` marker
+//! (host time of kernel zero = arrival of a console line minus its printk timestamp), polls
+//! HTTP through the forwarded port from another thread, and reads the memory lines.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::peers::PAGE_MARK;
+use crate::qemu::{Machine, Spec};
+
+/// The same kernel command line for every system.
+pub const CMDLINE: &str = "console=ttyS0 panic=-1 quiet";
+pub const MEMORY_MB: u32 = 1024;
+/// Bounds every wait; the slowest system boots in well under a minute under TCG.
+const DEADLINE: Duration = Duration::from_secs(300);
+
+/// How a system shows its progress on the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    /// `bench: init`, two memory readings, then power-off (no HTTP).
+    Floor,
+    /// `bench: init`, HTTP through the port, two memory readings.
+    Peer,
+    /// Ramkey's own lines: `ramkey: init started`, timeline, `ramkey: ready`.
+    Ramkey,
+}
+
+/// What to boot.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub vmlinuz: PathBuf,
+    pub initrd: PathBuf,
+    pub disk: PathBuf,
+    pub console: Console,
+}
+
+/// The figures of one boot, in seconds from QEMU start unless named otherwise.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    /// Host time of kernel time zero.
+    pub kernel_zero: f64,
+    /// The `/init` marker.
+    pub init: f64,
+    /// The first HTTP 200 with the page.
+    pub http: Option<f64>,
+    /// `ramkey: ready`.
+    pub ready: Option<f64>,
+    /// MemTotal − MemAvailable at the second reading, KiB.
+    pub mem_used_kib: Option<u64>,
+    /// Ramkey's timeline: step name and duration in ms.
+    pub steps: Vec<(String, u64)>,
+}
+
+/// The printk timestamp of a console line: `[    3.992543] ...`.
+pub fn printk_time(line: &str) -> Option<f64> {
+    let rest = line.trim_start().strip_prefix('[')?;
+    let (ts, _) = rest.split_once(']')?;
+    ts.trim().parse().ok()
+}
+
+/// A free loopback port for the forward (closed again before QEMU binds it).
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One `GET /`; true on a 200 whose body has the page.
+fn http_ok(addr: &SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(1000)));
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+    if stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: 10.0.2.15\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = stream.take(64 * 1024).read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    (text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200")) && text.contains(PAGE_MARK)
+}
+
+/// Polls until the page answers, `stop` is set, or the deadline; the time since `t0`.
+fn poll_http(port: u16, t0: Instant, stop: &AtomicBool) -> Option<f64> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    while t0.elapsed() < DEADLINE && !stop.load(Ordering::Relaxed) {
+        if http_ok(&addr) {
+            return Some(t0.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn kib(line: &str) -> Option<u64> {
+    line.split_whitespace().rev().nth(1)?.parse().ok()
+}
+
+/// Boots `target` once and measures it.
+pub fn run_once(target: &Target, run: u32) -> Result<Sample> {
+    let port = free_port()?;
+    let spec = Spec {
+        name: format!("bench-{}-{run}", target.name),
+        memory_mb: MEMORY_MB,
+        kernel: Some((target.vmlinuz.clone(), target.initrd.clone(), CMDLINE.into())),
+        args: vec![
+            "-drive".into(),
+            format!("if=none,id=cfg,format=raw,readonly=on,file={}", target.disk.display()),
+            "-device".into(),
+            "virtio-blk-pci,drive=cfg".into(),
+        ],
+    }
+    .user_net(&[(port, 80)]);
+    // The poller's clock starts just before QEMU's; the console's just after spawning it.
+    let t0 = Instant::now();
+    let mut vm = Machine::start(&spec)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = (target.console == Console::Peer).then(|| {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || poll_http(port, t0, &stop))
+    });
+    let result = observe(&mut vm, target.console);
+    stop.store(result.is_err(), Ordering::Relaxed);
+    let http = poller.and_then(|p| p.join().ok().flatten());
+    let mut sample = result?;
+    if target.console == Console::Peer {
+        sample.http =
+            Some(http.with_context(|| format!("{}: no HTTP 200 within {DEADLINE:?}\n{}", target.name, vm.tail()))?);
+    }
+    if target.console == Console::Floor {
+        vm.wait_exit(Duration::from_secs(30))?;
+    }
+    Ok(sample)
+}
+
+/// Follows the console of a running machine.
+fn observe(vm: &mut Machine, console: Console) -> Result<Sample> {
+    let mut sample = Sample::default();
+    let needle = if console == Console::Ramkey {
+        "ramkey: init started"
+    } else {
+        "bench: init"
+    };
+    let (at, line) = vm.expect(needle, DEADLINE)?;
+    let ts = printk_time(&line).with_context(|| format!("no printk timestamp on {line:?}"))?;
+    sample.kernel_zero = at.as_secs_f64() - ts;
+    sample.init = at.as_secs_f64();
+    if console == Console::Ramkey {
+        let (_, line) = vm.expect("ramkey: ready", DEADLINE)?;
+        let ts = printk_time(&line).with_context(|| format!("no printk timestamp on {line:?}"))?;
+        sample.ready = Some(sample.kernel_zero + ts);
+        sample.steps = vm
+            .lines()
+            .iter()
+            .filter_map(|(_, l)| {
+                let rest = l.split_once("ramkey: timeline step=")?.1;
+                let (name, rest) = rest.split_once(' ')?;
+                let ms = rest.split_once("duration_ms=")?.1.trim().parse().ok()?;
+                Some((name.to_string(), ms))
+            })
+            .collect();
+        return Ok(sample);
+    }
+    for _ in 0..2 {
+        vm.expect("bench: meminfo done", DEADLINE)?;
+    }
+    let value = |key: &str| vm.lines().iter().rev().find_map(|(_, l)| kib(l.split_once(key)?.1));
+    let (Some(total), Some(available)) = (value("meminfo MemTotal:"), value("meminfo MemAvailable:")) else {
+        bail!("memory lines without numbers\n{}", vm.tail());
+    };
+    sample.mem_used_kib = Some(total.saturating_sub(available));
+    Ok(sample)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_printk_times_and_meminfo_numbers() {
+        assert_eq!(printk_time("[    3.992543] ramkey: init started"), Some(3.992543));
+        assert_eq!(printk_time("ramkey: ready"), None);
+        assert_eq!(kib(" 1004096 kB"), Some(1004096));
+    }
+}

@@ -1,0 +1,212 @@
+//! `cargo xtask bench`: boots each system N times under the same QEMU, kernel, memory and
+//! virtual hardware, alternating systems run by run, and writes `target/bench/report.md`
+//! and `report.json`. See `docs/performance.md` for what the figures mean.
+//!
+//! The peers (floor, busybox, systemd) are built here from Debian packages, cached under
+//! `target/bench/cache/`, and never shipped.
+
+mod build_time;
+mod busybox;
+mod floor;
+mod hostdeps;
+pub mod measure;
+mod peers;
+pub mod report;
+mod systemd;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use crate::artifacts;
+use measure::{Console, Target};
+use report::{Environment, SystemResult};
+
+/// The systems, in report order.
+pub const SYSTEMS: &[&str] = &["floor", "busybox", "systemd", "ramkey-platform", "ramkey-zone"];
+
+fn what(name: &str) -> &'static str {
+    match name {
+        "floor" => {
+            "the kernel's own cost: `/init` is a 2 KB static binary that logs the marker and memory, then powers off."
+        }
+        "busybox" => {
+            "busybox-static (Debian), a shell `/init`: insmod virtio/vfat, mount the FAT disk, `ip addr add`, busybox `httpd`."
+        }
+        "systemd" => {
+            "Debian bookworm minbase + systemd, udev, dbus, nginx (mmdebstrap, merged-usr, no docs) as a RAM root; a unit reads the FAT config."
+        }
+        "ramkey-platform" => "Ramkey's platform (`xtask::artifacts::platform()`), boot to `ramkey: ready`.",
+        _ => "Ramkey zone.",
+    }
+}
+
+fn note(name: &str) -> Option<&'static str> {
+    match name {
+        "floor" => Some("It cannot serve HTTP."),
+        "ramkey-platform" => Some(
+            "HTTP joins the table when the platform configures the network and serves HTTP (later issues); \
+             RAM is n/a because the init does not print /proc/meminfo yet.",
+        ),
+        "ramkey-zone" => Some("Pending: zones do not exist yet."),
+        _ => None,
+    }
+}
+
+/// Command-line options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub runs: u32,
+    pub only: Option<Vec<String>>,
+    pub out: PathBuf,
+}
+
+impl Options {
+    /// Parses `[--runs N] [--only NAME[,NAME]] [--out DIR]`.
+    pub fn parse(args: &[String]) -> Result<Options> {
+        let mut opts = Options {
+            runs: 5,
+            only: None,
+            out: artifacts::target_dir().join("bench"),
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = |flag: &str| it.next().with_context(|| format!("{flag} needs a value"));
+            match arg.as_str() {
+                "--runs" => opts.runs = value("--runs")?.parse().context("--runs takes a number")?,
+                "--only" => {
+                    let names: Vec<String> = value("--only")?.split(',').map(str::to_string).collect();
+                    if let Some(bad) = names.iter().find(|n| !SYSTEMS.contains(&n.as_str())) {
+                        bail!("unknown system {bad:?}; the systems are {}", SYSTEMS.join(", "));
+                    }
+                    opts.only = Some(names);
+                }
+                "--out" => opts.out = value("--out")?.into(),
+                other => bail!("unknown bench option {other:?}\n{USAGE}"),
+            }
+        }
+        if opts.runs == 0 {
+            bail!("--runs must be at least 1");
+        }
+        Ok(opts)
+    }
+
+    fn wants(&self, name: &str) -> bool {
+        self.only.as_ref().is_none_or(|o| o.iter().any(|n| n == name))
+    }
+}
+
+pub const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only NAME[,NAME]] [--out DIR]
+       cargo xtask bench build [--runs N] [--out DIR]
+systems: floor, busybox, systemd, ramkey-platform (ramkey-zone is pending)";
+
+/// `cargo xtask bench ...`.
+pub fn main(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("build") => {
+            let opts = Options::parse(&args[1..])?;
+            let runs = if args.iter().any(|a| a == "--runs") {
+                opts.runs
+            } else {
+                3
+            };
+            build_time::run(runs, &opts.out)
+        }
+        Some("build-once") => {
+            build_time::build_once(&PathBuf::from(args.get(1).context("build-once needs a directory")?))
+        }
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => run(&Options::parse(args)?),
+    }
+}
+
+/// Builds the selected systems, boots them `runs` times alternating, writes the report.
+pub fn run(opts: &Options) -> Result<()> {
+    crate::deps::ensure()?;
+    let mut packages = vec!["dosfstools", "mtools"];
+    if opts.wants("systemd") {
+        packages.push("mmdebstrap");
+    }
+    hostdeps::ensure(&packages)?;
+    let kernel = artifacts::kernel()?;
+    let epoch = artifacts::source_date_epoch();
+    let cache = artifacts::target_dir().join("bench/cache");
+    std::fs::create_dir_all(&cache)?;
+    let disk = peers::config_disk(&cache.join("disk"))?;
+
+    let mut targets: Vec<(Target, u64)> = Vec::new();
+    let mut results: Vec<SystemResult> = Vec::new();
+    for &name in SYSTEMS.iter().filter(|n| opts.wants(n)) {
+        let built = match name {
+            "floor" => Some((floor::build(&cache, epoch)?, Console::Floor)),
+            "busybox" => Some((busybox::build(&cache, &kernel, epoch)?, Console::Peer)),
+            "systemd" => Some((systemd::build(&cache, &kernel, epoch)?, Console::Peer)),
+            "ramkey-platform" => Some((artifacts::platform()?.join("initrd.img"), Console::Ramkey)),
+            _ => None,
+        };
+        let size = match &built {
+            Some((initrd, _)) => Some(std::fs::metadata(initrd)?.len()),
+            None => None,
+        };
+        if let Some((initrd, console)) = built {
+            eprintln!("bench: {name}: {} ({} bytes)", initrd.display(), size.unwrap_or(0));
+            let target = Target {
+                name: name.to_string(),
+                vmlinuz: kernel.vmlinuz.clone(),
+                initrd,
+                disk: disk.clone(),
+                console,
+            };
+            targets.push((target, results.len() as u64));
+        }
+        results.push(SystemResult {
+            name,
+            what: what(name),
+            size,
+            samples: Vec::new(),
+            note: note(name),
+        });
+    }
+
+    for run in 1..=opts.runs {
+        for (target, index) in &targets {
+            let sample = measure::run_once(target, run).with_context(|| format!("bench: {} run {run}", target.name))?;
+            eprintln!(
+                "bench: run {run}/{}: {:<16} /init {:.2} s  http {}  ready {}  mem {}",
+                opts.runs,
+                target.name,
+                sample.init,
+                sample.http.map_or("—".into(), |h| format!("{h:.2} s")),
+                sample.ready.map_or("—".into(), |r| format!("{r:.2} s")),
+                sample.mem_used_kib.map_or("—".into(), |k| format!("{} MiB", k / 1024)),
+            );
+            results[*index as usize].samples.push(sample);
+        }
+    }
+
+    let env = Environment {
+        runs: opts.runs,
+        kernel: kernel.release.clone(),
+        kernel_size: std::fs::metadata(&kernel.vmlinuz)?.len(),
+        qemu: qemu_version(),
+        accel: crate::qemu::accel(),
+        host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    report::write(&opts.out, &results, &env)?;
+    print!("{}", report::markdown(&results, &env));
+    eprintln!("bench: wrote {}/report.md and report.json", opts.out.display());
+    Ok(())
+}
+
+fn qemu_version() -> String {
+    std::process::Command::new(crate::qemu::QEMU)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_string))
+        .unwrap_or_else(|| "QEMU (version unknown)".into())
+}

@@ -1,0 +1,149 @@
+//! What the peer systems share: the job's fixed inputs (address, page, FAT config disk), the
+//! kernel module subset with its load order, device nodes, and a small content hash for
+//! cache keys.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use ramkey_builder::kernel::Kernel;
+use ramkey_builder::modules::Index;
+use ramkey_builder::records::Tree;
+
+/// The page every system serves; the HTTP check looks for it in the body.
+pub const PAGE: &str = "<!doctype html><title>bench</title><p>ramkey bench page</p>\n";
+/// The part of the page the HTTP check requires.
+pub const PAGE_MARK: &str = "ramkey bench page";
+
+/// The config file on the FAT disk, in shell syntax so every peer can source it.
+pub const CONFIG: &str = "ADDRESS=10.0.2.15/24\nGATEWAY=10.0.2.2\n";
+
+/// Modules a peer needs for the job: the NIC, the config disk and its filesystem.
+pub const MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_net",
+    "virtio_blk",
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
+];
+
+/// FNV-1a over `parts`, as 16 hex digits: a cache key stable across Rust versions.
+pub fn fingerprint(parts: &[&[u8]]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in part.iter().chain(&[0xff]) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// The device nodes a peer's first process needs before it mounts devtmpfs.
+pub fn add_dev_nodes(tree: &mut Tree) {
+    tree.dir("dev", 0o755);
+    tree.char_device("dev/console", 5, 1, 0o600);
+    tree.char_device("dev/kmsg", 1, 11, 0o644);
+    tree.char_device("dev/null", 1, 3, 0o666);
+}
+
+/// The module files, `modules.dep` and `modules.alias` under `<prefix>/<release>/`, and the
+/// `.ko` paths (relative to that directory) in an order `insmod` can load them.
+pub fn add_modules(tree: &mut Tree, kernel: &Kernel, prefix: &str) -> Result<Vec<String>> {
+    let index = Index::load(&kernel.modules_dir, &kernel.release).context("indexing the kernel's modules")?;
+    let selection = index.select(MODULES)?;
+    let base = format!("{}/{}", prefix.trim_matches('/'), kernel.release);
+    for module in selection.modules.values() {
+        let host = kernel.modules_dir.join(&module.path);
+        let data = std::fs::read(&host).with_context(|| format!("reading {}", host.display()))?;
+        tree.file(&format!("{base}/{}", module.path), data, 0o644);
+    }
+    let dep = selection.modules_dep();
+    tree.file(&format!("{base}/modules.dep"), dep.clone(), 0o644);
+    tree.file(&format!("{base}/modules.alias"), selection.modules_alias(), 0o644);
+    let builtin = kernel.modules_dir.join("modules.builtin");
+    if let Ok(data) = std::fs::read(&builtin) {
+        tree.file(&format!("{base}/modules.builtin"), data, 0o644);
+    }
+    let wanted: Vec<String> = MODULES
+        .iter()
+        .map(|name| selection.modules[*name].path.clone())
+        .collect();
+    Ok(load_order(&dep, &wanted))
+}
+
+/// A load order for `wanted` from depmod-format lines: each module's dependencies from the
+/// last listed to the first, then the module; each path once.
+pub fn load_order(modules_dep: &str, wanted: &[String]) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    for path in wanted {
+        let deps = modules_dep
+            .lines()
+            .find_map(|l| l.strip_prefix(path.as_str())?.strip_prefix(':'))
+            .unwrap_or_default();
+        for p in deps.split_whitespace().rev().chain([path.as_str()]) {
+            if !order.iter().any(|o| o == p) {
+                order.push(p.to_string());
+            }
+        }
+    }
+    order
+}
+
+/// The FAT config disk every system gets: `config` at the root, fixed volume id and label.
+pub fn config_disk(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let image = dir.join("config.img");
+    let staged = dir.join("config");
+    std::fs::write(&staged, CONFIG)?;
+    let _ = std::fs::remove_file(&image);
+    run(Command::new("mkfs.vfat")
+        .args(["-C", "-i", "0b5e0001", "-n", "BENCHCFG"])
+        .arg(&image)
+        .arg("1024"))?;
+    run(Command::new("mcopy").arg("-i").arg(&image).arg(&staged).arg("::config"))?;
+    Ok(image)
+}
+
+/// Runs a host command, failing with its output.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The shell lines that log MemTotal and MemAvailable as level-2 kernel messages.
+pub const MEMINFO_SH: &str = "meminfo() {
+  grep -E '^(MemTotal|MemAvailable):' /proc/meminfo | while read -r line; do
+    echo \"<2>bench: meminfo $line\" > /dev/kmsg
+  done
+  echo '<2>bench: meminfo done' > /dev/kmsg
+}
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_order_puts_dependencies_first_once() {
+        let dep =
+            "kernel/a.ko: kernel/b.ko kernel/c.ko\nkernel/b.ko: kernel/c.ko\nkernel/c.ko:\nkernel/d.ko: kernel/c.ko\n";
+        let order = load_order(dep, &["kernel/a.ko".into(), "kernel/d.ko".into()]);
+        assert_eq!(order, ["kernel/c.ko", "kernel/b.ko", "kernel/a.ko", "kernel/d.ko"]);
+    }
+
+    #[test]
+    fn fingerprint_depends_on_every_part_and_its_boundary() {
+        assert_ne!(fingerprint(&[b"ab", b"c"]), fingerprint(&[b"a", b"bc"]));
+        assert_eq!(fingerprint(&[b"x"]), fingerprint(&[b"x"]));
+    }
+}

@@ -1,0 +1,286 @@
+//! The report: per system and figure the median, min and max over the runs, ratios against
+//! the busybox and systemd peers, Ramkey's step timeline; as `report.md` and `report.json`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+use super::measure::{CMDLINE, MEMORY_MB, Sample};
+
+/// One system's results.
+#[derive(Debug, Clone)]
+pub struct SystemResult {
+    pub name: &'static str,
+    pub what: &'static str,
+    /// Compressed bytes of what it boots besides the shared kernel (the initramfs).
+    pub size: Option<u64>,
+    pub samples: Vec<Sample>,
+    /// Why a figure is missing or the system is not measured.
+    pub note: Option<&'static str>,
+}
+
+/// Median, min and max.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stats {
+    pub fn of(values: &[f64]) -> Option<Stats> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Stats {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        })
+    }
+}
+
+/// The figures, in table order: key, column title, unit, and how to read it from a sample.
+type Getter = fn(&Sample) -> Option<f64>;
+const FIGURES: &[(&str, &str, &str, Getter)] = &[
+    ("kernel_zero", "QEMU start → kernel", "s", |s| Some(s.kernel_zero)),
+    ("init", "→ /init", "s", |s| Some(s.init)),
+    ("http", "→ HTTP 200", "s", |s| s.http),
+    ("init_to_http", "/init → HTTP 200", "s", |s| {
+        s.http.map(|h| h - s.init)
+    }),
+    ("ready", "→ ready", "s", |s| s.ready),
+    ("mem_used", "RAM used", "MiB", |s| {
+        s.mem_used_kib.map(|k| k as f64 / 1024.0)
+    }),
+];
+
+impl SystemResult {
+    pub fn stats(&self, key: &str) -> Option<Stats> {
+        let (_, _, _, get) = FIGURES.iter().find(|f| f.0 == key)?;
+        let values: Vec<f64> = self.samples.iter().filter_map(get).collect();
+        Stats::of(&values)
+    }
+}
+
+fn cell(stats: Option<Stats>, unit: &str, missing: &str) -> String {
+    match stats {
+        Some(s) if unit == "MiB" => format!("{:.0} ({:.0}–{:.0})", s.median, s.min, s.max),
+        Some(s) => format!("{:.2} ({:.2}–{:.2})", s.median, s.min, s.max),
+        None => missing.to_string(),
+    }
+}
+
+fn size_cell(size: Option<u64>) -> String {
+    match size {
+        Some(b) if b >= 1 << 20 => format!("{:.1} MB", b as f64 / 1e6),
+        Some(b) => format!("{:.1} KB", b as f64 / 1e3),
+        None => "—".into(),
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "—".into(),
+    }
+}
+
+/// Context that goes with every report.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub runs: u32,
+    pub kernel: String,
+    pub kernel_size: u64,
+    pub qemu: String,
+    pub accel: String,
+    pub host_cpus: usize,
+}
+
+/// The Markdown report.
+pub fn markdown(systems: &[SystemResult], env: &Environment) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "Runs: {} per system, alternating. Kernel {} ({} bytes, shared by all), {}, `-accel {} -M q35 -cpu max -smp 1 -m {MEMORY_MB}`, \
+         `{CMDLINE}`, host {} CPUs. Times in seconds from QEMU start, RAM = MemTotal − MemAvailable in MiB after boot: median (min–max).\n",
+        env.runs, env.kernel, env.kernel_size, env.qemu, env.accel, env.host_cpus
+    );
+    md.push_str("| system | initramfs (gzip) |");
+    for (_, title, _, _) in FIGURES {
+        let _ = write!(md, " {title} |");
+    }
+    md.push_str(" RAM − floor |\n|---|---|");
+    md.push_str(&"---|".repeat(FIGURES.len() + 1));
+    md.push('\n');
+    let floor_mem = find(systems, "floor").and_then(|f| f.stats("mem_used"));
+    for sys in systems {
+        let _ = write!(md, "| {} | {} |", sys.name, size_cell(sys.size));
+        for (key, _, unit, _) in FIGURES {
+            let missing = match (*key, sys.name) {
+                (_, "ramkey-zone") => "pending",
+                ("http" | "init_to_http", "ramkey-platform") => "not yet",
+                ("mem_used", "ramkey-platform") => "n/a",
+                _ => "—",
+            };
+            let _ = write!(md, " {} |", cell(sys.stats(key), unit, missing));
+        }
+        let over = match (sys.stats("mem_used"), floor_mem) {
+            (Some(m), Some(f)) => format!("{:.0}", m.median - f.median),
+            _ => "—".into(),
+        };
+        let _ = writeln!(md, " {over} |");
+    }
+
+    md.push_str("\nRatios of medians (this system ÷ peer; RAM is used minus the floor's):\n\n");
+    md.push_str("| system | size ÷ busybox | size ÷ systemd | /init ÷ busybox | /init ÷ systemd | HTTP ÷ busybox | HTTP ÷ systemd | RAM ÷ busybox | RAM ÷ systemd |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    let median = |s: Option<&SystemResult>, key: &str| s.and_then(|s| s.stats(key)).map(|st| st.median);
+    let over_floor = |s: Option<&SystemResult>| median(s, "mem_used").and_then(|m| floor_mem.map(|f| m - f.median));
+    let busybox = find(systems, "busybox");
+    let systemd = find(systems, "systemd");
+    for sys in systems.iter().filter(|s| s.name != "ramkey-zone") {
+        let size = sys.size.map(|b| b as f64);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            sys.name,
+            ratio(size, busybox.and_then(|b| b.size).map(|b| b as f64)),
+            ratio(size, systemd.and_then(|b| b.size).map(|b| b as f64)),
+            ratio(median(Some(sys), "init"), median(busybox, "init")),
+            ratio(median(Some(sys), "init"), median(systemd, "init")),
+            ratio(median(Some(sys), "http"), median(busybox, "http")),
+            ratio(median(Some(sys), "http"), median(systemd, "http")),
+            ratio(over_floor(Some(sys)), over_floor(busybox)),
+            ratio(over_floor(Some(sys)), over_floor(systemd)),
+        );
+    }
+
+    if let Some(ramkey) = find(systems, "ramkey-platform").filter(|r| !r.samples.is_empty()) {
+        md.push_str("\nRamkey's init timeline (`ramkey: timeline` lines), ms: median (min–max):\n\n| step | duration |\n|---|---|\n");
+        for name in step_names(ramkey) {
+            let values: Vec<f64> = ramkey
+                .samples
+                .iter()
+                .flat_map(|s| s.steps.iter().filter(|(n, _)| *n == name).map(|(_, ms)| *ms as f64))
+                .collect();
+            if let Some(s) = Stats::of(&values) {
+                let _ = writeln!(md, "| {name} | {:.0} ({:.0}–{:.0}) |", s.median, s.min, s.max);
+            }
+        }
+    }
+    md.push_str("\nNotes:\n\n");
+    for sys in systems {
+        let _ = writeln!(
+            md,
+            "- **{}**: {}{}",
+            sys.name,
+            sys.what,
+            sys.note.map(|n| format!(" {n}")).unwrap_or_default()
+        );
+    }
+    md
+}
+
+fn find<'a>(systems: &'a [SystemResult], name: &str) -> Option<&'a SystemResult> {
+    systems.iter().find(|s| s.name == name)
+}
+
+fn step_names(sys: &SystemResult) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for s in &sys.samples {
+        for (n, _) in &s.steps {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+    }
+    names
+}
+
+/// The JSON report: environment, and per system the raw samples and the statistics.
+pub fn json(systems: &[SystemResult], env: &Environment) -> Value {
+    let stats_json =
+        |s: Option<Stats>| s.map_or(Value::Null, |s| json!({"median": s.median, "min": s.min, "max": s.max}));
+    let systems: Vec<Value> = systems
+        .iter()
+        .map(|sys| {
+            let figures: serde_json::Map<String, Value> = FIGURES
+                .iter()
+                .map(|(key, _, unit, _)| {
+                    let mut v = stats_json(sys.stats(key));
+                    if let Value::Object(o) = &mut v {
+                        o.insert("unit".into(), json!(unit));
+                    }
+                    ((*key).to_string(), v)
+                })
+                .collect();
+            let samples: Vec<Value> = sys
+                .samples
+                .iter()
+                .map(|s| {
+                    json!({
+                        "kernel_zero_s": s.kernel_zero,
+                        "init_s": s.init,
+                        "http_s": s.http,
+                        "ready_s": s.ready,
+                        "mem_used_kib": s.mem_used_kib,
+                        "steps_ms": s.steps.iter().map(|(n, ms)| json!({"step": n, "duration_ms": ms})).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            json!({
+                "name": sys.name,
+                "what": sys.what,
+                "initramfs_bytes": sys.size,
+                "note": sys.note,
+                "figures": figures,
+                "samples": samples,
+            })
+        })
+        .collect();
+    json!({
+        "runs": env.runs,
+        "kernel": env.kernel,
+        "kernel_bytes": env.kernel_size,
+        "qemu": env.qemu,
+        "accel": env.accel,
+        "machine": format!("-M q35 -cpu max -smp 1 -m {MEMORY_MB}"),
+        "cmdline": CMDLINE,
+        "host_cpus": env.host_cpus,
+        "systems": systems,
+    })
+}
+
+/// Writes `report.md` and `report.json` into `dir`.
+pub fn write(dir: &Path, systems: &[SystemResult], env: &Environment) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("report.md"), markdown(systems, env))?;
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_string_pretty(&json(systems, env))? + "\n",
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_min_max() {
+        let s = Stats::of(&[3.0, 1.0, 2.0, 10.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 10.0));
+        assert_eq!(Stats::of(&[]), None);
+    }
+}
