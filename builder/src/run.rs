@@ -123,9 +123,7 @@ impl RunOptions {
         };
         let name = source.file_name().unwrap_or_default().to_string_lossy();
         let parent = source.parent().filter(|p| !p.as_os_str().is_empty());
-        parent
-            .unwrap_or(Path::new("."))
-            .join(format!("{name}.ramkey-run"))
+        parent.unwrap_or(Path::new(".")).join(format!("{name}.ramkey-run"))
     }
 }
 
@@ -147,7 +145,9 @@ pub enum RunError {
     ConfigUrlOnUsb,
     #[error("{path} has no `kernel` line to add ramkey.config= to")]
     NoKernelLine { path: PathBuf },
-    #[error("cannot start {QEMU}: {source}; install qemu-system-x86 (bookworm-backports), or run `cargo xtask deps` as root")]
+    #[error(
+        "cannot start {QEMU}: {source}; install qemu-system-x86 (bookworm-backports), or run `cargo xtask deps` as root"
+    )]
     Spawn { source: std::io::Error },
     #[error("{QEMU} exited with {status}")]
     Qemu { status: ExitStatus },
@@ -283,7 +283,9 @@ fn create_pool(path: &Path, size: u64) -> Result<(), RunError> {
         path: path.into(),
         source,
     };
-    std::fs::File::create_new(path).and_then(|f| f.set_len(size)).map_err(err)
+    std::fs::File::create_new(path)
+        .and_then(|f| f.set_len(size))
+        .map_err(err)
 }
 
 /// A TFTP root that is `dir` (symlinked) with `boot.ipxe`'s `kernel` lines given
@@ -340,7 +342,14 @@ pub fn command(opts: &RunOptions) -> Result<Command, RunError> {
     let mut cmd = Command::new(QEMU);
     cmd.args(["-accel", &opts.accel, "-M", "q35", "-cpu", "max", "-m"])
         .arg(opts.memory_mb.to_string())
-        .args(["-nodefaults", "-no-user-config", "-display", "none", "-serial", "mon:stdio"])
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-serial",
+            "mon:stdio",
+        ])
         .args(machine_args(opts)?);
     Ok(cmd)
 }
@@ -358,7 +367,10 @@ pub fn banner(opts: &RunOptions) -> String {
     };
     let mut text = format!("ramkey run: booting {what}, {firmware}, {} MiB\n", opts.memory_mb);
     if let Some(pool) = &opts.pool {
-        text.push_str(&format!("  pool: {} (virtio disk, serial ramkey-pool)\n", pool.display()));
+        text.push_str(&format!(
+            "  pool: {} (virtio disk, serial ramkey-pool)\n",
+            pool.display()
+        ));
     }
     for f in &opts.forwards {
         text.push_str(&format!("  forward: {f}\n"));
@@ -462,9 +474,7 @@ pub fn cli(args: &RunArgs) -> Result<(), RunError> {
     let opts = args.options();
     let mut cmd = command(&opts)?;
     eprint!("{}", banner(&opts));
-    let status = cmd
-        .status()
-        .map_err(|source| RunError::Spawn { source })?;
+    let status = cmd.status().map_err(|source| RunError::Spawn { source })?;
     if status.success() {
         Ok(())
     } else {
@@ -596,12 +606,19 @@ mod tests {
         };
         let args = strings(machine_args(&opts).unwrap());
         let root = dir.path().join("pxe.ramkey-run/tftp");
-        assert_eq!(args[3], format!("user,id=n0,tftp={},bootfile=boot.ipxe", root.display()));
+        assert_eq!(
+            args[3],
+            format!("user,id=n0,tftp={},bootfile=boot.ipxe", root.display())
+        );
         let script = std::fs::read_to_string(root.join(BOOT_SCRIPT)).unwrap();
         assert!(script.contains("kernel vmlinuz console=ttyS0 quiet ramkey.config=http://10.0.2.2:8080/c.toml\n"));
         assert_eq!(std::fs::read(root.join("vmlinuz")).unwrap(), b"k");
         // The original tree is untouched.
-        assert!(!std::fs::read_to_string(pxe.join(BOOT_SCRIPT)).unwrap().contains("ramkey.config"));
+        assert!(
+            !std::fs::read_to_string(pxe.join(BOOT_SCRIPT))
+                .unwrap()
+                .contains("ramkey.config")
+        );
     }
 
     #[test]
@@ -655,8 +672,13 @@ mod tests {
         assert_eq!(parse_size("512m"), Ok(512 << 20));
         assert_eq!(parse_size("1000"), Ok(1000));
         assert!(parse_size("4X").is_err());
-        let banner = banner(&RunOptions::new(Boot::Usb { image: "usb.img".into() }));
-        assert!(banner.contains("Ctrl-a x") && banner.contains("system_powerdown"), "{banner}");
+        let banner = banner(&RunOptions::new(Boot::Usb {
+            image: "usb.img".into(),
+        }));
+        assert!(
+            banner.contains("Ctrl-a x") && banner.contains("system_powerdown"),
+            "{banner}"
+        );
     }
 
     #[test]

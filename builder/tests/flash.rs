@@ -87,7 +87,10 @@ fn refuses_what_is_neither_a_disk_nor_a_file() {
     let err = run(&options(&image, Path::new("/dev/null"))).unwrap_err();
     assert!(matches!(err, FlashError::NotATarget { .. }), "{err}");
     let err = run(&options(&image, dir.path())).unwrap_err();
-    assert!(err.to_string().contains("neither a block device nor a regular file"), "{err}");
+    assert!(
+        err.to_string().contains("neither a block device nor a regular file"),
+        "{err}"
+    );
 }
 
 /// A stick image: GPT, one FAT partition labelled RAMKEY from 1 MiB, `/config.toml` holding
@@ -98,7 +101,9 @@ fn stick_image(path: &Path, size_mib: u64, config: Option<&str>) {
     let mut gpt = GPT::new_from(&mut file, 512, [7; 16]).unwrap();
     let last = gpt.header.last_usable_lba / 2048 * 2048 - 1;
     gpt[1] = GPTPartitionEntry {
-        partition_type_guid: [0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b],
+        partition_type_guid: [
+            0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b,
+        ],
         unique_partition_guid: [8; 16],
         starting_lba: 2048,
         ending_lba: last,
@@ -118,7 +123,13 @@ fn stick_image(path: &Path, size_mib: u64, config: Option<&str>) {
     if let Some(config) = config {
         let src = path.with_extension("config.toml");
         std::fs::write(&src, config).unwrap();
-        tool(Command::new("mcopy").arg("-i").arg(at_offset(path)).arg(&src).arg("::/config.toml"));
+        tool(
+            Command::new("mcopy")
+                .arg("-i")
+                .arg(at_offset(path))
+                .arg(&src)
+                .arg("::/config.toml"),
+        );
     }
 }
 
@@ -128,7 +139,12 @@ fn at_offset(path: &Path) -> String {
 
 /// `/config.toml` as mtools reads it.
 fn mtype_config(path: &Path) -> String {
-    let out = tool(Command::new("mtype").arg("-i").arg(at_offset(path)).arg("::/config.toml"));
+    let out = tool(
+        Command::new("mtype")
+            .arg("-i")
+            .arg(at_offset(path))
+            .arg("::/config.toml"),
+    );
     String::from_utf8(out).unwrap()
 }
 
@@ -137,7 +153,11 @@ fn tool(cmd: &mut Command) -> Vec<u8> {
         .env("MTOOLS_SKIP_CHECK", "1")
         .output()
         .unwrap_or_else(|e| panic!("{cmd:?}: {e} (install dosfstools and mtools)"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -233,12 +253,22 @@ fn refuses_a_too_small_disk_as_root() {
     };
     let err = run(&opts).unwrap_err();
     assert!(
-        matches!(err, FlashError::TooSmall { capacity: 1048576, image_size: 2097152, .. }),
+        matches!(
+            err,
+            FlashError::TooSmall {
+                capacity: 1048576,
+                image_size: 2097152,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("too small"), "{err}");
     drop(lo);
-    assert!(std::fs::read(&backing).unwrap().iter().all(|b| *b == 0), "nothing was written");
+    assert!(
+        std::fs::read(&backing).unwrap().iter().all(|b| *b == 0),
+        "nothing was written"
+    );
 }
 
 #[test]
@@ -263,10 +293,16 @@ fn refuses_a_mounted_disk_as_root() {
     };
     let err = run(&opts).unwrap_err();
     assert!(matches!(err, FlashError::Mounted { .. }), "{err}");
-    assert!(err.to_string().contains(&format!("mounted on {}", mnt.display())), "{err}");
+    assert!(
+        err.to_string().contains(&format!("mounted on {}", mnt.display())),
+        "{err}"
+    );
     drop(lo);
     // (Mounting changed the superblock; the image's bytes must not be there.)
-    assert!(std::fs::read(&backing).unwrap()[..1 << 20] != pattern(1 << 20), "nothing was written");
+    assert!(
+        std::fs::read(&backing).unwrap()[..1 << 20] != pattern(1 << 20),
+        "nothing was written"
+    );
 }
 
 #[test]

@@ -98,7 +98,11 @@ pub fn describe(device: &Path, disk: &Disk) -> String {
         "{} ({}): {}, {}, {}\n",
         device.display(),
         disk.name,
-        if disk.model.is_empty() { "unknown model" } else { &disk.model },
+        if disk.model.is_empty() {
+            "unknown model"
+        } else {
+            &disk.model
+        },
         human(disk.size),
         match disk.removable {
             Some(true) => "removable",
@@ -208,7 +212,10 @@ mod tests {
     fn refuses_the_boot_disk_even_with_force() {
         let fake = Fake::new();
         let err = fake.check("8:0", true).unwrap_err();
-        assert!(matches!(&err, FlashError::BootDisk { mount_point, .. } if mount_point == "/"), "{err}");
+        assert!(
+            matches!(&err, FlashError::BootDisk { mount_point, .. } if mount_point == "/"),
+            "{err}"
+        );
         assert!(err.to_string().contains("booted from"), "{err}");
     }
 
@@ -245,7 +252,10 @@ mod tests {
         let err = fake.check("8:16", false).unwrap_err();
         assert!(matches!(&err, FlashError::Held { name, holders, .. } if name == "sdb1" && holders == "dm-3"));
         fs::remove_dir(fake.dir.path().join("sys/block/sdb/sdb1/holders/dm-3")).unwrap();
-        fake.write("proc/swaps", "Filename Type Size Used Priority\n/dev/sdb1 partition 1 0 -2\n");
+        fake.write(
+            "proc/swaps",
+            "Filename Type Size Used Priority\n/dev/sdb1 partition 1 0 -2\n",
+        );
         let err = fake.check("8:16", false).unwrap_err();
         assert!(err.to_string().contains("swapoff /dev/sdb1"), "{err}");
     }
@@ -267,7 +277,14 @@ mod tests {
         let sys = fake.sys();
         let dev = DevNum::parse("8:16").unwrap();
         let err = check_block_target(&sys, Path::new("/dev/sdb"), dev, 1000, 2000, false).unwrap_err();
-        assert!(matches!(err, FlashError::TooSmall { capacity: 1000, image_size: 2000, .. }));
+        assert!(matches!(
+            err,
+            FlashError::TooSmall {
+                capacity: 1000,
+                image_size: 2000,
+                ..
+            }
+        ));
         let dev = DevNum::parse("9:9").unwrap();
         assert!(matches!(
             check_block_target(&sys, Path::new("/dev/sdz"), dev, 1, 1, false),

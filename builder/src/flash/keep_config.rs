@@ -54,7 +54,10 @@ impl<T: Write + Seek> Write for Slice<T> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.prepare(buf.len())?;
         if n == 0 && !buf.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "write past the partition's end"));
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "write past the partition's end",
+            ));
         }
         let n = self.inner.write(&buf[..n])?;
         self.pos += n as u64;
@@ -96,7 +99,9 @@ pub fn find_partition(disk: &File) -> Result<(u64, u64), String> {
         }
         labels.push(label.trim().to_string());
     }
-    Err(format!("no FAT partition labelled {LABEL} (FAT labels found: {labels:?})"))
+    Err(format!(
+        "no FAT partition labelled {LABEL} (FAT labels found: {labels:?})"
+    ))
 }
 
 /// `/config.toml` of the `RAMKEY` partition.
@@ -129,7 +134,8 @@ pub fn write_config(disk: &File, data: &[u8]) -> Result<(), String> {
             file.write_all(data).map_err(|e| format!("writing /{CONFIG}: {e}"))?;
             file.flush().map_err(|e| format!("writing /{CONFIG}: {e}"))?;
         }
-        fs.unmount().map_err(|e| format!("closing the {LABEL} filesystem: {e}"))?;
+        fs.unmount()
+            .map_err(|e| format!("closing the {LABEL} filesystem: {e}"))?;
     }
     disk.sync_all().map_err(|e| format!("syncing: {e}"))?;
     let back = read_config(disk)?;

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-pub use progress::ProgressMode;
 use progress::Progress;
+pub use progress::ProgressMode;
 use source::{Image, read_up_to};
 use sysfs::{DevNum, Sysfs};
 
@@ -37,36 +37,83 @@ pub enum FlashError {
     EmptyImage { path: PathBuf },
     #[error("{target} is the image itself; give the stick's device (e.g. /dev/sdb) or another file")]
     SameFile { target: PathBuf },
-    #[error("{path} is neither a block device nor a regular file; give the stick's whole disk (e.g. /dev/sdb, see `lsblk`) or an output file")]
+    #[error(
+        "{path} is neither a block device nor a regular file; give the stick's whole disk (e.g. /dev/sdb, see `lsblk`) or an output file"
+    )]
     NotATarget { path: PathBuf },
     #[error("{device} is block device {dev}, which is not in {}; is sysfs mounted?", sysfs.display())]
-    UnknownDevice { device: String, dev: String, sysfs: PathBuf },
+    UnknownDevice {
+        device: String,
+        dev: String,
+        sysfs: PathBuf,
+    },
     #[error("{device} is partition {partition} of /dev/{disk}; flash the whole disk: ramkey flash IMAGE /dev/{disk}")]
-    Partition { device: String, partition: String, disk: String },
-    #[error("{device} holds this computer's {mount_point} filesystem: refusing to overwrite the disk the host booted from; pick the stick's device (see `lsblk`)")]
+    Partition {
+        device: String,
+        partition: String,
+        disk: String,
+    },
+    #[error(
+        "{device} holds this computer's {mount_point} filesystem: refusing to overwrite the disk the host booted from; pick the stick's device (see `lsblk`)"
+    )]
     BootDisk { device: String, mount_point: String },
-    #[error("{device} is in use: {what} is mounted on {mount_point}; unmount it (`umount {mount_point}`) and run ramkey flash again")]
-    Mounted { device: String, what: String, mount_point: String },
+    #[error(
+        "{device} is in use: {what} is mounted on {mount_point}; unmount it (`umount {mount_point}`) and run ramkey flash again"
+    )]
+    Mounted {
+        device: String,
+        what: String,
+        mount_point: String,
+    },
     #[error("{device} is in use: /dev/{swap} is active swap; run `swapoff /dev/{swap}` first")]
     Swap { device: String, swap: String },
-    #[error("{device} is in use: {name} is held by {holders} (device-mapper, LVM or RAID); stop that (e.g. `dmsetup remove`, `vgchange -an`, `mdadm --stop`) first")]
-    Held { device: String, name: String, holders: String },
+    #[error(
+        "{device} is in use: {name} is held by {holders} (device-mapper, LVM or RAID); stop that (e.g. `dmsetup remove`, `vgchange -an`, `mdadm --stop`) first"
+    )]
+    Held {
+        device: String,
+        name: String,
+        holders: String,
+    },
     #[error("{target} is too small: {capacity} bytes, the image needs {image_size} bytes (uncompressed); use a stick of at least {}", checks::human(*image_size))]
-    TooSmall { target: String, capacity: u64, image_size: u64 },
-    #[error("{device} ({model}) is not a removable disk; if it really is the stick to overwrite (some USB SSDs and card readers report fixed disks), pass --force")]
+    TooSmall {
+        target: String,
+        capacity: u64,
+        image_size: u64,
+    },
+    #[error(
+        "{device} ({model}) is not a removable disk; if it really is the stick to overwrite (some USB SSDs and card readers report fixed disks), pass --force"
+    )]
     NotRemovable { device: String, model: String },
     #[error("not asking for confirmation without a terminal: pass --yes to overwrite {device}")]
     NeedsYes { device: String },
     #[error("nothing written to {device}: not confirmed")]
     Declined { device: String },
-    #[error("--keep-config: cannot read /config.toml from {target}: {reason}; nothing written; flash without --keep-config to start from the image's own config")]
+    #[error(
+        "--keep-config: cannot read /config.toml from {target}: {reason}; nothing written; flash without --keep-config to start from the image's own config"
+    )]
     NoConfig { target: PathBuf, reason: String },
-    #[error("{device} is busy: opening it exclusively failed (something has it open or mounted); close that and run ramkey flash again")]
+    #[error(
+        "{device} is busy: opening it exclusively failed (something has it open or mounted); close that and run ramkey flash again"
+    )]
     Busy { device: PathBuf },
-    #[error("{target} is smaller than the decompressed image: stopped after {written} bytes, before writing past its end ({capacity} bytes); the stick holds a partial image — flash a smaller image or use a bigger stick")]
-    Overflow { target: PathBuf, written: u64, capacity: u64 },
-    #[error("verification failed: {target} reads back sha256 {actual} over {len} bytes, the image is {expected}; the stick may be faulty or counterfeit, try another")]
-    Verify { target: PathBuf, len: u64, expected: String, actual: String },
+    #[error(
+        "{target} is smaller than the decompressed image: stopped after {written} bytes, before writing past its end ({capacity} bytes); the stick holds a partial image — flash a smaller image or use a bigger stick"
+    )]
+    Overflow {
+        target: PathBuf,
+        written: u64,
+        capacity: u64,
+    },
+    #[error(
+        "verification failed: {target} reads back sha256 {actual} over {len} bytes, the image is {expected}; the stick may be faulty or counterfeit, try another"
+    )]
+    Verify {
+        target: PathBuf,
+        len: u64,
+        expected: String,
+        actual: String,
+    },
     #[error("the image is written and verified, but carrying config.toml over failed: {reason}; the old config is saved in {}: copy it to the stick's RAMKEY partition as /config.toml", saved.display())]
     ConfigNotCarried { reason: String, saved: PathBuf },
 }
@@ -126,10 +173,12 @@ enum Target {
 pub fn flash(opts: &Options, sys: &Sysfs, confirm: &mut dyn Confirm) -> Result<Outcome, FlashError> {
     let image = Image::open(&opts.image)?;
     let path = &opts.target;
-    let io_err = |what: &'static str| move |source| FlashError::Io {
-        what,
-        path: path.clone(),
-        source,
+    let io_err = |what: &'static str| {
+        move |source| FlashError::Io {
+            what,
+            path: path.clone(),
+            source,
+        }
     };
     let target = match std::fs::metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Target::File,
@@ -245,7 +294,13 @@ fn open_for_writing(path: &Path, block: bool, truncate: bool) -> Result<File, Fl
 
 /// Streams the image onto the target in `BLOCK`-sized writes, never past `capacity`; syncs.
 /// Returns the bytes written and their sha256.
-fn write(image: &Image, path: &Path, block: bool, capacity: u64, mode: ProgressMode) -> Result<(u64, String), FlashError> {
+fn write(
+    image: &Image,
+    path: &Path,
+    block: bool,
+    capacity: u64,
+    mode: ProgressMode,
+) -> Result<(u64, String), FlashError> {
     let mut out = open_for_writing(path, block, true)?;
     let write_err = |source| FlashError::Io {
         what: "writing",
@@ -342,7 +397,11 @@ pub fn cli(args: &FlashArgs) -> Result<Outcome, FlashError> {
         opts.target.display(),
         outcome.bytes,
         outcome.sha256,
-        if outcome.config_kept { "; config.toml carried over" } else { "" }
+        if outcome.config_kept {
+            "; config.toml carried over"
+        } else {
+            ""
+        }
     );
     Ok(outcome)
 }

@@ -66,7 +66,13 @@ impl Progress {
             let tenth = self.done * 10 / self.total;
             if tenth > self.last_tenth {
                 self.last_tenth = tenth;
-                eprintln!("{}: {}% ({} of {} bytes)", self.label, tenth * 10, self.done, self.total);
+                eprintln!(
+                    "{}: {}% ({} of {} bytes)",
+                    self.label,
+                    tenth * 10,
+                    self.done,
+                    self.total
+                );
             }
         }
     }

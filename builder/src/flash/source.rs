@@ -62,7 +62,9 @@ impl Image {
             Compression::Gzip => image.count()?,
         };
         if image.size == 0 {
-            return Err(FlashError::EmptyImage { path: path.to_path_buf() });
+            return Err(FlashError::EmptyImage {
+                path: path.to_path_buf(),
+            });
         }
         Ok(image)
     }
@@ -147,7 +149,11 @@ mod tests {
             (&zst_stream, Compression::Zstd),
         ] {
             let image = Image::open(path).unwrap();
-            assert_eq!((image.compression, image.size), (compression, data.len() as u64), "{path:?}");
+            assert_eq!(
+                (image.compression, image.size),
+                (compression, data.len() as u64),
+                "{path:?}"
+            );
             let mut out = Vec::new();
             image.reader().unwrap().read_to_end(&mut out).unwrap();
             assert!(out == data, "{path:?}");

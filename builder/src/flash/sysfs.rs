@@ -146,7 +146,12 @@ impl Sysfs {
         if !dir.is_dir() {
             return None;
         }
-        let sectors = |d: &Path| self.read(&d.join("size")).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) * 512;
+        let sectors = |d: &Path| {
+            self.read(&d.join("size"))
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 512
+        };
         let partitions = self
             .names_in(&dir)
             .into_iter()
@@ -309,8 +314,8 @@ mod tests {
 
     #[test]
     fn parses_mountinfo_lines() {
-        let m = parse_mountinfo_line("36 35 8:17 / /media/my\\040stick rw,noatime shared:1 - vfat /dev/sdb1 rw")
-            .unwrap();
+        let m =
+            parse_mountinfo_line("36 35 8:17 / /media/my\\040stick rw,noatime shared:1 - vfat /dev/sdb1 rw").unwrap();
         assert_eq!(m.dev, Some(DevNum { major: 8, minor: 17 }));
         assert_eq!(m.mount_point, "/media/my stick");
         assert_eq!(m.source, "/dev/sdb1");
