@@ -2,11 +2,17 @@
 //! and writes the platform (kernel + reproducible initramfs). The `ramkey` CLI is a thin
 //! front over this library.
 
+pub mod appliance;
+pub mod build;
 pub mod deb;
+pub mod extras;
 pub mod flash;
 pub mod initramfs;
 pub mod kernel;
 pub mod modules;
 pub mod platform;
+pub mod pxe;
 pub mod records;
 pub mod run;
+pub mod tools;
+pub mod usb;

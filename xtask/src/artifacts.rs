@@ -1,17 +1,15 @@
-//! Build artifacts the workflows and boot tests share: the static init and the platform,
-//! built with the builder library into `target/ramkey/`.
+//! Build artifacts the workflows and boot tests share, built with the builder library from
+//! the repository's `appliance.toml` into `target/ramkey/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use ramkey_builder::appliance::Appliance;
+use ramkey_builder::build::{self, Options};
 use ramkey_builder::initramfs::Compression;
 use ramkey_builder::kernel::{self, Kernel, KernelSource};
-use ramkey_builder::{modules, platform};
-
-/// The triple the static init is built for (see FACTS: without `--target`, proc macros fail).
-const INIT_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -26,38 +24,15 @@ pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
-fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(workspace_root());
-    cmd.env_remove("RUSTFLAGS").env_remove("CARGO_ENCODED_RUSTFLAGS");
-    cmd
-}
-
-/// Builds the static PID 1 and returns its path.
-pub fn build_init() -> Result<PathBuf> {
-    let status = cargo()
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "ramkey-init",
-            "--target",
-            INIT_TARGET,
-        ])
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .status()
-        .context("running cargo")?;
-    if !status.success() {
-        bail!("building the static init failed ({status})");
-    }
-    Ok(target_dir().join(INIT_TARGET).join("release/init"))
-}
-
 /// The kernel: `RAMKEY_KERNEL_DEB` if set, else the newest bookworm 6.1 package from apt.
+pub fn kernel_source() -> KernelSource {
+    std::env::var_os("RAMKEY_KERNEL_DEB").map_or(KernelSource::Apt, |p| KernelSource::Deb(p.into()))
+}
+
+/// The unpacked kernel the builds use.
 pub fn kernel() -> Result<Kernel> {
-    let source = std::env::var_os("RAMKEY_KERNEL_DEB").map_or(KernelSource::Apt, |p| KernelSource::Deb(p.into()));
-    kernel::obtain(&source, &kernel::cache_dir()).context("getting the Debian kernel (needed by every boot test)")
+    kernel::obtain(&kernel_source(), &kernel::cache_dir())
+        .context("getting the Debian kernel (needed by every boot test)")
 }
 
 /// `SOURCE_DATE_EPOCH`: the environment's, else the last commit's time, else 0.
@@ -78,34 +53,60 @@ pub fn source_date_epoch() -> u32 {
         .unwrap_or(0)
 }
 
-/// Builds the platform into `out` (`vmlinuz`, `initrd.img`, ...) and returns `out`.
-pub fn build_platform(out: &Path, compression: Compression) -> Result<PathBuf> {
-    let init = build_init()?;
-    let kernel = kernel()?;
-    let epoch = source_date_epoch();
-    let overlay = workspace_root().join("rootfs-overlay");
-    let inputs = platform::Inputs {
-        kernel: &kernel,
-        init: &init,
-        overlay: Some(&overlay),
-        modules: modules::DEFAULT_MODULES
-            .iter()
-            .flat_map(|(_, names)| names.iter().copied())
-            .collect(),
-        epoch,
+/// Builds the repository's appliance into `out` (`platform/`, and unless `platform_only`,
+/// `usb.img` and `pxe/`).
+pub fn build_appliance(out: &Path, compression: Compression, platform_only: bool) -> Result<PathBuf> {
+    let root = workspace_root();
+    let mut appliance = Appliance::load(&root.join("appliance.toml"))?;
+    appliance.platform.compression = compression;
+    let kernel_deb = match kernel_source() {
+        KernelSource::Deb(deb) => Some(deb),
+        KernelSource::Apt => None,
     };
-    let tree = platform::assemble(&inputs)?;
-    platform::write(out, &kernel, &tree, epoch, compression)?;
+    let opts = Options {
+        out: out.to_path_buf(),
+        init: None,
+        kernel_deb,
+        epoch: source_date_epoch(),
+        platform_only,
+    };
+    build::build(&appliance, &root, &opts).with_context(|| format!("building the appliance into {}", out.display()))?;
     Ok(out.to_path_buf())
 }
 
-/// The default platform under `target/ramkey/platform`, built once per process.
-pub fn platform() -> Result<PathBuf> {
-    static PLATFORM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PLATFORM
+/// Builds only the platform into `out/platform` and returns that folder.
+pub fn build_platform(out: &Path, compression: Compression) -> Result<PathBuf> {
+    Ok(build_appliance(out, compression, true)?.join("platform"))
+}
+
+/// The repository's appliance under `target/ramkey/appliance`, built once per process.
+pub fn appliance() -> Result<PathBuf> {
+    static APPLIANCE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    APPLIANCE
         .get_or_init(|| {
-            build_platform(&target_dir().join("ramkey/platform"), Compression::Gzip).map_err(|e| format!("{e:#}"))
+            build_appliance(&target_dir().join("ramkey/appliance"), Compression::Gzip, false)
+                .map_err(|e| format!("{e:#}"))
         })
         .clone()
-        .map_err(|e| anyhow::anyhow!("building the platform: {e}"))
+        .map_err(|e| anyhow::anyhow!("building the appliance: {e}"))
+}
+
+/// The platform folder of `appliance()`.
+pub fn platform() -> Result<PathBuf> {
+    Ok(appliance()?.join("platform"))
+}
+
+/// A private copy of the built stick image (sparse), so a test may write to it.
+pub fn usb_copy(name: &str) -> Result<PathBuf> {
+    let src = appliance()?.join("usb.img");
+    let dir = target_dir().join("ramkey/run");
+    std::fs::create_dir_all(&dir)?;
+    let dest = dir.join(format!("{name}.img"));
+    let status = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&src)
+        .arg(&dest)
+        .status()?;
+    anyhow::ensure!(status.success(), "copying {} failed", src.display());
+    Ok(dest)
 }

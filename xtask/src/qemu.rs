@@ -40,6 +40,17 @@ impl Spec {
         }
     }
 
+    /// A machine described by `ramkey run`'s options — the same machine users get.
+    pub fn run(name: &str, opts: &ramkey_builder::run::RunOptions) -> Result<Spec> {
+        let args = ramkey_builder::run::machine_args(opts)?;
+        Ok(Spec {
+            name: name.to_string(),
+            memory_mb: opts.memory_mb,
+            kernel: None,
+            args: args.into_iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        })
+    }
+
     /// Adds a virtio NIC on QEMU's user network, optionally with host port forwards.
     pub fn user_net(mut self, forwards: &[(u16, u16)]) -> Spec {
         let mut netdev = "user,id=n0".to_string();

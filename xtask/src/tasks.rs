@@ -5,6 +5,8 @@ use std::process::Command;
 use anyhow::{Result, bail};
 
 use crate::artifacts::{self, workspace_root};
+use ramkey_builder::run::{self, Boot, RunOptions};
+
 use crate::{deps, qemu};
 
 fn run(program: &str, args: &[&str]) -> Result<()> {
@@ -43,36 +45,14 @@ pub fn test() -> Result<()> {
     Ok(())
 }
 
-/// Builds the platform and boots it on this terminal.
+/// Builds the demo appliance and boots its stick image on this terminal (`ramkey run`).
 pub fn demo() -> Result<()> {
     deps::ensure()?;
-    let platform = artifacts::platform()?;
-    eprintln!(
-        "xtask: booting {} under QEMU ({}).\n  Ctrl-a x quits; Ctrl-a c toggles the QEMU monitor, where `system_powerdown` presses the power button.",
-        platform.display(),
-        qemu::accel()
-    );
-    let status = Command::new(qemu::QEMU)
-        .args([
-            "-accel",
-            &qemu::accel(),
-            "-M",
-            "q35",
-            "-cpu",
-            "max",
-            "-m",
-            "1024",
-            "-nodefaults",
-            "-no-user-config",
-        ])
-        .args(["-display", "none", "-serial", "mon:stdio", "-no-reboot"])
-        .args(["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"])
-        .arg("-kernel")
-        .arg(platform.join("vmlinuz"))
-        .arg("-initrd")
-        .arg(platform.join("initrd.img"))
-        .args(["-append", "console=ttyS0 panic=-1"])
-        .status()?;
+    let image = artifacts::usb_copy("demo")?;
+    let mut opts = RunOptions::new(Boot::Usb { image });
+    opts.accel = qemu::accel();
+    eprintln!("{}", run::banner(&opts));
+    let status = run::command(&opts)?.status()?;
     if !status.success() {
         bail!("qemu exited with {status}");
     }

@@ -1,0 +1,106 @@
+//! Boot tests of the built media under QEMU (TCG), on the machine `ramkey run` defines: the
+//! same `usb.img` on a USB disk under SeaBIOS and under OVMF, and the PXE tree over QEMU's
+//! TFTP with the config fetched over HTTP from the host, chosen by the NIC's MAC.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ramkey_builder::run::{Boot, Firmware, RunOptions};
+use xtask::artifacts;
+use xtask::qemu::{Machine, Spec};
+
+const BOOT: Duration = Duration::from_secs(240);
+const SHUTDOWN: Duration = Duration::from_secs(60);
+
+fn usb_boot(name: &str, firmware: Firmware) {
+    let image = artifacts::usb_copy(name).unwrap();
+    let mut opts = RunOptions::new(Boot::Usb { image });
+    opts.firmware = firmware;
+    opts.state_dir = Some(artifacts::target_dir().join("ramkey/run").join(name));
+    let mut vm = Machine::start(&Spec::run(name, &opts).unwrap()).unwrap();
+    let (_, line) = vm.expect("ramkey: usbkey: RAMKEY on /dev/sd", BOOT).unwrap();
+    assert!(
+        line.contains("(usb") && line.ends_with("mounted read-only at /usbkey"),
+        "{line}"
+    );
+    vm.expect("ramkey: config: /usbkey/config.toml: ok (hostname ramkey)", BOOT)
+        .unwrap();
+    let (at, _) = vm.expect("ramkey: ready", BOOT).unwrap();
+    eprintln!("{name}: ready {:.1} s after QEMU started", at.as_secs_f64());
+    vm.refute("RECOVERY MODE").unwrap();
+    vm.monitor("system_powerdown").unwrap();
+    vm.expect("ramkey: unmount /usbkey: ok", SHUTDOWN).unwrap();
+    vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
+    assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
+}
+
+#[test]
+fn usb_stick_boots_under_seabios() {
+    usb_boot("usb-bios", Firmware::Bios);
+}
+
+#[test]
+fn usb_stick_boots_under_ovmf() {
+    usb_boot("usb-uefi", Firmware::Uefi);
+}
+
+/// Serves `/configs/<mac>.toml` for one MAC on 127.0.0.1 and records every request line.
+fn config_server(mac: &str, config: &str) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (path, body, log) = (format!("/configs/{mac}.toml"), config.to_string(), seen.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(20) {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = String::new();
+            let _ = BufReader::new(&stream).read_line(&mut request);
+            log.lock().unwrap().push(request.trim().to_string());
+            let reply = if request.split_whitespace().nth(1) == Some(path.as_str()) {
+                format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+            } else {
+                "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
+            };
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn pxe_boot_fetches_its_config_by_mac_over_http() {
+    // QEMU's first NIC has this MAC unless told otherwise.
+    let mac = "52:54:00:12:34:56";
+    let config =
+        "version = 1\nhostname = \"fleet-box-7\"\n\n[[nic]]\ntag = \"admin\"\nname = \"eth0\"\nip = \"dhcp\"\n";
+    let (port, seen) = config_server(mac, config);
+    let pxe = artifacts::appliance().unwrap().join("pxe");
+    let mut opts = RunOptions::new(Boot::Pxe { dir: pxe });
+    // The guest reaches the host's loopback at 10.0.2.2 through QEMU's user network.
+    opts.config_url = Some(format!("http://10.0.2.2:{port}/configs/${{mac}}.toml"));
+    opts.state_dir = Some(artifacts::target_dir().join("ramkey/run/pxe"));
+    let mut vm = Machine::start(&Spec::run("pxe", &opts).unwrap()).unwrap();
+    vm.expect("ramkey: network: eth0 (52:54:00:12:34:56) got 10.0.2.15/24", BOOT)
+        .unwrap();
+    vm.expect(
+        &format!("ramkey: config: fetched http://10.0.2.2:{port}/configs/{mac}.toml"),
+        BOOT,
+    )
+    .unwrap();
+    vm.expect("(hostname fleet-box-7)", BOOT).unwrap();
+    let (at, _) = vm.expect("ramkey: ready", BOOT).unwrap();
+    eprintln!("pxe: ready {:.1} s after QEMU started", at.as_secs_f64());
+    vm.refute("RECOVERY MODE").unwrap();
+    let requests = seen.lock().unwrap().clone();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with(&format!("GET /configs/{mac}.toml "))),
+        "{requests:?}"
+    );
+    vm.monitor("system_powerdown").unwrap();
+    vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
+    assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
+}
