@@ -8,15 +8,16 @@ use super::FlashError;
 use super::sysfs::{DevNum, Disk, Sysfs};
 
 /// Finds the disk of the block device `path` (device number `dev`) and runs every check.
-/// `capacity` is the device's size in bytes as the device itself reports it.
+/// `capacity` gives the device's size in bytes as the device itself reports it; it is asked
+/// only after the disk is known not to be the boot disk or in use.
 pub fn check_block_target(
     sys: &Sysfs,
     path: &Path,
     dev: DevNum,
-    capacity: u64,
+    capacity: &dyn Fn() -> Result<u64, FlashError>,
     image_size: u64,
     force: bool,
-) -> Result<Disk, FlashError> {
+) -> Result<(Disk, u64), FlashError> {
     let device = path.display().to_string();
     let sysfs_err = |source| FlashError::Io {
         what: "reading",
@@ -76,6 +77,7 @@ pub fn check_block_target(
             holders: holders.join(", "),
         });
     }
+    let capacity = capacity()?;
     if capacity < image_size {
         return Err(FlashError::TooSmall {
             target: device,
@@ -89,7 +91,7 @@ pub fn check_block_target(
             model: disk.model.clone(),
         });
     }
-    Ok(disk)
+    Ok((disk, capacity))
 }
 
 /// What the confirmation question shows about the disk.
@@ -193,7 +195,8 @@ mod tests {
         fn check(&self, dev: &str, force: bool) -> Result<Disk, FlashError> {
             let dev = DevNum::parse(dev).unwrap();
             let (disk, _) = self.sys().find_dev(dev).unwrap().unwrap();
-            check_block_target(&self.sys(), Path::new("/dev/x"), dev, disk.size, 1 << 30, force)
+            check_block_target(&self.sys(), Path::new("/dev/x"), dev, &|| Ok(disk.size), 1 << 30, force)
+                .map(|(disk, _)| disk)
         }
     }
 
@@ -276,7 +279,7 @@ mod tests {
         assert!(err.to_string().contains("partition sdb1 of /dev/sdb"), "{err}");
         let sys = fake.sys();
         let dev = DevNum::parse("8:16").unwrap();
-        let err = check_block_target(&sys, Path::new("/dev/sdb"), dev, 1000, 2000, false).unwrap_err();
+        let err = check_block_target(&sys, Path::new("/dev/sdb"), dev, &|| Ok(1000), 2000, false).unwrap_err();
         assert!(matches!(
             err,
             FlashError::TooSmall {
@@ -287,7 +290,7 @@ mod tests {
         ));
         let dev = DevNum::parse("9:9").unwrap();
         assert!(matches!(
-            check_block_target(&sys, Path::new("/dev/sdz"), dev, 1, 1, false),
+            check_block_target(&sys, Path::new("/dev/sdz"), dev, &|| Ok(1), 1, false),
             Err(FlashError::UnknownDevice { .. })
         ));
     }

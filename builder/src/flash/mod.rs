@@ -206,10 +206,13 @@ pub fn flash(opts: &Options, sys: &Sysfs, confirm: &mut dyn Confirm) -> Result<O
     let mut capacity = u64::MAX;
     let mut question = None;
     if let Target::Block { dev } = target {
-        capacity = File::open(path)
-            .and_then(|mut f| f.seek(SeekFrom::End(0)))
-            .map_err(io_err("finding the size of"))?;
-        let disk = checks::check_block_target(sys, path, dev, capacity, image.size, opts.force)?;
+        let size = || {
+            File::open(path)
+                .and_then(|mut f| f.seek(SeekFrom::End(0)))
+                .map_err(io_err("finding the size of"))
+        };
+        let (disk, size) = checks::check_block_target(sys, path, dev, &size, image.size, opts.force)?;
+        capacity = size;
         question = Some(format!(
             "{}Write {} ({}) to it, destroying everything on it? Type yes to go on: ",
             checks::describe(path, &disk),
