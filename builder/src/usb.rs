@@ -133,8 +133,25 @@ pub fn write(out: &Path, inputs: &Inputs<'_>) -> Result<Partition, UsbError> {
         ],
         &mtools_env(inputs.epoch),
     )?;
+    mirror_boot_sector(&tmp, partition).map_err(io(&tmp))?;
     std::fs::rename(&tmp, out).map_err(io(out))?;
     Ok(partition)
+}
+
+/// syslinux rewrites the FAT32 boot sector but not its backup (`BPB_BkBootSec`); copy it
+/// so that `fsck.vfat` finds them equal.
+fn mirror_boot_sector(img: &Path, part: Partition) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut f = OpenOptions::new().read(true).write(true).open(img)?;
+    let mut sector = [0u8; SECTOR as usize];
+    f.seek(SeekFrom::Start(part.offset))?;
+    f.read_exact(&mut sector)?;
+    let backup = u64::from(u16::from_le_bytes([sector[50], sector[51]]));
+    if backup != 0 {
+        f.seek(SeekFrom::Start(part.offset + backup * SECTOR))?;
+        f.write_all(&sector)?;
+    }
+    f.sync_all()
 }
 
 fn path_str(p: &Path) -> &str {

@@ -13,16 +13,74 @@ const S_IFREG: u32 = 0o100000;
 #[test]
 fn two_builds_are_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
-    for compression in [Compression::Gzip, Compression::Zstd] {
-        let a = artifacts::build_platform(&dir.path().join("a"), compression).unwrap();
-        let b = artifacts::build_platform(&dir.path().join("b"), compression).unwrap();
-        for file in ["initrd.img", "vmlinuz", "version", "SHA256SUMS"] {
-            let (x, y) = (
-                std::fs::read(a.join(file)).unwrap(),
-                std::fs::read(b.join(file)).unwrap(),
-            );
-            assert!(x == y, "{file} differs between two builds ({compression:?})");
-        }
+    let a = artifacts::build_appliance(&dir.path().join("a"), Compression::Zstd, false).unwrap();
+    let b = artifacts::build_appliance(&dir.path().join("b"), Compression::Zstd, false).unwrap();
+    for file in [
+        "platform/initrd.img",
+        "platform/vmlinuz",
+        "platform/version",
+        "platform/SHA256SUMS",
+        "usb.img",
+    ] {
+        let (x, y) = (
+            std::fs::read(a.join(file)).unwrap(),
+            std::fs::read(b.join(file)).unwrap(),
+        );
+        assert!(x == y, "{file} differs between two builds");
+    }
+    for file in ["boot.ipxe", "pxelinux.cfg/default", "initrd.img"] {
+        assert_eq!(
+            std::fs::read(a.join("pxe").join(file)).unwrap(),
+            std::fs::read(b.join("pxe").join(file)).unwrap()
+        );
+    }
+}
+
+#[test]
+fn the_stick_image_passes_fsck_and_carries_its_files() {
+    let usb = artifacts::appliance().unwrap().join("usb.img");
+    let bytes = std::fs::read(&usb).unwrap();
+    // Protective MBR with gptmbr.bin's code, GPT signature at LBA 1.
+    assert_eq!(&bytes[510..512], &[0x55, 0xaa]);
+    assert_eq!(bytes[450], 0xee, "protective MBR partition type");
+    assert_eq!(&bytes[512..520], b"EFI PART");
+    let gptmbr = std::fs::read(ramkey_builder::usb::GPTMBR).unwrap();
+    assert_eq!(&bytes[..440], &gptmbr[..440]);
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("part.img");
+    let offset = 2048 * 512;
+    let end = bytes.len() - 1024 * 1024; // the partition ends on the last whole MiB before the backup GPT
+    std::fs::write(&part, &bytes[offset..end]).unwrap();
+    let fsck = std::process::Command::new("fsck.vfat")
+        .arg("-n")
+        .arg(&part)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&fsck.stdout);
+    assert!(
+        fsck.status.success(),
+        "fsck.vfat: {report}{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    assert!(!report.contains("differences"), "{report}");
+    let list = std::process::Command::new("mdir")
+        .args(["-/", "-b", "-i"])
+        .arg(&part)
+        .arg("::/")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .unwrap();
+    let files = String::from_utf8_lossy(&list.stdout);
+    for want in [
+        "::/EFI/BOOT/BOOTX64.EFI",
+        "::/config.toml",
+        "::/platform/a/initrd.img",
+        "::/syslinux/ldlinux.sys",
+    ] {
+        assert!(
+            files.lines().any(|l| l.eq_ignore_ascii_case(want)),
+            "{want} missing from the stick:\n{files}"
+        );
     }
 }
 
