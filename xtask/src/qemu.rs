@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
@@ -67,10 +68,79 @@ impl Spec {
     }
 }
 
-/// The QEMU accelerator: TCG unless `RAMKEY_ACCEL=kvm` says a probe showed KVM works.
-/// (On this project's machines `/dev/kvm` is present but stock kernels do not boot on it.)
+/// The QEMU accelerator: `RAMKEY_ACCEL` if set, else `kvm` only when a probe showed that
+/// KVM really boots the platform on this machine, else `tcg`. On this project's machines
+/// `/dev/kvm` is there but stock kernels do not boot on it (FACTS.md), so the presence of the
+/// device proves nothing. The probe's answer is cached in `target/ramkey/kvm-probe`.
 pub fn accel() -> String {
-    std::env::var("RAMKEY_ACCEL").unwrap_or_else(|_| "tcg".into())
+    static ACCEL: OnceLock<String> = OnceLock::new();
+    ACCEL
+        .get_or_init(|| {
+            if let Ok(accel) = std::env::var("RAMKEY_ACCEL") {
+                return accel;
+            }
+            if !Path::new("/dev/kvm").exists() {
+                return "tcg".into();
+            }
+            let cache = crate::artifacts::target_dir().join("ramkey/kvm-probe");
+            if let Ok(answer) = std::fs::read_to_string(&cache) {
+                return answer.trim().to_string();
+            }
+            let answer = if probe_kvm() { "kvm" } else { "tcg" };
+            let _ = std::fs::create_dir_all(cache.parent().unwrap_or(Path::new(".")));
+            let _ = std::fs::write(&cache, answer);
+            eprintln!("xtask: KVM probe: using {answer} (cached in {})", cache.display());
+            answer.into()
+        })
+        .clone()
+}
+
+/// Boots the platform into recovery mode under KVM; KVM works if PID 1 says so in time.
+fn probe_kvm() -> bool {
+    let Ok(platform) = crate::artifacts::platform() else {
+        return false;
+    };
+    let Ok(mut child) = Command::new(QEMU)
+        .args([
+            "-accel",
+            "kvm",
+            "-M",
+            "q35",
+            "-cpu",
+            "host",
+            "-m",
+            "512",
+            "-nodefaults",
+            "-no-user-config",
+        ])
+        .args(["-display", "none", "-no-reboot", "-serial", "stdio"])
+        .arg("-kernel")
+        .arg(platform.join("vmlinuz"))
+        .arg("-initrd")
+        .arg(platform.join("initrd.img"))
+        .args(["-append", "console=ttyS0 panic=-1 quiet ramkey.recovery"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let stdout = child.stdout.take();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let Some(stdout) = stdout else { return };
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("ramkey: RECOVERY MODE") {
+                let _ = tx.send(());
+                return;
+            }
+        }
+    });
+    let works = rx.recv_timeout(Duration::from_secs(30)).is_ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    works
 }
 
 /// Where run logs go.
@@ -104,13 +174,15 @@ impl Machine {
         let _ = std::fs::remove_file(&monitor);
         let log = logs.join(format!("{}.log", spec.name));
         let mut cmd = Command::new(QEMU);
+        let accel = accel();
+        let cpu = if accel == "kvm" { "host" } else { "max" };
         cmd.args([
             "-accel",
-            &accel(),
+            &accel,
             "-M",
             "q35",
             "-cpu",
-            "max",
+            cpu,
             "-smp",
             "1",
             "-m",
