@@ -2,16 +2,21 @@
 
 use std::path::PathBuf;
 
+use ramkey_config::Config;
+
 use crate::clock::Clock;
 use crate::cmdline::Cmdline;
 use crate::coldplug::{self, ColdplugError, ColdplugReport};
+use crate::config_load::FetchError;
 use crate::modprobe::{Modprobe, ModuleLoader};
 use crate::modules::{ModuleIndex, ModulesError};
 use crate::mounts::{self, EARLY_MOUNTS, MountError, Mounter};
+use crate::net::{NetError, NetReport, Network};
 use crate::paths::Paths;
 use crate::power::PowerButtons;
 use crate::timeline::Timeline;
 use crate::uevent::UeventSocket;
+use crate::usbkey::{FoundKey, UsbkeyError};
 
 /// A boot step failed; the boot goes to recovery mode with this as the cause.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +41,15 @@ pub enum BootError {
     /// sysfs could not be scanned.
     #[error("coldplug failed: {0}")]
     Coldplug(#[from] ColdplugError),
+    /// No usbkey appeared, or it could not be mounted.
+    #[error(transparent)]
+    Usbkey(#[from] UsbkeyError),
+    /// The network for the config URL could not be brought up.
+    #[error(transparent)]
+    Network(#[from] NetError),
+    /// The config URL is unusable or could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
 }
 
 /// What the boot steps produced, kept even when a later step fails or panics.
@@ -49,6 +63,12 @@ pub struct BootState {
     pub uevents: Option<UeventSocket>,
     /// Open power-button devices.
     pub buttons: PowerButtons,
+    /// The usbkey, once mounted.
+    pub usbkey: Option<FoundKey>,
+    /// The boot network (PXE boots with a config URL).
+    pub network: Option<NetReport>,
+    /// The validated config; `None` when absent or invalid.
+    pub config: Option<Config>,
 }
 
 /// The effects the boot uses; real ones on the box, fakes in tests.
@@ -63,6 +83,8 @@ pub struct Boot<'a> {
     pub loader: &'a mut dyn ModuleLoader,
     /// Open the kernel uevent socket (off in unit tests).
     pub watch_uevents: bool,
+    /// DHCP and HTTP for a `ramkey.config=` URL.
+    pub network: &'a mut dyn Network,
 }
 
 impl std::fmt::Debug for Boot<'_> {
@@ -107,7 +129,7 @@ impl Boot<'_> {
         if state.buttons.is_empty() {
             crate::warn!("no power button found; SIGUSR2 or SIGPWR powers the box off");
         }
-        Ok(())
+        crate::media::run(self, timeline, state)
     }
 }
 
@@ -189,10 +211,16 @@ pub fn power_button_coldplug(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blkid::{FatKind, fixture_sector};
     use crate::clock::FakeClock;
     use crate::modprobe::RecordingLoader;
     use crate::mounts::MountStep;
+    use crate::net::dhcp::Lease;
+    use crate::net::http::{HttpError, Url};
+    use crate::net::netlink::Link;
     use nix::errno::Errno;
+    use nix::mount::MsFlags;
+    use std::net::Ipv4Addr;
     use std::path::Path;
     use std::time::Duration;
 
@@ -206,6 +234,56 @@ mod tests {
         fn mount(&mut self, step: &MountStep, _: &Path) -> Result<(), Errno> {
             self.0.push(step.target.to_owned());
             Ok(())
+        }
+        fn mount_device(&mut self, device: &Path, _: &Path, fstype: &str, _: MsFlags, data: &str) -> Result<(), Errno> {
+            let name = device.file_name().unwrap().to_string_lossy();
+            self.0.push(format!("{name} {fstype} {data}"));
+            Ok(())
+        }
+    }
+
+    /// A network that hands out QEMU's user-mode lease and serves `config` for any URL.
+    struct FakeNet {
+        config: Result<Vec<u8>, u16>,
+        urls: Vec<String>,
+    }
+
+    impl Network for FakeNet {
+        fn configure(&mut self, _: &dyn Clock, _: Option<&str>) -> Result<NetReport, NetError> {
+            Ok(NetReport {
+                link: Link {
+                    index: 2,
+                    name: "eth0".into(),
+                    mac: Some([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
+                    kind: 1,
+                    flags: 0,
+                },
+                lease: Lease {
+                    address: Ipv4Addr::new(10, 0, 2, 15),
+                    prefix: 24,
+                    router: Some(Ipv4Addr::new(10, 0, 2, 2)),
+                    dns: vec![Ipv4Addr::new(10, 0, 2, 3)],
+                    domain: None,
+                    server: None,
+                    lease_secs: None,
+                },
+                dhcp_time: Duration::from_millis(12),
+            })
+        }
+        fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError> {
+            self.urls.push(url.text.clone());
+            self.config.clone().map_err(|status| HttpError::Status {
+                status,
+                reason: "Not Found".into(),
+            })
+        }
+        fn pause(&mut self, _: Duration) {}
+    }
+
+    fn no_net() -> FakeNet {
+        FakeNet {
+            config: Err(500),
+            urls: vec![],
         }
     }
 
@@ -225,7 +303,8 @@ mod tests {
         write(
             r,
             "lib/modules/6.1.0-test/modules.dep",
-            "kernel/button.ko:\nkernel/usb-storage.ko:\n",
+            "kernel/button.ko:\nkernel/usb-storage.ko:\nkernel/vfat.ko: kernel/fat.ko\nkernel/fat.ko:\n\
+             kernel/nls_cp437.ko:\nkernel/nls_ascii.ko:\n",
         );
         write(
             r,
@@ -241,7 +320,23 @@ mod tests {
         dir
     }
 
+    /// Adds a usbkey (`sda1` labelled RAMKEY on USB) and its config file.
+    fn add_key(root: &Path) {
+        let usb = "pci0000:00/0000:00:02.0/usb2/2-1/2-1:1.0/host0/target0:0:0/0:0:0:0";
+        crate::blockdev::fake_device(&root.join("sys"), usb, "sda", Some("sda1"), ("QEMU", "HARDDISK"));
+        std::fs::create_dir_all(root.join("dev")).unwrap();
+        std::fs::write(root.join("dev/sda"), vec![0u8; 512]).unwrap();
+        std::fs::write(root.join("dev/sda1"), fixture_sector(FatKind::Fat32, "RAMKEY")).unwrap();
+        write(root, "usbkey/config.toml", "version = 1\nhostname = \"box1\"\n");
+    }
+
     fn boot(dir: &Path, loader: &mut RecordingLoader) -> (Result<(), BootError>, Timeline, BootState) {
+        boot_with(dir, loader, &mut no_net()).0
+    }
+
+    type Booted = (Result<(), BootError>, Timeline, BootState);
+
+    fn boot_with(dir: &Path, loader: &mut RecordingLoader, network: &mut FakeNet) -> (Booted, Vec<String>) {
         let paths = Paths::new(dir);
         let clock = FakeClock::new(Duration::from_secs(1), Duration::from_millis(10));
         let mut mounter = RecordingMounter::default();
@@ -253,31 +348,100 @@ mod tests {
             mounter: &mut mounter,
             loader,
             watch_uevents: false,
+            network,
         }
         .run(&mut timeline, &mut state);
         crate::log::set_level(crate::log::Level::Info);
-        (result, timeline, state)
+        ((result, timeline, state), mounter.0)
     }
 
     #[test]
     fn full_boot_with_fakes() {
         let dir = fixture("BOOT_IMAGE=/vmlinuz usb-storage.delay_use=0 quiet\n");
+        add_key(dir.path());
         let mut loader = RecordingLoader::default();
-        let (result, timeline, state) = boot(dir.path(), &mut loader);
+        let ((result, timeline, state), mounts) = boot_with(dir.path(), &mut loader, &mut no_net());
         result.unwrap();
         let steps: Vec<_> = timeline.steps.iter().map(|s| s.name).collect();
         assert_eq!(
             steps,
-            ["early-mounts", "cmdline", "modules-index", "coldplug", "power-button"]
-        );
-        assert_eq!(
-            loader.calls,
             [
-                ("button".to_owned(), String::new()),
-                ("usb_storage".to_owned(), "delay_use=0".to_owned())
+                "early-mounts",
+                "cmdline",
+                "modules-index",
+                "coldplug",
+                "power-button",
+                "usbkey",
+                "config"
             ]
         );
+        let modules: Vec<_> = loader.calls.iter().map(|(m, _)| m.as_str()).collect();
+        assert_eq!(
+            modules,
+            ["button", "usb_storage", "fat", "vfat", "nls_cp437", "nls_ascii"]
+        );
+        assert_eq!(loader.calls[1].1, "delay_use=0");
         assert!(state.modprobe.unwrap().is_loaded("usb_storage"));
+        assert_eq!(
+            mounts.last().unwrap(),
+            &format!("sda1 vfat {}", crate::usbkey::MOUNT_OPTIONS)
+        );
+        assert_eq!(state.usbkey.unwrap().node, PathBuf::from("/dev/sda1"));
+        assert_eq!(state.config.unwrap().hostname, "box1");
+    }
+
+    #[test]
+    fn no_key_and_no_url_is_recovery() {
+        let dir = fixture("ramkey.key_wait=0\n");
+        let mut loader = RecordingLoader::default();
+        let (result, timeline, state) = boot(dir.path(), &mut loader);
+        let err = result.unwrap_err().to_string();
+        assert!(
+            err.starts_with("no usbkey: no partition labelled RAMKEY appeared within 0 s"),
+            "{err}"
+        );
+        assert_eq!(timeline.steps.last().unwrap().name, "usbkey");
+        assert!(state.config.is_none());
+    }
+
+    #[test]
+    fn pxe_boot_fetches_the_config_by_mac() {
+        let dir = fixture("ramkey.config=http://10.0.2.2:8099/${mac}.toml\n");
+        let mut loader = RecordingLoader::default();
+        let mut net = FakeNet {
+            config: Ok(b"version = 1\nhostname = \"pxe1\"\n".to_vec()),
+            urls: vec![],
+        };
+        let ((result, timeline, state), _) = boot_with(dir.path(), &mut loader, &mut net);
+        result.unwrap();
+        let steps: Vec<_> = timeline.steps.iter().map(|s| s.name).collect();
+        assert_eq!(steps[5..], ["network", "config"]);
+        assert_eq!(net.urls, ["http://10.0.2.2:8099/52:54:00:12:34:56.toml"]);
+        assert_eq!(state.config.unwrap().hostname, "pxe1");
+        assert_eq!(state.network.unwrap().link.name, "eth0");
+        assert!(state.usbkey.is_none());
+
+        let mut net = FakeNet {
+            config: Err(404),
+            urls: vec![],
+        };
+        let ((result, _, _), _) = boot_with(dir.path(), &mut loader, &mut net);
+        let err = result.unwrap_err().to_string();
+        assert!(
+            err.starts_with("cannot fetch the config from http://10.0.2.2:8099/"),
+            "{err}"
+        );
+        assert_eq!(net.urls.len(), crate::config_load::FETCH_ATTEMPTS);
+    }
+
+    #[test]
+    fn config_url_with_a_host_name_fails_before_the_network() {
+        let dir = fixture("ramkey.config=http://boot.lan/${mac}.toml\n");
+        let mut loader = RecordingLoader::default();
+        let (result, timeline, _) = boot(dir.path(), &mut loader);
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("cannot resolve host names"), "{err}");
+        assert!(timeline.steps.iter().all(|s| s.name != "network"));
     }
 
     #[test]

@@ -6,8 +6,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::log::Level;
+
+/// How long the boot waits for the usbkey by default: USB sticks enumerate slowly
+/// (seconds under QEMU TCG).
+pub const DEFAULT_KEY_WAIT: Duration = Duration::from_secs(15);
+
+/// The longest `ramkey.key_wait=` accepted, in seconds.
+const MAX_KEY_WAIT_SECS: f64 = 600.0;
 
 /// Which platform slot the boot loader says it booted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +44,8 @@ pub enum CmdlineError {
 pub struct Cmdline {
     /// `ramkey.key=LABEL`: the usbkey filesystem label.
     pub key: Option<String>,
+    /// `ramkey.key_wait=SECONDS`: how long to wait for the usbkey to appear.
+    pub key_wait: Duration,
     /// `ramkey.config=URL`: where to fetch `config.toml` (PXE).
     pub config: Option<String>,
     /// `ramkey.slot=a|b`.
@@ -54,6 +64,7 @@ impl Default for Cmdline {
     fn default() -> Self {
         Cmdline {
             key: None,
+            key_wait: DEFAULT_KEY_WAIT,
             config: None,
             slot: None,
             recovery: false,
@@ -105,6 +116,15 @@ impl Cmdline {
             ("config", Some(v)) if v.starts_with("http://") || v.starts_with("https://") => {
                 self.config = Some(v.to_owned());
             }
+            ("key_wait", Some(v)) => match v.parse::<f64>() {
+                Ok(secs) if (0.0..=MAX_KEY_WAIT_SECS).contains(&secs) => {
+                    self.key_wait = Duration::from_secs_f64(secs);
+                }
+                _ => self.warn(format!(
+                    "ramkey.key_wait={v:?} is not a number of seconds from 0 to {MAX_KEY_WAIT_SECS}; using {}",
+                    DEFAULT_KEY_WAIT.as_secs()
+                )),
+            },
             ("slot", Some(v)) if v.eq_ignore_ascii_case("a") => self.slot = Some(Slot::A),
             ("slot", Some(v)) if v.eq_ignore_ascii_case("b") => self.slot = Some(Slot::B),
             ("recovery", None | Some("" | "1" | "yes" | "true" | "on")) => self.recovery = true,
@@ -114,6 +134,7 @@ impl Cmdline {
                 Err(e) => self.warn(format!("ramkey.log: {e}; using info")),
             },
             ("key", _) => self.warn("ramkey.key needs a filesystem label; ignored".into()),
+            ("key_wait", None) => self.warn("ramkey.key_wait needs a number of seconds; ignored".into()),
             ("config", _) => {
                 self.warn("ramkey.config needs an http:// or https:// URL; ignored".into());
             }
@@ -270,6 +291,27 @@ mod tests {
         assert!(!c.recovery);
         assert_eq!(c.warnings.len(), 7, "{:?}", c.warnings);
         assert!(c.warnings.iter().any(|w| w.contains("ramkey.frobnicate")));
+    }
+
+    #[test]
+    fn key_wait_seconds() {
+        assert_eq!(Cmdline::parse("").key_wait, Duration::from_secs(15));
+        assert_eq!(Cmdline::parse("ramkey.key_wait=30").key_wait, Duration::from_secs(30));
+        assert_eq!(
+            Cmdline::parse("ramkey.key_wait=2.5").key_wait,
+            Duration::from_millis(2500)
+        );
+        assert_eq!(Cmdline::parse("ramkey.key_wait=0").key_wait, Duration::ZERO);
+        for bad in [
+            "ramkey.key_wait=-1",
+            "ramkey.key_wait=x",
+            "ramkey.key_wait=1e9",
+            "ramkey.key_wait=NaN",
+        ] {
+            let c = Cmdline::parse(bad);
+            assert_eq!(c.key_wait, DEFAULT_KEY_WAIT, "{bad}");
+            assert_eq!(c.warnings.len(), 1, "{bad}");
+        }
     }
 
     #[test]

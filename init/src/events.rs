@@ -8,12 +8,12 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
-use crate::coldplug;
 use crate::modprobe::{Modprobe, ModuleLoader};
 use crate::power::PowerButtons;
 use crate::shutdown::{Action, Request};
 use crate::sys;
 use crate::uevent::{UeventError, UeventSocket};
+use crate::{coldplug, hotplug};
 
 /// The event loop failed in a way it cannot go on from.
 #[derive(Debug, thiserror::Error)]
@@ -144,19 +144,13 @@ impl EventLoop {
                 return;
             };
             match socket.next() {
-                Ok(Some(event)) => {
-                    crate::debug!("uevent {} {}", event.action, event.devpath);
-                    if let (Some(alias), Some(modprobe)) = (event.added_modalias(), self.modprobe.as_mut()) {
-                        let mut failures = 0;
-                        let n = coldplug::load_for_modalias(alias, modprobe, self.loader.as_mut(), &mut failures);
-                        if n > 0 {
-                            crate::info!("uevent: {n} modules loaded for {alias}");
-                        }
-                    }
-                    if event.is_input_event_device_added() {
-                        self.buttons.scan(&self.dev_root);
-                    }
-                }
+                Ok(Some(event)) => hotplug::handle_uevent(
+                    &event,
+                    self.modprobe.as_mut(),
+                    self.loader.as_mut(),
+                    &mut self.buttons,
+                    &self.dev_root,
+                ),
                 Ok(None) => return,
                 Err(UeventError::Recv(Errno::ENOBUFS)) => {
                     crate::warn!("uevents were lost (ENOBUFS); rescanning devices");

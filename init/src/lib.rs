@@ -1,17 +1,24 @@
-//! Ramkey PID 1: early mounts, kernel command line, coldplug, the event loop, shutdown.
+//! Ramkey PID 1: early mounts, kernel command line, coldplug, the usbkey or the network,
+//! the config, the event loop, shutdown.
 //!
 //! `main.rs` only calls [`pid1::run`]; everything else is here, testable without root.
 //! All `unsafe` code and raw syscalls live in [`sys`].
 
+pub mod blkid;
+pub mod blockdev;
 pub mod boot;
 pub mod clock;
 pub mod cmdline;
 pub mod coldplug;
+pub mod config_load;
 pub mod events;
+pub mod hotplug;
 pub mod log;
+pub mod media;
 pub mod modprobe;
 pub mod modules;
 pub mod mounts;
+pub mod net;
 pub mod paths;
 pub mod pid1;
 pub mod power;
@@ -20,3 +27,4 @@ pub mod shutdown;
 pub mod sys;
 pub mod timeline;
 pub mod uevent;
+pub mod usbkey;

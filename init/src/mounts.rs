@@ -123,6 +123,15 @@ pub trait Mounter {
     fn mkdir_all(&mut self, path: &Path) -> std::io::Result<()>;
     /// Mounts `step` at `target` (the step's target under the root).
     fn mount(&mut self, step: &MountStep, target: &Path) -> Result<(), Errno>;
+    /// Mounts the filesystem on `device` (a block device node) at `target`.
+    fn mount_device(
+        &mut self,
+        device: &Path,
+        target: &Path,
+        fstype: &str,
+        flags: MsFlags,
+        data: &str,
+    ) -> Result<(), Errno>;
 }
 
 /// The real mounter.
@@ -136,6 +145,17 @@ impl Mounter for KernelMounter {
 
     fn mount(&mut self, step: &MountStep, target: &Path) -> Result<(), Errno> {
         crate::sys::mount(step.source, target, step.fstype, step.flags, step.data)
+    }
+
+    fn mount_device(
+        &mut self,
+        device: &Path,
+        target: &Path,
+        fstype: &str,
+        flags: MsFlags,
+        data: &str,
+    ) -> Result<(), Errno> {
+        crate::sys::mount(&device.to_string_lossy(), target, fstype, flags, Some(data))
     }
 }
 
@@ -210,6 +230,10 @@ mod tests {
                 return Err(*e);
             }
             self.mounts.push((step.fstype.to_owned(), target.to_owned()));
+            Ok(())
+        }
+        fn mount_device(&mut self, _: &Path, target: &Path, fstype: &str, _: MsFlags, _: &str) -> Result<(), Errno> {
+            self.mounts.push((fstype.to_owned(), target.to_owned()));
             Ok(())
         }
     }

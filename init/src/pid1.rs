@@ -11,6 +11,7 @@ use crate::clock::{BootClock, Clock};
 use crate::events::{EventLoop, SIGNALS};
 use crate::modprobe::KernelLoader;
 use crate::mounts::KernelMounter;
+use crate::net::KernelNetwork;
 use crate::paths::Paths;
 use crate::shutdown::{self, KernelSystem};
 use crate::timeline::Timeline;
@@ -38,6 +39,9 @@ pub fn run() -> ! {
             mounter: &mut KernelMounter,
             loader: &mut loader,
             watch_uevents: true,
+            network: &mut KernelNetwork {
+                resolv_conf: paths.root().join("etc/resolv.conf"),
+            },
         }
         .run(&mut timeline, &mut state)
     }));

@@ -16,6 +16,7 @@ use nix::sys::reboot::RebootMode;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, setsockopt, sockopt};
+use nix::sys::time::{TimeVal, TimeValLike};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::time::ClockId;
 use nix::unistd::Pid;
@@ -181,6 +182,51 @@ pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>, Errno> 
         Err(Errno::EAGAIN) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Opens a `NETLINK_ROUTE` socket whose receives time out after `timeout`.
+pub fn route_socket(timeout: Duration) -> Result<OwnedFd, SysError> {
+    let fd = nix::sys::socket::socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )
+    .map_err(call("socket(NETLINK_ROUTE)"))?;
+    let micros = i64::try_from(timeout.as_micros()).unwrap_or(i64::MAX);
+    setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::microseconds(micros))
+        .map_err(call("setsockopt(SO_RCVTIMEO)"))?;
+    nix::sys::socket::bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(call("bind(NETLINK_ROUTE)"))?;
+    Ok(fd)
+}
+
+/// Sends one datagram on a connected or netlink socket.
+pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<usize, Errno> {
+    nix::sys::socket::send(fd.as_raw_fd(), buf, MsgFlags::empty())
+}
+
+/// Receives one datagram, blocking up to the socket's receive timeout (`EAGAIN` then).
+pub fn recv_wait(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        match nix::sys::socket::recv(fd.as_raw_fd(), buf, MsgFlags::empty()) {
+            Err(Errno::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// A UDP socket on `0.0.0.0:68` bound to interface `ifname`, allowed to broadcast: what a
+/// DHCP client needs before the interface has an address.
+pub fn dhcp_socket(ifname: &str) -> Result<std::net::UdpSocket, SysError> {
+    let fd = nix::sys::socket::socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(call("socket(AF_INET, SOCK_DGRAM)"))?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(call("setsockopt(SO_REUSEADDR)"))?;
+    setsockopt(&fd, sockopt::Broadcast, &true).map_err(call("setsockopt(SO_BROADCAST)"))?;
+    setsockopt(&fd, sockopt::BindToDevice, &std::ffi::OsString::from(ifname))
+        .map_err(call("setsockopt(SO_BINDTODEVICE)"))?;
+    let any = nix::sys::socket::SockaddrIn::new(0, 0, 0, 0, 68);
+    nix::sys::socket::bind(fd.as_raw_fd(), &any).map_err(call("bind(0.0.0.0:68)"))?;
+    Ok(std::net::UdpSocket::from(fd))
 }
 
 /// Reads from a non-blocking fd; `Ok(None)` when nothing is pending.

@@ -1,0 +1,310 @@
+//! A minimal HTTP/1.0 GET over `std::net::TcpStream` for the config URL.
+//!
+//! The PID 1 is statically linked against glibc, which cannot resolve host names
+//! (no NSS): URLs must use a numeric address.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// The largest body accepted.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Fetching a URL failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// Not an `http://` URL.
+    #[error("{url}: only http:// URLs are supported (no TLS at boot)")]
+    Scheme {
+        /// The URL.
+        url: String,
+    },
+    /// The host is a name, not a number.
+    #[error(
+        "{url}: the host {host:?} is a name; the boot cannot resolve host names (static PID 1, \
+         no DNS resolver): use a numeric address such as http://10.0.2.2:8080/..."
+    )]
+    HostName {
+        /// The URL.
+        url: String,
+        /// The host part.
+        host: String,
+    },
+    /// The URL is malformed.
+    #[error("{url}: {reason}")]
+    Malformed {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// Connecting, sending or receiving failed.
+    #[error("{op} {addr}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The server.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The answer is not HTTP.
+    #[error("bad HTTP response: {0}")]
+    BadResponse(&'static str),
+    /// The server answered with another status than 200.
+    #[error("HTTP status {status} ({reason})")]
+    Status {
+        /// The status code.
+        status: u16,
+        /// The reason phrase.
+        reason: String,
+    },
+    /// The body is larger than [`MAX_BODY`].
+    #[error("the body is larger than {MAX_BODY} bytes")]
+    TooLarge,
+    /// The body is shorter than its `Content-Length`.
+    #[error("the body has {got} of {expected} bytes")]
+    Truncated {
+        /// Bytes received.
+        got: usize,
+        /// `Content-Length`.
+        expected: usize,
+    },
+}
+
+/// A parsed `http://ADDRESS[:PORT]/path` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    /// The URL as given.
+    pub text: String,
+    /// The server's address and port.
+    pub addr: SocketAddr,
+    /// The `Host:` header value.
+    pub host: String,
+    /// The path and query, starting with `/`.
+    pub path: String,
+}
+
+impl Url {
+    /// Parses a URL with a numeric host.
+    pub fn parse(text: &str) -> Result<Url, HttpError> {
+        let url = text.to_owned();
+        let rest = text
+            .strip_prefix("http://")
+            .ok_or_else(|| HttpError::Scheme { url: url.clone() })?;
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let path = if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_owned()
+        };
+        let malformed = |reason| HttpError::Malformed {
+            url: url.clone(),
+            reason,
+        };
+        if authority.contains('@') {
+            return Err(malformed("user names in URLs are not supported"));
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or_else(|| malformed("unclosed [ in the host"))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(malformed("the URL has no host"));
+        }
+        let port = match port {
+            None | Some("") => 80,
+            Some(p) => p.parse().map_err(|_| malformed("the port is not a number"))?,
+        };
+        let ip: IpAddr = host.parse().map_err(|_| HttpError::HostName {
+            url: url.clone(),
+            host: host.to_owned(),
+        })?;
+        Ok(Url {
+            text: url,
+            addr: SocketAddr::new(ip, port),
+            host: authority.to_owned(),
+            path,
+        })
+    }
+}
+
+/// Replaces `${mac}` with the MAC in iPXE's form (`52:54:00:12:34:56`, lowercase).
+pub fn substitute_mac(url: &str, mac: [u8; 6]) -> String {
+    url.replace("${mac}", &format_mac(mac))
+}
+
+/// A MAC address as lowercase colon-separated hex.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// The request bytes for `url`.
+pub fn request(url: &Url) -> String {
+    format!(
+        "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: ramkey-init\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        url.path, url.host
+    )
+}
+
+/// Parses a complete response (read to EOF); the body of a 200 answer.
+pub fn parse_response(bytes: &[u8]) -> Result<&[u8], HttpError> {
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or(HttpError::BadResponse("no end of headers"))?;
+    let head = std::str::from_utf8(bytes.get(..end).unwrap_or_default())
+        .map_err(|_| HttpError::BadResponse("headers are not text"))?;
+    let body = bytes.get(end + 4..).unwrap_or_default();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default();
+    if !version.starts_with("HTTP/1.") {
+        return Err(HttpError::BadResponse("not an HTTP/1.x status line"));
+    }
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or(HttpError::BadResponse("no status code"))?;
+    if status != 200 {
+        return Err(HttpError::Status {
+            status,
+            reason: parts.next().unwrap_or_default().to_owned(),
+        });
+    }
+    let length = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.trim().parse::<usize>())
+        .transpose()
+        .map_err(|_| HttpError::BadResponse("Content-Length is not a number"))?;
+    match length {
+        Some(n) if n > MAX_BODY => Err(HttpError::TooLarge),
+        Some(n) if body.len() < n => Err(HttpError::Truncated {
+            got: body.len(),
+            expected: n,
+        }),
+        Some(n) => Ok(body.get(..n).unwrap_or_default()),
+        None if body.len() > MAX_BODY => Err(HttpError::TooLarge),
+        None => Ok(body),
+    }
+}
+
+/// GETs `url` with `timeout` for connecting and for each read; the body of a 200 answer.
+pub fn get(url: &Url, timeout: Duration) -> Result<Vec<u8>, HttpError> {
+    let addr = url.addr;
+    let io = |op| move |source| HttpError::Io { op, addr, source };
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(io("connecting to"))?;
+    stream.set_read_timeout(Some(timeout)).map_err(io("configuring"))?;
+    stream.set_write_timeout(Some(timeout)).map_err(io("configuring"))?;
+    stream.write_all(request(url).as_bytes()).map_err(io("sending to"))?;
+    let mut response = Vec::new();
+    // Headers plus the largest body, plus one byte to notice a larger one.
+    let limit = (MAX_BODY + 16 * 1024 + 1) as u64;
+    (&mut stream)
+        .take(limit)
+        .read_to_end(&mut response)
+        .map_err(io("reading from"))?;
+    parse_response(&response).map(<[u8]>::to_vec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = Url::parse("http://10.0.2.2:8099/cfg/52:54:00:12:34:56.toml").unwrap();
+        assert_eq!(u.addr, "10.0.2.2:8099".parse().unwrap());
+        assert_eq!(u.path, "/cfg/52:54:00:12:34:56.toml");
+        assert_eq!(u.host, "10.0.2.2:8099");
+        let u = Url::parse("http://192.168.1.1").unwrap();
+        assert_eq!((u.addr.port(), u.path.as_str()), (80, "/"));
+        let u = Url::parse("http://[fd00::1]:81/x?a=b").unwrap();
+        assert_eq!(u.addr, "[fd00::1]:81".parse().unwrap());
+        assert_eq!(Url::parse("http://1.2.3.4?x").unwrap().path, "/?x");
+    }
+
+    #[test]
+    fn bad_urls_say_why() {
+        let e = Url::parse("http://boot.example.com/c.toml").unwrap_err();
+        assert!(e.to_string().contains("cannot resolve host names"), "{e}");
+        assert!(matches!(Url::parse("https://1.2.3.4/"), Err(HttpError::Scheme { .. })));
+        assert!(matches!(
+            Url::parse("http://1.2.3.4:x/"),
+            Err(HttpError::Malformed { .. })
+        ));
+        assert!(matches!(Url::parse("http:///x"), Err(HttpError::Malformed { .. })));
+        assert!(matches!(
+            Url::parse("http://u@1.2.3.4/"),
+            Err(HttpError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn mac_substitution() {
+        let mac = [0x52, 0x54, 0x00, 0xAB, 0x34, 0x56];
+        assert_eq!(
+            substitute_mac("http://10.0.2.2:8099/${mac}.toml", mac),
+            "http://10.0.2.2:8099/52:54:00:ab:34:56.toml"
+        );
+        assert_eq!(substitute_mac("http://h/x", mac), "http://h/x");
+    }
+
+    #[test]
+    fn responses() {
+        let ok = b"HTTP/1.0 200 OK\r\nServer: x\r\nContent-Length: 5\r\n\r\nhello, extra";
+        assert_eq!(parse_response(ok).unwrap(), b"hello");
+        let eof = b"HTTP/1.1 200 OK\r\n\r\nbody to eof";
+        assert_eq!(parse_response(eof).unwrap(), b"body to eof");
+        let e = parse_response(b"HTTP/1.0 404 File not found\r\n\r\n").unwrap_err();
+        assert_eq!(e.to_string(), "HTTP status 404 (File not found)");
+        assert!(matches!(
+            parse_response(b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
+            Err(HttpError::Truncated { got: 3, expected: 10 })
+        ));
+        assert!(matches!(
+            parse_response(b"HTTP/1.0 200 OK\r\nContent-Length: 99999999\r\n\r\n"),
+            Err(HttpError::TooLarge)
+        ));
+        assert!(matches!(
+            parse_response(b"SSH-2.0\r\n\r\n"),
+            Err(HttpError::BadResponse(_))
+        ));
+        assert!(matches!(
+            parse_response(b"HTTP/1.0 200"),
+            Err(HttpError::BadResponse(_))
+        ));
+    }
+
+    #[test]
+    fn get_from_a_local_server() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).unwrap();
+            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\nversion = 1\n")
+                .unwrap();
+            req
+        });
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/aa:bb.toml")).unwrap();
+        let body = get(&url, Duration::from_secs(5)).unwrap();
+        assert_eq!(body, b"version = 1\n");
+        let req = server.join().unwrap();
+        assert!(req.starts_with("GET /aa:bb.toml HTTP/1.0\r\nHost: 127.0.0.1:"), "{req}");
+        // Nothing listens there any more.
+        assert!(matches!(get(&url, Duration::from_secs(1)), Err(HttpError::Io { .. })));
+    }
+}

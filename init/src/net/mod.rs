@@ -1,0 +1,263 @@
+//! The boot network for PXE boots: links up, DHCP on each NIC until one gets a lease,
+//! address, default route and `/etc/resolv.conf`; then HTTP for the config URL.
+
+pub mod dhcp;
+pub mod http;
+pub mod netlink;
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::clock::Clock;
+use dhcp::{DhcpTransport, Lease};
+use http::{HttpError, Url};
+use netlink::{Link, Netlink, NetlinkError, RouteSocket};
+
+/// How long to wait for a first Ethernet interface to exist.
+pub const NIC_WAIT: Duration = Duration::from_secs(5);
+/// How long to wait for carrier on any interface after setting them up.
+pub const CARRIER_WAIT: Duration = Duration::from_secs(3);
+/// How often links are listed again while waiting.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The network could not be brought up.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// A netlink request failed.
+    #[error("network: {0}")]
+    Netlink(#[from] NetlinkError),
+    /// No Ethernet interface appeared.
+    #[error("network: no Ethernet interface appeared within {} s (is the NIC's driver in the platform?)", NIC_WAIT.as_secs())]
+    NoNic,
+    /// No interface got a DHCP lease.
+    #[error("network: no DHCP lease on any interface: {0}")]
+    NoLease(String),
+}
+
+/// What the network step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetReport {
+    /// The admin NIC: the one that got the lease.
+    pub link: Link,
+    /// The lease.
+    pub lease: Lease,
+    /// The time from the first DHCP packet to the lease.
+    pub dhcp_time: Duration,
+}
+
+impl NetReport {
+    /// The MAC of the admin NIC.
+    pub fn mac(&self) -> [u8; 6] {
+        self.link.mac.unwrap_or_default()
+    }
+
+    /// The console line, e.g. `network: eth0 (52:54:00:12:34:56) got 10.0.2.15/24 router
+    /// 10.0.2.2 dns 10.0.2.3 by DHCP in 35 ms`.
+    pub fn line(&self) -> String {
+        let l = &self.lease;
+        let router = l.router.map_or_else(|| "(none)".to_owned(), |r| r.to_string());
+        let dns = if l.dns.is_empty() {
+            "(none)".to_owned()
+        } else {
+            l.dns.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(",")
+        };
+        format!(
+            "network: {} ({}) got {}/{} router {router} dns {dns} by DHCP in {} ms",
+            self.link.name,
+            http::format_mac(self.mac()),
+            l.address,
+            l.prefix,
+            self.dhcp_time.as_millis()
+        )
+    }
+}
+
+/// The network effects the boot uses; the real ones on the box, a fake in tests.
+pub trait Network {
+    /// Brings up the links and gets a DHCP lease on one NIC.
+    fn configure(&mut self, clock: &dyn Clock, hostname: Option<&str>) -> Result<NetReport, NetError>;
+    /// GETs a URL.
+    fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError>;
+    /// Waits between retries.
+    fn pause(&mut self, duration: Duration);
+}
+
+impl std::fmt::Debug for dyn Network + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Network")
+    }
+}
+
+/// The real network: rtnetlink, UDP sockets bound to each NIC, TCP.
+#[derive(Debug)]
+pub struct KernelNetwork {
+    /// Where `resolv.conf` is written (`/etc/resolv.conf`).
+    pub resolv_conf: PathBuf,
+}
+
+impl Network for KernelNetwork {
+    fn configure(&mut self, clock: &dyn Clock, hostname: Option<&str>) -> Result<NetReport, NetError> {
+        let mut socket = RouteSocket::open()?;
+        let mut open = |name: &str| -> std::io::Result<Box<dyn DhcpTransport>> {
+            let socket = crate::sys::dhcp_socket(name).map_err(std::io::Error::other)?;
+            Ok(Box::new(UdpTransport { socket }))
+        };
+        let mut pause = std::thread::sleep;
+        configure(&mut socket, &mut open, clock, &mut pause, &self.resolv_conf, hostname)
+    }
+
+    fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError> {
+        http::get(url, Duration::from_secs(5))
+    }
+
+    fn pause(&mut self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+}
+
+/// DHCP over a UDP socket on port 68, bound to one interface.
+#[derive(Debug)]
+pub struct UdpTransport {
+    socket: UdpSocket,
+}
+
+impl DhcpTransport for UdpTransport {
+    fn send(&mut self, packet: &[u8]) -> std::io::Result<()> {
+        let to = SocketAddr::from((Ipv4Addr::BROADCAST, 67));
+        self.socket.send_to(packet, to).map(drop)
+    }
+
+    fn recv(&mut self, timeout: Duration) -> std::io::Result<Option<Vec<u8>>> {
+        self.socket
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        let mut buf = vec![0u8; 1500];
+        match self.socket.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                buf.truncate(n);
+                Ok(Some(buf))
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Opens a DHCP transport for the interface with this name.
+pub type OpenTransport<'a> = dyn FnMut(&str) -> std::io::Result<Box<dyn DhcpTransport>> + 'a;
+
+/// Lists links until `ready` accepts them or `limit` passes.
+fn poll_links(
+    netlink: &mut dyn Netlink,
+    clock: &dyn Clock,
+    pause: &mut dyn FnMut(Duration),
+    limit: Duration,
+    ready: impl Fn(&[Link]) -> bool,
+) -> Result<(Vec<Link>, bool), NetError> {
+    let start = clock.since_boot();
+    loop {
+        let links = netlink.links()?;
+        if ready(&links) {
+            return Ok((links, true));
+        }
+        if clock.since_boot().saturating_sub(start) >= limit {
+            return Ok((links, false));
+        }
+        pause(POLL);
+    }
+}
+
+/// Brings `lo` and every Ethernet link up, then runs DHCP on each NIC (those with carrier
+/// first) until one gets a lease, and applies it.
+pub fn configure(
+    netlink: &mut dyn Netlink,
+    open: &mut OpenTransport<'_>,
+    clock: &dyn Clock,
+    pause: &mut dyn FnMut(Duration),
+    resolv_conf: &Path,
+    hostname: Option<&str>,
+) -> Result<NetReport, NetError> {
+    let any_ethernet = |links: &[Link]| links.iter().any(Link::is_ethernet);
+    let (links, found) = poll_links(netlink, clock, pause, NIC_WAIT, any_ethernet)?;
+    if let Some(lo) = links.iter().find(|l| l.flags & netlink::IFF_LOOPBACK != 0) {
+        netlink
+            .set_up(lo.index)
+            .unwrap_or_else(|e| crate::warn!("network: lo: {e}"));
+    }
+    if !found {
+        return Err(NetError::NoNic);
+    }
+    for link in links.iter().filter(|l| l.is_ethernet()) {
+        netlink
+            .set_up(link.index)
+            .unwrap_or_else(|e| crate::warn!("network: {}: {e}", link.name));
+    }
+    let carrier = |links: &[Link]| links.iter().any(|l| l.is_ethernet() && l.has_carrier());
+    let (mut nics, _) = poll_links(netlink, clock, pause, CARRIER_WAIT, carrier)?;
+    nics.retain(Link::is_ethernet);
+    nics.sort_by_key(|l| (!l.has_carrier(), l.index));
+    let mut failures = Vec::new();
+    for nic in nics {
+        let mac = nic.mac.unwrap_or_default();
+        crate::info!(
+            "network: DHCP on {} ({}{})",
+            nic.name,
+            http::format_mac(mac),
+            if nic.has_carrier() { "" } else { ", no carrier" }
+        );
+        let start = clock.since_boot();
+        let xid = u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]) ^ start.subsec_nanos();
+        let lease = open(&nic.name)
+            .map_err(|source| dhcp::DhcpError::Io {
+                op: "opening the DHCP socket",
+                source,
+            })
+            .and_then(|mut t| dhcp::obtain(t.as_mut(), mac, hostname, clock, xid));
+        match lease {
+            Ok(lease) => {
+                let dhcp_time = clock.since_boot().saturating_sub(start);
+                apply(netlink, &nic, &lease, resolv_conf)?;
+                return Ok(NetReport {
+                    link: nic,
+                    lease,
+                    dhcp_time,
+                });
+            }
+            Err(e) => {
+                crate::warn!("network: {}: {e}", nic.name);
+                failures.push(format!("{}: {e}", nic.name));
+            }
+        }
+    }
+    Err(NetError::NoLease(failures.join("; ")))
+}
+
+/// Puts the lease on the NIC: address, default route, `resolv.conf` (a warning if unwritable).
+pub fn apply(netlink: &mut dyn Netlink, nic: &Link, lease: &Lease, resolv_conf: &Path) -> Result<(), NetError> {
+    netlink.add_address(nic.index, lease.address, lease.prefix)?;
+    if let Some(router) = lease.router {
+        netlink.add_default_route(nic.index, router)?;
+    }
+    if !lease.dns.is_empty() {
+        let text = resolv_conf_text(&nic.name, lease);
+        if let Err(e) = std::fs::write(resolv_conf, text) {
+            crate::warn!("network: cannot write {}: {e}", resolv_conf.display());
+        }
+    }
+    Ok(())
+}
+
+/// The `resolv.conf` for a lease.
+pub fn resolv_conf_text(nic: &str, lease: &Lease) -> String {
+    let mut text = format!("# written by the Ramkey init from the DHCP lease on {nic}\n");
+    if let Some(domain) = &lease.domain {
+        text.push_str(&format!("search {domain}\n"));
+    }
+    for server in &lease.dns {
+        text.push_str(&format!("nameserver {server}\n"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;
