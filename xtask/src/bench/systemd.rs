@@ -79,6 +79,25 @@ fn host_sources() -> Result<PathBuf> {
     bail!("no Debian {SUITE} entry in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list")
 }
 
+/// Copies the job's modules into the rootfs and runs the peer's own `depmod` in it: udev's
+/// libkmod reads only the binary indexes (`modules.alias.bin`, ...), which depmod writes.
+fn install_modules(rootfs: &Path, kernel: &Kernel) -> Result<()> {
+    let mut tree = Tree::new();
+    peers::add_modules(&mut tree, kernel, "usr/lib/modules")?;
+    for (path, record) in tree.iter() {
+        if let ramkey_builder::records::Kind::File(data) = &record.kind {
+            let dest = rootfs.join(path);
+            std::fs::create_dir_all(dest.parent().context("module path")?)?;
+            std::fs::write(&dest, data)?;
+        }
+    }
+    peers::run(
+        Command::new("chroot")
+            .arg(rootfs)
+            .args(["/usr/sbin/depmod", "-a", &kernel.release]),
+    )
+}
+
 /// Builds (or finds in the cache) the systemd RAM root's initramfs.
 pub fn build(cache: &Path, kernel: &Kernel, epoch: u32) -> Result<PathBuf> {
     let sources = host_sources()?;
@@ -126,6 +145,7 @@ pub fn build(cache: &Path, kernel: &Kernel, epoch: u32) -> Result<PathBuf> {
         let dev = rootfs.join("dev");
         std::fs::remove_dir_all(&dev)?;
         std::fs::create_dir(&dev)?;
+        install_modules(&rootfs, kernel)?;
         std::fs::write(rootfs.join(".complete"), b"")?;
     }
 
@@ -163,7 +183,6 @@ pub fn build(cache: &Path, kernel: &Kernel, epoch: u32) -> Result<PathBuf> {
         );
     }
     tree.file("var/www/html/index.html", PAGE, 0o644);
-    peers::add_modules(&mut tree, kernel, "usr/lib/modules")?;
     eprintln!(
         "bench: compressing the systemd peer's initramfs ({} MB)",
         tree.content_size() >> 20
