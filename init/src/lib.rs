@@ -24,6 +24,7 @@ pub mod pid1;
 pub mod power;
 pub mod recovery;
 pub mod shutdown;
+pub mod supervisor;
 pub mod sys;
 pub mod timeline;
 pub mod uevent;

@@ -1,0 +1,1 @@
+//! Engine tests with the fake spawner, checker and clock.
