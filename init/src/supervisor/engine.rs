@@ -2,10 +2,8 @@
 //! (boot, exits, timers, check results, commands). It never blocks and never sleeps: the
 //! loop polls with [`Supervisor::next_deadline`] as its timeout.
 //!
-//! Each event ends with [`Supervisor::settle`], which stops the services whose `requires`
-//! went down, starts every waiting service whose dependencies are ready (all of them in the
-//! same step: that is the parallel start), and during shutdown stops every service nothing
-//! running depends on any more.
+//! Each event ends with `settle` (`settle.rs`); the checks are in `probes.rs`, the
+//! administrator's commands and shutdown in `control.rs`.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -16,104 +14,10 @@ use ramkey_image::service::{RestartPolicy, ServiceSpec};
 
 use super::backoff::{self, RestartWindow};
 use super::graph::{Graph, LoadProblem};
-use super::spawner::{CheckTicket, Checker, Launch, Spawner};
-use super::state::{Exit, HISTORY, State, Transition, millis, secs};
+pub(super) use super::phase::{InFlight, Phase, Probing, Svc, Then};
+use super::spawner::{Checker, Launch, Spawner};
+use super::state::{Exit, HISTORY, Transition, millis, secs};
 use crate::clock::Clock;
-
-/// What to do once a stopping service has exited.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Then {
-    /// Start it again at once (`svcadm restart`).
-    Restart,
-    /// It failed (a check): restart it within its budget, with backoff.
-    Recover(String),
-    /// `svcadm disable`.
-    Disable,
-    /// A service it requires went down: wait for it.
-    Wait,
-    /// The system is going down.
-    Shutdown,
-}
-
-/// Where a service is in its life; [`State`] is what it shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Phase {
-    Disabled,
-    /// Enabled, not running, waiting for its dependencies.
-    Waiting,
-    /// Waiting out the restart delay.
-    Backoff {
-        until: Duration,
-    },
-    Running {
-        pid: Pid,
-        ready: bool,
-        degraded: bool,
-        started: Duration,
-    },
-    Stopping {
-        pid: Pid,
-        kill_at: Option<Duration>,
-        then: Then,
-    },
-    /// Ran and ended without a restart.
-    Exited,
-    Maintenance,
-}
-
-impl Phase {
-    fn state(&self) -> State {
-        match self {
-            Phase::Disabled => State::Disabled,
-            Phase::Waiting | Phase::Exited => State::Offline,
-            Phase::Backoff { .. } | Phase::Running { ready: false, .. } => State::Starting,
-            Phase::Running { degraded: false, .. } => State::Online,
-            Phase::Running { .. } => State::Degraded,
-            Phase::Stopping { .. } => State::Stopping,
-            Phase::Maintenance => State::Maintenance,
-        }
-    }
-
-    pub(super) fn pid(&self) -> Option<Pid> {
-        match self {
-            Phase::Running { pid, .. } | Phase::Stopping { pid, .. } => Some(*pid),
-            _ => None,
-        }
-    }
-}
-
-/// A check attempt under way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct InFlight {
-    pub(super) ticket: CheckTicket,
-    pub(super) deadline: Duration,
-    /// The process of an `exec` check.
-    pub(super) pid: Option<Pid>,
-}
-
-/// The readiness or health check of a running service.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Probing {
-    pub(super) next_at: Option<Duration>,
-    pub(super) in_flight: Option<InFlight>,
-    /// Consecutive failures.
-    pub(super) failures: u32,
-}
-
-/// One service at run time.
-#[derive(Debug)]
-pub(super) struct Svc {
-    pub(super) phase: Phase,
-    pub(super) state: State,
-    pub(super) since: Duration,
-    pub(super) reason: String,
-    pub(super) history: VecDeque<Transition>,
-    pub(super) restarts: u32,
-    /// Consecutive failed runs, for the backoff.
-    pub(super) failures: u32,
-    pub(super) window: RestartWindow,
-    pub(super) probe: Probing,
-}
 
 /// The service supervisor. `S` starts processes, `K` runs network checks, `C` tells time.
 #[derive(Debug)]
@@ -352,7 +256,7 @@ impl<S: Spawner, K: Checker, C: Clock> Supervisor<S, K, C> {
     }
 
     /// Starts the main process of service `i`.
-    fn launch(&mut self, i: usize) {
+    pub(super) fn launch(&mut self, i: usize) {
         let now = self.now();
         let spec = &self.graph.specs[i];
         match self.spawner.spawn(&Launch::service(spec)) {
@@ -435,87 +339,6 @@ impl<S: Spawner, K: Checker, C: Clock> Supervisor<S, K, C> {
             }
             _ => {}
         }
-    }
-
-    /// Brings everything in line after an event; see the module documentation.
-    pub(super) fn settle(&mut self) {
-        loop {
-            let mut progress = false;
-            while let Some(i) = self.went_down.pop() {
-                progress = true;
-                if !self.shutting_down {
-                    self.requirement_down(i);
-                }
-            }
-            if self.shutting_down {
-                progress |= self.shutdown_step();
-            } else if self.booted {
-                for i in 0..self.svcs.len() {
-                    if self.svcs[i].phase != Phase::Waiting {
-                        continue;
-                    }
-                    match self.blocker(i) {
-                        Some(why) => self.enter(i, Phase::Waiting, why),
-                        None => {
-                            self.launch(i);
-                            progress = true;
-                        }
-                    }
-                }
-            }
-            if !progress && self.went_down.is_empty() {
-                return;
-            }
-        }
-    }
-
-    /// Service `i` went down: what `requires` it stops, or stops waiting out a delay.
-    fn requirement_down(&mut self, i: usize) {
-        let name = &self.graph.specs[i].name;
-        let why = format!("stopping: requires {name}, which is {}", self.svcs[i].state);
-        let dependents: Vec<usize> = self.graph.required_by(i).collect();
-        for j in dependents {
-            match self.svcs[j].phase {
-                Phase::Running { .. } => self.stop(j, Then::Wait, why.clone()),
-                Phase::Backoff { .. } => self.enter(j, Phase::Waiting, "waiting for dependencies"),
-                _ => {}
-            }
-        }
-    }
-
-    /// Why service `i` cannot start yet, if it cannot.
-    fn blocker(&self, i: usize) -> Option<String> {
-        let waiting = |d: usize| {
-            Some(format!(
-                "waiting for {} ({})",
-                self.graph.specs[d].name, self.svcs[d].state
-            ))
-        };
-        if let Some(&d) = self.graph.requires[i].iter().find(|&&d| !self.svcs[d].state.is_up()) {
-            return waiting(d);
-        }
-        let d = *self.graph.after[i].iter().find(|&&d| self.pending(d))?;
-        waiting(d)
-    }
-
-    /// True when service `d` is on its way up (so what is `after` it waits).
-    fn pending(&self, d: usize) -> bool {
-        match self.svcs[d].phase {
-            Phase::Backoff { .. } | Phase::Running { ready: false, .. } => true,
-            Phase::Waiting => !self.blocked(d, self.svcs.len()),
-            _ => false,
-        }
-    }
-
-    /// True when waiting service `d` cannot start without the administrator: something it
-    /// requires, transitively, is in maintenance, disabled or ended.
-    fn blocked(&self, d: usize, depth: usize) -> bool {
-        depth == 0
-            || self.graph.requires[d].iter().any(|&k| match self.svcs[k].phase {
-                Phase::Maintenance | Phase::Disabled | Phase::Exited => true,
-                Phase::Waiting => self.blocked(k, depth - 1),
-                _ => false,
-            })
     }
 }
 

@@ -32,9 +32,11 @@ mod engine;
 pub mod fake;
 pub mod graph;
 pub mod logfile;
+mod phase;
 mod probes;
 pub mod process;
 pub mod protocol;
+mod settle;
 pub mod spawner;
 pub mod state;
 

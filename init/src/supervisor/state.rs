@@ -134,7 +134,7 @@ impl fmt::Display for Exit {
 /// Seconds with up to 3 decimals and no trailing zeros: `1`, `0.5`, `2.25`.
 pub fn secs(d: Duration) -> String {
     let ms = millis(d);
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}", ms / 1000)
     } else {
         let text = format!("{}.{:03}", ms / 1000, ms % 1000);
