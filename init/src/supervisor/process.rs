@@ -188,6 +188,31 @@ mod tests {
     }
 
     #[test]
+    fn children_start_with_no_blocked_signals() {
+        use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+        // PID 1 blocks the signals it reads from its signalfd; children must not inherit that.
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGTERM);
+        mask.add(Signal::SIGCHLD);
+        let mut old = SigSet::empty();
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old)).unwrap();
+        let spec = ServiceSpec::new(
+            "mask",
+            vec!["/bin/sh".into(), "-c".into(), "grep SigBlk /proc/self/status".into()],
+        );
+        let mut spawner = ProcessSpawner::new(Accounts::new("/"), None);
+        let pid = spawner.spawn(&Launch::service(&spec));
+        pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None).unwrap();
+        let pid = pid.unwrap();
+        waitpid(pid, None).unwrap();
+        let mut text = String::new();
+        std::fs::File::from(spawner.take_outputs().remove(0).fd)
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text.split_whitespace().nth(1), Some("0000000000000000"), "{text}");
+    }
+
+    #[test]
     fn a_missing_program_is_an_exec_error() {
         let spec = ServiceSpec::new("ghost", vec!["/nonexistent/ghost".into()]);
         let mut spawner = ProcessSpawner::new(Accounts::new("/"), None);
