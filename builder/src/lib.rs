@@ -4,6 +4,7 @@
 
 pub mod appliance;
 pub mod build;
+pub mod config_cmd;
 pub mod deb;
 pub mod extras;
 pub mod flash;
@@ -16,3 +17,4 @@ pub mod records;
 pub mod run;
 pub mod tools;
 pub mod usb;
+pub mod usbkey_fs;

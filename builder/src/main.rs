@@ -20,6 +20,8 @@ enum Command {
     Flash(ramkey_builder::flash::FlashArgs),
     /// Boot a stick image, a PXE tree or a platform under QEMU.
     Run(ramkey_builder::run::RunArgs),
+    /// Show, change or check the usbkey config (a file, a stick image or a stick), without mounting.
+    Config(ramkey_builder::config_cmd::ConfigArgs),
     /// Build an appliance: OUT/platform/, OUT/usb.img and OUT/pxe/.
     Build {
         /// The appliance definition.
@@ -44,6 +46,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Flash(args) => ramkey_builder::flash::cli(&args).map(drop).map_err(Into::into),
         Command::Run(args) => ramkey_builder::run::cli(&args).map_err(Into::into),
+        Command::Config(args) => ramkey_builder::config_cmd::cli(&args).map_err(Into::into),
         Command::Build {
             appliance,
             out,
