@@ -51,6 +51,7 @@ pub fn edit(
     ask: &mut dyn Ask,
     problems: &mut dyn Write,
 ) -> Result<Edited, ConfigCmdError> {
+    target.check_writable(sys)?;
     let original = target.read()?;
     let dir = tempfile::tempdir().map_err(io_err("creating a temporary folder in", &std::env::temp_dir()))?;
     // Named config.toml so that editors pick TOML highlighting.

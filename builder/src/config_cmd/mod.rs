@@ -197,8 +197,8 @@ fn change(
     sys: &Sysfs,
     apply: impl FnOnce(&mut Document, &mut Changed) -> Result<(), StepError>,
 ) -> Result<Changed, ConfigCmdError> {
-    let before = document(target)?;
-    let mut doc = before.clone();
+    target.check_writable(sys)?;
+    let mut doc = document(target)?;
     let mut changed = Changed::default();
     apply(&mut doc, &mut changed).map_err(|e| match e {
         Ok(error) => ConfigCmdError::Edit {

@@ -59,6 +59,15 @@ impl Target {
         String::from_utf8(data).map_err(|_| ConfigCmdError::NotText { name: self.name() })
     }
 
+    /// Refuses a block device with anything mounted: called before an edit starts, so that
+    /// the refusal comes first, and again by [`Target::write`].
+    pub fn check_writable(&self, sys: &Sysfs) -> Result<(), ConfigCmdError> {
+        match self {
+            Target::File(_) => Ok(()),
+            Target::Disk(path) => check_not_mounted(sys, path),
+        }
+    }
+
     /// Replaces the config with `text`, power-safely, keeping the old text as
     /// `config.toml.prev`. The caller has validated `text` (or accepted that it is still
     /// invalid but better than before). A block device with anything mounted is refused.
