@@ -8,6 +8,7 @@ pub mod config_cmd;
 pub mod deb;
 pub mod extras;
 pub mod flash;
+pub mod image_cmd;
 pub mod initramfs;
 pub mod kernel;
 pub mod modules;

@@ -22,6 +22,10 @@ enum Command {
     Run(ramkey_builder::run::RunArgs),
     /// Show, change or check the usbkey config (a file, a stick image or a stick), without mounting.
     Config(ramkey_builder::config_cmd::ConfigArgs),
+    /// Build, inspect, verify and list personality images (.rkimg).
+    Image(ramkey_builder::image_cmd::ImageArgs),
+    /// Write a signing key pair: OUT.secret (0600) and OUT.pub.
+    Keygen(ramkey_builder::image_cmd::KeygenArgs),
     /// Build an appliance: OUT/platform/, OUT/usb.img and OUT/pxe/.
     Build {
         /// The appliance definition.
@@ -47,6 +51,8 @@ fn main() -> Result<()> {
         Command::Flash(args) => ramkey_builder::flash::cli(&args).map(drop).map_err(Into::into),
         Command::Run(args) => ramkey_builder::run::cli(&args).map_err(Into::into),
         Command::Config(args) => ramkey_builder::config_cmd::cli(&args).map_err(Into::into),
+        Command::Image(args) => ramkey_builder::image_cmd::cli(&args).map_err(Into::into),
+        Command::Keygen(args) => ramkey_builder::image_cmd::keygen(&args).map_err(Into::into),
         Command::Build {
             appliance,
             out,
