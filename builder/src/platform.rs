@@ -71,6 +71,8 @@ pub fn assemble(inputs: &Inputs<'_>) -> Result<Tree, PlatformError> {
     tree.char_device("dev/console", 5, 1, 0o600);
     tree.char_device("dev/null", 1, 3, 0o666);
     tree.file("init", read(inputs.init)?, 0o755);
+    // One binary: PID 1 acts as the admin tool when called `ramkeyctl` (busybox style).
+    tree.symlink("usr/bin/ramkeyctl", "/init");
     if let Some(overlay) = inputs.overlay {
         tree.add_host_dir(overlay, "/")?;
     }
