@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ramkey_image::check::Check;
 use ramkey_image::keys::{self, KeyError, KeyId};
+use ramkey_image::manifest::{Proto, SettingValue};
 use ramkey_image::read::{self, Image, ReadError};
 use ramkey_image::requirements::{ARCH_X86_64, RequirementsError};
 use ramkey_image::verify::{self, Platform, VerifyError};
@@ -88,7 +89,11 @@ pub fn inspect(file: &Path, raw_manifest: bool) -> Result<String, ToolsError> {
         let _ = writeln!(s, "service:      {}: {}", svc.name, svc.argv.join(" "));
     }
     for p in &m.ports {
-        let _ = writeln!(s, "port:         {} {:?}", p.port, p.proto);
+        let proto = match p.proto {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        };
+        let _ = writeln!(s, "port:         {}/{proto}", p.port);
     }
     for v in &m.volumes {
         let _ = writeln!(s, "volume:       {} at {}", v.name, v.path);
@@ -97,12 +102,14 @@ pub fn inspect(file: &Path, raw_manifest: bool) -> Result<String, ToolsError> {
         let _ = writeln!(s, "health:       {}: {}", h.name, probe(&h.probe.check));
     }
     for st in &m.settings {
-        let default = st.default.as_ref().map(|d| format!(" = {d:?}")).unwrap_or_default();
-        let _ = writeln!(
-            s,
-            "setting:      {} ({:?}{default}): {}",
-            st.name, st.kind, st.description
-        );
+        let default = match &st.default {
+            None => "required".to_string(),
+            Some(SettingValue::String(v)) => format!("default {v:?}"),
+            Some(SettingValue::Int(v)) => format!("default {v}"),
+            Some(SettingValue::Bool(v)) => format!("default {v}"),
+        };
+        let kind = format!("{:?}", st.kind).to_lowercase();
+        let _ = writeln!(s, "setting:      {} ({kind}, {default}): {}", st.name, st.description);
     }
     Ok(s)
 }
