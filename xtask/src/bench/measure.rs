@@ -155,7 +155,15 @@ fn observe(vm: &mut Machine, console: Console) -> Result<Sample> {
     sample.kernel_zero = at.as_secs_f64() - ts;
     sample.init = at.as_secs_f64();
     if console == Console::Ramkey {
-        let (_, line) = vm.expect("ramkey: ready", DEADLINE)?;
+        let line = loop {
+            let (_, line) = vm.expect("ramkey: ", DEADLINE)?;
+            if line.contains("RECOVERY MODE") {
+                bail!("ramkey went to recovery mode instead of ready: {line}\n{}", vm.tail());
+            }
+            if line.contains("ramkey: ready") {
+                break line;
+            }
+        };
         let ts = printk_time(&line).with_context(|| format!("no printk timestamp on {line:?}"))?;
         sample.ready = Some(sample.kernel_zero + ts);
         sample.steps = vm

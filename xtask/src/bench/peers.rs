@@ -18,6 +18,10 @@ pub const PAGE_MARK: &str = "ramkey bench page";
 /// The config file on the FAT disk, in shell syntax so every peer can source it.
 pub const CONFIG: &str = "ADDRESS=10.0.2.15/24\nGATEWAY=10.0.2.2\n";
 
+/// Ramkey's config on the same disk (the platform looks for a FAT filesystem labelled
+/// RAMKEY holding `config.toml`); the peers ignore it.
+pub const RAMKEY_CONFIG: &str = "version = 1\nhostname = \"bench\"\n\n[[nic]]\ntag = \"admin\"\nname = \"eth0\"\nip = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\n";
+
 /// Modules a peer needs for the job: the NIC, the config disk and its filesystem.
 pub const MODULES: &[&str] = &[
     "virtio_pci",
@@ -91,18 +95,26 @@ pub fn load_order(modules_dep: &str, wanted: &[String]) -> Vec<String> {
     order
 }
 
-/// The FAT config disk every system gets: `config` at the root, fixed volume id and label.
+/// The FAT config disk every system gets: `config` and Ramkey's `config.toml` at the root,
+/// fixed volume id, label RAMKEY.
 pub fn config_disk(dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let image = dir.join("config.img");
     let staged = dir.join("config");
     std::fs::write(&staged, CONFIG)?;
+    let toml = dir.join("config.toml");
+    std::fs::write(&toml, RAMKEY_CONFIG)?;
     let _ = std::fs::remove_file(&image);
     run(Command::new("mkfs.vfat")
-        .args(["-C", "-i", "0b5e0001", "-n", "BENCHCFG"])
+        .args(["-C", "-i", "0b5e0001", "-n", "RAMKEY"])
         .arg(&image)
         .arg("1024"))?;
     run(Command::new("mcopy").arg("-i").arg(&image).arg(&staged).arg("::config"))?;
+    run(Command::new("mcopy")
+        .arg("-i")
+        .arg(&image)
+        .arg(&toml)
+        .arg("::config.toml"))?;
     Ok(image)
 }
 
