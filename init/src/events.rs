@@ -1,16 +1,21 @@
-//! The event loop of PID 1: one `poll(2)` over signals, uevents and power buttons.
+//! The event loop of PID 1: one `poll(2)` over signals, uevents, power buttons, the
+//! services (exits, timers, checks, output pipes) and the control socket.
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
+use crate::control::ControlServer;
 use crate::modprobe::{Modprobe, ModuleLoader};
 use crate::power::PowerButtons;
 use crate::shutdown::{Action, Request};
+use crate::supervise::Supervision;
+use crate::supervisor::protocol::Response;
 use crate::sys;
 use crate::uevent::{UeventError, UeventSocket};
 use crate::{coldplug, hotplug};
@@ -66,73 +71,159 @@ pub struct EventLoop {
     pub dev_root: PathBuf,
     /// Where sysfs is mounted (`/sys`), for rescans after lost uevents.
     pub sys_root: PathBuf,
+    /// The services; `None` in recovery mode.
+    pub services: Option<Supervision>,
+    /// The control socket; `None` when it could not be bound.
+    pub control: Option<ControlServer>,
+}
+
+/// What one readable fd is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Signals,
+    Uevents,
+    Button(usize),
+    Checks,
+    Output(usize),
+    Control(usize),
 }
 
 impl EventLoop {
-    /// Waits for events until one asks for a shutdown, and returns that request.
+    /// Waits for events until one asks for a shutdown; stops the services in order (up to
+    /// [`crate::supervise::SHUTDOWN_DEADLINE`]), then returns the request.
     pub fn run(&mut self) -> Result<Request, EventError> {
+        let mut pending: Option<Request> = None;
         loop {
+            let now = sys::boottime();
+            if let Some(services) = self.services.as_mut() {
+                services.tick(now);
+            }
+            if let Some(request) = &pending
+                && self.services.as_ref().is_none_or(|s| s.shutdown_finished(now))
+            {
+                return Ok(request.clone());
+            }
             let paths: Vec<PathBuf> = self.buttons.devices().map(|(p, _)| p.to_owned()).collect();
-            let (signal_ready, uevent_ready, button_ready) = {
-                let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-                if let Some(u) = &self.uevents {
-                    fds.push(PollFd::new(u.as_fd(), PollFlags::POLLIN));
+            let ready = self.wait(now)?;
+            let mut outputs = Vec::new();
+            let mut control = Vec::new();
+            let mut asked = None;
+            for (source, is_ready) in ready {
+                match source {
+                    Source::Signals if is_ready => asked = asked.or(self.handle_signals()),
+                    Source::Uevents if is_ready => self.handle_uevents(),
+                    Source::Button(i) if is_ready => {
+                        if let Some(path) = paths.get(i)
+                            && self.buttons.read_pressed(path)
+                        {
+                            asked = asked.or(Some(Request {
+                                action: Action::Poweroff,
+                                reason: format!("power button ({})", path.display()),
+                            }));
+                        }
+                    }
+                    Source::Checks if is_ready => {
+                        if let Some(s) = self.services.as_mut() {
+                            s.on_checks();
+                        }
+                    }
+                    Source::Output(_) => outputs.push(is_ready),
+                    Source::Control(_) => control.push(is_ready),
+                    _ => {}
                 }
-                let uevent_index = self.uevents.as_ref().map(|_| fds.len() - 1);
-                let first_button = fds.len();
-                fds.extend(
-                    self.buttons
-                        .devices()
-                        .map(|(_, f)| PollFd::new(f.as_fd(), PollFlags::POLLIN)),
-                );
-                match nix::poll::poll(&mut fds, PollTimeout::NONE) {
-                    Ok(_) => {}
-                    Err(Errno::EINTR) => continue,
-                    Err(e) => return Err(EventError::Poll(e)),
-                }
-                let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-                (
-                    fds.first().is_some_and(ready),
-                    uevent_index.and_then(|i| fds.get(i)).is_some_and(ready),
-                    fds.get(first_button..)
-                        .unwrap_or_default()
-                        .iter()
-                        .map(ready)
-                        .collect::<Vec<_>>(),
-                )
-            };
-            if signal_ready && let Some(request) = self.handle_signals() {
-                return Ok(request);
             }
-            if uevent_ready {
-                self.handle_uevents();
+            if let Some(s) = self.services.as_mut() {
+                s.pump(&outputs);
             }
-            for (path, ready) in paths.iter().zip(button_ready) {
-                if ready && self.buttons.read_pressed(path) {
-                    return Ok(Request {
-                        action: Action::Poweroff,
-                        reason: format!("power button ({})", path.display()),
-                    });
+            if let Some(server) = self.control.as_mut() {
+                let services = &mut self.services;
+                server.on_ready(&control, sys::boottime(), &mut |request| match services.as_mut() {
+                    Some(s) => {
+                        let (response, shutdown) = s.answer(request);
+                        asked = asked.take().or(shutdown);
+                        response
+                    }
+                    None => Response::Error {
+                        message: "no services run in recovery mode".into(),
+                    },
+                });
+            }
+            if let Some(request) = asked
+                && pending.is_none()
+            {
+                crate::notice!("shutdown requested: {}", request.reason);
+                if let Some(s) = self.services.as_mut() {
+                    s.begin_shutdown(sys::boottime());
                 }
+                pending = Some(request);
             }
         }
     }
 
+    /// One `poll(2)`; returns each watched fd and whether it is readable.
+    fn wait(&mut self, now: Duration) -> Result<Vec<(Source, bool)>, EventError> {
+        let mut sources = vec![Source::Signals];
+        let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        let mut add = |source, fd| {
+            sources.push(source);
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        };
+        if let Some(u) = &self.uevents {
+            add(Source::Uevents, u.as_fd());
+        }
+        for (i, (_, f)) in self.buttons.devices().enumerate() {
+            add(Source::Button(i), f.as_fd());
+        }
+        let mut timeout = None;
+        if let Some(s) = &self.services {
+            add(Source::Checks, s.checker_fd());
+            for (i, fd) in s.output_fds().enumerate() {
+                add(Source::Output(i), fd);
+            }
+            timeout = s.timeout(now);
+        }
+        if let Some(c) = &self.control {
+            for (i, fd) in c.poll_fds().into_iter().enumerate() {
+                add(Source::Control(i), fd);
+            }
+            let control = c.next_deadline().map(|d| d.saturating_sub(now));
+            timeout = [timeout, control].into_iter().flatten().min();
+        }
+        // Round up, so that a deadline a fraction of a millisecond away does not spin.
+        let timeout = match timeout {
+            None => PollTimeout::NONE,
+            Some(t) => {
+                PollTimeout::try_from(t.as_millis().saturating_add(1).min(60_000) as i32).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => return Ok(Vec::new()),
+            Err(e) => return Err(EventError::Poll(e)),
+        }
+        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+        Ok(sources.into_iter().zip(fds.iter().map(ready)).collect())
+    }
+
     fn handle_signals(&mut self) -> Option<Request> {
+        let mut asked = None;
         loop {
             match sys::read_signal(&self.signals) {
                 Ok(Some(signo)) if signo == Signal::SIGCHLD as i32 => {
                     let reaped = sys::reap_children();
                     crate::debug!("reaped {} children", reaped.count);
+                    if let Some(s) = self.services.as_mut() {
+                        s.on_exits(&reaped.exits);
+                    }
                 }
                 Ok(Some(signo)) => match request_for_signal(signo) {
-                    Some(request) => return Some(request),
+                    Some(request) => asked = asked.or(Some(request)),
                     None => crate::debug!("ignoring signal {signo}"),
                 },
-                Ok(None) => return None,
+                Ok(None) => return asked,
                 Err(e) => {
                     crate::warn!("{e}");
-                    return None;
+                    return asked;
                 }
             }
         }

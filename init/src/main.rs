@@ -1,6 +1,16 @@
-//! Ramkey PID 1 entry point: refuses to run as anything but PID 1, then hands over.
+//! Ramkey PID 1 entry point: called as `ramkeyctl` (a link to `/init`) it is the admin
+//! tool; otherwise it refuses to run as anything but PID 1, then hands over.
 
 fn main() {
+    let mut args = std::env::args();
+    let name = args.next().unwrap_or_default();
+    if std::path::Path::new(&name)
+        .file_name()
+        .is_some_and(|n| n == "ramkeyctl")
+    {
+        let args: Vec<String> = args.collect();
+        std::process::exit(ramkey_init::ctl::main(&args));
+    }
     if std::process::id() != 1 {
         // Run by hand on a workstation: mounting and `kill(-1)` would harm the host.
         eprintln!("init: Ramkey's PID 1; it only runs as process 1 (in the initramfs)");

@@ -8,12 +8,17 @@ use std::time::Duration;
 
 use crate::boot::{Boot, BootState};
 use crate::clock::{BootClock, Clock};
+use crate::control::ControlServer;
 use crate::events::{EventLoop, SIGNALS};
+use crate::login;
 use crate::modprobe::KernelLoader;
 use crate::mounts::KernelMounter;
 use crate::net::KernelNetwork;
 use crate::paths::Paths;
+use crate::services;
 use crate::shutdown::{self, KernelSystem};
+use crate::supervise::Supervision;
+use crate::supervisor::protocol::SystemInfo;
 use crate::timeline::Timeline;
 use crate::{recovery, sys};
 
@@ -50,8 +55,18 @@ pub fn run() -> ! {
         Ok(Err(e)) => Some(e.to_string()),
         Err(_) => Some("panic during boot (see the PANIC line above)".to_owned()),
     };
+    let (mut services, mut control) = (None, None);
     match cause {
-        None => timeline.log_ready(clock.since_boot()),
+        None => {
+            let started = catch_unwind(AssertUnwindSafe(|| {
+                timeline.step(&clock, "services", || start_services(&paths, &state))
+            }));
+            match started {
+                Ok((s, c)) => (services, control) = (s, c),
+                Err(_) => crate::error!("services: panic while starting them (see the PANIC line above)"),
+            }
+            timeline.log_ready(clock.since_boot());
+        }
         Some(cause) => {
             timeline.log_steps();
             recovery::announce(&cause);
@@ -79,6 +94,8 @@ pub fn run() -> ! {
         loader: Box::new(KernelLoader),
         dev_root: paths.dev(),
         sys_root: paths.sys(),
+        services: services.take(),
+        control: control.take(),
     };
     loop {
         match catch_unwind(AssertUnwindSafe(|| events.run())) {
@@ -98,5 +115,46 @@ pub fn run() -> ! {
         }
         // Never spin: a loop that keeps failing retries once a second.
         std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The `services` boot step: account files, the platform services started, the control
+/// socket bound.
+fn start_services(paths: &Paths, state: &BootState) -> (Option<Supervision>, Option<ControlServer>) {
+    let hash = state.config.as_ref().and_then(|c| c.admin.password_hash.as_deref());
+    let console = login::decide(hash);
+    let usbkey = state.usbkey.as_ref().map(|_| paths.root().join("usbkey"));
+    let defs = services::platform(paths.root(), &paths.sys(), &console, usbkey.as_deref());
+    let control = ControlServer::bind(&paths.root().join(&crate::control::SOCKET[1..]))
+        .inspect_err(|e| crate::error!("{e}; ramkeyctl cannot reach PID 1"))
+        .ok();
+    let cgroups = paths.sys().join("fs/cgroup");
+    let services = Supervision::start(defs, paths.root(), &cgroups, system_info(paths, state))
+        .inspect_err(|e| crate::error!("services: not started: {e}"))
+        .ok();
+    (services, control)
+}
+
+/// What `ramkeyctl status` says about the box.
+fn system_info(paths: &Paths, state: &BootState) -> SystemInfo {
+    let os_release = std::fs::read_to_string(paths.os_release()).unwrap_or_default();
+    let platform = os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map_or_else(|| "unknown".to_string(), |v| v.trim_matches('"').to_string());
+    let config_source = match (&state.usbkey, &state.cmdline.config) {
+        (_, Some(url)) => url.clone(),
+        (Some(_), None) => "/usbkey/config.toml".to_string(),
+        (None, None) => "none".to_string(),
+    };
+    let config_error = state
+        .config
+        .is_none()
+        .then(|| "not used: absent or invalid (the boot log has the details)".to_string());
+    SystemInfo {
+        platform,
+        config_source,
+        config_error,
+        pool: "diskless: data is lost at power-off".to_string(),
     }
 }

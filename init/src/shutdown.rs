@@ -205,7 +205,7 @@ fn unmount_all(plan: &[PathBuf], system: &mut dyn System) {
 
 /// Runs the whole shutdown and calls `reboot(2)`; returns only if that failed.
 pub fn shutdown(request: &Request, proc_mounts: &Path, system: &mut dyn System) -> SysError {
-    crate::notice!("shutdown requested: {}", request.reason);
+    crate::info!("stopping every remaining process for the {}", request.action.word());
     if let Err(e) = system.kill_all(Signal::SIGTERM) {
         crate::warn!("sending SIGTERM to all processes: {e}");
     }
@@ -282,7 +282,10 @@ cgroup2 /sys/fs/cgroup cgroup2 rw 0 0
         fn reap(&mut self) -> Reaped {
             let none_left = self.children_exit_after_reaps == 0;
             self.children_exit_after_reaps = self.children_exit_after_reaps.saturating_sub(1);
-            Reaped { count: 0, none_left }
+            Reaped {
+                none_left,
+                ..Reaped::default()
+            }
         }
         fn sleep(&mut self, _: Duration) {}
         fn sync(&mut self) {

@@ -21,6 +21,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::time::ClockId;
 use nix::unistd::Pid;
 
+use crate::supervisor::Exit;
+
 /// A failed system call, with the operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SysError {
@@ -108,32 +110,40 @@ pub fn kill_all(signal: Signal) -> Result<(), SysError> {
 }
 
 /// Outcome of one non-blocking reaping round.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reaped {
     /// Children reaped in this round.
     pub count: usize,
     /// True when no child at all is left (`ECHILD`).
     pub none_left: bool,
+    /// The pid and exit of each child that exited or was killed, in reaping order.
+    pub exits: Vec<(Pid, Exit)>,
 }
 
 /// Reaps every exited child with `waitpid(-1, WNOHANG)` until none is ready.
 pub fn reap_children() -> Reaped {
-    let mut count = 0;
+    let mut reaped = Reaped::default();
     loop {
         match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {
-                return Reaped {
-                    count,
-                    none_left: false,
-                };
+            Ok(WaitStatus::StillAlive) => return reaped,
+            Ok(status) => {
+                reaped.count += 1;
+                reaped.exits.extend(Exit::from_wait(status));
             }
-            Ok(_) => count += 1,
             Err(Errno::EINTR) => continue,
             Err(_) => {
-                return Reaped { count, none_left: true };
+                reaped.none_left = true;
+                return reaped;
             }
         }
     }
+}
+
+/// The uid of the process at the other end of a connected Unix socket (`SO_PEERCRED`).
+pub fn peer_uid(socket: &impl AsFd) -> Result<u32, SysError> {
+    nix::sys::socket::getsockopt(socket, sockopt::PeerCredentials)
+        .map(|c| c.uid())
+        .map_err(call("getsockopt(SO_PEERCRED)"))
 }
 
 /// Flushes every filesystem buffer to disk.

@@ -97,6 +97,30 @@ pub struct SystemStatus {
     pub online: usize,
     /// The services that are neither online nor disabled, as `svcs -x` lists them.
     pub attention: Vec<ServiceStatus>,
+    /// How many services are in each state, by the state's name.
+    #[serde(default)]
+    pub by_state: std::collections::BTreeMap<String, usize>,
+    /// The box around the services (version, config, pool), filled in by PID 1.
+    #[serde(default)]
+    pub system: SystemInfo,
+}
+
+/// What `ramkeyctl status` shows besides the services.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemInfo {
+    /// `PRETTY_NAME` of `/etc/os-release`, e.g. `Ramkey 0.1.0`.
+    #[serde(default)]
+    pub platform: String,
+    /// Where the config came from (`/usbkey/config.toml`, a URL, or `none`).
+    #[serde(default)]
+    pub config_source: String,
+    /// Why the config was not used, when it was not.
+    #[serde(default)]
+    pub config_error: Option<String>,
+    /// The state of the data pool.
+    #[serde(default)]
+    pub pool: String,
 }
 
 /// The answer to a request.
@@ -214,6 +238,11 @@ pub fn summary(services: &[ServiceStatus], uptime_ms: u64, shutting_down: bool) 
             .filter(|s| !matches!(s.state, State::Online | State::Disabled))
             .cloned()
             .collect(),
+        by_state: services.iter().fold(Default::default(), |mut counts, s| {
+            *counts.entry(s.state.as_str().to_string()).or_default() += 1;
+            counts
+        }),
+        system: SystemInfo::default(),
     }
 }
 

@@ -1,0 +1,193 @@
+//! `ramkeyctl`'s command line, parsed by hand (no dependency for six subcommands).
+
+use crate::supervisor::protocol::{Action, DEFAULT_LOG_LINES};
+
+/// The usage text.
+pub const USAGE: &str = "\
+usage: ramkeyctl COMMAND [--json]
+
+  status                          the box: platform, uptime, config, pool, services
+  svcs [-a] [-x]                  the services (-a: disabled ones too; -x: what is not
+                                  online and why)
+  svcadm enable|disable|restart|clear SERVICE
+  log SERVICE [-n LINES] [-f]     a service's output (-f: keep following it)
+  reboot | poweroff               stop the services in order, then reboot or power off
+
+--json prints the answer as JSON. Talks to PID 1 at /run/ramkey/control.sock (root only).";
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `status`.
+    Status,
+    /// `svcs`.
+    Svcs {
+        /// `-a`.
+        all: bool,
+        /// `-x`.
+        explain: bool,
+    },
+    /// `svcadm ACTION SERVICE`.
+    Svcadm {
+        /// The action.
+        action: Action,
+        /// The service.
+        service: String,
+    },
+    /// `log SERVICE`.
+    Log {
+        /// The service.
+        service: String,
+        /// `-n`.
+        lines: usize,
+        /// `-f`.
+        follow: bool,
+    },
+    /// `reboot`.
+    Reboot,
+    /// `poweroff`.
+    Poweroff,
+    /// `help`, `-h`, `--help`.
+    Help,
+}
+
+/// A command line and its output format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    /// The command.
+    pub command: Command,
+    /// `--json`.
+    pub json: bool,
+}
+
+/// A command line that makes no sense.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0} (ramkeyctl --help shows the usage)")]
+pub struct UsageError(pub String);
+
+fn usage(message: impl Into<String>) -> UsageError {
+    UsageError(message.into())
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Args, UsageError> {
+    let json = args.iter().any(|a| a == "--json");
+    let words: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != "--json").collect();
+    let (first, rest) = words.split_first().ok_or_else(|| usage("no command given"))?;
+    let command = match *first {
+        "status" => no_more(rest, Command::Status)?,
+        "svcs" => {
+            let (mut all, mut explain) = (false, false);
+            for flag in rest {
+                match *flag {
+                    "-a" => all = true,
+                    "-x" => explain = true,
+                    "-ax" | "-xa" => (all, explain) = (true, true),
+                    other => return Err(usage(format!("svcs: unknown option `{other}`"))),
+                }
+            }
+            Command::Svcs { all, explain }
+        }
+        "svcadm" => match rest {
+            [action, service] => Command::Svcadm {
+                action: match *action {
+                    "enable" => Action::Enable,
+                    "disable" => Action::Disable,
+                    "restart" => Action::Restart,
+                    "clear" => Action::Clear,
+                    other => return Err(usage(format!("svcadm: unknown action `{other}`"))),
+                },
+                service: (*service).to_string(),
+            },
+            _ => return Err(usage("svcadm takes an action and a service")),
+        },
+        "log" => parse_log(rest)?,
+        "reboot" => no_more(rest, Command::Reboot)?,
+        "poweroff" => no_more(rest, Command::Poweroff)?,
+        "help" | "-h" | "--help" => Command::Help,
+        other => return Err(usage(format!("unknown command `{other}`"))),
+    };
+    Ok(Args { command, json })
+}
+
+fn no_more(rest: &[&str], command: Command) -> Result<Command, UsageError> {
+    match rest.first() {
+        None => Ok(command),
+        Some(extra) => Err(usage(format!("unexpected argument `{extra}`"))),
+    }
+}
+
+fn parse_log(rest: &[&str]) -> Result<Command, UsageError> {
+    let (mut service, mut lines, mut follow) = (None, DEFAULT_LOG_LINES, false);
+    let mut words = rest.iter();
+    while let Some(word) = words.next() {
+        match *word {
+            "-f" => follow = true,
+            "-n" => {
+                let n = words.next().ok_or_else(|| usage("log: -n needs a number"))?;
+                lines = n.parse().map_err(|_| usage(format!("log: -n `{n}` is not a number")))?;
+            }
+            w if w.starts_with('-') => return Err(usage(format!("log: unknown option `{w}`"))),
+            w if service.is_none() => service = Some(w.to_string()),
+            w => return Err(usage(format!("log: unexpected argument `{w}`"))),
+        }
+    }
+    let service = service.ok_or_else(|| usage("log needs a service name"))?;
+    Ok(Command::Log { service, lines, follow })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(line: &str) -> Result<Args, UsageError> {
+        parse(&line.split_whitespace().map(String::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(p("status").unwrap().command, Command::Status);
+        let a = p("svcs -x --json").unwrap();
+        assert!(a.json);
+        assert_eq!(
+            a.command,
+            Command::Svcs {
+                all: false,
+                explain: true
+            }
+        );
+        assert_eq!(
+            p("svcadm clear crasher").unwrap().command,
+            Command::Svcadm {
+                action: Action::Clear,
+                service: "crasher".into()
+            }
+        );
+        assert_eq!(
+            p("log web -n 5 -f").unwrap().command,
+            Command::Log {
+                service: "web".into(),
+                lines: 5,
+                follow: true
+            }
+        );
+        assert_eq!(p("poweroff").unwrap().command, Command::Poweroff);
+    }
+
+    #[test]
+    fn mistakes_are_usage_errors() {
+        for bad in [
+            "",
+            "svcs -q",
+            "svcadm start web",
+            "svcadm clear",
+            "log",
+            "log a -n x",
+            "reboot now",
+            "frob",
+        ] {
+            let err = p(bad).unwrap_err().to_string();
+            assert!(err.ends_with("(ramkeyctl --help shows the usage)"), "{bad}: {err}");
+        }
+    }
+}
