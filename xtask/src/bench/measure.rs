@@ -101,6 +101,30 @@ fn poll_http(port: u16, t0: Instant, stop: &AtomicBool) -> Option<f64> {
     None
 }
 
+/// Waits for `ramkey: ready`, failing at once on recovery mode. Only complete lines count.
+fn wait_ready(vm: &mut Machine) -> Result<String> {
+    let start = Instant::now();
+    loop {
+        for (_, line) in vm.lines() {
+            if line.contains("ramkey: RECOVERY MODE") {
+                bail!("ramkey went to recovery mode instead of ready: {line}\n{}", vm.tail());
+            }
+            if line.contains("ramkey: ready") {
+                return Ok(line.clone());
+            }
+        }
+        if start.elapsed() > DEADLINE {
+            bail!("no `ramkey: ready` within {DEADLINE:?}\n{}", vm.tail());
+        }
+        // Absorbs console output for a moment; the needle never matches.
+        if let Err(e) = vm.expect("\u{0}", Duration::from_millis(200))
+            && e.to_string().contains("QEMU exited")
+        {
+            return Err(e);
+        }
+    }
+}
+
 fn kib(line: &str) -> Option<u64> {
     line.split_whitespace().rev().nth(1)?.parse().ok()
 }
@@ -155,15 +179,7 @@ fn observe(vm: &mut Machine, console: Console) -> Result<Sample> {
     sample.kernel_zero = at.as_secs_f64() - ts;
     sample.init = at.as_secs_f64();
     if console == Console::Ramkey {
-        let line = loop {
-            let (_, line) = vm.expect("ramkey: ", DEADLINE)?;
-            if line.contains("RECOVERY MODE") {
-                bail!("ramkey went to recovery mode instead of ready: {line}\n{}", vm.tail());
-            }
-            if line.contains("ramkey: ready") {
-                break line;
-            }
-        };
+        let line = wait_ready(vm)?;
         let ts = printk_time(&line).with_context(|| format!("no printk timestamp on {line:?}"))?;
         sample.ready = Some(sample.kernel_zero + ts);
         sample.steps = vm
