@@ -4,6 +4,7 @@
 //! disks` names; created only on disks that are blank (`[pool] create = true`); without one
 //! the box runs diskless. See `docs/pool.md`.
 
+pub mod boot_step;
 pub mod create;
 pub mod find;
 pub mod layout;
@@ -19,8 +20,6 @@ use std::time::{Duration, SystemTime};
 use ramkey_config::{Filesystem, Pool};
 
 use crate::clock::Clock;
-use crate::hotplug::DeviceEvents;
-use crate::modprobe::{Modprobe, ModuleLoader};
 use crate::mounts::Mounter;
 use crate::paths::Paths;
 
@@ -52,12 +51,17 @@ pub struct PoolStep<'a> {
     pub mounter: &'a mut dyn Mounter,
     /// Formats blank disks.
     pub mkfs: &'a mut dyn Mkfs,
-    /// The module index, to load ext4 or btrfs.
-    pub modprobe: Option<&'a mut Modprobe>,
-    /// Loads modules.
-    pub loader: &'a mut dyn ModuleLoader,
-    /// Waits for late disks.
-    pub events: &'a mut dyn DeviceEvents,
+    /// Waits for late disks, loads the filesystem's module.
+    pub devices: &'a mut dyn Devices,
+}
+
+/// What the pool step needs of the device handling: waiting for late disks (uevents load
+/// their modules meanwhile) and loading the filesystem's module.
+pub trait Devices {
+    /// Waits up to `timeout` for device events.
+    fn wait(&mut self, timeout: Duration);
+    /// Loads `module` and its dependencies; a failure is logged (it may be built in).
+    fn modprobe(&mut self, module: &str);
 }
 
 impl std::fmt::Debug for PoolStep<'_> {
@@ -184,7 +188,7 @@ impl PoolStep<'_> {
             if missing == 0 || waited >= WAIT {
                 return disks;
             }
-            self.events.wait(Duration::from_millis(250));
+            self.devices.wait(Duration::from_millis(250));
         }
     }
 

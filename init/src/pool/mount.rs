@@ -54,11 +54,7 @@ pub fn options(kind: FsKind, nodes: &[PathBuf], degraded: bool) -> (&'static str
 /// `nodes[0]` at `/pool` under the step's root.
 pub fn mount(step: &mut PoolStep<'_>, kind: FsKind, nodes: &[PathBuf], degraded: bool) -> Result<PathBuf, MountError> {
     let (fstype, data) = options(kind, nodes, degraded);
-    if let Some(modprobe) = step.modprobe.as_deref_mut()
-        && let Err(e) = modprobe.modprobe(fstype, &mut *step.loader)
-    {
-        crate::warn!("pool: {e}; trying the mount anyway");
-    }
+    step.devices.modprobe(fstype);
     let target = step.paths.root().join(MOUNT_POINT.trim_start_matches('/'));
     step.mounter.mkdir_all(&target).map_err(|source| MountError::Mkdir {
         path: target.clone(),

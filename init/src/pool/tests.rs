@@ -12,9 +12,22 @@ use super::probe::tests::{btrfs_head, ext4_head};
 use super::*;
 use crate::blockdev::fake_device;
 use crate::clock::FakeClock;
-use crate::hotplug::FakeEvents;
-use crate::modprobe::RecordingLoader;
 use crate::mounts::MountStep;
+
+#[derive(Default)]
+struct FakeDevices {
+    waits: usize,
+    modules: Vec<String>,
+}
+
+impl Devices for FakeDevices {
+    fn wait(&mut self, _: Duration) {
+        self.waits += 1;
+    }
+    fn modprobe(&mut self, module: &str) {
+        self.modules.push(module.to_owned());
+    }
+}
 
 #[derive(Default)]
 struct RecordingMounter(Vec<String>);
@@ -93,11 +106,7 @@ fn run(root: &Path, config: Option<&Pool>) -> (PoolState, Vec<String>, Vec<Strin
         dev: root.join("dev"),
         calls: vec![],
     };
-    let mut loader = RecordingLoader::default();
-    let mut events = FakeEvents {
-        on_wait: |_| {},
-        waits: vec![],
-    };
+    let mut devices = FakeDevices::default();
     let input = Input {
         config,
         usbkey_disk: Some("sda"),
@@ -109,9 +118,7 @@ fn run(root: &Path, config: Option<&Pool>) -> (PoolState, Vec<String>, Vec<Strin
         clock: &clock,
         mounter: &mut mounter,
         mkfs: &mut mkfs,
-        modprobe: None,
-        loader: &mut loader,
-        events: &mut events,
+        devices: &mut devices,
     }
     .run(&input);
     (state, mounter.0, mkfs.calls)
