@@ -1,0 +1,278 @@
+//! Boot tests of the pool under QEMU (TCG): created on a blank virtio disk, found again on
+//! the next boot, disks with data left byte-identical, an unclean shutdown recovered, the
+//! diskless mode, and a degraded btrfs mirror. The stick's config is edited with the
+//! builder's `config set`; what the pool holds afterwards is read with `debugfs` on the host.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use ramkey_builder::config_cmd::{self, Target};
+use ramkey_builder::flash::sysfs::Sysfs;
+use ramkey_builder::run::{Boot, RunOptions};
+use xtask::artifacts;
+use xtask::qemu::{Machine, Spec};
+
+const BOOT: Duration = Duration::from_secs(240);
+const SHUTDOWN: Duration = Duration::from_secs(60);
+const GIB: u64 = 1 << 30;
+
+/// A stick copy named `name` with `pairs` set in its config.
+fn stick(name: &str, pairs: &[&str]) -> PathBuf {
+    let image = artifacts::usb_copy(name).unwrap();
+    if !pairs.is_empty() {
+        let pairs: Vec<String> = pairs.iter().map(|p| (*p).to_owned()).collect();
+        config_cmd::set(&Target::Disk(image.clone()), &pairs, &Sysfs::host()).unwrap();
+    }
+    image
+}
+
+/// A fresh path for a pool disk image (removed if left from an earlier run).
+fn disk_path(name: &str) -> PathBuf {
+    let path = artifacts::target_dir()
+        .join("ramkey/run")
+        .join(format!("{name}.pool.img"));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// Boots the stick with `pool` attached (and `extra` QEMU arguments).
+fn boot(name: &str, image: &Path, pool: Option<&Path>, extra: &[String]) -> Machine {
+    let mut opts = RunOptions::new(Boot::Usb {
+        image: image.to_owned(),
+    });
+    opts.pool = pool.map(Path::to_owned);
+    opts.pool_size = GIB;
+    opts.state_dir = Some(artifacts::target_dir().join("ramkey/run").join(name));
+    let mut spec = Spec::run(name, &opts).unwrap();
+    spec.args.extend(extra.iter().cloned());
+    Machine::start(&spec).unwrap()
+}
+
+/// `ms` from a line like `... in 123 ms` or `... after 12 ms`.
+fn millis(line: &str) -> u64 {
+    let before = line.rsplit_once(" ms").map_or(line, |(b, _)| b);
+    before.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// Powers off through ACPI and checks that /var, /opt and then /pool were unmounted.
+fn power_off(vm: &mut Machine, with_pool: bool) {
+    vm.monitor("system_powerdown").unwrap();
+    if with_pool {
+        vm.expect("ramkey: unmount /opt: ok", SHUTDOWN).unwrap();
+        vm.expect("ramkey: unmount /var: ok", SHUTDOWN).unwrap();
+        vm.expect("ramkey: unmount /pool: ok", SHUTDOWN).unwrap();
+    }
+    vm.expect("ramkey: unmount /usbkey: ok", SHUTDOWN).unwrap();
+    vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
+    assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
+}
+
+/// `debugfs -R 'ls -l DIR' IMG` on the host.
+fn debugfs_ls(image: &Path, dir: &str) -> String {
+    let out = Command::new("debugfs")
+        .args(["-R", &format!("ls -l {dir}")])
+        .arg(image)
+        .output()
+        .expect("debugfs (e2fsprogs) on the host");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn history_files(listing: &str) -> usize {
+    listing.lines().filter(|l| l.trim_end().ends_with(".toml")).count()
+}
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+const CREATE: &[&str] = &["pool.create=true", "pool.disks=[\"virtio-ramkey-pool\"]"];
+
+#[test]
+fn blank_disk_is_created_then_found_on_the_next_boot() {
+    let image = stick("pool-create", CREATE);
+    let disk = disk_path("pool-create");
+    let mut vm = boot("pool-create", &image, Some(&disk), &[]);
+    let (_, line) = vm
+        .expect("ramkey: pool: created ext4 ramkey-pool on /dev/vd", BOOT)
+        .unwrap();
+    eprintln!("created a 1 GiB pool in {} ms: {line}", millis(&line));
+    vm.expect("ramkey: pool: config saved as config-history/", BOOT)
+        .unwrap();
+    let (_, state) = vm.expect("ramkey: pool: ext4 on /dev/vd", BOOT).unwrap();
+    assert!(
+        state.contains("(virtio-ramkey-pool)") && state.contains(" free of "),
+        "{state}"
+    );
+    vm.expect("ramkey: ready", BOOT).unwrap();
+    power_off(&mut vm, true);
+    assert_eq!(history_files(&debugfs_ls(&disk, "/config-history")), 1);
+
+    let mut vm = boot("pool-create", &image, Some(&disk), &[]);
+    let (_, line) = vm
+        .expect("ramkey: pool: found ramkey-pool (ext4) on /dev/vd", BOOT)
+        .unwrap();
+    eprintln!("found the pool {} ms into the pool step: {line}", millis(&line));
+    let (_, line) = vm.expect("ramkey: pool: mounted /dev/vd", BOOT).unwrap();
+    eprintln!("mounted {} ms into the pool step", millis(&line));
+    let (_, line) = vm
+        .expect("ramkey: pool: config saved as config-history/", BOOT)
+        .unwrap();
+    assert!(line.ends_with("(2 entries)"), "{line}");
+    vm.expect("ramkey: ready", BOOT).unwrap();
+    vm.refute("ramkey: pool: created").unwrap();
+    vm.refute("not unmounted cleanly").unwrap();
+    power_off(&mut vm, true);
+    let listing = debugfs_ls(&disk, "/config-history");
+    assert_eq!(history_files(&listing), 2, "{listing}");
+    let var = debugfs_ls(&disk, "/var");
+    assert!(var.contains("log"), "/var on the pool: {var}");
+}
+
+/// Boots with `disk` holding data and `[pool] create = true`: nothing may change.
+fn left_alone(name: &str, disk: &Path, said: &str) {
+    let image = stick(name, CREATE);
+    let before = sha256(disk);
+    let mut vm = boot(name, &image, Some(disk), &[]);
+    let (_, line) = vm.expect("ramkey: pool: /dev/vd", BOOT).unwrap();
+    assert!(
+        line.contains(said) && line.contains("not touching it") && line.contains("wipefs -a /dev/vd"),
+        "{line}"
+    );
+    vm.expect("ramkey: pool: none found: DISKLESS", BOOT).unwrap();
+    vm.expect("ramkey: ready", BOOT).unwrap();
+    power_off(&mut vm, false);
+    assert_eq!(sha256(disk), before, "{name}: the disk changed");
+}
+
+#[test]
+fn a_foreign_ext4_filesystem_is_left_alone() {
+    let disk = disk_path("pool-foreign-ext4");
+    std::fs::File::create(&disk).unwrap().set_len(64 << 20).unwrap();
+    let status = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "data"])
+        .arg(&disk)
+        .status();
+    assert!(status.expect("mkfs.ext4 on the host").success());
+    left_alone(
+        "pool-foreign-ext4",
+        &disk,
+        "holds an ext4 filesystem labelled \"data\" (found at offset 1024)",
+    );
+}
+
+#[test]
+fn a_partitioned_disk_is_left_alone() {
+    let disk = disk_path("pool-foreign-mbr");
+    let mut mbr = vec![0u8; 512];
+    // One Linux partition from sector 2048, 16 MiB.
+    mbr[0x1BE + 4] = 0x83;
+    mbr[0x1BE + 8..0x1BE + 12].copy_from_slice(&2048u32.to_le_bytes());
+    mbr[0x1BE + 12..0x1BE + 16].copy_from_slice(&32768u32.to_le_bytes());
+    mbr[510..].copy_from_slice(&[0x55, 0xAA]);
+    std::fs::write(&disk, &mbr).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&disk)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    left_alone(
+        "pool-foreign-mbr",
+        &disk,
+        "holds an MBR partition table (found at offset 446)",
+    );
+}
+
+#[test]
+fn a_power_cut_is_recovered_on_the_next_boot() {
+    let image = stick("pool-powercut", CREATE);
+    let disk = disk_path("pool-powercut");
+    let mut vm = boot("pool-powercut", &image, Some(&disk), &[]);
+    vm.expect("ramkey: pool: created ext4", BOOT).unwrap();
+    vm.expect("ramkey: pool: config saved as config-history/", BOOT)
+        .unwrap();
+    vm.expect("ramkey: ready", BOOT).unwrap();
+    // A hard power cut: QEMU stops at once, the guest unmounts nothing.
+    let _ = vm.monitor("quit");
+    let _ = vm.wait_exit(SHUTDOWN);
+
+    let mut vm = boot("pool-powercut", &image, Some(&disk), &[]);
+    vm.expect("ramkey: pool: found ramkey-pool (ext4)", BOOT).unwrap();
+    let (_, line) = vm.expect("ramkey: pool: /dev/vd", BOOT).unwrap();
+    assert!(
+        line.ends_with("was not unmounted cleanly; ext4 replays its journal"),
+        "{line}"
+    );
+    let (_, line) = vm
+        .expect("ramkey: pool: config saved as config-history/", BOOT)
+        .unwrap();
+    assert!(line.ends_with("(2 entries)"), "{line}");
+    let (_, state) = vm.expect("ramkey: pool: ext4 on", BOOT).unwrap();
+    assert!(state.ends_with("recovered from an unclean shutdown"), "{state}");
+    vm.expect("ramkey: ready", BOOT).unwrap();
+    power_off(&mut vm, true);
+    assert_eq!(history_files(&debugfs_ls(&disk, "/config-history")), 2);
+}
+
+#[test]
+fn no_second_disk_is_diskless() {
+    let image = stick("pool-diskless", &[]);
+    let mut vm = boot("pool-diskless", &image, None, &[]);
+    vm.expect(
+        "ramkey: pool: none found: DISKLESS — data lives in RAM and is lost at power-off",
+        BOOT,
+    )
+    .unwrap();
+    vm.expect("ramkey: ready", BOOT).unwrap();
+    vm.refute("ramkey: unmount /pool").unwrap();
+    power_off(&mut vm, false);
+}
+
+#[test]
+fn a_btrfs_mirror_missing_a_disk_mounts_degraded() {
+    let image = stick(
+        "pool-mirror",
+        &[
+            "pool.create=true",
+            "pool.filesystem=\"btrfs\"",
+            "pool.disks=[\"virtio-ramkey-pool\"]",
+            "pool.mirror=[\"virtio-ramkey-mirror\"]",
+        ],
+    );
+    let (disk, mirror) = (disk_path("pool-mirror"), disk_path("pool-mirror-2"));
+    std::fs::File::create(&mirror).unwrap().set_len(GIB).unwrap();
+    let second = [
+        "-drive".to_owned(),
+        format!("if=none,id=mirror,format=raw,file={}", mirror.display()),
+        "-device".to_owned(),
+        "virtio-blk-pci,drive=mirror,serial=ramkey-mirror".to_owned(),
+    ];
+    let mut vm = boot("pool-mirror", &image, Some(&disk), &second);
+    let (_, line) = vm
+        .expect("ramkey: pool: created btrfs ramkey-pool on /dev/vd", BOOT)
+        .unwrap();
+    eprintln!(
+        "created a btrfs mirror of two 1 GiB disks in {} ms: {line}",
+        millis(&line)
+    );
+    vm.expect("ramkey: pool: btrfs on /dev/vd", BOOT).unwrap();
+    vm.expect("ramkey: ready", BOOT).unwrap();
+    power_off(&mut vm, true);
+
+    let mut vm = boot("pool-mirror", &image, Some(&disk), &[]);
+    vm.expect(
+        "ramkey: warning: pool: btrfs mirror is missing a disk: mounting it degraded",
+        BOOT,
+    )
+    .unwrap();
+    let (_, state) = vm.expect("ramkey: pool: btrfs on /dev/vd", BOOT).unwrap();
+    assert!(state.contains("DEGRADED"), "{state}");
+    vm.expect("ramkey: ready", BOOT).unwrap();
+    power_off(&mut vm, true);
+}
