@@ -7,11 +7,14 @@ use ramkey_config::Config;
 use crate::clock::Clock;
 use crate::cmdline::Cmdline;
 use crate::coldplug::{self, ColdplugError, ColdplugReport};
-use crate::config_load::FetchError;
+use crate::config_load::{FetchError, Loaded};
 use crate::modprobe::{Modprobe, ModuleLoader};
 use crate::modules::{ModuleIndex, ModulesError};
 use crate::mounts::{self, EARLY_MOUNTS, MountError, Mounter};
+use crate::net::renew::HeldLease;
 use crate::net::{NetError, NetReport, Network};
+use crate::netconf::Applied;
+use crate::ntp::Synced;
 use crate::paths::Paths;
 use crate::power::PowerButtons;
 use crate::timeline::Timeline;
@@ -50,6 +53,18 @@ pub enum BootError {
     /// The config URL is unusable or could not be fetched.
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    /// The config is unusable and there is no last good copy.
+    #[error(
+        "no usable config: {config} is invalid or missing (the errors are above) and there is no \
+         valid last good copy; {network}; fix the config with `ramkey config` on a workstation \
+         (or `ramkeyctl config` here) and reboot"
+    )]
+    NoConfig {
+        /// The config file or URL that failed.
+        config: String,
+        /// What recovery did with the network.
+        network: String,
+    },
 }
 
 /// What the boot steps produced, kept even when a later step fails or panics.
@@ -67,8 +82,33 @@ pub struct BootState {
     pub usbkey: Option<FoundKey>,
     /// The boot network (PXE boots with a config URL).
     pub network: Option<NetReport>,
-    /// The validated config; `None` when absent or invalid.
+    /// The validated config in use; `None` when there is no usable one.
     pub config: Option<Config>,
+    /// Where the config in use came from: `/usbkey/config.toml`, `/usbkey/config.toml.good`
+    /// or the URL (the file or URL that failed when there is no config).
+    pub config_source: String,
+    /// What was wrong with the config, every error with its line and column (also when the
+    /// last good copy is in use); for `ramkeyctl status`.
+    pub config_error: Option<String>,
+    /// The text of `/usbkey/config.toml` while it waits to be saved as the good copy.
+    pub config_text: Option<String>,
+    /// What the `network` step did with the config's NICs (or with every NIC in recovery).
+    pub applied: Option<Applied>,
+    /// The DHCP leases to renew (see [`crate::net::renew`]): the event loop calls
+    /// `net::renew::renew_due(&mut leases, &clock)` when `net::renew::next_renewal` passes.
+    pub leases: Vec<HeldLease>,
+    /// The SNTP result, when the clock was set.
+    pub ntp: Option<Synced>,
+}
+
+impl BootState {
+    /// Takes what the `config` step loaded.
+    pub fn set_config(&mut self, loaded: Loaded) {
+        self.config = loaded.config;
+        self.config_source = loaded.source;
+        self.config_error = loaded.error;
+        self.config_text = loaded.text;
+    }
 }
 
 /// The effects the boot uses; real ones on the box, fakes in tests.
@@ -129,7 +169,62 @@ impl Boot<'_> {
         if state.buttons.is_empty() {
             crate::warn!("no power button found; SIGUSR2 or SIGPWR powers the box off");
         }
-        crate::media::run(self, timeline, state)
+        crate::media::run(self, timeline, state)?;
+        self.configure(timeline, state)
+    }
+
+    /// The steps after `config`: `identity`, `network`, `ntp`, `good-config`; without a
+    /// config, DHCP on every NIC and recovery mode.
+    fn configure(&mut self, timeline: &mut Timeline, state: &mut BootState) -> Result<(), BootError> {
+        let (clock, paths) = (self.clock, self.paths);
+        let network = &mut *self.network;
+        let resolv = paths.root().join("etc/resolv.conf");
+        let config_read = timeline
+            .steps
+            .last()
+            .map_or(clock.since_boot(), |s| s.start + s.duration);
+        let Some(config) = state.config.clone() else {
+            let up = if state.network.is_some() {
+                "the network stays as the PXE boot set it".to_owned()
+            } else {
+                let applied = timeline.step(clock, "network", || network.dhcp_everywhere(clock, &resolv));
+                let summary = format!("DHCP on every NIC: {} lease(s)", applied.leases.len());
+                state.leases = applied.leases.clone();
+                state.applied = Some(applied);
+                summary
+            };
+            return Err(BootError::NoConfig {
+                config: state.config_source.clone(),
+                network: up,
+            });
+        };
+        let root = paths.root();
+        timeline.step(clock, "identity", || crate::identity::apply(root, &config, network));
+        let pxe = state.network.as_ref();
+        let applied = timeline.step(clock, "nics", || network.apply_config(clock, &config, pxe, &resolv));
+        let took = clock.since_boot().saturating_sub(config_read);
+        crate::notice!(
+            "network: up {} ms after the config was read ({} of {} NICs configured{})",
+            took.as_millis(),
+            applied.lines.len(),
+            config.nics.len(),
+            if applied.failures.is_empty() {
+                String::new()
+            } else {
+                format!(", {} problem(s)", applied.failures.len())
+            }
+        );
+        state.leases = applied.leases.clone();
+        state.applied = Some(applied);
+        state.ntp = timeline.step(clock, "ntp", || crate::ntp::step(&config.ntp_servers, network, clock));
+        if let (Some(text), Some(key)) = (state.config_text.take(), &state.usbkey) {
+            let mount = root.join(crate::usbkey::MOUNT_POINT.trim_start_matches('/'));
+            let mounter = &mut *self.mounter;
+            timeline.step(clock, "good-config", || {
+                crate::good_config::step(mounter, &key.node, &mount, &text)
+            });
+        }
+        Ok(())
     }
 }
 
@@ -266,6 +361,7 @@ mod tests {
                     domain: None,
                     server: None,
                     lease_secs: None,
+                    renew_secs: None,
                 },
                 dhcp_time: Duration::from_millis(12),
             })
@@ -372,7 +468,11 @@ mod tests {
                 "coldplug",
                 "power-button",
                 "usbkey",
-                "config"
+                "config",
+                "identity",
+                "nics",
+                "ntp",
+                "good-config"
             ]
         );
         let modules: Vec<_> = loader.calls.iter().map(|(m, _)| m.as_str()).collect();
@@ -388,6 +488,56 @@ mod tests {
         );
         assert_eq!(state.usbkey.unwrap().node, PathBuf::from("/dev/sda1"));
         assert_eq!(state.config.unwrap().hostname, "box1");
+    }
+
+    #[test]
+    fn a_good_boot_saves_the_good_copy_which_a_broken_config_falls_back_to() {
+        let dir = fixture("ramkey.key_wait=1\n");
+        add_key(dir.path());
+        let mut loader = RecordingLoader::default();
+        let (result, _, state) = boot(dir.path(), &mut loader);
+        result.unwrap();
+        assert_eq!(state.config_source, "/usbkey/config.toml");
+        assert!(state.config_error.is_none());
+        let good = dir.path().join("usbkey/config.toml.good");
+        assert_eq!(
+            std::fs::read_to_string(&good).unwrap(),
+            "version = 1\nhostname = \"box1\"\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("etc/hostname")).unwrap(),
+            "box1\n"
+        );
+
+        write(
+            dir.path(),
+            "usbkey/config.toml",
+            "version = 1\nhostname = \"box2\"\nbogus = 1\n",
+        );
+        let (result, timeline, state) = boot(dir.path(), &mut loader);
+        result.unwrap();
+        assert_eq!(state.config.unwrap().hostname, "box1");
+        assert_eq!(state.config_source, "/usbkey/config.toml.good");
+        let error = state.config_error.unwrap();
+        assert!(
+            error.starts_with("/usbkey/config.toml:3:1: unknown key `bogus`"),
+            "{error}"
+        );
+        assert!(
+            timeline.steps.iter().all(|s| s.name != "good-config"),
+            "the good copy is not rewritten"
+        );
+
+        std::fs::remove_file(&good).unwrap();
+        let (result, timeline, state) = boot(dir.path(), &mut loader);
+        let err = result.unwrap_err().to_string();
+        assert!(
+            err.starts_with("no usable config: /usbkey/config.toml is invalid or missing"),
+            "{err}"
+        );
+        assert!(err.contains("DHCP on every NIC: 0 lease(s)"), "{err}");
+        assert_eq!(timeline.steps.last().unwrap().name, "network");
+        assert!(state.config.is_none() && state.config_error.is_some());
     }
 
     #[test]
@@ -415,7 +565,7 @@ mod tests {
         let ((result, timeline, state), _) = boot_with(dir.path(), &mut loader, &mut net);
         result.unwrap();
         let steps: Vec<_> = timeline.steps.iter().map(|s| s.name).collect();
-        assert_eq!(steps[5..], ["network", "config"]);
+        assert_eq!(steps[5..], ["network", "config", "identity", "nics", "ntp"]);
         assert_eq!(net.urls, ["http://10.0.2.2:8099/52:54:00:12:34:56.toml"]);
         assert_eq!(state.config.unwrap().hostname, "pxe1");
         assert_eq!(state.network.unwrap().link.name, "eth0");

@@ -1,13 +1,16 @@
 //! Reading the box's config: `/usbkey/config.toml`, or the `ramkey.config=` URL (PXE).
 //!
-//! An invalid config is logged line by line and the boot goes on without it; only a
-//! config URL that cannot be fetched stops the boot (there is nothing else to go on).
+//! An invalid (or unreadable) config is logged line by line, with line and column; the
+//! usbkey's last good copy (`config.toml.good`) is then used. Without one, the boot has no
+//! config and ends in recovery mode (with DHCP on every NIC). A config URL that cannot be
+//! fetched stops the boot at once.
 
 use std::path::Path;
 use std::time::Duration;
 
 use ramkey_config::{CONFIG_FILE, Config};
 
+use crate::good_config::{self, GOOD_FILE};
 use crate::net::Network;
 use crate::net::http::{self, HttpError, Url};
 
@@ -50,8 +53,23 @@ pub fn check_url(template: &str) -> Result<(), FetchError> {
         })
 }
 
-/// Parses and validates config text, logging the outcome; `None` when invalid.
-pub fn parse_and_log(text: &str, name: &str) -> Option<Config> {
+/// The config the boot goes on with, where it came from, and what was wrong.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Loaded {
+    /// The validated config; `None` when there is no usable one.
+    pub config: Option<Config>,
+    /// Where the config used came from (`/usbkey/config.toml`, `/usbkey/config.toml.good`,
+    /// the URL), or the file that failed when there is none.
+    pub source: String,
+    /// The text of `/usbkey/config.toml` when it is the one used (saved as the good copy
+    /// once the boot got through).
+    pub text: Option<String>,
+    /// What was wrong with the config, every error with its line and column.
+    pub error: Option<String>,
+}
+
+/// Parses and validates config text, logging the outcome: each error on its own line.
+pub fn parse_and_log(text: &str, name: &str) -> Result<Config, String> {
     match Config::parse(text, name) {
         Ok(config) => {
             let hostname = if config.hostname.is_empty() {
@@ -60,39 +78,80 @@ pub fn parse_and_log(text: &str, name: &str) -> Option<Config> {
                 config.hostname.as_str()
             };
             crate::notice!("config: {name}: ok (hostname {hostname})");
-            Some(config)
+            Ok(config)
         }
         Err(errors) => {
             for line in errors.to_string().lines() {
                 crate::notice!("config: {line}");
             }
             crate::notice!(
-                "config: {name}: {} error{}; continuing without it",
+                "config: {name}: {} error{}",
                 errors.len(),
                 if errors.len() == 1 { "" } else { "s" }
             );
-            None
+            Err(errors.to_string())
         }
     }
 }
 
-/// Reads `<mount>/config.toml`; a missing or unreadable file is logged and gives `None`.
-pub fn from_usbkey(mount: &Path) -> Option<Config> {
-    let path = mount.join(CONFIG_FILE);
-    let name = format!("{}/{CONFIG_FILE}", crate::usbkey::MOUNT_POINT);
-    match std::fs::read(&path) {
-        Ok(bytes) => parse_and_log(&String::from_utf8_lossy(&bytes), &name),
+/// Reads `<mount>/config.toml`; when it is missing, unreadable or invalid, the last good
+/// copy `<mount>/config.toml.good` (logged either way).
+pub fn from_usbkey(mount: &Path) -> Loaded {
+    let usbkey = crate::usbkey::MOUNT_POINT;
+    let name = format!("{usbkey}/{CONFIG_FILE}");
+    let error = match std::fs::read(mount.join(CONFIG_FILE)) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            match parse_and_log(&text, &name) {
+                Ok(config) => {
+                    return Loaded {
+                        config: Some(config),
+                        source: name,
+                        text: Some(text),
+                        error: None,
+                    };
+                }
+                Err(e) => e,
+            }
+        }
         Err(e) => {
-            crate::notice!("config: {name}: cannot read it: {e}; continuing without it");
+            let e = format!("{name}: cannot read it: {e}");
+            crate::notice!("config: {e}");
+            e
+        }
+    };
+    let good_name = format!("{usbkey}/{GOOD_FILE}");
+    let good = match good_config::read_good(mount) {
+        Some(text) => parse_and_log(&text, &good_name).ok(),
+        None => {
+            crate::notice!("config: there is no last good config {good_name}");
             None
         }
+    };
+    match good {
+        Some(config) => {
+            crate::notice!("config: using the last good config {good_name}");
+            Loaded {
+                config: Some(config),
+                source: good_name,
+                text: None,
+                error: Some(error),
+            }
+        }
+        None => Loaded {
+            config: None,
+            source: name,
+            text: None,
+            error: Some(error),
+        },
     }
 }
 
 /// Fetches the config URL (with `${mac}` substituted), retrying; parses it.
 ///
-/// `Ok(None)` when the config was fetched but is invalid.
-pub fn fetch(net: &mut dyn Network, template: &str, mac: [u8; 6]) -> Result<Option<Config>, FetchError> {
+/// A fetched but invalid config gives a [`Loaded`] without a config (there is no good copy
+/// for PXE boots).
+pub fn fetch(net: &mut dyn Network, template: &str, mac: [u8; 6]) -> Result<Loaded, FetchError> {
     let text = http::substitute_mac(template, mac);
     let url = Url::parse(&text).map_err(|source| FetchError::Url {
         url: text.clone(),
@@ -118,7 +177,13 @@ pub fn fetch(net: &mut dyn Network, template: &str, mac: [u8; 6]) -> Result<Opti
         }
     };
     crate::notice!("config: fetched {text} ({} bytes)", body.len());
-    Ok(parse_and_log(&String::from_utf8_lossy(&body), &text))
+    let parsed = parse_and_log(&String::from_utf8_lossy(&body), &text);
+    Ok(Loaded {
+        error: parsed.as_ref().err().cloned(),
+        config: parsed.ok(),
+        source: text,
+        text: None,
+    })
 }
 
 #[cfg(test)]
@@ -163,7 +228,7 @@ mod tests {
             urls: vec![],
             pauses: vec![],
         };
-        let config = fetch(&mut net, URL, MAC).unwrap().unwrap();
+        let config = fetch(&mut net, URL, MAC).unwrap().config.unwrap();
         assert_eq!(config.hostname, "box1");
         assert_eq!(net.urls, ["http://10.0.2.2:8099/52:54:00:12:34:56.toml"; 2]);
         assert_eq!(net.pauses, [Duration::from_secs(1)]);
@@ -176,7 +241,9 @@ mod tests {
             urls: vec![],
             pauses: vec![],
         };
-        assert!(fetch(&mut net, URL, MAC).unwrap().is_none());
+        let loaded = fetch(&mut net, URL, MAC).unwrap();
+        assert!(loaded.config.is_none());
+        assert!(loaded.error.unwrap().contains(":2:1: unknown key `bogus`"));
     }
 
     #[test]
@@ -204,10 +271,46 @@ mod tests {
     #[test]
     fn usbkey_config_read_or_missing() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(from_usbkey(dir.path()).is_none());
+        let missing = from_usbkey(dir.path());
+        assert!(missing.config.is_none());
+        assert!(
+            missing
+                .error
+                .unwrap()
+                .starts_with("/usbkey/config.toml: cannot read it: ")
+        );
         std::fs::write(dir.path().join("config.toml"), "version = 1\nhostname = \"box7\"\n").unwrap();
-        assert_eq!(from_usbkey(dir.path()).unwrap().hostname, "box7");
+        let ok = from_usbkey(dir.path());
+        assert_eq!(ok.config.unwrap().hostname, "box7");
+        assert_eq!(ok.source, "/usbkey/config.toml");
+        assert_eq!(ok.text.as_deref(), Some("version = 1\nhostname = \"box7\"\n"));
         std::fs::write(dir.path().join("config.toml"), "version = 1\nhostname = 3\n").unwrap();
-        assert!(from_usbkey(dir.path()).is_none());
+        assert!(from_usbkey(dir.path()).config.is_none());
+    }
+
+    #[test]
+    fn invalid_config_falls_back_to_the_good_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "version = 1\nhostname = \"box7\"\nbogus = 1\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("config.toml.good"),
+            "version = 1\nhostname = \"good\"\n",
+        )
+        .unwrap();
+        let loaded = from_usbkey(dir.path());
+        assert_eq!(loaded.config.unwrap().hostname, "good");
+        assert_eq!(loaded.source, "/usbkey/config.toml.good");
+        assert!(loaded.text.is_none(), "the good copy is not saved again");
+        let error = loaded.error.unwrap();
+        assert!(
+            error.starts_with("/usbkey/config.toml:3:1: unknown key `bogus`"),
+            "{error}"
+        );
+        std::fs::write(dir.path().join("config.toml.good"), "version = 2\n").unwrap();
+        assert!(from_usbkey(dir.path()).config.is_none());
     }
 }

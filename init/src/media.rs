@@ -15,7 +15,8 @@ pub fn run(boot: &mut Boot<'_>, timeline: &mut Timeline, state: &mut BootState) 
         None => {
             timeline.step(clock, "usbkey", || find_and_mount(boot, state))?;
             let mount = boot.paths.root().join(usbkey::MOUNT_POINT.trim_start_matches('/'));
-            state.config = timeline.step(clock, "config", || config_load::from_usbkey(&mount));
+            let loaded = timeline.step(clock, "config", || config_load::from_usbkey(&mount));
+            state.set_config(loaded);
         }
         Some(url) => {
             config_load::check_url(&url)?;
@@ -24,7 +25,8 @@ pub fn run(boot: &mut Boot<'_>, timeline: &mut Timeline, state: &mut BootState) 
             crate::notice!("{}", report.line());
             let mac = report.mac();
             state.network = Some(report);
-            state.config = timeline.step(clock, "config", || config_load::fetch(network, &url, mac))?;
+            let loaded = timeline.step(clock, "config", || config_load::fetch(network, &url, mac))?;
+            state.set_config(loaded);
         }
     }
     Ok(())

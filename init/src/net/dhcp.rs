@@ -70,6 +70,20 @@ pub struct Lease {
     pub server: Option<Ipv4Addr>,
     /// Lease time in seconds.
     pub lease_secs: Option<u32>,
+    /// Renewal time (T1, option 58) in seconds; half the lease time when absent.
+    pub renew_secs: Option<u32>,
+}
+
+impl Lease {
+    /// Seconds after the ACK when the lease should be renewed (T1); `None` for an infinite
+    /// lease (or one without a lease time).
+    pub fn t1(&self) -> Option<u32> {
+        match (self.renew_secs, self.lease_secs) {
+            (_, Some(u32::MAX)) | (_, None) => None,
+            (Some(t1), Some(lease)) if t1 < lease => Some(t1),
+            (_, Some(lease)) => Some(lease / 2),
+        }
+    }
 }
 
 /// A parsed server reply.
@@ -103,6 +117,7 @@ fn request_base(xid: u32, mac: [u8; 6], kind: MessageType, hostname: Option<&str
         OptionCode::DomainNameServer,
         OptionCode::DomainName,
         OptionCode::AddressLeaseTime,
+        OptionCode::Renewal,
     ]));
     opts.insert(DhcpOption::MaxMessageSize(1500));
     if let Some(name) = hostname.filter(|h| !h.is_empty()) {
@@ -162,6 +177,10 @@ pub fn parse_reply(bytes: &[u8], xid: u32, mac: [u8; 6]) -> Option<Reply> {
         Some(DhcpOption::AddressLeaseTime(t)) => Some(*t),
         _ => None,
     };
+    let renew_secs = match opts.get(OptionCode::Renewal) {
+        Some(DhcpOption::Renewal(t)) => Some(*t),
+        _ => None,
+    };
     Some(Reply {
         kind,
         lease: Lease {
@@ -172,7 +191,56 @@ pub fn parse_reply(bytes: &[u8], xid: u32, mac: [u8; 6]) -> Option<Reply> {
             domain,
             server,
             lease_secs,
+            renew_secs,
         },
+    })
+}
+
+/// A DHCPREQUEST renewing `lease` (`ciaddr` set, no requested address or server id:
+/// broadcast, so that any server that knows the lease may answer, as in REBINDING).
+pub fn renewal(xid: u32, mac: [u8; 6], lease: &Lease, hostname: Option<&str>) -> Result<Vec<u8>, DhcpError> {
+    let mut msg = request_base(xid, mac, MessageType::Request, hostname);
+    msg.set_ciaddr(lease.address);
+    encode(&msg)
+}
+
+/// Renews `lease`: REQUEST, then ACK (the new lease) or NAK (an error), two attempts.
+pub fn renew_exchange(
+    transport: &mut dyn DhcpTransport,
+    mac: [u8; 6],
+    lease: &Lease,
+    hostname: Option<&str>,
+    clock: &dyn Clock,
+    xid: u32,
+) -> Result<Lease, DhcpError> {
+    let start = clock.since_boot();
+    let mut last = "no ACK";
+    for (attempt, wait) in ATTEMPT_WAITS.iter().take(2).enumerate() {
+        let xid = xid.wrapping_add(u32::try_from(attempt).unwrap_or(0));
+        transport
+            .send(&renewal(xid, mac, lease, hostname)?)
+            .map_err(io("sending DHCPREQUEST"))?;
+        let deadline = clock.since_boot() + *wait;
+        let kinds = [MessageType::Ack, MessageType::Nak];
+        match await_reply(transport, clock, deadline, xid, mac, &kinds)? {
+            Some(reply) if reply.kind == MessageType::Ack => {
+                let mut new = reply.lease;
+                if new.address.is_unspecified() {
+                    new.address = lease.address;
+                }
+                return Ok(new);
+            }
+            Some(_) => {
+                last = "NAK";
+                break;
+            }
+            None => {}
+        }
+    }
+    Err(DhcpError::NoLease {
+        attempts: 2,
+        elapsed: clock.since_boot().saturating_sub(start),
+        last,
     })
 }
 
@@ -264,6 +332,7 @@ pub fn fixture_reply(kind: MessageType, xid: u32, mac: [u8; 6], address: Ipv4Add
     opts.insert(DhcpOption::DomainNameServer(vec![Ipv4Addr::new(10, 0, 2, 3)]));
     opts.insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 2, 2)));
     opts.insert(DhcpOption::AddressLeaseTime(86400));
+    opts.insert(DhcpOption::Renewal(600));
     msg.to_vec().unwrap_or_default()
 }
 
@@ -339,6 +408,12 @@ mod tests {
         assert_eq!(reply.lease.router, Some(Ipv4Addr::new(10, 0, 2, 2)));
         assert_eq!(reply.lease.dns, vec![Ipv4Addr::new(10, 0, 2, 3)]);
         assert_eq!(reply.lease.lease_secs, Some(86400));
+        assert_eq!(reply.lease.t1(), Some(600));
+        let mut half = reply.lease.clone();
+        half.renew_secs = None;
+        assert_eq!(half.t1(), Some(43200));
+        half.lease_secs = Some(u32::MAX);
+        assert_eq!(half.t1(), None);
         assert_eq!(parse_reply(&bytes, 10, MAC), None);
         assert_eq!(parse_reply(&bytes, 9, [0; 6]), None);
         assert_eq!(parse_reply(&discover(9, MAC, None).unwrap(), 9, MAC), None, "a request");
@@ -396,6 +471,30 @@ mod tests {
         let kinds: Vec<_> = t.sent.iter().map(|m| m.opts().msg_type().unwrap()).collect();
         use MessageType::{Discover, Request};
         assert_eq!(kinds, [Discover, Discover, Request, Discover, Request]);
+    }
+
+    #[test]
+    fn renewal_sends_ciaddr_and_takes_the_ack() {
+        let mut t = Script {
+            answer: |m: &Message| vec![fixture_reply(MessageType::Ack, m.xid(), MAC, ADDR)],
+            queue: vec![],
+            sent: vec![],
+        };
+        let old = parse_reply(&fixture_reply(MessageType::Ack, 1, MAC, ADDR), 1, MAC)
+            .unwrap()
+            .lease;
+        let new = renew_exchange(&mut t, MAC, &old, Some("box1"), &clock(), 5).unwrap();
+        assert_eq!(new, old);
+        assert_eq!(t.sent[0].ciaddr(), ADDR);
+        assert!(t.sent[0].opts().get(OptionCode::RequestedIpAddress).is_none());
+        let mut t = Script {
+            answer: |m: &Message| vec![fixture_reply(MessageType::Nak, m.xid(), MAC, ADDR)],
+            queue: vec![],
+            sent: vec![],
+        };
+        let err = renew_exchange(&mut t, MAC, &old, None, &clock(), 5).unwrap_err();
+        assert!(err.to_string().contains("(NAK)"), "{err}");
+        assert_eq!(t.sent.len(), 1);
     }
 
     #[test]

@@ -1,15 +1,22 @@
 //! The boot network for PXE boots: links up, DHCP on each NIC until one gets a lease,
-//! address, default route and `/etc/resolv.conf`; then HTTP for the config URL.
+//! address, default route and `/etc/resolv.conf`; then HTTP for the config URL. The
+//! [`Network`] trait also carries the other effects of the config steps (the config's NICs,
+//! host name, SNTP, the clock), so that the boot can be tested with a fake.
 
 pub mod dhcp;
 pub mod http;
 pub mod netlink;
+pub mod renew;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::errno::Errno;
+use ramkey_config::Config;
+
 use crate::clock::Clock;
+use crate::netconf::Applied;
 use dhcp::{DhcpTransport, Lease};
 use http::{HttpError, Url};
 use netlink::{Link, Netlink, NetlinkError, RouteSocket};
@@ -81,6 +88,26 @@ pub trait Network {
     fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError>;
     /// Waits between retries.
     fn pause(&mut self, duration: Duration);
+    /// Applies the config's NICs and DNS ([`crate::netconf::apply`]).
+    fn apply_config(&mut self, _: &dyn Clock, _: &Config, _: Option<&NetReport>, _: &Path) -> Applied {
+        Applied::default()
+    }
+    /// DHCP on every NIC, for recovery without a config ([`crate::netconf::dhcp_everywhere`]).
+    fn dhcp_everywhere(&mut self, _: &dyn Clock, _: &Path) -> Applied {
+        Applied::default()
+    }
+    /// `sethostname(2)`.
+    fn set_hostname(&mut self, _: &str) -> Result<(), Errno> {
+        Err(Errno::ENOSYS)
+    }
+    /// Sends one SNTP request to `server` and waits up to `timeout` for the answer.
+    fn sntp(&mut self, _: SocketAddr, _: &[u8], _: Duration) -> std::io::Result<Vec<u8>> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+    /// Sets `CLOCK_REALTIME` to this time since the Unix epoch.
+    fn set_clock(&mut self, _: Duration) -> Result<(), Errno> {
+        Err(Errno::ENOSYS)
+    }
 }
 
 impl std::fmt::Debug for dyn Network + '_ {
@@ -114,12 +141,78 @@ impl Network for KernelNetwork {
     fn pause(&mut self, duration: Duration) {
         std::thread::sleep(duration);
     }
+
+    fn apply_config(&mut self, clock: &dyn Clock, config: &Config, pxe: Option<&NetReport>, resolv: &Path) -> Applied {
+        self.with_env(clock, resolv, Some(&config.hostname), |env| {
+            crate::netconf::apply(env, &config.nics, &config.dns, pxe)
+        })
+    }
+
+    fn dhcp_everywhere(&mut self, clock: &dyn Clock, resolv: &Path) -> Applied {
+        self.with_env(clock, resolv, None, crate::netconf::dhcp_everywhere)
+    }
+
+    fn set_hostname(&mut self, name: &str) -> Result<(), Errno> {
+        nix::unistd::sethostname(name)
+    }
+
+    fn sntp(&mut self, server: SocketAddr, request: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        socket.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        socket.connect(server)?;
+        socket.send(request)?;
+        let mut buf = vec![0u8; 512];
+        let n = socket.recv(&mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    fn set_clock(&mut self, since_epoch: Duration) -> Result<(), Errno> {
+        let ts = nix::sys::time::TimeSpec::from_duration(since_epoch);
+        nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts)
+    }
+}
+
+impl KernelNetwork {
+    fn with_env(
+        &mut self,
+        clock: &dyn Clock,
+        resolv_conf: &Path,
+        hostname: Option<&str>,
+        f: impl FnOnce(&mut crate::netconf::Env<'_>) -> Applied,
+    ) -> Applied {
+        let mut socket = match RouteSocket::open() {
+            Ok(s) => s,
+            Err(e) => {
+                crate::warn!("network: {e}");
+                return Applied {
+                    failures: vec![e.to_string()],
+                    ..Applied::default()
+                };
+            }
+        };
+        let mut open = |name: &str| -> std::io::Result<Box<dyn DhcpTransport>> {
+            let socket = crate::sys::dhcp_socket(name).map_err(std::io::Error::other)?;
+            Ok(Box::new(UdpTransport { socket }))
+        };
+        let mut pause = std::thread::sleep;
+        let hostname = hostname.filter(|h| !h.is_empty());
+        f(&mut crate::netconf::Env {
+            netlink: &mut socket,
+            open: &mut open,
+            clock,
+            pause: &mut pause,
+            resolv_conf,
+            hostname,
+        })
+    }
 }
 
 /// DHCP over a UDP socket on port 68, bound to one interface.
 #[derive(Debug)]
 pub struct UdpTransport {
-    socket: UdpSocket,
+    /// The socket, bound to port 68 on one interface.
+    pub socket: UdpSocket,
 }
 
 impl DhcpTransport for UdpTransport {
@@ -147,7 +240,7 @@ impl DhcpTransport for UdpTransport {
 pub type OpenTransport<'a> = dyn FnMut(&str) -> std::io::Result<Box<dyn DhcpTransport>> + 'a;
 
 /// Lists links until `ready` accepts them or `limit` passes.
-fn poll_links(
+pub(crate) fn poll_links(
     netlink: &mut dyn Netlink,
     clock: &dyn Clock,
     pause: &mut dyn FnMut(Duration),
@@ -245,6 +338,18 @@ pub fn apply(netlink: &mut dyn Netlink, nic: &Link, lease: &Lease, resolv_conf: 
         }
     }
     Ok(())
+}
+
+/// The `resolv.conf` for the config's `[dns]`.
+pub fn resolv_conf_static(dns: &ramkey_config::Dns) -> String {
+    let mut text = "# written by the Ramkey init from [dns] in the config\n".to_owned();
+    if !dns.search.is_empty() {
+        text.push_str(&format!("search {}\n", dns.search.join(" ")));
+    }
+    for server in &dns.resolvers {
+        text.push_str(&format!("nameserver {server}\n"));
+    }
+    text
 }
 
 /// The `resolv.conf` for a lease.

@@ -1,5 +1,6 @@
 //! The few rtnetlink messages PID 1 needs, hand-rolled over a `NETLINK_ROUTE` socket:
-//! list links, set a link up, add an IPv4 address, add a default route.
+//! list links, set a link up or down, rename it, set its MTU, create a VLAN on it, add an
+//! IPv4 address, add a default route.
 
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, OwnedFd};
@@ -19,11 +20,18 @@ const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_REPLACE: u16 = 0x100;
+const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 const AF_UNSPEC: u8 = 0;
 const AF_INET: u8 = 2;
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFLA_LINK: u16 = 5;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const IFLA_VLAN_ID: u16 = 1;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_BROADCAST: u16 = 4;
@@ -105,6 +113,14 @@ pub trait Netlink {
     fn add_address(&mut self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<(), NetlinkError>;
     /// Adds (or replaces) the default route via `gateway` on the interface.
     fn add_default_route(&mut self, index: u32, gateway: Ipv4Addr) -> Result<(), NetlinkError>;
+    /// Clears `IFF_UP` (a link is renamed only while down).
+    fn set_down(&mut self, index: u32) -> Result<(), NetlinkError>;
+    /// Renames the interface (`IFLA_IFNAME`); the link must be down.
+    fn rename(&mut self, index: u32, name: &str) -> Result<(), NetlinkError>;
+    /// Sets the MTU (`IFLA_MTU`).
+    fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<(), NetlinkError>;
+    /// Creates an 802.1Q link `name` with `id` on `parent` (an existing one is fine).
+    fn add_vlan(&mut self, parent: u32, name: &str, id: u16) -> Result<(), NetlinkError>;
 }
 
 fn push_attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
@@ -144,6 +160,44 @@ pub fn get_links(seq: u32) -> Vec<u8> {
 /// `RTM_NEWLINK` setting `IFF_UP` on `index`.
 pub fn set_up(seq: u32, index: u32) -> Vec<u8> {
     message(RTM_NEWLINK, NLM_F_ACK, seq, &ifinfomsg(index, IFF_UP, IFF_UP))
+}
+
+/// `RTM_NEWLINK` clearing `IFF_UP` on `index`.
+pub fn set_down(seq: u32, index: u32) -> Vec<u8> {
+    message(RTM_NEWLINK, NLM_F_ACK, seq, &ifinfomsg(index, 0, IFF_UP))
+}
+
+/// `RTM_NEWLINK` renaming `index` to `name`.
+pub fn set_name(seq: u32, index: u32, name: &str) -> Vec<u8> {
+    let mut b = ifinfomsg(index, 0, 0);
+    let mut text = name.as_bytes().to_vec();
+    text.push(0);
+    push_attr(&mut b, IFLA_IFNAME, &text);
+    message(RTM_NEWLINK, NLM_F_ACK, seq, &b)
+}
+
+/// `RTM_NEWLINK` setting the MTU of `index`.
+pub fn set_mtu(seq: u32, index: u32, mtu: u32) -> Vec<u8> {
+    let mut b = ifinfomsg(index, 0, 0);
+    push_attr(&mut b, IFLA_MTU, &mtu.to_ne_bytes());
+    message(RTM_NEWLINK, NLM_F_ACK, seq, &b)
+}
+
+/// `RTM_NEWLINK` creating the VLAN link `name` (id `id`) on `parent` (`ip link add link
+/// PARENT name NAME type vlan id ID`).
+pub fn new_vlan(seq: u32, parent: u32, name: &str, id: u16) -> Vec<u8> {
+    let mut b = ifinfomsg(0, 0, 0);
+    let mut text = name.as_bytes().to_vec();
+    text.push(0);
+    push_attr(&mut b, IFLA_IFNAME, &text);
+    push_attr(&mut b, IFLA_LINK, &parent.to_ne_bytes());
+    let mut data = Vec::new();
+    push_attr(&mut data, IFLA_VLAN_ID, &id.to_ne_bytes());
+    let mut info = Vec::new();
+    push_attr(&mut info, IFLA_INFO_KIND, b"vlan");
+    push_attr(&mut info, IFLA_INFO_DATA, &data);
+    push_attr(&mut b, IFLA_LINKINFO, &info);
+    message(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, &b)
 }
 
 /// `RTM_NEWADDR` for `addr/prefix` with its broadcast address.
@@ -309,6 +363,29 @@ impl Netlink for RouteSocket {
             other => other.map(drop),
         }
     }
+
+    fn set_down(&mut self, index: u32) -> Result<(), NetlinkError> {
+        self.request("RTM_NEWLINK", |seq| set_down(seq, index)).map(drop)
+    }
+
+    fn rename(&mut self, index: u32, name: &str) -> Result<(), NetlinkError> {
+        self.request("RTM_NEWLINK (rename)", |seq| set_name(seq, index, name))
+            .map(drop)
+    }
+
+    fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<(), NetlinkError> {
+        self.request("RTM_NEWLINK (mtu)", |seq| set_mtu(seq, index, mtu))
+            .map(drop)
+    }
+
+    fn add_vlan(&mut self, parent: u32, name: &str, id: u16) -> Result<(), NetlinkError> {
+        match self.request("RTM_NEWLINK (vlan)", |seq| new_vlan(seq, parent, name, id)) {
+            Err(NetlinkError::Refused {
+                source: Errno::EEXIST, ..
+            }) => Ok(()),
+            other => other.map(drop),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -388,6 +465,35 @@ mod tests {
         assert!(link.is_ethernet() && link.has_carrier());
         assert_eq!(parts[1].0, NLMSG_DONE);
         assert_eq!(parse_error(&(-17i32).to_ne_bytes()), Some(-17));
+    }
+
+    #[test]
+    fn rename_mtu_and_vlan_messages() {
+        let m = set_name(1, 2, "admin");
+        assert_eq!(u32_at(&m, 0), Some(m.len() as u32));
+        assert_eq!(u16_at(&m, 34), Some(IFLA_IFNAME));
+        assert_eq!(&m[36..42], b"admin\0");
+        let m = set_mtu(1, 2, 9000);
+        assert_eq!(u16_at(&m, 34), Some(IFLA_MTU));
+        assert_eq!(u32_at(&m, 36), Some(9000));
+        let m = set_down(1, 2);
+        assert_eq!(u32_at(&m, 24), Some(0), "ifi_flags");
+        assert_eq!(u32_at(&m, 28), Some(IFF_UP), "ifi_change");
+        let m = new_vlan(1, 2, "external", 20);
+        assert_eq!(
+            u16_at(&m, 6),
+            Some(NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+        );
+        // ifname (4 + 9 -> 16), link (8), linkinfo: 4 + kind (8) + data (4 + 8) = 24.
+        assert_eq!(m.len(), 32 + 16 + 8 + 24);
+        assert_eq!(u16_at(&m, 50), Some(IFLA_LINK));
+        assert_eq!(u32_at(&m, 52), Some(2));
+        assert_eq!(u16_at(&m, 58), Some(IFLA_LINKINFO));
+        assert_eq!(u16_at(&m, 62), Some(IFLA_INFO_KIND));
+        assert_eq!(&m[64..68], b"vlan");
+        assert_eq!(u16_at(&m, 70), Some(IFLA_INFO_DATA));
+        assert_eq!(u16_at(&m, 74), Some(IFLA_VLAN_ID));
+        assert_eq!(u16_at(&m, 76), Some(20));
     }
 
     #[test]

@@ -45,6 +45,22 @@ impl Netlink for FakeNetlink {
         self.calls.push(format!("route {index} via {gateway}"));
         Ok(())
     }
+    fn set_down(&mut self, index: u32) -> Result<(), NetlinkError> {
+        self.calls.push(format!("down {index}"));
+        Ok(())
+    }
+    fn rename(&mut self, index: u32, name: &str) -> Result<(), NetlinkError> {
+        self.calls.push(format!("rename {index} {name}"));
+        Ok(())
+    }
+    fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<(), NetlinkError> {
+        self.calls.push(format!("mtu {index} {mtu}"));
+        Ok(())
+    }
+    fn add_vlan(&mut self, parent: u32, name: &str, id: u16) -> Result<(), NetlinkError> {
+        self.calls.push(format!("vlan {parent} {name} {id}"));
+        Ok(())
+    }
 }
 
 fn link(index: u32, name: &str, last: u8) -> Link {
@@ -183,6 +199,7 @@ fn resolv_conf_with_domain() {
         domain: Some("lan".into()),
         server: None,
         lease_secs: None,
+        renew_secs: None,
     };
     assert_eq!(
         resolv_conf_text("eth0", &lease),
