@@ -1,0 +1,209 @@
+//! Boot tests of the config on the box (QEMU, TCG): a static address and host name set with
+//! `ramkey config` reach a service through a host forward; a NIC chosen by MAC keeps its
+//! address whatever the discovery order; DHCP on QEMU's user network with router and DNS;
+//! a config broken after a good boot falls back to `config.toml.good`. The time from the
+//! config read to the network being up is printed, not asserted.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ramkey_builder::config_cmd::{self, Target};
+use ramkey_builder::flash::sysfs::Sysfs;
+use ramkey_builder::run::{Boot, Forward, RunOptions};
+use xtask::artifacts;
+use xtask::qemu::{Machine, Spec};
+
+const BOOT: Duration = Duration::from_secs(240);
+const SHUTDOWN: Duration = Duration::from_secs(90);
+/// Where the FAT partition starts in `usb.img`.
+const FAT: &str = "@@1048576";
+
+fn mcopy(image: &Path, text: &str, dest: &str) {
+    let fat = format!("{}{FAT}", image.display());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, text).unwrap();
+    if let Some((parent, _)) = dest.rsplit_once('/').filter(|(p, _)| *p != "::") {
+        let _ = Command::new("mmd").env("MTOOLS_SKIP_CHECK", "1").args(["-i", &fat, parent]).status();
+    }
+    let status = Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-o", "-i", &fat, file.to_str().unwrap(), dest])
+        .status()
+        .unwrap();
+    assert!(status.success(), "mcopy {dest}");
+}
+
+fn set(image: &Path, pairs: &[&str]) {
+    let pairs: Vec<String> = pairs.iter().map(|p| (*p).to_owned()).collect();
+    config_cmd::set(&Target::Disk(image.into()), &pairs, &Sysfs::host()).unwrap();
+}
+
+fn options(name: &str, image: &Path) -> RunOptions {
+    let mut opts = RunOptions::new(Boot::Usb { image: image.into() });
+    opts.state_dir = Some(artifacts::target_dir().join("ramkey/run").join(name));
+    opts
+}
+
+fn power_off(mut vm: Machine) {
+    vm.monitor("system_powerdown").unwrap();
+    vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
+    assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
+}
+
+/// The `N` of `network: up N ms after the config was read`.
+fn network_up_ms(vm: &mut Machine) -> u64 {
+    let (_, line) = vm.expect("ramkey: network: up ", BOOT).unwrap();
+    let ms = line.split("network: up ").nth(1).and_then(|r| r.split(' ').next());
+    ms.and_then(|m| m.parse().ok()).unwrap_or_else(|| panic!("{line}"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn http_get(port: u16, deadline: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        });
+        match attempt {
+            Ok(body) if body.contains("200") => return body,
+            other if start.elapsed() > deadline => panic!("no HTTP answer through the forward: {other:?}"),
+            _ => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+const HTTPD: &str = "name = \"httpd\"\nargv = [\"/bin/sh\", \"-c\", \"mkdir -p /run/www && echo hello-from-box1 > \
+    /run/www/index.html && exec /bin/busybox httpd -f -p 8080 -h /run/www\"]\n";
+
+#[test]
+fn static_address_and_hostname_reach_a_service_through_a_forward() {
+    let image = artifacts::usb_copy("config-static").unwrap();
+    set(&image, &["hostname=box1", "nic.admin.ip=10.0.2.15/24", "nic.admin.gateway=10.0.2.2"]);
+    mcopy(&image, HTTPD, "::/services.d/httpd.toml");
+    let port = free_port();
+    let mut opts = options("config-static", &image);
+    opts.forwards = vec![Forward { host: port, guest: 8080 }];
+    let mut vm = Machine::start(&Spec::run("config-static", &opts).unwrap()).unwrap();
+    vm.expect("ramkey: config: /usbkey/config.toml: ok (hostname box1)", BOOT).unwrap();
+    vm.expect("ramkey: identity: hostname box1", BOOT).unwrap();
+    vm.expect(
+        "ramkey: network: admin 10.0.2.15/24 via 10.0.2.2 (static; 52:54:00:12:34:56, was eth0)",
+        BOOT,
+    )
+    .unwrap();
+    let ms = network_up_ms(&mut vm);
+    vm.expect("ramkey: config: saved /usbkey/config.toml.good", BOOT).unwrap();
+    vm.expect("ramkey: ready", BOOT).unwrap();
+    let body = http_get(port, Duration::from_secs(120));
+    assert!(body.contains("hello-from-box1"), "{body}");
+    eprintln!("static: network up {ms} ms after the config was read");
+    vm.refute("RECOVERY MODE").unwrap();
+    power_off(vm);
+}
+
+const BY_MAC: &str = "version = 1\nhostname = \"bymac\"\n[[nic]]\ntag = \"admin\"\nmac = \"52:54:00:aa:00:02\"\n\
+    ip = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\n";
+
+/// Two NICs with fixed MACs; `swapped` puts the second one first on the PCI bus.
+fn two_nics(name: &str, image: &Path, swapped: bool) -> Spec {
+    let mut spec = Spec::run(name, &options(name, image)).unwrap();
+    let first = spec.args.iter().position(|a| a == "virtio-net-pci,netdev=n0").unwrap();
+    spec.args[first] = "virtio-net-pci,netdev=n0,mac=52:54:00:aa:00:01".into();
+    let second = ["-device".to_owned(), "virtio-net-pci,netdev=n1,mac=52:54:00:aa:00:02".to_owned()];
+    let at = if swapped { first - 1 } else { first + 1 };
+    spec.args.splice(at..at, second);
+    spec.args.extend(["-netdev".into(), "user,id=n1".into()]);
+    spec
+}
+
+#[test]
+fn the_nic_chosen_by_mac_gets_the_address_in_either_discovery_order() {
+    let image = artifacts::usb_copy("config-mac").unwrap();
+    mcopy(&image, BY_MAC, "::/config.toml");
+    let mut was = Vec::new();
+    for swapped in [false, true] {
+        let mut vm = Machine::start(&two_nics("config-mac", &image, swapped)).unwrap();
+        let (_, line) = vm
+            .expect("ramkey: network: admin 10.0.2.15/24 via 10.0.2.2 (static; 52:54:00:aa:00:02, was eth", BOOT)
+            .unwrap();
+        was.push(line.rsplit("was ").next().unwrap_or_default().to_owned());
+        vm.expect("ramkey: ready", BOOT).unwrap();
+        vm.refute("RECOVERY MODE").unwrap();
+        power_off(vm);
+    }
+    assert_ne!(was[0], was[1], "the kernel names differ between the two orders: {was:?}");
+}
+
+#[test]
+fn dhcp_gets_the_address_router_and_dns() {
+    let image = artifacts::usb_copy("config-dhcp").unwrap();
+    set(&image, &["hostname=dhcpbox"]);
+    let mut vm = Machine::start(&Spec::run("config-dhcp", &options("config-dhcp", &image)).unwrap()).unwrap();
+    vm.expect("ramkey: network: admin 10.0.2.15/24 via 10.0.2.2 dns 10.0.2.3 (DHCP in ", BOOT)
+        .unwrap();
+    vm.expect("ramkey: network: /etc/resolv.conf: nameserver 10.0.2.3", BOOT).unwrap();
+    let ms = network_up_ms(&mut vm);
+    vm.expect("ramkey: ready", BOOT).unwrap();
+    eprintln!("dhcp: network up {ms} ms after the config was read");
+    power_off(vm);
+}
+
+#[test]
+fn a_config_broken_after_a_good_boot_falls_back_to_the_good_copy() {
+    let image = artifacts::usb_copy("config-broken").unwrap();
+    set(&image, &["hostname=goodbox"]);
+    let mut vm = Machine::start(&Spec::run("config-good", &options("config-broken", &image)).unwrap()).unwrap();
+    vm.expect("ramkey: config: saved /usbkey/config.toml.good", BOOT).unwrap();
+    vm.expect("ramkey: ready", BOOT).unwrap();
+    power_off(vm);
+
+    mcopy(&image, "version = 1\nhostname = \"badbox\"\nbogus = 1\n", "::/config.toml");
+    let mut vm = Machine::start(&Spec::run("config-broken", &options("config-broken", &image)).unwrap()).unwrap();
+    vm.expect("ramkey: config: /usbkey/config.toml:3:1: unknown key `bogus`", BOOT).unwrap();
+    vm.expect("ramkey: config: using the last good config /usbkey/config.toml.good", BOOT)
+        .unwrap();
+    vm.expect("ramkey: identity: hostname goodbox", BOOT).unwrap();
+    vm.expect("ramkey: network: admin 10.0.2.15/24", BOOT).unwrap();
+    vm.expect("ramkey: ready", BOOT).unwrap();
+    vm.refute("RECOVERY MODE").unwrap();
+    vm.refute("config: saved").unwrap();
+    power_off(vm);
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// Not a check: prints the medians of three boots each, static and DHCP.
+#[test]
+fn config_to_network_up_times() {
+    let mut report = Vec::new();
+    for (kind, pairs) in [("static", &["nic.admin.ip=10.0.2.15/24", "nic.admin.gateway=10.0.2.2"][..]), ("dhcp", &[][..])] {
+        let name = format!("config-time-{kind}");
+        let image: PathBuf = artifacts::usb_copy(&name).unwrap();
+        if !pairs.is_empty() {
+            set(&image, pairs);
+        }
+        let mut samples = Vec::new();
+        for _ in 0..3 {
+            let mut vm = Machine::start(&Spec::run(&name, &options(&name, &image)).unwrap()).unwrap();
+            samples.push(network_up_ms(&mut vm));
+            vm.expect("ramkey: ready", BOOT).unwrap();
+            power_off(vm);
+        }
+        report.push(format!("{kind}: {samples:?} ms, median {} ms", median(samples)));
+    }
+    eprintln!("config read -> network up: {}", report.join("; "));
+}
