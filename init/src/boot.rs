@@ -99,6 +99,8 @@ pub struct BootState {
     pub leases: Vec<HeldLease>,
     /// The SNTP result, when the clock was set.
     pub ntp: Option<Synced>,
+    /// The pool (or diskless mode), for `ramkeyctl status`; `None` before the `pool` step.
+    pub pool: Option<crate::pool::PoolState>,
 }
 
 impl BootState {
@@ -170,6 +172,7 @@ impl Boot<'_> {
             crate::warn!("no power button found; SIGUSR2 or SIGPWR powers the box off");
         }
         crate::media::run(self, timeline, state)?;
+        state.pool = Some(crate::pool::boot_step::step(self, timeline, state));
         self.configure(timeline, state)
     }
 
@@ -469,6 +472,7 @@ mod tests {
                 "power-button",
                 "usbkey",
                 "config",
+                "pool",
                 "identity",
                 "nics",
                 "ntp",
@@ -565,7 +569,7 @@ mod tests {
         let ((result, timeline, state), _) = boot_with(dir.path(), &mut loader, &mut net);
         result.unwrap();
         let steps: Vec<_> = timeline.steps.iter().map(|s| s.name).collect();
-        assert_eq!(steps[5..], ["network", "config", "identity", "nics", "ntp"]);
+        assert_eq!(steps[5..], ["network", "config", "pool", "identity", "nics", "ntp"]);
         assert_eq!(net.urls, ["http://10.0.2.2:8099/52:54:00:12:34:56.toml"]);
         assert_eq!(state.config.unwrap().hostname, "pxe1");
         assert_eq!(state.network.unwrap().link.name, "eth0");

@@ -29,6 +29,7 @@ pub mod netconf;
 pub mod ntp;
 pub mod paths;
 pub mod pid1;
+pub mod pool;
 pub mod power;
 pub mod recovery;
 pub mod services;
