@@ -139,6 +139,23 @@ pub fn reap_children() -> Reaped {
     }
 }
 
+/// Makes `cmd`'s child start with no blocked signals. PID 1 blocks the signals it reads from
+/// its signalfd, the mask is inherited across `fork` and `exec`, and `Command` does not reset
+/// it: a service would otherwise never see SIGTERM.
+pub fn unblock_signals_on_exec(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between `fork` and `exec`, where only
+    // async-signal-safe calls are allowed: it builds an empty `sigset_t` on the stack
+    // (`sigemptyset`) and calls `pthread_sigmask`, both async-signal-safe; it allocates
+    // nothing, takes no lock and touches no state shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
 /// The uid of the process at the other end of a connected Unix socket (`SO_PEERCRED`).
 pub fn peer_uid(socket: &impl AsFd) -> Result<u32, SysError> {
     nix::sys::socket::getsockopt(socket, sockopt::PeerCredentials)

@@ -1,11 +1,11 @@
 //! The real [`Spawner`]: `std::process::Command`, each service in its own process group and
 //! cgroup, its stdout and stderr on one pipe for its log.
 //!
-//! `Command` is used as is (no `pre_exec`, which is `unsafe`): it sets the uid and gid
-//! (dropping supplementary groups when PID 1 is root), the working directory, a clean
-//! environment and the process group, and it resets the signal mask that PID 1 blocks for
-//! its signalfd, so children start with signals unblocked. See `cgroup.rs` for the placement
-//! race this choice costs.
+//! `Command` sets the uid and gid (dropping supplementary groups when PID 1 is root), the
+//! working directory, a clean environment and the process group; it does not reset the
+//! signal mask that PID 1 blocks for its signalfd, so [`crate::sys::unblock_signals_on_exec`]
+//! adds a `pre_exec` step (the only `unsafe`, in `sys.rs`) that does. See `cgroup.rs` for
+//! the placement race of spawning without code of our own between `fork` and `exec`.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
@@ -94,6 +94,7 @@ impl Spawner for ProcessSpawner {
             .current_dir(launch.workdir.unwrap_or("/"))
             .process_group(0)
             .stdin(Stdio::null());
+        crate::sys::unblock_signals_on_exec(&mut cmd);
         if launch.user.is_some() || launch.group.is_some() {
             cmd.uid(ids.uid).gid(ids.gid);
         }
@@ -198,7 +199,8 @@ mod tests {
         pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old)).unwrap();
         let spec = ServiceSpec::new(
             "mask",
-            vec!["/bin/sh".into(), "-c".into(), "grep SigBlk /proc/self/status".into()],
+            // Not through a shell: shells clear their mask themselves and would hide it.
+            vec!["/bin/grep".into(), "SigBlk".into(), "/proc/self/status".into()],
         );
         let mut spawner = ProcessSpawner::new(Accounts::new("/"), None);
         let pid = spawner.spawn(&Launch::service(&spec));
