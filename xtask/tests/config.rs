@@ -27,7 +27,10 @@ fn mcopy(image: &Path, text: &str, dest: &str) {
     let file = dir.path().join("file");
     std::fs::write(&file, text).unwrap();
     if let Some((parent, _)) = dest.rsplit_once('/').filter(|(p, _)| *p != "::") {
-        let _ = Command::new("mmd").env("MTOOLS_SKIP_CHECK", "1").args(["-i", &fat, parent]).status();
+        let _ = Command::new("mmd")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-i", &fat, parent])
+            .status();
     }
     let status = Command::new("mcopy")
         .env("MTOOLS_SKIP_CHECK", "1")
@@ -89,13 +92,24 @@ const HTTPD: &str = "name = \"httpd\"\nargv = [\"/bin/sh\", \"-c\", \"mkdir -p /
 #[test]
 fn static_address_and_hostname_reach_a_service_through_a_forward() {
     let image = artifacts::usb_copy("config-static").unwrap();
-    set(&image, &["hostname=box1", "nic.admin.ip=10.0.2.15/24", "nic.admin.gateway=10.0.2.2"]);
+    set(
+        &image,
+        &[
+            "hostname=box1",
+            "nic.admin.ip=10.0.2.15/24",
+            "nic.admin.gateway=10.0.2.2",
+        ],
+    );
     mcopy(&image, HTTPD, "::/services.d/httpd.toml");
     let port = free_port();
     let mut opts = options("config-static", &image);
-    opts.forwards = vec![Forward { host: port, guest: 8080 }];
+    opts.forwards = vec![Forward {
+        host: port,
+        guest: 8080,
+    }];
     let mut vm = Machine::start(&Spec::run("config-static", &opts).unwrap()).unwrap();
-    vm.expect("ramkey: config: /usbkey/config.toml: ok (hostname box1)", BOOT).unwrap();
+    vm.expect("ramkey: config: /usbkey/config.toml: ok (hostname box1)", BOOT)
+        .unwrap();
     vm.expect("ramkey: identity: hostname box1", BOOT).unwrap();
     vm.expect(
         "ramkey: network: admin 10.0.2.15/24 via 10.0.2.2 (static; 52:54:00:12:34:56, was eth0)",
@@ -103,7 +117,8 @@ fn static_address_and_hostname_reach_a_service_through_a_forward() {
     )
     .unwrap();
     let ms = network_up_ms(&mut vm);
-    vm.expect("ramkey: config: saved /usbkey/config.toml.good", BOOT).unwrap();
+    vm.expect("ramkey: config: saved /usbkey/config.toml.good", BOOT)
+        .unwrap();
     vm.expect("ramkey: ready", BOOT).unwrap();
     let body = http_get(port, Duration::from_secs(120));
     assert!(body.contains("hello-from-box1"), "{body}");
@@ -120,7 +135,10 @@ fn two_nics(name: &str, image: &Path, swapped: bool) -> Spec {
     let mut spec = Spec::run(name, &options(name, image)).unwrap();
     let first = spec.args.iter().position(|a| a == "virtio-net-pci,netdev=n0").unwrap();
     spec.args[first] = "virtio-net-pci,netdev=n0,mac=52:54:00:aa:00:01".into();
-    let second = ["-device".to_owned(), "virtio-net-pci,netdev=n1,mac=52:54:00:aa:00:02".to_owned()];
+    let second = [
+        "-device".to_owned(),
+        "virtio-net-pci,netdev=n1,mac=52:54:00:aa:00:02".to_owned(),
+    ];
     let at = if swapped { first - 1 } else { first + 1 };
     spec.args.splice(at..at, second);
     spec.args.extend(["-netdev".into(), "user,id=n1".into()]);
@@ -135,14 +153,20 @@ fn the_nic_chosen_by_mac_gets_the_address_in_either_discovery_order() {
     for swapped in [false, true] {
         let mut vm = Machine::start(&two_nics("config-mac", &image, swapped)).unwrap();
         let (_, line) = vm
-            .expect("ramkey: network: admin 10.0.2.15/24 via 10.0.2.2 (static; 52:54:00:aa:00:02, was eth", BOOT)
+            .expect(
+                "ramkey: network: admin 10.0.2.15/24 via 10.0.2.2 (static; 52:54:00:aa:00:02, was eth",
+                BOOT,
+            )
             .unwrap();
         was.push(line.rsplit("was ").next().unwrap_or_default().to_owned());
         vm.expect("ramkey: ready", BOOT).unwrap();
         vm.refute("RECOVERY MODE").unwrap();
         power_off(vm);
     }
-    assert_ne!(was[0], was[1], "the kernel names differ between the two orders: {was:?}");
+    assert_ne!(
+        was[0], was[1],
+        "the kernel names differ between the two orders: {was:?}"
+    );
 }
 
 #[test]
@@ -150,9 +174,13 @@ fn dhcp_gets_the_address_router_and_dns() {
     let image = artifacts::usb_copy("config-dhcp").unwrap();
     set(&image, &["hostname=dhcpbox"]);
     let mut vm = Machine::start(&Spec::run("config-dhcp", &options("config-dhcp", &image)).unwrap()).unwrap();
-    vm.expect("ramkey: network: admin 10.0.2.15/24 via 10.0.2.2 dns 10.0.2.3 (DHCP in ", BOOT)
+    vm.expect(
+        "ramkey: network: admin 10.0.2.15/24 via 10.0.2.2 dns 10.0.2.3 (DHCP in ",
+        BOOT,
+    )
+    .unwrap();
+    vm.expect("ramkey: network: /etc/resolv.conf: nameserver 10.0.2.3", BOOT)
         .unwrap();
-    vm.expect("ramkey: network: /etc/resolv.conf: nameserver 10.0.2.3", BOOT).unwrap();
     let ms = network_up_ms(&mut vm);
     vm.expect("ramkey: ready", BOOT).unwrap();
     eprintln!("dhcp: network up {ms} ms after the config was read");
@@ -164,15 +192,24 @@ fn a_config_broken_after_a_good_boot_falls_back_to_the_good_copy() {
     let image = artifacts::usb_copy("config-broken").unwrap();
     set(&image, &["hostname=goodbox"]);
     let mut vm = Machine::start(&Spec::run("config-good", &options("config-broken", &image)).unwrap()).unwrap();
-    vm.expect("ramkey: config: saved /usbkey/config.toml.good", BOOT).unwrap();
+    vm.expect("ramkey: config: saved /usbkey/config.toml.good", BOOT)
+        .unwrap();
     vm.expect("ramkey: ready", BOOT).unwrap();
     power_off(vm);
 
-    mcopy(&image, "version = 1\nhostname = \"badbox\"\nbogus = 1\n", "::/config.toml");
+    mcopy(
+        &image,
+        "version = 1\nhostname = \"badbox\"\nbogus = 1\n",
+        "::/config.toml",
+    );
     let mut vm = Machine::start(&Spec::run("config-broken", &options("config-broken", &image)).unwrap()).unwrap();
-    vm.expect("ramkey: config: /usbkey/config.toml:3:1: unknown key `bogus`", BOOT).unwrap();
-    vm.expect("ramkey: config: using the last good config /usbkey/config.toml.good", BOOT)
+    vm.expect("ramkey: config: /usbkey/config.toml:3:1: unknown key `bogus`", BOOT)
         .unwrap();
+    vm.expect(
+        "ramkey: config: using the last good config /usbkey/config.toml.good",
+        BOOT,
+    )
+    .unwrap();
     vm.expect("ramkey: identity: hostname goodbox", BOOT).unwrap();
     vm.expect("ramkey: network: admin 10.0.2.15/24", BOOT).unwrap();
     vm.expect("ramkey: ready", BOOT).unwrap();
@@ -190,7 +227,13 @@ fn median(mut v: Vec<u64>) -> u64 {
 #[test]
 fn config_to_network_up_times() {
     let mut report = Vec::new();
-    for (kind, pairs) in [("static", &["nic.admin.ip=10.0.2.15/24", "nic.admin.gateway=10.0.2.2"][..]), ("dhcp", &[][..])] {
+    for (kind, pairs) in [
+        (
+            "static",
+            &["nic.admin.ip=10.0.2.15/24", "nic.admin.gateway=10.0.2.2"][..],
+        ),
+        ("dhcp", &[][..]),
+    ] {
         let name = format!("config-time-{kind}");
         let image: PathBuf = artifacts::usb_copy(&name).unwrap();
         if !pairs.is_empty() {
@@ -203,7 +246,7 @@ fn config_to_network_up_times() {
             vm.expect("ramkey: ready", BOOT).unwrap();
             power_off(vm);
         }
-        report.push(format!("{kind}: {samples:?} ms, median {} ms", median(samples)));
+        report.push(format!("{kind}: {samples:?} ms, median {} ms", median(samples.clone())));
     }
     eprintln!("config read -> network up: {}", report.join("; "));
 }
