@@ -12,6 +12,7 @@ usage: ramkeyctl COMMAND [--json]
   svcadm enable|disable|restart|clear SERVICE
   log SERVICE [-n LINES] [-f]     a service's output (-f: keep following it)
   reboot | poweroff               stop the services in order, then reboot or power off
+  config show|get|set|unset|check ...   the usbkey's config.toml (next boot)
 
 --json prints the answer as JSON. Talks to PID 1 at /run/ramkey/control.sock (root only).";
 
@@ -47,6 +48,8 @@ pub enum Command {
     Reboot,
     /// `poweroff`.
     Poweroff,
+    /// `config ...`: the usbkey's config, handled by [`crate::ctl_config`].
+    Config(Vec<String>),
     /// `help`, `-h`, `--help`.
     Help,
 }
@@ -71,6 +74,10 @@ fn usage(message: impl Into<String>) -> UsageError {
 
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Args, UsageError> {
+    if args.first().is_some_and(|a| a == "config") {
+        let command = Command::Config(args[1..].to_vec());
+        return Ok(Args { command, json: false });
+    }
     let json = args.iter().any(|a| a == "--json");
     let words: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != "--json").collect();
     let (first, rest) = words.split_first().ok_or_else(|| usage("no command given"))?;

@@ -71,6 +71,10 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> Result<(), String> {
     let print = |out: &mut dyn Write, text: &str| write!(out, "{text}").map_err(|e| e.to_string());
     match command {
         Command::Help => print(out, &format!("{}\n", args::USAGE)),
+        Command::Config(args) => {
+            let text = crate::ctl_config::run(&args).map_err(|e| e.to_string())?;
+            print(out, &text)
+        }
         Command::Status => match ask(&Request::Status)? {
             Response::Status { status } if as_json => json(out, &status),
             Response::Status { status } => print(out, &render::status(&status)),
