@@ -276,7 +276,15 @@ impl Machine {
                 return Ok(found);
             }
             if self.partial.contains(needle) {
-                return Ok((self.start.elapsed(), self.partial.clone()));
+                // Either the line is still arriving, or it is a prompt that will not end:
+                // wait for the rest of it until the console has been quiet for a moment.
+                match self.output.recv_timeout(Duration::from_millis(500)) {
+                    Ok(chunk) => {
+                        self.absorb(&chunk);
+                        continue;
+                    }
+                    Err(_) => return Ok((self.start.elapsed(), self.partial.clone())),
+                }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
