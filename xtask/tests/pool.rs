@@ -29,9 +29,9 @@ fn stick(name: &str, pairs: &[&str]) -> PathBuf {
 
 /// A fresh path for a pool disk image (removed if left from an earlier run).
 fn disk_path(name: &str) -> PathBuf {
-    let path = artifacts::target_dir()
-        .join("ramkey/run")
-        .join(format!("{name}.pool.img"));
+    let dir = artifacts::target_dir().join("ramkey/run");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.pool.img"));
     let _ = std::fs::remove_file(&path);
     path
 }
@@ -47,6 +47,21 @@ fn boot(name: &str, image: &Path, pool: Option<&Path>, extra: &[String]) -> Mach
     let mut spec = Spec::run(name, &opts).unwrap();
     spec.args.extend(extra.iter().cloned());
     Machine::start(&spec).unwrap()
+}
+
+/// The complete console line that contains `start` and `end` (`expect` also returns a line
+/// still arriving: then the rest is waited for).
+fn full(vm: &mut Machine, start: &str, end: &str) -> String {
+    let (_, line) = vm.expect(start, BOOT).unwrap();
+    if line.contains(end) {
+        return line;
+    }
+    loop {
+        let (_, line) = vm.expect(end, BOOT).unwrap();
+        if line.contains(start) {
+            return line;
+        }
+    }
 }
 
 /// `ms` from a line like `... in 123 ms` or `... after 12 ms`.
@@ -91,22 +106,21 @@ fn sha256(path: &Path) -> String {
         .to_owned()
 }
 
-const CREATE: &[&str] = &["pool.create=true", "pool.disks=[\"virtio-ramkey-pool\"]"];
+/// `disks` first: each pair is checked as it is set, and `create` needs `disks`.
+const CREATE: &[&str] = &["pool.disks=[\"virtio-ramkey-pool\"]", "pool.create=true"];
 
 #[test]
 fn blank_disk_is_created_then_found_on_the_next_boot() {
     let image = stick("pool-create", CREATE);
     let disk = disk_path("pool-create");
     let mut vm = boot("pool-create", &image, Some(&disk), &[]);
-    let (_, line) = vm
-        .expect("ramkey: pool: created ext4 ramkey-pool on /dev/vd", BOOT)
-        .unwrap();
+    let line = full(&mut vm, "ramkey: pool: created ext4 ramkey-pool on /dev/vd", " ms");
     eprintln!("created a 1 GiB pool in {} ms: {line}", millis(&line));
     vm.expect("ramkey: pool: config saved as config-history/", BOOT)
         .unwrap();
-    let (_, state) = vm.expect("ramkey: pool: ext4 on /dev/vd", BOOT).unwrap();
+    let state = full(&mut vm, "ramkey: pool: ext4 on /dev/vd", ", created this boot");
     assert!(
-        state.contains("(virtio-ramkey-pool)") && state.contains(" free of "),
+        state.contains("(virtio-ramkey-pool), ") && state.contains(" free of "),
         "{state}"
     );
     vm.expect("ramkey: ready", BOOT).unwrap();
@@ -114,16 +128,11 @@ fn blank_disk_is_created_then_found_on_the_next_boot() {
     assert_eq!(history_files(&debugfs_ls(&disk, "/config-history")), 1);
 
     let mut vm = boot("pool-create", &image, Some(&disk), &[]);
-    let (_, line) = vm
-        .expect("ramkey: pool: found ramkey-pool (ext4) on /dev/vd", BOOT)
-        .unwrap();
+    let line = full(&mut vm, "ramkey: pool: found ramkey-pool (ext4) on /dev/vd", " ms");
     eprintln!("found the pool {} ms into the pool step: {line}", millis(&line));
-    let (_, line) = vm.expect("ramkey: pool: mounted /dev/vd", BOOT).unwrap();
+    let line = full(&mut vm, "ramkey: pool: mounted /dev/vd", "after the pool step began");
     eprintln!("mounted {} ms into the pool step", millis(&line));
-    let (_, line) = vm
-        .expect("ramkey: pool: config saved as config-history/", BOOT)
-        .unwrap();
-    assert!(line.ends_with("(2 entries)"), "{line}");
+    full(&mut vm, "ramkey: pool: config saved as config-history/", "(2 entries)");
     vm.expect("ramkey: ready", BOOT).unwrap();
     vm.refute("ramkey: pool: created").unwrap();
     vm.refute("not unmounted cleanly").unwrap();
@@ -139,9 +148,9 @@ fn left_alone(name: &str, disk: &Path, said: &str) {
     let image = stick(name, CREATE);
     let before = sha256(disk);
     let mut vm = boot(name, &image, Some(disk), &[]);
-    let (_, line) = vm.expect("ramkey: pool: /dev/vd", BOOT).unwrap();
+    let line = full(&mut vm, "ramkey: pool: /dev/vd", "wipefs -a /dev/vd");
     assert!(
-        line.contains(said) && line.contains("not touching it") && line.contains("wipefs -a /dev/vd"),
+        line.contains(said) && line.contains("): not touching it; to use it as the pool"),
         "{line}"
     );
     vm.expect("ramkey: pool: none found: DISKLESS", BOOT).unwrap();
@@ -204,17 +213,17 @@ fn a_power_cut_is_recovered_on_the_next_boot() {
 
     let mut vm = boot("pool-powercut", &image, Some(&disk), &[]);
     vm.expect("ramkey: pool: found ramkey-pool (ext4)", BOOT).unwrap();
-    let (_, line) = vm.expect("ramkey: pool: /dev/vd", BOOT).unwrap();
-    assert!(
-        line.ends_with("was not unmounted cleanly; ext4 replays its journal"),
-        "{line}"
+    full(
+        &mut vm,
+        "ramkey: pool: /dev/vd",
+        "was not unmounted cleanly; ext4 replays its journal",
     );
-    let (_, line) = vm
-        .expect("ramkey: pool: config saved as config-history/", BOOT)
-        .unwrap();
-    assert!(line.ends_with("(2 entries)"), "{line}");
-    let (_, state) = vm.expect("ramkey: pool: ext4 on", BOOT).unwrap();
-    assert!(state.ends_with("recovered from an unclean shutdown"), "{state}");
+    full(&mut vm, "ramkey: pool: config saved as config-history/", "(2 entries)");
+    full(
+        &mut vm,
+        "ramkey: pool: ext4 on /dev/vd",
+        "recovered from an unclean shutdown",
+    );
     vm.expect("ramkey: ready", BOOT).unwrap();
     power_off(&mut vm, true);
     assert_eq!(history_files(&debugfs_ls(&disk, "/config-history")), 2);
@@ -239,10 +248,10 @@ fn a_btrfs_mirror_missing_a_disk_mounts_degraded() {
     let image = stick(
         "pool-mirror",
         &[
-            "pool.create=true",
             "pool.filesystem=\"btrfs\"",
             "pool.disks=[\"virtio-ramkey-pool\"]",
             "pool.mirror=[\"virtio-ramkey-mirror\"]",
+            "pool.create=true",
         ],
     );
     let (disk, mirror) = (disk_path("pool-mirror"), disk_path("pool-mirror-2"));
@@ -254,9 +263,7 @@ fn a_btrfs_mirror_missing_a_disk_mounts_degraded() {
         "virtio-blk-pci,drive=mirror,serial=ramkey-mirror".to_owned(),
     ];
     let mut vm = boot("pool-mirror", &image, Some(&disk), &second);
-    let (_, line) = vm
-        .expect("ramkey: pool: created btrfs ramkey-pool on /dev/vd", BOOT)
-        .unwrap();
+    let line = full(&mut vm, "ramkey: pool: created btrfs ramkey-pool on /dev/vd", " ms");
     eprintln!(
         "created a btrfs mirror of two 1 GiB disks in {} ms: {line}",
         millis(&line)
@@ -271,8 +278,11 @@ fn a_btrfs_mirror_missing_a_disk_mounts_degraded() {
         BOOT,
     )
     .unwrap();
-    let (_, state) = vm.expect("ramkey: pool: btrfs on /dev/vd", BOOT).unwrap();
-    assert!(state.contains("DEGRADED"), "{state}");
+    full(
+        &mut vm,
+        "ramkey: pool: btrfs on /dev/vd",
+        "DEGRADED (a mirror disk is missing)",
+    );
     vm.expect("ramkey: ready", BOOT).unwrap();
     power_off(&mut vm, true);
 }
