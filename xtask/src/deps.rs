@@ -31,6 +31,12 @@ const PACKAGES: &[Package] = &[
         "/usr/lib/systemd/boot/efi/systemd-bootx64.efi",
         false,
     ),
+    // Personality images (`ramkey image build`) and the systemd peer of the bench.
+    pkg("mmdebstrap", "/usr/bin/mmdebstrap", false),
+    pkg("squashfs-tools", "/usr/bin/mksquashfs", false),
+    // Pool tests read the pool disk on the host; supervisor tests hash a console password.
+    pkg("e2fsprogs", "/usr/sbin/debugfs", false),
+    pkg("openssl", "/usr/bin/openssl", false),
 ];
 
 const fn pkg(name: &'static str, provides: &'static str, backports: bool) -> Package {
@@ -59,7 +65,7 @@ pub fn ensure() -> Result<()> {
     if !is_root || !Path::new("/usr/bin/apt-get").exists() {
         bail!(
             "missing host packages: {}\nas root on Debian 12, run:\n  cargo xtask deps\n\
-             or by hand: add a bookworm-backports apt source, then\n  apt-get install -t bookworm-backports qemu-system-x86 && apt-get install seabios ovmf ipxe-qemu dosfstools mtools syslinux syslinux-common pxelinux systemd-boot-efi",
+             or by hand: add a bookworm-backports apt source, then\n  apt-get install -t bookworm-backports qemu-system-x86 && apt-get install seabios ovmf ipxe-qemu dosfstools mtools syslinux syslinux-common pxelinux systemd-boot-efi mmdebstrap squashfs-tools e2fsprogs openssl",
             names.join(" ")
         );
     }

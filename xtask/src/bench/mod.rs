@@ -8,7 +8,6 @@
 mod build_time;
 mod busybox;
 mod floor;
-mod hostdeps;
 pub mod measure;
 mod peers;
 pub mod report;
@@ -126,11 +125,6 @@ pub fn main(args: &[String]) -> Result<()> {
 /// Builds the selected systems, boots them `runs` times alternating, writes the report.
 pub fn run(opts: &Options) -> Result<()> {
     crate::deps::ensure()?;
-    let mut packages = vec!["dosfstools", "mtools"];
-    if opts.wants("systemd") {
-        packages.push("mmdebstrap");
-    }
-    hostdeps::ensure(&packages)?;
     let kernel = artifacts::kernel()?;
     let epoch = artifacts::source_date_epoch();
     let cache = artifacts::target_dir().join("bench/cache");
