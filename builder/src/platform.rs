@@ -73,6 +73,8 @@ pub fn assemble(inputs: &Inputs<'_>) -> Result<Tree, PlatformError> {
     tree.file("init", read(inputs.init)?, 0o755);
     // One binary: PID 1 acts as the admin tool when called `ramkeyctl` (busybox style).
     tree.symlink("usr/bin/ramkeyctl", "/init");
+    // ... and as the zone launcher PID 1's supervisor runs for each personality.
+    tree.symlink("usr/sbin/ramkey-zone", "/init");
     if let Some(overlay) = inputs.overlay {
         tree.add_host_dir(overlay, "/")?;
     }

@@ -40,3 +40,4 @@ pub mod sys;
 pub mod timeline;
 pub mod uevent;
 pub mod usbkey;
+pub mod zone;

@@ -1,15 +1,17 @@
 //! Ramkey PID 1 entry point: called as `ramkeyctl` (a link to `/init`) it is the admin
-//! tool; otherwise it refuses to run as anything but PID 1, then hands over.
+//! tool, as `ramkey-zone` the zone launcher; otherwise it refuses to run as anything but
+//! PID 1, then hands over.
 
 fn main() {
     let mut args = std::env::args();
     let name = args.next().unwrap_or_default();
-    if std::path::Path::new(&name)
+    let called = std::path::Path::new(&name)
         .file_name()
-        .is_some_and(|n| n == "ramkeyctl")
-    {
-        let args: Vec<String> = args.collect();
-        std::process::exit(ramkey_init::ctl::main(&args));
+        .map(|n| n.to_string_lossy().into_owned());
+    match called.as_deref() {
+        Some("ramkeyctl") => std::process::exit(ramkey_init::ctl::main(&args.collect::<Vec<_>>())),
+        Some("ramkey-zone") => std::process::exit(ramkey_init::zone::launch::main(&args.collect::<Vec<_>>())),
+        _ => {}
     }
     if std::process::id() != 1 {
         // Run by hand on a workstation: mounting and `kill(-1)` would harm the host.

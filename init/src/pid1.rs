@@ -15,12 +15,14 @@ use crate::modprobe::KernelLoader;
 use crate::mounts::KernelMounter;
 use crate::net::KernelNetwork;
 use crate::paths::Paths;
+use crate::pool::PoolState;
 use crate::services;
 use crate::shutdown::{self, KernelSystem};
 use crate::supervise::Supervision;
 use crate::supervisor::protocol::SystemInfo;
 use crate::timeline::Timeline;
-use crate::{recovery, sys};
+use crate::{recovery, sys, zone};
+use ramkey_image::service::ServiceSpec;
 
 /// Runs PID 1 with `/` as the root. Never returns.
 pub fn run() -> ! {
@@ -59,7 +61,7 @@ pub fn run() -> ! {
     match cause {
         None => {
             let started = catch_unwind(AssertUnwindSafe(|| {
-                timeline.step(&clock, "services", || start_services(&paths, &state))
+                timeline.step(&clock, "services", || start_services(&paths, &mut state))
             }));
             match started {
                 Ok((s, c)) => (services, control) = (s, c),
@@ -120,19 +122,52 @@ pub fn run() -> ! {
 
 /// The `services` boot step: account files, the platform services started, the control
 /// socket bound.
-fn start_services(paths: &Paths, state: &BootState) -> (Option<Supervision>, Option<ControlServer>) {
+fn start_services(paths: &Paths, state: &mut BootState) -> (Option<Supervision>, Option<ControlServer>) {
     let hash = state.config.as_ref().and_then(|c| c.admin.password_hash.as_deref());
     let console = login::decide(hash);
     let usbkey = state.usbkey.as_ref().map(|_| paths.root().join("usbkey"));
-    let defs = services::platform(paths.root(), &paths.sys(), &console, usbkey.as_deref());
+    let mut defs = services::platform(paths.root(), &paths.sys(), &console, usbkey.as_deref());
+    defs.specs.extend(zones(paths, state, usbkey.as_deref()));
     let control = ControlServer::bind(&paths.root().join(&crate::control::SOCKET[1..]))
         .inspect_err(|e| crate::error!("{e}; ramkeyctl cannot reach PID 1"))
         .ok();
     let cgroups = paths.sys().join("fs/cgroup");
-    let services = Supervision::start(defs, paths.root(), &cgroups, system_info(paths, state))
+    let services = Supervision::start(defs, paths.root(), Some(&cgroups), system_info(paths, state))
         .inspect_err(|e| crate::error!("services: not started: {e}"))
         .ok();
     (services, control)
+}
+
+/// The zones of the config's personalities, as services (see [`crate::zone`]).
+fn zones(paths: &Paths, state: &mut BootState, usbkey: Option<&std::path::Path>) -> Vec<ServiceSpec> {
+    let Some(config) = state.config.as_ref().filter(|c| !c.personalities.is_empty()) else {
+        return Vec::new();
+    };
+    if let Some(modprobe) = state.modprobe.as_mut() {
+        for module in zone::plan::MODULES {
+            if let Err(e) = modprobe.modprobe(module, &mut KernelLoader) {
+                crate::warn!("zones: module {module}: {e}");
+            }
+        }
+    }
+    let os_release = std::fs::read_to_string(paths.os_release()).unwrap_or_default();
+    let version = os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_ID="))
+        .unwrap_or("0");
+    let pool = match &state.pool {
+        Some(PoolState::Mounted(m)) => Some(m.mount_point.as_path()),
+        _ => None,
+    };
+    let cgroups = paths.sys().join("fs/cgroup/ramkey");
+    let places = zone::plan::Places {
+        root: paths.root(),
+        usbkey,
+        pool,
+        cgroups: &cgroups,
+        version: version.trim_matches('"'),
+    };
+    zone::plan::prepare(config, &places)
 }
 
 /// What `ramkeyctl status` says about the box.

@@ -43,20 +43,25 @@ pub struct Supervision {
 
 impl Supervision {
     /// Loads `defs`, logs their problems, and starts every service. `root` is `/` on the
-    /// box (account files, `/var/log/ramkey`); `cgroup_root` is `/sys/fs/cgroup`.
-    pub fn start(defs: Definitions, root: &Path, cgroup_root: &Path, info: SystemInfo) -> std::io::Result<Self> {
+    /// box (account files, `/var/log/ramkey`); `cgroup_root` is `/sys/fs/cgroup`, or `None`
+    /// in a zone, whose caps are the zone's cgroup as a whole.
+    pub fn start(
+        defs: Definitions,
+        root: &Path,
+        cgroup_root: Option<&Path>,
+        info: SystemInfo,
+    ) -> std::io::Result<Self> {
         let log_dir = root.join(services::LOG_DIR);
         if let Err(e) = std::fs::create_dir_all(&log_dir) {
             crate::warn!("services: {}: {e}; service output is lost", log_dir.display());
         }
-        let tree = CgroupTree::new(cgroup_root);
-        let cgroups = match tree.prepare() {
+        let cgroups = cgroup_root.map(CgroupTree::new).and_then(|tree| match tree.prepare() {
             Ok(()) => Some(tree),
             Err(e) => {
                 crate::warn!("services: {e}; services run without cgroups or caps");
                 None
             }
-        };
+        });
         let checker = NetChecker::localhost()?;
         let checker_fd = checker.wake_fd().try_clone_to_owned()?;
         let spawner = ProcessSpawner::new(Accounts::new(root), cgroups);

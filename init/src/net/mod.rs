@@ -5,6 +5,7 @@
 
 pub mod dhcp;
 pub mod http;
+pub mod macvlan;
 pub mod netlink;
 pub mod renew;
 
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use ramkey_config::Config;
+use ramkey_config::{Config, Dns, Nic};
 
 use crate::clock::Clock;
 use crate::netconf::Applied;
@@ -174,6 +175,14 @@ impl Network for KernelNetwork {
 }
 
 impl KernelNetwork {
+    /// Applies `nics` and `dns` ([`crate::netconf::apply`]), e.g. inside a zone.
+    pub fn apply_nics(&mut self, clock: &dyn Clock, nics: &[Nic], dns: &Dns, hostname: Option<&str>) -> Applied {
+        let resolv = self.resolv_conf.clone();
+        self.with_env(clock, &resolv, hostname, |env| {
+            crate::netconf::apply(env, nics, dns, None)
+        })
+    }
+
     fn with_env(
         &mut self,
         clock: &dyn Clock,

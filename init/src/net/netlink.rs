@@ -12,25 +12,25 @@ use crate::sys::{self, SysError};
 
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
-const RTM_NEWLINK: u16 = 16;
+pub(super) const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
 const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
+pub(super) const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_REPLACE: u16 = 0x100;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
+pub(super) const NLM_F_EXCL: u16 = 0x200;
+pub(super) const NLM_F_CREATE: u16 = 0x400;
 const AF_UNSPEC: u8 = 0;
 const AF_INET: u8 = 2;
 const IFLA_ADDRESS: u16 = 1;
-const IFLA_IFNAME: u16 = 3;
+pub(super) const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
-const IFLA_LINK: u16 = 5;
-const IFLA_LINKINFO: u16 = 18;
-const IFLA_INFO_KIND: u16 = 1;
-const IFLA_INFO_DATA: u16 = 2;
+pub(super) const IFLA_LINK: u16 = 5;
+pub(super) const IFLA_LINKINFO: u16 = 18;
+pub(super) const IFLA_INFO_KIND: u16 = 1;
+pub(super) const IFLA_INFO_DATA: u16 = 2;
 const IFLA_VLAN_ID: u16 = 1;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
@@ -123,7 +123,7 @@ pub trait Netlink {
     fn add_vlan(&mut self, parent: u32, name: &str, id: u16) -> Result<(), NetlinkError>;
 }
 
-fn push_attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+pub(super) fn push_attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     let len = 4 + payload.len();
     buf.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_ne_bytes());
     buf.extend_from_slice(&kind.to_ne_bytes());
@@ -144,7 +144,7 @@ pub fn message(kind: u16, flags: u16, seq: u32, body: &[u8]) -> Vec<u8> {
     m
 }
 
-fn ifinfomsg(index: u32, flags: u32, change: u32) -> Vec<u8> {
+pub(super) fn ifinfomsg(index: u32, flags: u32, change: u32) -> Vec<u8> {
     let mut b = vec![AF_UNSPEC, 0, 0, 0];
     b.extend_from_slice(&index.to_ne_bytes());
     b.extend_from_slice(&flags.to_ne_bytes());
@@ -305,7 +305,11 @@ impl RouteSocket {
         })
     }
 
-    fn request(&mut self, op: &'static str, build: impl FnOnce(u32) -> Vec<u8>) -> Result<Vec<Link>, NetlinkError> {
+    pub(super) fn request(
+        &mut self,
+        op: &'static str,
+        build: impl FnOnce(u32) -> Vec<u8>,
+    ) -> Result<Vec<Link>, NetlinkError> {
         self.seq += 1;
         let seq = self.seq;
         let io = |source| NetlinkError::Io { op, source };

@@ -23,6 +23,8 @@ use nix::unistd::Pid;
 
 use crate::supervisor::Exit;
 
+pub mod confine;
+
 /// A failed system call, with the operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SysError {

@@ -1,0 +1,55 @@
+//! The macvlan link a zone gets: created on the personality's NIC directly inside the
+//! zone's network namespace (`ip link add link PARENT name NAME netns PID type macvlan mode
+//! bridge`), so that it never appears in the host's.
+
+use super::netlink::{
+    IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_LINK, IFLA_LINKINFO, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
+    NetlinkError, RTM_NEWLINK, RouteSocket, ifinfomsg, message, push_attr,
+};
+
+const IFLA_NET_NS_PID: u16 = 19;
+const IFLA_MACVLAN_MODE: u16 = 1;
+/// Zones on one NIC talk to each other directly; the host's own address on that NIC does
+/// not see them (a macvlan property), so the host reaches a zone through the network.
+const MACVLAN_MODE_BRIDGE: u32 = 4;
+
+/// `RTM_NEWLINK` creating macvlan `name` on `parent` in the network namespace of `pid`.
+pub fn new_macvlan(seq: u32, parent: u32, name: &str, pid: u32) -> Vec<u8> {
+    let mut b = ifinfomsg(0, 0, 0);
+    let mut text = name.as_bytes().to_vec();
+    text.push(0);
+    push_attr(&mut b, IFLA_IFNAME, &text);
+    push_attr(&mut b, IFLA_LINK, &parent.to_ne_bytes());
+    push_attr(&mut b, IFLA_NET_NS_PID, &pid.to_ne_bytes());
+    let mut data = Vec::new();
+    push_attr(&mut data, IFLA_MACVLAN_MODE, &MACVLAN_MODE_BRIDGE.to_ne_bytes());
+    let mut info = Vec::new();
+    push_attr(&mut info, IFLA_INFO_KIND, b"macvlan");
+    push_attr(&mut info, IFLA_INFO_DATA, &data);
+    push_attr(&mut b, IFLA_LINKINFO, &info);
+    message(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, &b)
+}
+
+impl RouteSocket {
+    /// Creates macvlan `name` on `parent` inside the network namespace of process `pid`.
+    pub fn add_macvlan(&mut self, parent: u32, name: &str, pid: u32) -> Result<(), NetlinkError> {
+        self.request("RTM_NEWLINK (macvlan)", |seq| new_macvlan(seq, parent, name, pid))
+            .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_names_the_parent_the_namespace_and_the_kind() {
+        let m = new_macvlan(3, 2, "eth0", 4242);
+        let has = |needle: &[u8]| m.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"eth0\0"));
+        assert!(has(b"macvlan"));
+        assert!(has(&[8, 0, 19, 0, 0x92, 0x10, 0, 0])); // IFLA_NET_NS_PID = 4242
+        assert!(has(&[8, 0, 5, 0, 2, 0, 0, 0])); // IFLA_LINK = 2
+        assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize, m.len());
+    }
+}

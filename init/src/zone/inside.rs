@@ -1,0 +1,357 @@
+//! The zone's PID 1: new namespaces, the root built and `pivot_root`ed into, the address
+//! set, privileges dropped, then the manifest's services under the platform's supervisor
+//! and event loop. It returns (exits) when told to stop, after stopping its services.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use ramkey_config::{Addressing, Dns, Nic, Selector};
+
+use super::launch::NET_READY;
+use super::{RUN_DIR, SETTINGS_FILE, ZONE_IFNAME, ZoneSpec};
+use crate::control::ControlServer;
+use crate::events::{EventLoop, SIGNALS};
+use crate::modprobe::KernelLoader;
+use crate::net::KernelNetwork;
+use crate::power::PowerButtons;
+use crate::services::Definitions;
+use crate::supervise::Supervision;
+use crate::supervisor::protocol::SystemInfo;
+use crate::sys;
+
+/// Capabilities the zone's processes keep (Docker's default set): enough for services
+/// that start as root and drop to their own user; no module loading, raw I/O, mounts,
+/// clock, reboot or administration of the host.
+const KEPT_CAPS: &[u32] = &[
+    0,  // CAP_CHOWN
+    1,  // CAP_DAC_OVERRIDE
+    3,  // CAP_FOWNER
+    4,  // CAP_FSETID
+    5,  // CAP_KILL
+    6,  // CAP_SETGID
+    7,  // CAP_SETUID
+    8,  // CAP_SETPCAP
+    10, // CAP_NET_BIND_SERVICE
+    13, // CAP_NET_RAW
+    18, // CAP_SYS_CHROOT
+    27, // CAP_MKNOD
+    29, // CAP_AUDIT_WRITE
+    31, // CAP_SETFCAP
+];
+
+/// System calls no appliance needs; they fail with `EPERM` in a zone.
+const DENIED: &[i64] = &[
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+    libc::SYS_reboot,
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_pivot_root,
+    libc::SYS_swapon,
+    libc::SYS_swapoff,
+    libc::SYS_acct,
+    libc::SYS_settimeofday,
+    libc::SYS_clock_settime,
+    libc::SYS_clock_adjtime,
+    libc::SYS_adjtimex,
+    libc::SYS_iopl,
+    libc::SYS_ioperm,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_bpf,
+    libc::SYS_setns,
+    libc::SYS_unshare,
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_keyctl,
+    libc::SYS_syslog,
+];
+
+/// Runs the zone's PID 1; returns its exit status (0 after an orderly stop).
+pub fn run(
+    spec: &ZoneSpec,
+    to_parent: impl Into<std::os::fd::OwnedFd>,
+    from_parent: impl Into<std::os::fd::OwnedFd>,
+) -> i32 {
+    let name = &spec.name;
+    match setup(spec, to_parent.into(), from_parent.into()) {
+        Ok(()) => {}
+        Err(e) => {
+            crate::error!("zone {name}: {e}");
+            return 1;
+        }
+    }
+    serve(spec)
+}
+
+fn setup(spec: &ZoneSpec, to_parent: std::os::fd::OwnedFd, from_parent: std::os::fd::OwnedFd) -> Result<(), String> {
+    let flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWCGROUP;
+    nix::sched::unshare(flags).map_err(|e| format!("unshare: {e}"))?;
+    let mut byte = [0u8; 1];
+    fs::File::from(to_parent)
+        .write_all(b"u")
+        .and_then(|()| fs::File::from(from_parent).read_exact(&mut byte))
+        .map_err(|e| format!("talking to the launcher: {e}"))?;
+    if byte[0] != NET_READY {
+        return Err("its network interface could not be made (the line above says why)".into());
+    }
+    mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
+    let root = build_root(spec)?;
+    nix::unistd::sethostname(&spec.name).map_err(|e| format!("sethostname: {e}"))?;
+    enter(&root)?;
+    network(spec)?;
+    sys::confine::limit_bounding_set(KEPT_CAPS).map_err(|e| e.to_string())?;
+    sys::confine::set_no_new_privs().map_err(|e| e.to_string())?;
+    sys::confine::deny_syscalls(DENIED).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn mount(
+    source: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), String> {
+    nix::mount::mount(source, target, fstype, flags, data).map_err(|e| {
+        format!(
+            "mount {} on {}: {e}",
+            source.or(fstype).unwrap_or("-"),
+            target.display()
+        )
+    })
+}
+
+fn mkdir(path: &Path) -> Result<(), String> {
+    fs::create_dir_all(path).map_err(|e| format!("mkdir {}: {e}", path.display()))
+}
+
+/// Loop device and squashfs, overlayfs with its writable layer, volumes, `/dev`, `/proc`,
+/// `/sys`, `/tmp`, `/run` and the settings file; returns the new root.
+fn build_root(spec: &ZoneSpec) -> Result<PathBuf, String> {
+    let base = Path::new("/").join(RUN_DIR).join(&spec.name);
+    let (lower, root) = (base.join("lower"), base.join("root"));
+    let (upper, work) = (spec.state_dir.join("upper"), spec.state_dir.join("work"));
+    for dir in [&lower, &root, &upper, &work] {
+        mkdir(dir)?;
+    }
+    let image = fs::File::open(&spec.image).map_err(|e| format!("{}: {e}", spec.image.display()))?;
+    let device = sys::confine::attach_loop(&image, spec.payload_size, Path::new("/dev"))
+        .map_err(|e| format!("loop device for {}: {e}", spec.image.display()))?;
+    let ro = MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
+    mount(Some(&device.to_string_lossy()), &lower, Some("squashfs"), ro, None)?;
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    mount(
+        Some("overlay"),
+        &root,
+        Some("overlay"),
+        MsFlags::MS_NODEV,
+        Some(&options),
+    )?;
+    for (inside, volume) in &spec.volumes {
+        let host = spec.state_dir.join("volumes").join(volume);
+        let target = root.join(inside.trim_start_matches('/'));
+        mkdir(&host)?;
+        mkdir(&target)?;
+        mount(Some(&host.to_string_lossy()), &target, None, MsFlags::MS_BIND, None)?;
+    }
+    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let at = |p: &str| root.join(p);
+    mkdir(&at("proc"))?;
+    mount(
+        Some("proc"),
+        &at("proc"),
+        Some("proc"),
+        nosuid | MsFlags::MS_NOEXEC,
+        None,
+    )?;
+    mkdir(&at("sys"))?;
+    mount(Some("sysfs"), &at("sys"), Some("sysfs"), ro | MsFlags::MS_NOEXEC, None)?;
+    mount(
+        Some("cgroup2"),
+        &at("sys/fs/cgroup"),
+        Some("cgroup2"),
+        ro | MsFlags::MS_NOEXEC,
+        None,
+    )?;
+    for (dir, mode) in [("tmp", "1777"), ("run", "0755")] {
+        mkdir(&at(dir))?;
+        mount(
+            Some("tmpfs"),
+            &at(dir),
+            Some("tmpfs"),
+            nosuid,
+            Some(&format!("mode={mode}")),
+        )?;
+    }
+    minimal_dev(&at("dev"))?;
+    let settings = root.join(SETTINGS_FILE.trim_start_matches('/'));
+    mkdir(settings.parent().unwrap_or(&root))?;
+    fs::write(&settings, &spec.settings).map_err(|e| format!("{}: {e}", settings.display()))?;
+    Ok(root)
+}
+
+/// A tmpfs `/dev` with the usual character devices bound from the host's, `pts`, `shm`.
+fn minimal_dev(dev: &Path) -> Result<(), String> {
+    mkdir(dev)?;
+    mount(
+        Some("tmpfs"),
+        dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID,
+        Some("mode=0755,size=1m"),
+    )?;
+    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let target = dev.join(node);
+        fs::write(&target, b"").map_err(|e| format!("{}: {e}", target.display()))?;
+        let host = Path::new("/dev").join(node);
+        mount(Some(&host.to_string_lossy()), &target, None, MsFlags::MS_BIND, None)?;
+    }
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        std::os::unix::fs::symlink(to, dev.join(link)).map_err(|e| format!("{}: {e}", dev.join(link).display()))?;
+    }
+    mkdir(&dev.join("pts"))?;
+    let pts = "newinstance,ptmxmode=0666,mode=0620";
+    mount(
+        Some("devpts"),
+        &dev.join("pts"),
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some(pts),
+    )?;
+    mkdir(&dev.join("shm"))?;
+    mount(
+        Some("tmpfs"),
+        &dev.join("shm"),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )
+}
+
+/// `pivot_root` into `root`; the old root is detached, so nothing of the host stays.
+fn enter(root: &Path) -> Result<(), String> {
+    nix::unistd::chdir(root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
+    nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).map_err(|e| format!("detaching the old root: {e}"))?;
+    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))
+}
+
+/// Loopback, then the zone's interface with its static address or a DHCP lease, the
+/// default route and `/etc/resolv.conf`, through the platform's own network code.
+fn network(spec: &ZoneSpec) -> Result<(), String> {
+    let ip = match spec.ip.as_deref() {
+        None => None,
+        Some("dhcp") => Some(Addressing::Dhcp),
+        Some(cidr) => {
+            let (addr, prefix) = cidr
+                .split_once('/')
+                .ok_or_else(|| format!("address {cidr:?}: no /prefix"))?;
+            Some(Addressing::Static {
+                addr: addr.parse().map_err(|e| format!("address {cidr:?}: {e}"))?,
+                prefix: prefix.parse().map_err(|e| format!("address {cidr:?}: {e}"))?,
+            })
+        }
+    };
+    let nics: Vec<Nic> = spec
+        .nic
+        .iter()
+        .map(|_| Nic {
+            tag: ZONE_IFNAME.to_string(),
+            selector: Selector::Name(ZONE_IFNAME.to_string()),
+            ip,
+            gateway: spec.gateway.as_deref().and_then(|g| g.parse::<IpAddr>().ok()),
+            vlan: None,
+            mtu: None,
+        })
+        .collect();
+    let dns = Dns {
+        resolvers: spec.resolvers.iter().filter_map(|r| r.parse().ok()).collect(),
+        search: spec.search.clone(),
+    };
+    let mut net = KernelNetwork {
+        resolv_conf: PathBuf::from("/etc/resolv.conf"),
+    };
+    let applied = net.apply_nics(&crate::clock::BootClock, &nics, &dns, Some(&spec.name));
+    for line in &applied.lines {
+        crate::notice!("zone {}: {line}", spec.name);
+    }
+    match applied.failures.first() {
+        Some(failure) => Err(format!("network: {failure}")),
+        None => Ok(()),
+    }
+}
+
+/// The manifest's services under the supervisor, until told to stop.
+fn serve(spec: &ZoneSpec) -> i32 {
+    let name = &spec.name;
+    let signals = match sys::signalfd(SIGNALS) {
+        Ok(s) => s,
+        Err(e) => {
+            crate::error!("zone {name}: {e}");
+            return 1;
+        }
+    };
+    let defs = Definitions {
+        specs: spec.services.clone(),
+        ..Definitions::default()
+    };
+    let info = SystemInfo {
+        platform: format!("zone {name}: {} {}", spec.image_name, spec.version),
+        config_source: SETTINGS_FILE.to_string(),
+        config_error: None,
+        pool: if spec.persistent { "on the pool" } else { "in RAM" }.to_string(),
+    };
+    let services = match Supervision::start(defs, Path::new("/"), None, info) {
+        Ok(s) => s,
+        Err(e) => {
+            crate::error!("zone {name}: services not started: {e}");
+            return 1;
+        }
+    };
+    let control = ControlServer::bind(Path::new(crate::control::SOCKET))
+        .inspect_err(|e| crate::warn!("zone {name}: {e}"))
+        .ok();
+    let mut events = EventLoop {
+        signals,
+        uevents: None,
+        buttons: PowerButtons::default(),
+        modprobe: None,
+        loader: Box::new(KernelLoader),
+        dev_root: PathBuf::from("/dev"),
+        sys_root: PathBuf::from("/sys"),
+        services: Some(services),
+        control,
+    };
+    match events.run() {
+        Ok(request) => {
+            crate::notice!("zone {name}: services stopped ({})", request.reason);
+            0
+        }
+        Err(e) => {
+            crate::error!("zone {name}: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! `ramkey-zone NAME`: the launcher PID 1's supervisor runs for each zone. It joins the
+//! zone's cgroup, forks the zone's PID 1 into a new PID namespace, gives it its macvlan
+//! interface once it has its own network namespace, then waits for it, forwarding the stop
+//! signal; its exit status is the zone's.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use std::os::fd::AsFd;
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::{ZONE_IFNAME, ZoneSpec, inside};
+use crate::net::netlink::{Netlink, RouteSocket};
+use crate::sys;
+
+/// The byte the launcher sends when the zone's interface is in place (or not needed).
+pub const NET_READY: u8 = b'n';
+/// The byte the launcher sends when the interface could not be made.
+pub const NET_FAILED: u8 = b'x';
+
+/// Runs the launcher for the zone named by `args[0]`; returns the exit status.
+pub fn main(args: &[String]) -> i32 {
+    let Some(name) = args.first() else {
+        eprintln!("usage: ramkey-zone NAME (run by PID 1 for each personality)");
+        return 2;
+    };
+    match run(name) {
+        Ok(code) => code,
+        Err(e) => {
+            crate::error!("zone {name}: {e}");
+            1
+        }
+    }
+}
+
+fn run(name: &str) -> Result<i32, String> {
+    let spec = ZoneSpec::read(Path::new("/"), name)?;
+    // The supervisor moves the launcher into the zone's cgroup just after starting it; do it
+    // here too, so that the zone's processes are inside it however fast they fork.
+    let procs = spec.cgroup.join("cgroup.procs");
+    if let Err(e) = std::fs::write(&procs, std::process::id().to_string()) {
+        crate::warn!("zone {name}: {}: {e}; the zone runs without its caps", procs.display());
+    }
+    let signals = sys::signalfd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD]).map_err(|e| e.to_string())?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare(CLONE_NEWPID): {e}"))?;
+    let (from_child, to_parent) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (from_parent, to_child) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let Some(child) = sys::confine::fork().map_err(|e| e.to_string())? else {
+        // The zone's PID 1: its status goes back up through `main`.
+        drop((from_child, to_child, signals));
+        return Ok(inside::run(&spec, to_parent, from_parent));
+    };
+    drop((to_parent, from_parent));
+    give_network(&spec, child, from_child.into(), to_child.into());
+    wait(name, child, &signals)
+}
+
+/// Waits for the child to have its own network namespace, creates its interface there,
+/// and tells it so.
+fn give_network(spec: &ZoneSpec, child: Pid, from_child: OwnedFd, to_child: OwnedFd) {
+    let mut from_child = std::fs::File::from(from_child);
+    let mut to_child = std::fs::File::from(to_child);
+    let mut byte = [0u8; 1];
+    if from_child.read_exact(&mut byte).is_err() {
+        return; // The child died before unsharing; `wait` reports its status.
+    }
+    let answer = match &spec.nic {
+        None => NET_READY,
+        Some(nic) => match macvlan(nic, child) {
+            Ok(()) => NET_READY,
+            Err(e) => {
+                crate::error!("zone {}: network: {e}", spec.name);
+                NET_FAILED
+            }
+        },
+    };
+    let _ = to_child.write_all(&[answer]);
+}
+
+/// Creates the macvlan interface on host NIC `nic` inside `child`'s network namespace.
+fn macvlan(nic: &str, child: Pid) -> Result<(), String> {
+    let mut socket = RouteSocket::open().map_err(|e| e.to_string())?;
+    let links = socket.links().map_err(|e| e.to_string())?;
+    let parent = links
+        .iter()
+        .find(|l| l.name == nic)
+        .ok_or_else(|| format!("no NIC {nic:?} on the host (the personality's nic is a [[nic]] tag)"))?;
+    let pid = u32::try_from(child.as_raw()).unwrap_or(0);
+    socket
+        .add_macvlan(parent.index, ZONE_IFNAME, pid)
+        .map_err(|e| format!("macvlan on {nic}: {e}"))
+}
+
+/// Forwards SIGTERM/SIGINT to the zone's PID 1 and returns its exit status when it ends.
+fn wait(name: &str, child: Pid, signals: &SignalFd) -> Result<i32, String> {
+    loop {
+        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        while let Some(signo) = sys::read_signal(signals).map_err(|e| e.to_string())? {
+            if signo != Signal::SIGCHLD as i32 {
+                if let Ok(signal) = Signal::try_from(signo) {
+                    let _ = kill(child, signal);
+                }
+                continue;
+            }
+            match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => {
+                    crate::notice!("zone {name}: stopped (exit status {code})");
+                    return Ok(code);
+                }
+                Ok(WaitStatus::Signaled(_, signal, _)) => {
+                    crate::notice!("zone {name}: killed by {signal}");
+                    return Ok(128 + signal as i32);
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Zones: the personalities of the config, each run from its signed image as an isolated
+//! container, like a SmartOS zone.
+//!
+//! The flow, and who does what:
+//!
+//! 1. At boot PID 1 ([`plan`]) verifies each `[[personality]]`'s image (signature by a key
+//!    of `[images] trusted_keys`, payload hash, requirements) and writes what the zone needs
+//!    to `/run/ramkey/zones/NAME/zone.json` ([`ZoneSpec`]); a refused image is logged with
+//!    its reason and the others still start. Each zone becomes a platform service
+//!    `zone-NAME` running `ramkey-zone NAME`, so that the supervisor restarts it, stops it at
+//!    shutdown, and holds it in a cgroup with the zone's caps.
+//! 2. `ramkey-zone NAME` ([`launch`]) joins that cgroup, makes a PID namespace and forks the
+//!    zone's PID 1; once the child has its own network namespace it creates the macvlan
+//!    interface on the personality's NIC directly inside it, then waits, forwarding
+//!    SIGTERM.
+//! 3. The zone's PID 1 ([`inside`]) builds the root (overlayfs of the squashfs payload under
+//!    a writable upper on the pool, volumes bound from the pool, a minimal `/dev`, `/proc`,
+//!    read-only `/sys`, `/tmp`, `/run`, the settings file), `pivot_root`s into it, sets up
+//!    its address, drops capabilities, sets `no_new_privs` and a seccomp filter, then runs
+//!    the manifest's services under the same supervisor and event loop as the platform.
+
+pub mod inside;
+pub mod launch;
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ramkey_image::service::{Caps, ServiceSpec};
+use serde::{Deserialize, Serialize};
+
+/// Where the zone specs live (under the root).
+pub const RUN_DIR: &str = "run/ramkey/zones";
+/// Where each zone's writable layer and volumes live on the pool (under `/pool`).
+pub const INSTANCES_DIR: &str = "instances";
+/// The program name the platform links to `/init` for the zone launcher.
+pub const LAUNCHER: &str = "/usr/sbin/ramkey-zone";
+/// The settings file inside the zone (SmartOS `customer_metadata`).
+pub const SETTINGS_FILE: &str = "/run/ramkey/settings.toml";
+/// The zone's interface name inside its network namespace.
+pub const ZONE_IFNAME: &str = "eth0";
+
+/// Everything a zone needs, written by PID 1 for the launcher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZoneSpec {
+    /// The personality's name (also the zone's hostname).
+    pub name: String,
+    /// The verified image file.
+    pub image: PathBuf,
+    /// The image's name and version, for `ramkeyctl personality list`.
+    pub image_name: String,
+    /// The image's version.
+    pub version: String,
+    /// The squashfs payload's size: the loop device ends there.
+    pub payload_size: u64,
+    /// Where the writable layer (`upper/`, `work/`) and `volumes/` live on the host.
+    pub state_dir: PathBuf,
+    /// Whether `state_dir` is on the pool (otherwise in RAM).
+    pub persistent: bool,
+    /// The host NIC (its tag) the macvlan hangs off; no network but loopback without one.
+    pub nic: Option<String>,
+    /// `"dhcp"`, or an address with its prefix, `10.0.2.16/24`.
+    pub ip: Option<String>,
+    /// The default gateway.
+    pub gateway: Option<String>,
+    /// DNS resolvers for the zone's `/etc/resolv.conf`.
+    pub resolvers: Vec<String>,
+    /// DNS search domains.
+    pub search: Vec<String>,
+    /// Volumes: path inside the zone → volume name (its directory under `volumes/`).
+    pub volumes: BTreeMap<String, String>,
+    /// The settings file's text.
+    pub settings: String,
+    /// The manifest's services.
+    pub services: Vec<ServiceSpec>,
+    /// The host cgroup the zone runs in (the supervisor's `zone-NAME` cgroup).
+    pub cgroup: PathBuf,
+    /// The zone's caps: the config's, or the manifest's defaults.
+    pub caps: Caps,
+}
+
+impl ZoneSpec {
+    /// `run/ramkey/zones/NAME/zone.json` under `root`.
+    pub fn path(root: &Path, name: &str) -> PathBuf {
+        root.join(RUN_DIR).join(name).join("zone.json")
+    }
+
+    /// Reads the spec PID 1 wrote for zone `name`.
+    pub fn read(root: &Path, name: &str) -> Result<Self, String> {
+        let path = Self::path(root, name);
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Every zone spec under `root`, in name order.
+    pub fn all(root: &Path) -> Vec<Self> {
+        let Ok(entries) = std::fs::read_dir(root.join(RUN_DIR)) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names.iter().filter_map(|n| Self::read(root, n).ok()).collect()
+    }
+
+    /// The supervisor's service that runs this zone.
+    pub fn service_name(name: &str) -> String {
+        format!("zone-{name}")
+    }
+}

@@ -1,0 +1,211 @@
+//! PID 1's side of the zones at boot: each `[[personality]]`'s image found and verified, its
+//! [`ZoneSpec`] written, and the `zone-NAME` service that runs it. A refused image is
+//! logged with its reason; the other personalities still start.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use ramkey_config::{Addressing, Config, Personality, SettingValue};
+use ramkey_image::VerifyingKey;
+use ramkey_image::requirements::PlatformVersion;
+use ramkey_image::service::{Caps, RestartPolicy, ServiceSpec};
+use ramkey_image::verify::{Platform, VerifiedImage};
+
+use super::{INSTANCES_DIR, LAUNCHER, RUN_DIR, ZoneSpec};
+
+/// The modules a zone needs: loop devices, the payload's filesystem, the overlay, macvlan.
+pub const MODULES: &[&str] = &["loop", "squashfs", "overlay", "macvlan"];
+
+/// Where things are, for [`prepare`].
+#[derive(Debug)]
+pub struct Places<'a> {
+    /// `/` on the box.
+    pub root: &'a Path,
+    /// The mounted usbkey, if any.
+    pub usbkey: Option<&'a Path>,
+    /// The mounted pool (`/pool`), if any.
+    pub pool: Option<&'a Path>,
+    /// The supervisor's cgroup base (`/sys/fs/cgroup/ramkey`).
+    pub cgroups: &'a Path,
+    /// The platform's version (`VERSION_ID` of `/etc/os-release`).
+    pub version: &'a str,
+}
+
+/// Verifies every enabled personality's image and writes its zone spec; returns the
+/// `zone-NAME` services to supervise.
+pub fn prepare(config: &Config, places: &Places<'_>) -> Vec<ServiceSpec> {
+    let run_dir = places.root.join(RUN_DIR);
+    let _stale = std::fs::remove_dir_all(&run_dir);
+    let trusted: Vec<VerifyingKey> = config
+        .trusted_keys
+        .iter()
+        .filter_map(|k| VerifyingKey::from_bytes(&k.key).ok())
+        .collect();
+    let mut services = Vec::new();
+    for p in config.personalities.iter().filter(|p| p.enabled) {
+        match plan_one(config, p, &trusted, places) {
+            Ok(spec) => {
+                let path = ZoneSpec::path(places.root, &p.name);
+                let written = path
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap_or_default()));
+                match written {
+                    Ok(()) => {
+                        crate::notice!(
+                            "zone {}: image {} {} verified ({}); data {}",
+                            p.name,
+                            spec.image_name,
+                            spec.version,
+                            spec.image.display(),
+                            if spec.persistent {
+                                "on the pool"
+                            } else {
+                                "in RAM (diskless)"
+                            }
+                        );
+                        services.push(service(p, &spec));
+                    }
+                    Err(e) => crate::error!("zone {}: not started: {}: {e}", p.name, path.display()),
+                }
+            }
+            Err(reason) => crate::error!("zone {}: refused: {reason}", p.name),
+        }
+    }
+    services
+}
+
+/// Finds, verifies and describes one personality's zone.
+fn plan_one(
+    config: &Config,
+    p: &Personality,
+    trusted: &[VerifyingKey],
+    places: &Places<'_>,
+) -> Result<ZoneSpec, String> {
+    let path = find_image(&p.image, places)?;
+    if trusted.is_empty() {
+        return Err("no [images] trusted_keys in the config: no image can be trusted".into());
+    }
+    let platform = Platform {
+        version: places
+            .version
+            .parse::<PlatformVersion>()
+            .map_err(|e| format!("the platform version {:?}: {e}", places.version))?,
+        arch: std::env::consts::ARCH.to_string(),
+    };
+    let image = ramkey_image::read::open(&path).map_err(|e| e.to_string())?;
+    let verified: VerifiedImage = ramkey_image::verify::verify(image, trusted, &platform).map_err(|e| e.to_string())?;
+    let m = verified.manifest();
+    let (state_dir, persistent) = match places.pool {
+        Some(pool) => (pool.join(INSTANCES_DIR).join(&p.name), true),
+        None => (places.root.join(RUN_DIR).join(&p.name).join("rw"), false),
+    };
+    let nic = p.nic.clone().or_else(|| config.nics.first().map(|n| n.tag.clone()));
+    let ip = p.ip.map(|a| match a {
+        Addressing::Dhcp => "dhcp".to_string(),
+        Addressing::Static { addr, prefix } => format!("{addr}/{prefix}"),
+    });
+    let caps = caps(p, &m.caps);
+    Ok(ZoneSpec {
+        name: p.name.clone(),
+        image: path,
+        image_name: m.name.clone(),
+        version: m.version.clone(),
+        payload_size: m.payload.size,
+        state_dir,
+        persistent,
+        nic,
+        ip,
+        gateway: p.gateway.map(|g| g.to_string()),
+        resolvers: config.dns.resolvers.iter().map(ToString::to_string).collect(),
+        search: config.dns.search.clone(),
+        volumes: m.volumes.iter().map(|v| (v.path.clone(), v.name.clone())).collect(),
+        settings: settings_file(p, m),
+        services: m.services.clone(),
+        cgroup: places.cgroups.join(ZoneSpec::service_name(&p.name)),
+        caps,
+    })
+}
+
+/// The image file: an absolute path as is; otherwise on the usbkey, then in `pool/images/`.
+fn find_image(image: &str, places: &Places<'_>) -> Result<PathBuf, String> {
+    let given = Path::new(image);
+    let mut tried = Vec::new();
+    if given.is_absolute() {
+        tried.push(given.to_path_buf());
+    } else {
+        if let Some(usbkey) = places.usbkey {
+            tried.push(usbkey.join(given));
+        }
+        if let (Some(pool), Some(file)) = (places.pool, given.file_name()) {
+            tried.push(pool.join("images").join(file));
+        }
+    }
+    tried.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        let list: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+        format!(
+            "image {image:?} not found (looked at: {}); put it on the stick under /personalities/ or import it",
+            if list.is_empty() {
+                "nowhere: no usbkey, no pool".to_string()
+            } else {
+                list.join(", ")
+            }
+        )
+    })
+}
+
+/// The zone's caps: the config's where it sets them, the manifest's defaults otherwise.
+fn caps(p: &Personality, defaults: &Caps) -> Caps {
+    Caps {
+        memory_mib: p
+            .memory
+            .map(|bytes| u32::try_from(bytes.div_ceil(1 << 20)).unwrap_or(u32::MAX))
+            .or(defaults.memory_mib),
+        cpu_percent: p.cpu.map(|cpus| (cpus * 100.0).round() as u32).or(defaults.cpu_percent),
+        pids: p.pids.or(defaults.pids),
+    }
+}
+
+/// `/run/ramkey/settings.toml` inside the zone: the manifest's defaults overridden by the
+/// config's `[personality.settings]`.
+fn settings_file(p: &Personality, m: &ramkey_image::manifest::Manifest) -> String {
+    let mut table = toml::Table::new();
+    for s in &m.settings {
+        if let Some(default) = &s.default {
+            table.insert(s.name.clone(), image_value(default));
+        }
+    }
+    for (key, value) in &p.settings {
+        let v = match value {
+            SettingValue::String(s) => toml::Value::String(s.clone()),
+            SettingValue::Integer(i) => toml::Value::Integer(*i),
+            SettingValue::Bool(b) => toml::Value::Boolean(*b),
+        };
+        table.insert(key.clone(), v);
+    }
+    let mut out = format!("# settings of personality {} (from the usbkey config)\n", p.name);
+    let _ = write!(out, "{}", toml::to_string(&table).unwrap_or_default());
+    out
+}
+
+fn image_value(v: &ramkey_image::manifest::SettingValue) -> toml::Value {
+    use ramkey_image::manifest::SettingValue as V;
+    match v {
+        V::String(s) => toml::Value::String(s.clone()),
+        V::Int(i) => toml::Value::Integer(*i),
+        V::Bool(b) => toml::Value::Boolean(*b),
+    }
+}
+
+/// The platform service running the zone.
+fn service(p: &Personality, spec: &ZoneSpec) -> ServiceSpec {
+    let mut s = ServiceSpec::new(
+        ZoneSpec::service_name(&p.name),
+        vec![LAUNCHER.to_string(), p.name.clone()],
+    );
+    s.restart = RestartPolicy::OnFailure;
+    // The zone's own services get their stop timeouts inside; this covers them all.
+    s.stop_timeout_secs = 30;
+    s.caps = spec.caps;
+    s
+}
