@@ -38,20 +38,35 @@ pub enum Firmware {
     Uefi,
 }
 
-/// A host port forwarded to a guest port: `HOST:GUEST`, TCP, host side on 127.0.0.1.
+/// A host port forwarded to a guest port: `HOST:GUEST`, or `HOST:ADDRESS:GUEST` to reach a
+/// zone's own address on QEMU's user network (`8080:10.0.2.16:80`); TCP, host side on
+/// 127.0.0.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Forward {
     pub host: u16,
     pub guest: u16,
+    /// The guest address; the box's own (QEMU's first DHCP address) when absent.
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 impl FromStr for Forward {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Forward, String> {
-        let (host, guest) = s
+        let (host, rest) = s
             .split_once(':')
-            .ok_or_else(|| format!("{s:?} is not HOST:GUEST (e.g. 8080:80)"))?;
+            .ok_or_else(|| format!("{s:?} is not HOST:GUEST or HOST:ADDRESS:GUEST (e.g. 8080:80)"))?;
+        let (address, guest) = match rest.rsplit_once(':') {
+            Some((address, guest)) => (
+                Some(
+                    address
+                        .parse()
+                        .map_err(|_| format!("{address:?} in {s:?} is not an IPv4 address"))?,
+                ),
+                guest,
+            ),
+            None => (None, rest),
+        };
         let port = |p: &str| {
             p.parse::<u16>()
                 .ok()
@@ -61,13 +76,17 @@ impl FromStr for Forward {
         Ok(Forward {
             host: port(host)?,
             guest: port(guest)?,
+            address,
         })
     }
 }
 
 impl fmt::Display for Forward {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "127.0.0.1:{} -> guest port {}", self.host, self.guest)
+        match self.address {
+            Some(a) => write!(f, "127.0.0.1:{} -> {a}:{}", self.host, self.guest),
+            None => write!(f, "127.0.0.1:{} -> guest port {}", self.host, self.guest),
+        }
     }
 }
 
@@ -253,7 +272,8 @@ pub fn machine_args(opts: &RunOptions) -> Result<Vec<OsString>, RunError> {
         }
     }
     for f in &opts.forwards {
-        netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));
+        let address = f.address.map(|a| a.to_string()).unwrap_or_default();
+        netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-{address}:{}", f.host, f.guest));
     }
     args.extend([
         "-netdev".into(),
@@ -428,7 +448,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "4G", value_parser = parse_size)]
     pub pool_size: u64,
     /// Forward 127.0.0.1:HOST to the guest's GUEST port (TCP); repeatable.
-    #[arg(long = "forward", value_name = "HOST:GUEST")]
+    #[arg(long = "forward", value_name = "HOST:[ADDRESS:]GUEST")]
     pub forwards: Vec<Forward>,
     /// Guest memory in MiB.
     #[arg(long, value_name = "MB", default_value_t = 1024)]
@@ -628,7 +648,11 @@ mod tests {
         let opts = RunOptions {
             config_url: Some("http://10.0.2.2:8080/c.toml".into()),
             append: "ramkey.log=debug".into(),
-            forwards: vec![Forward { host: 8080, guest: 80 }],
+            forwards: vec![Forward {
+                host: 8080,
+                guest: 80,
+                address: None,
+            }],
             ..RunOptions::new(Boot::Kernel {
                 platform: platform.clone(),
             })
@@ -668,6 +692,10 @@ mod tests {
         assert!(err.to_string().contains("nope/vmlinuz is missing"), "{err}");
         assert!("8080".parse::<Forward>().unwrap_err().contains("HOST:GUEST"));
         assert!("8080:0".parse::<Forward>().is_err());
+        let zone: Forward = "8080:10.0.2.16:80".parse().unwrap();
+        assert_eq!(zone.address, Some(std::net::Ipv4Addr::new(10, 0, 2, 16)));
+        assert_eq!(zone.to_string(), "127.0.0.1:8080 -> 10.0.2.16:80");
+        assert!("8080:10.0.2:80".parse::<Forward>().is_err());
         assert_eq!(parse_size("4G"), Ok(4 << 30));
         assert_eq!(parse_size("512m"), Ok(512 << 20));
         assert_eq!(parse_size("1000"), Ok(1000));

@@ -110,3 +110,44 @@ pub fn usb_copy(name: &str) -> Result<PathBuf> {
     anyhow::ensure!(status.success(), "copying {} failed", src.display());
     Ok(dest)
 }
+
+/// The key that signs the test personalities: fixed, so that rebuilds hit the image cache.
+/// Returns the secret key file and the public key line the config trusts.
+pub fn test_key() -> Result<(PathBuf, String)> {
+    let dir = target_dir().join("ramkey/keys");
+    std::fs::create_dir_all(&dir)?;
+    let key = ramkey_image::SigningKey::from_bytes(&[42; 32]);
+    let secret = dir.join("test.secret");
+    if !secret.exists() {
+        ramkey_image::keys::write_secret_file(&secret, &key)?;
+    }
+    Ok((secret, ramkey_image::keys::encode_public(&key.verifying_key())))
+}
+
+/// `personalities/NAME` built with `ramkey image build` (mmdebstrap for Debian bases; the
+/// first build takes minutes, later ones hit the cache under `target/ramkey/image-cache`),
+/// signed with [`test_key`]. Returns the image file.
+pub fn personality(name: &str) -> Result<PathBuf> {
+    let (key, _) = test_key()?;
+    let opts = ramkey_builder::image_cmd::build::BuildOptions {
+        out: target_dir().join("ramkey/images"),
+        key,
+        cache: Some(target_dir().join("ramkey/image-cache")),
+        use_cache: true,
+        epoch: None,
+        progress: true,
+    };
+    let definition = workspace_root().join("personalities").join(name);
+    let report = ramkey_builder::image_cmd::build::build(&definition, &opts)
+        .with_context(|| format!("building the {name} personality"))?;
+    Ok(report.image)
+}
+
+/// A copy of `image` signed by another key than [`test_key`] (same payload and manifest).
+pub fn resigned(image: &Path, dest: &Path) -> Result<()> {
+    let read = ramkey_image::read::open(image)?;
+    let payload = std::io::Read::take(std::fs::File::open(image)?, read.manifest.payload.size);
+    let other = ramkey_image::SigningKey::from_bytes(&[7; 32]);
+    ramkey_image::write::assemble(payload, &read.manifest, &other, std::fs::File::create(dest)?)?;
+    Ok(())
+}

@@ -106,6 +106,7 @@ fn static_address_and_hostname_reach_a_service_through_a_forward() {
     opts.forwards = vec![Forward {
         host: port,
         guest: 8080,
+        address: None,
     }];
     let mut vm = Machine::start(&Spec::run("config-static", &opts).unwrap()).unwrap();
     vm.expect("ramkey: config: /usbkey/config.toml: ok (hostname box1)", BOOT)

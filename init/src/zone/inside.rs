@@ -15,6 +15,7 @@ use super::launch::NET_READY;
 use super::{RUN_DIR, SETTINGS_FILE, ZONE_IFNAME, ZoneSpec};
 use crate::control::ControlServer;
 use crate::events::{EventLoop, SIGNALS};
+use crate::log::Level;
 use crate::modprobe::KernelLoader;
 use crate::net::KernelNetwork;
 use crate::power::PowerButtons;
@@ -76,16 +77,30 @@ const DENIED: &[i64] = &[
 /// Runs the zone's PID 1; returns its exit status (0 after an orderly stop).
 pub fn run(
     spec: &ZoneSpec,
+    console: Option<fs::File>,
     to_parent: impl Into<std::os::fd::OwnedFd>,
     from_parent: impl Into<std::os::fd::OwnedFd>,
 ) -> i32 {
     let name = &spec.name;
-    match setup(spec, to_parent.into(), from_parent.into()) {
-        Ok(()) => {}
-        Err(e) => {
-            crate::error!("zone {name}: {e}");
-            return 1;
-        }
+    let started = sys::boottime();
+    let (level, line) = match setup(spec, to_parent.into(), from_parent.into()) {
+        Ok(()) => (
+            Level::Info,
+            format!(
+                "zone {name}: up in {} ms (root, network, confinement); starting its services",
+                sys::boottime().saturating_sub(started).as_millis()
+            ),
+        ),
+        Err(e) => (Level::Error, format!("zone {name}: not started: {e}")),
+    };
+    // To the zone's log, and to the console, where whoever watches the boot is.
+    let text = crate::log::format_line(sys::boottime(), level, format_args!("{line}"));
+    sys::write_console(text.as_bytes());
+    if let Some(mut console) = console {
+        let _ = console.write_all(text.as_bytes());
+    }
+    if level == Level::Error {
+        return 1;
     }
     serve(spec)
 }

@@ -53,12 +53,15 @@ fn run(name: &str) -> Result<i32, String> {
     nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare(CLONE_NEWPID): {e}"))?;
     let (from_child, to_parent) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
     let (from_parent, to_child) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    // Setup failures also go to the console, where an administrator watching the boot is;
+    // the zone's log (this process's output) has them too.
+    let console = std::fs::OpenOptions::new().write(true).open("/dev/console").ok();
     let Some(child) = sys::confine::fork().map_err(|e| e.to_string())? else {
         // The zone's PID 1: its status goes back up through `main`.
         drop((from_child, to_child, signals));
-        return Ok(inside::run(&spec, to_parent, from_parent));
+        return Ok(inside::run(&spec, console, to_parent, from_parent));
     };
-    drop((to_parent, from_parent));
+    drop((to_parent, from_parent, console));
     give_network(&spec, child, from_child.into(), to_child.into());
     wait(name, child, &signals)
 }

@@ -1,0 +1,223 @@
+//! Boot tests of zones under QEMU (TCG): the real `web` personality (nginx, built with
+//! mmdebstrap) runs in a zone with its own address on the admin NIC and answers HTTP through
+//! a host forward to that address; its page comes from its volume on the pool and survives
+//! a reboot; a tampered image and one signed by an untrusted key are refused with their
+//! reasons while `web` still starts.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ramkey_builder::run::{Boot, Forward, RunOptions};
+use xtask::artifacts;
+use xtask::qemu::{Machine, Spec};
+
+const BOOT: Duration = Duration::from_secs(300);
+const SHUTDOWN: Duration = Duration::from_secs(120);
+/// Where the FAT partition starts in `usb.img`.
+const FAT: &str = "@@1048576";
+const WEB_ADDRESS: &str = "10.0.2.16";
+
+fn mtools(tool: &str, image: &Path, args: &[&str]) -> bool {
+    let fat = format!("{}{FAT}", image.display());
+    let status = Command::new(tool)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-i", &fat])
+        .args(args)
+        .status()
+        .unwrap();
+    status.success()
+}
+
+fn config(trusted: &str) -> String {
+    format!(
+        r#"version = 1
+hostname = "zonebox"
+
+[[nic]]
+tag = "admin"
+name = "eth0"
+ip = "10.0.2.15/24"
+gateway = "10.0.2.2"
+
+[dns]
+resolvers = ["10.0.2.3"]
+
+[images]
+trusted_keys = ["{trusted}"]
+
+[[personality]]
+name = "web"
+image = "personalities/web-1.0.0.rkimg"
+nic = "admin"
+ip = "{WEB_ADDRESS}/24"
+gateway = "10.0.2.2"
+
+[[personality]]
+name = "tampered"
+image = "personalities/tampered.rkimg"
+nic = "admin"
+ip = "10.0.2.17/24"
+
+[[personality]]
+name = "stranger"
+image = "personalities/stranger.rkimg"
+nic = "admin"
+ip = "10.0.2.18/24"
+"#
+    )
+}
+
+/// The stick: the config above, the `web` image, a copy with one payload byte flipped, and
+/// a copy signed by a key the config does not trust.
+fn stick(name: &str) -> PathBuf {
+    let web = artifacts::personality("web").unwrap();
+    let (_, trusted) = artifacts::test_key().unwrap();
+    let image = artifacts::usb_copy(name).unwrap();
+    let work = artifacts::target_dir().join("ramkey/run").join(format!("{name}.files"));
+    std::fs::create_dir_all(&work).unwrap();
+    let tampered = work.join("tampered.rkimg");
+    let mut bytes = std::fs::read(&web).unwrap();
+    bytes[4096 * 3] ^= 0x55;
+    std::fs::write(&tampered, bytes).unwrap();
+    let stranger = work.join("stranger.rkimg");
+    artifacts::resigned(&web, &stranger).unwrap();
+    let config_file = work.join("config.toml");
+    std::fs::write(&config_file, config(&trusted)).unwrap();
+    // The folder is on the stick already unless the appliance changed; either is fine.
+    let _ = mtools("mmd", &image, &["::/personalities"]);
+    for (file, dest) in [
+        (&web, "::/personalities/web-1.0.0.rkimg"),
+        (&tampered, "::/personalities/tampered.rkimg"),
+        (&stranger, "::/personalities/stranger.rkimg"),
+        (&config_file, "::/config.toml"),
+    ] {
+        assert!(
+            mtools("mcopy", &image, &["-o", file.to_str().unwrap(), dest]),
+            "mcopy {dest}"
+        );
+    }
+    image
+}
+
+/// A 1 GiB sparse disk with an empty ext4 labelled `ramkey-pool`.
+fn pool_disk(name: &str) -> PathBuf {
+    let path = artifacts::target_dir()
+        .join("ramkey/run")
+        .join(format!("{name}.pool.img"));
+    let _ = std::fs::remove_file(&path);
+    std::fs::File::create(&path).unwrap().set_len(1 << 30).unwrap();
+    let status = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "ramkey-pool"])
+        .arg(&path)
+        .status();
+    assert!(status.expect("mkfs.ext4 (e2fsprogs) on the host").success());
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn boot(name: &str, image: &Path, pool: &Path, port: u16) -> Machine {
+    let mut opts = RunOptions::new(Boot::Usb { image: image.into() });
+    opts.pool = Some(pool.into());
+    opts.state_dir = Some(artifacts::target_dir().join("ramkey/run").join(name));
+    opts.forwards = vec![Forward {
+        host: port,
+        guest: 80,
+        address: Some(WEB_ADDRESS.parse().unwrap()),
+    }];
+    Machine::start(&Spec::run(name, &opts).unwrap()).unwrap()
+}
+
+/// `GET path` through the forward until it answers 200 (QEMU accepts the connection before
+/// anything listens behind it); returns the response.
+fn http_get(port: u16, path: &str, deadline: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(format!("GET {path} HTTP/1.0\r\nHost: web\r\n\r\n").as_bytes())?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        });
+        match attempt {
+            Ok(body) if body.starts_with("HTTP/1.1 200") => return body,
+            other if start.elapsed() > deadline => panic!("no HTTP 200 from the zone: {other:?}"),
+            _ => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
+
+fn power_off(mut vm: Machine) {
+    vm.monitor("system_powerdown").unwrap();
+    vm.expect("ramkey: unmount /pool: ok", SHUTDOWN).unwrap();
+    vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
+    assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
+}
+
+fn debugfs(disk: &Path, write: bool, commands: &str) -> String {
+    let script = disk.with_extension("debugfs");
+    std::fs::write(&script, commands).unwrap();
+    let mut cmd = Command::new("debugfs");
+    if write {
+        cmd.arg("-w");
+    }
+    let out = cmd
+        .arg("-f")
+        .arg(&script)
+        .arg(disk)
+        .output()
+        .expect("debugfs (e2fsprogs)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn web_zone_serves_its_volume_across_reboots_and_bad_images_are_refused() {
+    let name = "zones-web";
+    let image = stick(name);
+    let disk = pool_disk(name);
+    let port = free_port();
+
+    let mut vm = boot(name, &image, &disk, port);
+    let (_, tampered) = vm.expect("zone tampered: refused: ", BOOT).unwrap();
+    assert!(tampered.contains("payload sha256 mismatch"), "{tampered}");
+    let (_, stranger) = vm.expect("zone stranger: refused: ", BOOT).unwrap();
+    assert!(stranger.contains("which is not trusted"), "{stranger}");
+    vm.expect("ramkey: zone web: image web 1.0.0 verified", BOOT).unwrap();
+    let started = Instant::now();
+    let page = http_get(port, "/", BOOT);
+    eprintln!(
+        "web zone: first HTTP 200 {} ms after its image was verified (wall clock, TCG)",
+        started.elapsed().as_millis()
+    );
+    assert!(page.contains("It works"), "{page}");
+    vm.refute("RECOVERY MODE").unwrap();
+    vm.refute("PANIC").unwrap();
+    power_off(vm);
+
+    // The page lives in the volume on the pool: replace it there, on the host.
+    let listing = debugfs(&disk, false, "ls -l /instances/web/volumes/www\n");
+    assert!(listing.contains("index.html"), "{listing}");
+    let marker = disk.with_extension("marker.html");
+    std::fs::write(&marker, "<p>written to the volume before this boot</p>\n").unwrap();
+    debugfs(
+        &disk,
+        true,
+        &format!(
+            "cd /instances/web/volumes/www\nrm index.html\nwrite {} index.html\n",
+            marker.display()
+        ),
+    );
+
+    let mut vm = boot(name, &image, &disk, port);
+    vm.expect("ramkey: zone web: image web 1.0.0 verified", BOOT).unwrap();
+    let page = http_get(port, "/", BOOT);
+    assert!(page.contains("written to the volume before this boot"), "{page}");
+    power_off(vm);
+}
