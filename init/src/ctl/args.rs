@@ -13,6 +13,10 @@ usage: ramkeyctl COMMAND [--json]
   log SERVICE [-n LINES] [-f]     a service's output (-f: keep following it)
   reboot | poweroff               stop the services in order, then reboot or power off
   config show|get|set|unset|check ...   the usbkey's config.toml (next boot)
+  personality list                the zones: image, state, address, memory of cap
+  personality start|stop|restart NAME
+  personality log NAME [SERVICE]  the zone's log, or one of its services' logs
+  personality console NAME [-- COMMAND...]   a shell (or a command) inside the zone
 
 --json prints the answer as JSON. Talks to PID 1 at /run/ramkey/control.sock (root only).";
 
@@ -50,6 +54,8 @@ pub enum Command {
     Poweroff,
     /// `config ...`: the usbkey's config, handled by [`crate::ctl_config`].
     Config(Vec<String>),
+    /// `personality ...`: the zones, handled by [`crate::ctl::personality`].
+    Personality(Vec<String>),
     /// `help`, `-h`, `--help`.
     Help,
 }
@@ -76,6 +82,10 @@ fn usage(message: impl Into<String>) -> UsageError {
 pub fn parse(args: &[String]) -> Result<Args, UsageError> {
     if args.first().is_some_and(|a| a == "config") {
         let command = Command::Config(args[1..].to_vec());
+        return Ok(Args { command, json: false });
+    }
+    if args.first().is_some_and(|a| a == "personality") {
+        let command = Command::Personality(args[1..].to_vec());
         return Ok(Args { command, json: false });
     }
     let json = args.iter().any(|a| a == "--json");

@@ -5,6 +5,7 @@
 //! Exit status: 0 when done, 1 on any error (with one line on stderr saying what and why).
 
 pub mod args;
+pub mod personality;
 pub mod render;
 
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -40,7 +41,7 @@ fn socket() -> PathBuf {
 }
 
 /// One request and its answer; an error response becomes `Err`.
-fn ask(request: &Request) -> Result<Response, String> {
+pub(crate) fn ask(request: &Request) -> Result<Response, String> {
     let path = socket();
     match crate::control::call(&path, request, TIMEOUT) {
         Ok(Response::Error { message }) => Err(message),
@@ -75,6 +76,7 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> Result<(), String> {
             let text = crate::ctl_config::run(&args).map_err(|e| e.to_string())?;
             print(out, &text)
         }
+        Command::Personality(args) => print(out, &personality::run(&args)?),
         Command::Status => match ask(&Request::Status)? {
             Response::Status { status } if as_json => json(out, &status),
             Response::Status { status } => print(out, &render::status(&status)),

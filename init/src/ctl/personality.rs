@@ -1,0 +1,186 @@
+//! `ramkeyctl personality ...`: the zones, as `zoneadm list` and `zlogin` show them.
+//!
+//! `list` joins the zone specs PID 1 wrote at boot with the `zone-NAME` services' states and
+//! the zones' cgroups; `start|stop|restart` steer those services; `log` reads the launcher's
+//! log or a service's log in the zone's writable layer; `console` enters the zone's
+//! namespaces under the zone's own confinement and runs a shell (or a command) there.
+
+use std::fmt::Write as _;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use nix::sched::CloneFlags;
+use nix::sys::wait::{WaitStatus, waitpid};
+
+use super::ask;
+use crate::supervisor::protocol::{Action, Request, Response};
+use crate::supervisor::{ServiceStatus, State};
+use crate::zone::ZoneSpec;
+
+/// Carries out `personality ARGS`; returns what to print.
+pub fn run(args: &[String]) -> Result<String, String> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["list"] | [] => list(),
+        [verb @ ("start" | "stop" | "restart"), name] => {
+            spec(name)?;
+            let action = match *verb {
+                "start" => Action::Enable,
+                "stop" => Action::Disable,
+                _ => Action::Restart,
+            };
+            let service = ZoneSpec::service_name(name);
+            match ask(&Request::Svcadm { action, service })? {
+                Response::Done { message } => Ok(format!("{message}\n")),
+                other => Err(format!("unexpected answer from PID 1: {other:?}")),
+            }
+        }
+        ["log", name] => log(name, None),
+        ["log", name, service] => log(name, Some(service)),
+        ["console", name] => console(name, &["/bin/sh".to_string()]),
+        ["console", name, "--", command @ ..] if !command.is_empty() => {
+            let argv: Vec<String> = command.iter().map(|s| (*s).to_string()).collect();
+            console(name, &argv)
+        }
+        _ => Err(
+            "usage: ramkeyctl personality list | start|stop|restart NAME | log NAME [SERVICE] | \
+                  console NAME [-- COMMAND...]"
+                .into(),
+        ),
+    }
+}
+
+fn spec(name: &str) -> Result<ZoneSpec, String> {
+    ZoneSpec::read(Path::new("/"), name)
+        .map_err(|e| format!("no personality {name:?} started at boot ({e}); `ramkeyctl personality list` shows them"))
+}
+
+fn statuses() -> Result<Vec<ServiceStatus>, String> {
+    match ask(&Request::Svcs { all: true })? {
+        Response::Svcs { services } => Ok(services),
+        other => Err(format!("unexpected answer from PID 1: {other:?}")),
+    }
+}
+
+fn list() -> Result<String, String> {
+    let specs = ZoneSpec::all(Path::new("/"));
+    if specs.is_empty() {
+        return Ok("no personalities (none in the config, or all refused at boot: see the boot log)\n".into());
+    }
+    let services = statuses()?;
+    let mut out = format!(
+        "{:<12} {:<20} {:<12} {:<18} {:<20} {}\n",
+        "NAME", "IMAGE", "STATE", "ADDRESS", "MEMORY", "REASON"
+    );
+    for spec in &specs {
+        let status = services.iter().find(|s| s.name == ZoneSpec::service_name(&spec.name));
+        let state = status.map_or("unknown".to_string(), |s| s.state.to_string());
+        let reason = status.map_or(String::new(), |s| s.reason.clone());
+        let used = std::fs::read_to_string(spec.cgroup.join("memory.current"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        let memory = match (used, spec.caps.memory_mib) {
+            (Some(used), Some(cap)) => format!("{} MiB of {cap} MiB", used >> 20),
+            (Some(used), None) => format!("{} MiB", used >> 20),
+            (None, _) => "-".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<12} {:<20} {:<12} {:<18} {:<20} {}",
+            spec.name,
+            format!("{} {}", spec.image_name, spec.version),
+            state,
+            spec.ip.as_deref().unwrap_or("-"),
+            memory,
+            reason
+        );
+    }
+    Ok(out)
+}
+
+fn log(name: &str, service: Option<&str>) -> Result<String, String> {
+    let spec = spec(name)?;
+    let Some(service) = service else {
+        let request = Request::Log {
+            service: ZoneSpec::service_name(name),
+            lines: crate::supervisor::protocol::DEFAULT_LOG_LINES,
+        };
+        return match ask(&request)? {
+            Response::Log { lines, .. } => Ok(lines.iter().map(|l| format!("{l}\n")).collect()),
+            other => Err(format!("unexpected answer from PID 1: {other:?}")),
+        };
+    };
+    // What the zone writes to its /var/log/ramkey lands in its writable layer.
+    let path = spec
+        .state_dir
+        .join("upper")
+        .join(crate::services::LOG_DIR)
+        .join(format!("{service}.log"));
+    std::fs::read_to_string(&path).map_err(|e| format!("{}: {e} (is {service:?} a service of {name}?)", path.display()))
+}
+
+/// The zone's PID 1: the launcher's only child.
+fn zone_init(name: &str) -> Result<i32, String> {
+    let service = ZoneSpec::service_name(name);
+    let status = statuses()?.into_iter().find(|s| s.name == service);
+    let launcher = status
+        .filter(|s| s.state != State::Disabled)
+        .and_then(|s| s.pid)
+        .ok_or_else(|| format!("zone {name} is not running (`ramkeyctl personality start {name}`)"))?;
+    let children = std::fs::read_to_string(format!("/proc/{launcher}/task/{launcher}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("zone {name} is still starting; try again"))
+}
+
+/// Enters the zone's namespaces and runs `argv` there, confined like the zone's services.
+fn console(name: &str, argv: &[String]) -> Result<String, String> {
+    let pid = zone_init(name)?;
+    // Every namespace file is opened before any is entered: after the mount namespace,
+    // this /proc is the zone's.
+    let kinds = [
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ];
+    let mut namespaces: Vec<(OwnedFd, CloneFlags)> = Vec::new();
+    for (kind, flag) in kinds {
+        let path = format!("/proc/{pid}/ns/{kind}");
+        let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        namespaces.push((file.into(), flag));
+    }
+    for (fd, flag) in &namespaces {
+        nix::sched::setns(fd, *flag).map_err(|e| format!("entering the zone's {flag:?} namespace: {e}"))?;
+    }
+    // The PID namespace applies to children: the command runs in a fork.
+    match crate::sys::confine::fork().map_err(|e| e.to_string())? {
+        // In the child, an error returns through `main`, which exits with it.
+        None => crate::zone::inside::confine()
+            .and_then(|()| exec(argv))
+            .map(|()| String::new()),
+        Some(child) => match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, 0)) => Ok(String::new()),
+            Ok(WaitStatus::Exited(_, code)) => Err(format!("{} exited with status {code}", argv[0])),
+            other => Err(format!("{}: {other:?}", argv[0])),
+        },
+    }
+}
+
+/// Replaces this process with `argv`; returns only on failure.
+fn exec(argv: &[String]) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let error = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("TERM", std::env::var("TERM").unwrap_or_else(|_| "vt100".into()))
+        .env("HOME", "/root")
+        .current_dir("/")
+        .exec();
+    Err(format!("{}: {error}", argv[0]))
+}
