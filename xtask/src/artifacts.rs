@@ -121,7 +121,8 @@ pub fn test_key() -> Result<(PathBuf, String)> {
     if !secret.exists() {
         ramkey_image::keys::write_secret_file(&secret, &key)?;
     }
-    Ok((secret, ramkey_image::keys::encode_public(&key.verifying_key())))
+    let public = ramkey_image::keys::encode_public(&key.verifying_key());
+    Ok((secret, public.trim().to_string()))
 }
 
 /// `personalities/NAME` built with `ramkey image build` (mmdebstrap for Debian bases; the

@@ -64,7 +64,7 @@ fn the_stick_image_passes_fsck_and_carries_its_files() {
     );
     assert!(!report.contains("differences"), "{report}");
     let list = std::process::Command::new("mdir")
-        .args(["-/", "-b", "-i"])
+        .args(["-/", "-b", "-a", "-i"]) // -a: syslinux marks ldlinux.sys hidden
         .arg(&part)
         .arg("::/")
         .env("MTOOLS_SKIP_CHECK", "1")

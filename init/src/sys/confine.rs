@@ -55,8 +55,9 @@ struct LoopConfig {
 }
 
 /// Attaches the first `size` bytes of `file` to a free loop device, read-only, cleared
-/// automatically when its last user (the squashfs mount) goes away. Returns `/dev/loopN`.
-pub fn attach_loop(file: &File, size: u64, dev: &Path) -> Result<PathBuf, SysError> {
+/// automatically when its last user goes away. Returns `/dev/loopN` and the open device:
+/// keep it open until the device is mounted, or the kernel clears the device at once.
+pub fn attach_loop(file: &File, size: u64, dev: &Path) -> Result<(PathBuf, File), SysError> {
     let control = OpenOptions::new()
         .read(true)
         .write(true)
@@ -96,7 +97,7 @@ pub fn attach_loop(file: &File, size: u64, dev: &Path) -> Result<PathBuf, SysErr
         // as the kernel's; the pointer is valid for the duration of the call.
         let r = unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CONFIGURE as _, &raw mut config) };
         match Errno::result(r) {
-            Ok(_) => return Ok(path),
+            Ok(_) => return Ok((path, device)),
             Err(Errno::EBUSY) => continue,
             Err(e) => {
                 return Err(SysError::Call {

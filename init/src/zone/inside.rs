@@ -1,5 +1,5 @@
-//! The zone's PID 1: new namespaces, the root built and `pivot_root`ed into, the address
-//! set, privileges dropped, then the manifest's services under the platform's supervisor
+//! The zone's PID 1: new namespaces, the root built and entered (moved over `/`, then
+//! `chroot`), the address set, privileges dropped, then the manifest's services under the platform's supervisor
 //! and event loop. It returns (exits) when told to stop, after stopping its services.
 
 use std::fs;
@@ -24,9 +24,9 @@ use crate::supervise::Supervision;
 use crate::supervisor::protocol::SystemInfo;
 use crate::sys;
 
-/// Capabilities the zone's processes keep (Docker's default set): enough for services
-/// that start as root and drop to their own user; no module loading, raw I/O, mounts,
-/// clock, reboot or administration of the host.
+/// Capabilities the zone's processes keep (Docker's default set without `CAP_SYS_CHROOT`):
+/// enough for services that start as root and drop to their own user; no module loading,
+/// raw I/O, mounts, chroot, clock, reboot or administration of the host.
 const KEPT_CAPS: &[u32] = &[
     0,  // CAP_CHOWN
     1,  // CAP_DAC_OVERRIDE
@@ -38,7 +38,6 @@ const KEPT_CAPS: &[u32] = &[
     8,  // CAP_SETPCAP
     10, // CAP_NET_BIND_SERVICE
     13, // CAP_NET_RAW
-    18, // CAP_SYS_CHROOT
     27, // CAP_MKNOD
     29, // CAP_AUDIT_WRITE
     31, // CAP_SETFCAP
@@ -55,6 +54,7 @@ const DENIED: &[i64] = &[
     libc::SYS_mount,
     libc::SYS_umount2,
     libc::SYS_pivot_root,
+    libc::SYS_chroot,
     libc::SYS_swapon,
     libc::SYS_swapoff,
     libc::SYS_acct,
@@ -166,10 +166,12 @@ fn build_root(spec: &ZoneSpec) -> Result<PathBuf, String> {
         mkdir(dir)?;
     }
     let image = fs::File::open(&spec.image).map_err(|e| format!("{}: {e}", spec.image.display()))?;
-    let device = sys::confine::attach_loop(&image, spec.payload_size, Path::new("/dev"))
+    let (device, held) = sys::confine::attach_loop(&image, spec.payload_size, Path::new("/dev"))
         .map_err(|e| format!("loop device for {}: {e}", spec.image.display()))?;
     let ro = MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
     mount(Some(&device.to_string_lossy()), &lower, Some("squashfs"), ro, None)?;
+    // The mount holds the device now; it is cleared when the zone's mounts go away.
+    drop(held);
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
         lower.display(),
@@ -270,11 +272,14 @@ fn minimal_dev(dev: &Path) -> Result<(), String> {
     )
 }
 
-/// `pivot_root` into `root`; the old root is detached, so nothing of the host stays.
+/// Makes `root` the zone's `/`. The platform runs from the initramfs, and `pivot_root(2)`
+/// refuses to move that root (`EINVAL`), so the new root is moved over `/` and entered with
+/// `chroot` (as `switch_root` does); what lies beneath is out of reach because the zone can
+/// neither `chroot` again (no `CAP_SYS_CHROOT`, `chroot` denied) nor mount.
 fn enter(root: &Path) -> Result<(), String> {
     nix::unistd::chdir(root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
-    nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
-    nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).map_err(|e| format!("detaching the old root: {e}"))?;
+    mount(Some("."), Path::new("/"), None, MsFlags::MS_MOVE, None)?;
+    nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;
     nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))
 }
 

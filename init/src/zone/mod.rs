@@ -15,7 +15,7 @@
 //!    SIGTERM.
 //! 3. The zone's PID 1 ([`inside`]) builds the root (overlayfs of the squashfs payload under
 //!    a writable upper on the pool, volumes bound from the pool, a minimal `/dev`, `/proc`,
-//!    read-only `/sys`, `/tmp`, `/run`, the settings file), `pivot_root`s into it, sets up
+//!    read-only `/sys`, `/tmp`, `/run`, the settings file), moves it over `/` and enters it, sets up
 //!    its address, drops capabilities, sets `no_new_privs` and a seccomp filter, then runs
 //!    the manifest's services under the same supervisor and event loop as the platform.
 
