@@ -2,7 +2,10 @@
 //! mmdebstrap) runs in a zone with its own address on the admin NIC and answers HTTP through
 //! a host forward to that address; its page comes from its volume on the pool and survives
 //! a reboot; a tampered image and one signed by an untrusted key are refused with their
-//! reasons while `web` still starts.
+//! reasons while `web` still starts; from inside the zone (`ramkeyctl personality console`)
+//! the host's processes and files are out of sight, mounting is refused, a memory hog is
+//! OOM-killed in the zone's cgroup and a fork bomb stops at `pids.max`, and the zone and the
+//! host keep serving.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -86,6 +89,9 @@ fn stick(name: &str) -> PathBuf {
     artifacts::resigned(&web, &stranger).unwrap();
     let config_file = work.join("config.toml");
     std::fs::write(&config_file, config(&trusted)).unwrap();
+    let probe = work.join("probe.toml");
+    std::fs::write(&probe, PROBE).unwrap();
+    let _ = mtools("mmd", &image, &["::/services.d"]);
     // The folder is on the stick already unless the appliance changed; either is fine.
     let _ = mtools("mmd", &image, &["::/personalities"]);
     for (file, dest) in [
@@ -93,6 +99,7 @@ fn stick(name: &str) -> PathBuf {
         (&tampered, "::/personalities/tampered.rkimg"),
         (&stranger, "::/personalities/stranger.rkimg"),
         (&config_file, "::/config.toml"),
+        (&probe, "::/services.d/probe.toml"),
     ] {
         assert!(
             mtools("mcopy", &image, &["-o", file.to_str().unwrap(), dest]),
@@ -160,6 +167,70 @@ fn power_off(mut vm: Machine) {
     assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
 }
 
+/// What the probe service (below) printed for `key`: the rest of its `probe: key ` line.
+fn probe(vm: &mut Machine, key: &str) -> String {
+    let needle = format!("probe: {key} ");
+    let (_, line) = vm.expect(&needle, BOOT).unwrap();
+    line.split_once(&needle)
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Reads what the probe found from inside the zone, through `ramkeyctl personality console`.
+fn isolation(vm: &mut Machine) {
+    vm.expect("probe: list", BOOT).unwrap();
+    let (_, web) = vm.expect("web ", BOOT).unwrap();
+    assert!(
+        web.contains("web 1.0.0") && web.contains("online") && web.contains("10.0.2.16/24"),
+        "{web}"
+    );
+    assert!(web.contains("of 256 MiB"), "memory of its cap: {web}");
+    assert_eq!(probe(vm, "hostname"), "web");
+    assert_eq!(probe(vm, "pid1"), "/usr/sbin/ramkey-zone web");
+    assert_eq!(probe(vm, "host-processes-seen"), "0");
+    let files = probe(vm, "host-files");
+    assert!(
+        files.contains("/usbkey: No such file") && files.contains("/pool: No such file"),
+        "{files}"
+    );
+    let mount = probe(vm, "mount");
+    assert!(
+        mount.contains("ermission denied") || mount.contains("not permitted"),
+        "{mount}"
+    );
+    assert_eq!(probe(vm, "hog-exit"), "137", "the memory hog is killed");
+    let oom = probe(vm, "oom-kills");
+    assert!(oom.parse::<u32>().unwrap_or(0) >= 1, "memory.events oom_kill: {oom}");
+    let forks = probe(vm, "pids-max-hits");
+    assert!(forks.parse::<u32>().unwrap_or(0) >= 1, "pids.events max: {forks}");
+    vm.expect("probe: done", BOOT).unwrap();
+}
+
+/// A one-shot platform service, put on the stick, that checks the zone from the inside with
+/// `ramkeyctl personality console` and prints `probe: ...` lines on the console. Its own
+/// command line carries a marker the zone must not see.
+const PROBE: &str = r#"name = "probe"
+restart = "never"
+argv = ["/bin/sh", "-c", '''
+until ramkeyctl personality list 2>/dev/null | grep -q ' online '; do sleep 1; done
+c() { ramkeyctl personality console web -- /bin/sh -c "$1" 2>&1; }
+cg=/sys/fs/cgroup/ramkey/zone-web
+{
+  echo "probe: list"; ramkeyctl personality list
+  echo "probe: hostname $(c 'cat /proc/sys/kernel/hostname')"
+  echo "probe: pid1 $(c 'tr "\0" " " </proc/1/cmdline')"
+  echo "probe: host-processes-seen $(c 'grep -l isolation-probe-[m]arker /proc/[0-9]*/cmdline 2>/dev/null | wc -l')"
+  echo "probe: host-files $(c 'ls /usbkey /pool 2>&1 | tr "\n" " "')"
+  echo "probe: mount $(c 'mount -t tmpfs none /mnt 2>&1 | head -1')"
+  echo "probe: hog-exit $(c 'head -c 600M /dev/zero | tail >/dev/null; echo $?' | tail -1)"
+  echo "probe: oom-kills $(sed -n 's/^oom_kill //p' $cg/memory.events)"
+  c 'i=0; while [ $i -lt 400 ]; do sleep 20 & i=$((i+1)); done; wait' >/dev/null
+  echo "probe: pids-max-hits $(sed -n 's/^max //p' $cg/pids.events)"
+  echo "probe: done"
+} >/dev/console 2>&1
+''', "isolation-probe-marker"]
+"#;
+
 fn debugfs(disk: &Path, write: bool, commands: &str) -> String {
     let script = disk.with_extension("debugfs");
     std::fs::write(&script, commands).unwrap();
@@ -185,18 +256,23 @@ fn web_zone_serves_its_volume_across_reboots_and_bad_images_are_refused() {
     let port = free_port();
 
     let mut vm = boot(name, &image, &disk, port);
+    // The personalities are verified in config order.
+    vm.expect("ramkey: zone web: image web 1.0.0 verified", BOOT).unwrap();
     let (_, tampered) = vm.expect("zone tampered: refused: ", BOOT).unwrap();
     assert!(tampered.contains("payload sha256 mismatch"), "{tampered}");
     let (_, stranger) = vm.expect("zone stranger: refused: ", BOOT).unwrap();
     assert!(stranger.contains("which is not trusted"), "{stranger}");
-    vm.expect("ramkey: zone web: image web 1.0.0 verified", BOOT).unwrap();
+    let (_, up) = vm.expect("ramkey: zone web: up in ", BOOT).unwrap();
     let started = Instant::now();
     let page = http_get(port, "/", BOOT);
     eprintln!(
-        "web zone: first HTTP 200 {} ms after its image was verified (wall clock, TCG)",
+        "web zone: {up}; first HTTP 200 {} ms after that line (wall clock, TCG)",
         started.elapsed().as_millis()
     );
     assert!(page.contains("It works"), "{page}");
+    isolation(&mut vm);
+    // The host and the zone's own service survived the memory hog and the fork bomb.
+    assert!(http_get(port, "/", BOOT).contains("It works"));
     vm.refute("RECOVERY MODE").unwrap();
     vm.refute("PANIC").unwrap();
     power_off(vm);
@@ -215,6 +291,7 @@ fn web_zone_serves_its_volume_across_reboots_and_bad_images_are_refused() {
         ),
     );
 
+    assert!(mtools("mdel", &image, &["::/services.d/probe.toml"]));
     let mut vm = boot(name, &image, &disk, port);
     vm.expect("ramkey: zone web: image web 1.0.0 verified", BOOT).unwrap();
     let page = http_get(port, "/", BOOT);

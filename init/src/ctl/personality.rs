@@ -138,6 +138,9 @@ fn zone_init(name: &str) -> Result<i32, String> {
 /// Enters the zone's namespaces and runs `argv` there, confined like the zone's services.
 fn console(name: &str, argv: &[String]) -> Result<String, String> {
     let pid = zone_init(name)?;
+    // Into the zone's cgroup first, so that what runs here counts against the zone's caps.
+    let procs = spec(name)?.cgroup.join("cgroup.procs");
+    std::fs::write(&procs, std::process::id().to_string()).map_err(|e| format!("{}: {e}", procs.display()))?;
     // Every namespace file is opened before any is entered: after the mount namespace,
     // this /proc is the zone's.
     let kinds = [
