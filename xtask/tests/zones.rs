@@ -3,7 +3,7 @@
 //! a host forward to that address; its page comes from its volume on the pool and survives
 //! a reboot; a tampered image and one signed by an untrusted key are refused with their
 //! reasons while `web` still starts; from inside the zone (`ramkeyctl personality console`)
-//! the host's processes and files are out of sight, mounting is refused, a memory hog is
+//! the host's processes and files are out of sight, `chroot` is refused, a memory hog is
 //! OOM-killed in the zone's cgroup and a fork bomb stops at `pids.max`, and the zone and the
 //! host keep serving.
 
@@ -221,7 +221,7 @@ cg=/sys/fs/cgroup/ramkey/zone-web
   echo "probe: pid1 $(c 'tr "\0" " " </proc/1/cmdline')"
   echo "probe: host-processes-seen $(c 'grep -l isolation-probe-[m]arker /proc/[0-9]*/cmdline 2>/dev/null | wc -l')"
   echo "probe: host-files $(c 'ls /usbkey /pool 2>&1 | tr "\n" " "')"
-  echo "probe: mount $(c 'mount -t tmpfs none /mnt 2>&1 | head -1')"
+  echo "probe: chroot $(c '/usr/sbin/chroot / /bin/true 2>&1 | head -1')"
   echo "probe: hog-exit $(c 'head -c 600M /dev/zero | tail >/dev/null; echo $?' | tail -1)"
   echo "probe: oom-kills $(sed -n 's/^oom_kill //p' $cg/memory.events)"
   c 'i=0; while [ $i -lt 400 ]; do sleep 20 & i=$((i+1)); done; wait' >/dev/null

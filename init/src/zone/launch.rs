@@ -19,6 +19,8 @@ use nix::unistd::Pid;
 
 use super::{ZONE_IFNAME, ZoneSpec, inside};
 use crate::net::netlink::{Netlink, RouteSocket};
+use crate::supervisor::State;
+use crate::supervisor::protocol::{Request, Response};
 use crate::sys;
 
 /// The byte the launcher sends when the zone's interface is in place (or not needed).
@@ -28,8 +30,19 @@ pub const NET_FAILED: u8 = b'x';
 
 /// Runs the launcher for the zone named by `args[0]`; returns the exit status.
 pub fn main(args: &[String]) -> i32 {
+    if let [flag, name] = args
+        && flag == "--ready"
+    {
+        return match ready(name) {
+            Ok(()) => 0,
+            Err(why) => {
+                eprintln!("zone {name}: not ready: {why}");
+                1
+            }
+        };
+    }
     let Some(name) = args.first() else {
-        eprintln!("usage: ramkey-zone NAME (run by PID 1 for each personality)");
+        eprintln!("usage: ramkey-zone NAME | --ready NAME (run by PID 1 for each personality)");
         return 2;
     };
     match run(name) {
@@ -62,8 +75,47 @@ fn run(name: &str) -> Result<i32, String> {
         return Ok(inside::run(&spec, console, to_parent, from_parent));
     };
     drop((to_parent, from_parent, console));
+    let pid_file = pid_file(name);
+    if let Err(e) = std::fs::write(&pid_file, child.to_string()) {
+        crate::warn!("zone {name}: {}: {e}", pid_file.display());
+    }
     give_network(&spec, child, from_child.into(), to_child.into());
     wait(name, child, &signals)
+}
+
+/// Where the launcher notes the zone's PID 1 (as the host sees it).
+fn pid_file(name: &str) -> std::path::PathBuf {
+    ZoneSpec::path(Path::new("/"), name).with_file_name("pid")
+}
+
+/// `ramkey-zone --ready NAME`, the zone service's readiness check: the zone is set up and
+/// every one of its services is online, or has finished cleanly (a one-shot), or is disabled.
+/// Asked over the zone's own control socket.
+fn ready(name: &str) -> Result<(), String> {
+    let pid = std::fs::read_to_string(pid_file(name)).map_err(|e| format!("no PID 1 yet ({e})"))?;
+    let socket = Path::new("/proc")
+        .join(pid.trim())
+        .join("root")
+        .join(crate::control::SOCKET.trim_start_matches('/'));
+    let timeout = std::time::Duration::from_secs(3);
+    let services = match crate::control::call(&socket, &Request::Svcs { all: true }, timeout) {
+        Ok(Response::Svcs { services }) => services,
+        Ok(other) => return Err(format!("unexpected answer {other:?}")),
+        Err(e) => return Err(format!("its supervisor does not answer yet ({e})")),
+    };
+    let waiting: Vec<String> = services
+        .iter()
+        .filter(|s| {
+            let finished = s.state == State::Offline && s.pid.is_none() && s.reason.starts_with("exited with");
+            !(finished || matches!(s.state, State::Online | State::Disabled))
+        })
+        .map(|s| format!("{} {} ({})", s.name, s.state, s.reason))
+        .collect();
+    if waiting.is_empty() {
+        Ok(())
+    } else {
+        Err(waiting.join("; "))
+    }
 }
 
 /// Waits for the child to have its own network namespace, creates its interface there,

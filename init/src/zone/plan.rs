@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ramkey_config::{Addressing, Config, Personality, SettingValue};
 use ramkey_image::VerifyingKey;
+use ramkey_image::check::{Check, Probe};
 use ramkey_image::requirements::PlatformVersion;
 use ramkey_image::service::{Caps, RestartPolicy, ServiceSpec};
 use ramkey_image::verify::{Platform, VerifiedImage};
@@ -204,6 +205,15 @@ fn service(p: &Personality, spec: &ZoneSpec) -> ServiceSpec {
         vec![LAUNCHER.to_string(), p.name.clone()],
     );
     s.restart = RestartPolicy::OnFailure;
+    // Online once the zone is set up and its own services are (up to two minutes).
+    s.readiness = Some(Probe {
+        check: Check::Exec {
+            argv: vec![LAUNCHER.to_string(), "--ready".to_string(), p.name.clone()],
+        },
+        interval_secs: 1,
+        timeout_secs: 5,
+        retries: 120,
+    });
     // The zone's own services get their stop timeouts inside; this covers them all.
     s.stop_timeout_secs = 30;
     s.caps = spec.caps;
