@@ -312,3 +312,43 @@ fn web_personality_has_nginx_and_its_health_check() {
     );
     assert!(report.entry.packages > 10, "{report}");
 }
+
+/// Builds `personalities/NAME`, verifies it, and returns its manifest and payload paths.
+fn build_and_read(name: &str) -> (ramkey_image::manifest::Manifest, Vec<String>) {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-build");
+    fs::create_dir_all(&tmp).unwrap();
+    let (secret, public) = key(&tmp, 7);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../personalities")
+        .join(name);
+    let report = build::build(&dir, &options(&tmp.join("out"), &secret, Some(tmp.join("cache")))).unwrap();
+    eprintln!("{report}");
+    let image = ramkey_image::read::open(&report.image).unwrap();
+    let trusted = [keys::read_public_file(&public).unwrap()];
+    let verified = ramkey_image::verify::verify(image, &trusted, &platform()).unwrap();
+    (verified.manifest().clone(), payload_paths(&report.image, &tmp))
+}
+
+/// The `office` personality (dnsmasq from Debian) builds, verifies and holds its programs.
+#[test]
+fn office_personality_has_dnsmasq_and_its_settings() {
+    let (m, paths) = build_and_read("office");
+    assert_eq!(m.name, "office");
+    assert!(m.services.iter().any(|s| s.name == "dnsmasq"));
+    assert!(m.settings.iter().any(|s| s.name == "dhcp-start"));
+    for want in ["/usr/sbin/dnsmasq", "/usr/local/sbin/ramkey-office-start"] {
+        assert!(paths.iter().any(|p| p == want), "{want} not in the office image");
+    }
+}
+
+/// The `kv` personality (redis from Debian) builds, verifies and holds its programs.
+#[test]
+fn kv_personality_has_redis_and_its_volume() {
+    let (m, paths) = build_and_read("kv");
+    assert_eq!(m.name, "kv");
+    assert!(m.services.iter().any(|s| s.name == "redis"));
+    assert!(m.volumes.iter().any(|v| v.name == "data"));
+    for want in ["/usr/bin/redis-server", "/usr/local/sbin/ramkey-kv-start"] {
+        assert!(paths.iter().any(|p| p == want), "{want} not in the kv image");
+    }
+}

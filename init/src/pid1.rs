@@ -102,6 +102,9 @@ pub fn run() -> ! {
     loop {
         match catch_unwind(AssertUnwindSafe(|| events.run())) {
             Ok(Ok(request)) => {
+                // The services are stopped: close their log files, which live on the pool
+                // under /var, so that the pool can really be unmounted (not just detached).
+                drop(events.services.take());
                 let failed = catch_unwind(AssertUnwindSafe(|| {
                     shutdown::shutdown(&request, &paths.mounts(), &mut KernelSystem)
                 }));
