@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::peers::PAGE_MARK;
 use crate::qemu::{Machine, Spec};
 
 /// The same kernel command line for every system.
@@ -39,6 +38,10 @@ pub struct Target {
     pub initrd: PathBuf,
     pub disk: PathBuf,
     pub console: Console,
+    /// Where the page is served: the box's own address, or a zone's.
+    pub serve_at: Option<&'static str>,
+    /// What the page must contain.
+    pub mark: &'static str,
 }
 
 /// The figures of one boot, in seconds from QEMU start unless named otherwise.
@@ -71,7 +74,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// One `GET /`; true on a 200 whose body has the page.
-fn http_ok(addr: &SocketAddr) -> bool {
+fn http_ok(addr: &SocketAddr, mark: &str) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(addr, Duration::from_millis(500)) else {
         return false;
     };
@@ -86,14 +89,14 @@ fn http_ok(addr: &SocketAddr) -> bool {
     let mut answer = Vec::new();
     let _ = stream.take(64 * 1024).read_to_end(&mut answer);
     let text = String::from_utf8_lossy(&answer);
-    (text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200")) && text.contains(PAGE_MARK)
+    (text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200")) && text.contains(mark)
 }
 
 /// Polls until the page answers, `stop` is set, or the deadline; the time since `t0`.
-fn poll_http(port: u16, t0: Instant, stop: &AtomicBool) -> Option<f64> {
+fn poll_http(port: u16, mark: &str, t0: Instant, stop: &AtomicBool) -> Option<f64> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     while t0.elapsed() < DEADLINE && !stop.load(Ordering::Relaxed) {
-        if http_ok(&addr) {
+        if http_ok(&addr, mark) {
             return Some(t0.elapsed().as_secs_f64());
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -132,7 +135,7 @@ fn kib(line: &str) -> Option<u64> {
 /// Boots `target` once and measures it.
 pub fn run_once(target: &Target, run: u32) -> Result<Sample> {
     let port = free_port()?;
-    let spec = Spec {
+    let mut spec = Spec {
         name: format!("bench-{}-{run}", target.name),
         memory_mb: MEMORY_MB,
         kernel: Some((target.vmlinuz.clone(), target.initrd.clone(), CMDLINE.into())),
@@ -144,21 +147,36 @@ pub fn run_once(target: &Target, run: u32) -> Result<Sample> {
         ],
     }
     .user_net(&[(port, 80)]);
+    if let Some(address) = target.serve_at {
+        // The forward goes to the zone's own address on the user network.
+        for arg in &mut spec.args {
+            if arg.starts_with("user,") {
+                *arg = arg.replace("-:80", &format!("-{address}:80"));
+            }
+        }
+    }
     // The poller's clock starts just before QEMU's; the console's just after spawning it.
     let t0 = Instant::now();
     let mut vm = Machine::start(&spec)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let poller = (target.console == Console::Peer).then(|| {
+    let poller = (target.console != Console::Floor).then(|| {
         let stop = Arc::clone(&stop);
-        std::thread::spawn(move || poll_http(port, t0, &stop))
+        let mark = target.mark;
+        std::thread::spawn(move || poll_http(port, mark, t0, &stop))
     });
     let result = observe(&mut vm, target.console);
     stop.store(result.is_err(), Ordering::Relaxed);
     let http = poller.and_then(|p| p.join().ok().flatten());
     let mut sample = result?;
-    if target.console == Console::Peer {
-        sample.http =
-            Some(http.with_context(|| format!("{}: no HTTP 200 within {DEADLINE:?}\n{}", target.name, vm.tail()))?);
+    if target.console != Console::Floor {
+        let http = http.with_context(|| format!("{}: no HTTP 200 within {DEADLINE:?}\n{}", target.name, vm.tail()))?;
+        sample.http = Some(http);
+        if let Some(up) = zone_up(&vm, sample.kernel_zero) {
+            sample
+                .steps
+                .push(("zone up → HTTP 200".into(), ((http - up.0) * 1000.0).max(0.0) as u64));
+            sample.steps.push(("zone setup".into(), up.1));
+        }
     }
     if target.console == Console::Floor {
         vm.wait_exit(Duration::from_secs(30))?;
@@ -167,6 +185,14 @@ pub fn run_once(target: &Target, run: u32) -> Result<Sample> {
 }
 
 /// Follows the console of a running machine.
+/// The host time of the `zone web: up in N ms` line, and N.
+fn zone_up(vm: &Machine, kernel_zero: f64) -> Option<(f64, u64)> {
+    vm.lines().iter().find_map(|(_, l)| {
+        let ms = l.split_once("zone web: up in ")?.1.split(' ').next()?.parse().ok()?;
+        Some((kernel_zero + printk_time(l)?, ms))
+    })
+}
+
 fn observe(vm: &mut Machine, console: Console) -> Result<Sample> {
     let mut sample = Sample::default();
     let needle = if console == Console::Ramkey {
@@ -192,7 +218,6 @@ fn observe(vm: &mut Machine, console: Console) -> Result<Sample> {
                 Some((name.to_string(), ms))
             })
             .collect();
-        return Ok(sample);
     }
     for _ in 0..2 {
         vm.expect("bench: meminfo done", DEADLINE)?;

@@ -35,19 +35,19 @@ fn what(name: &str) -> &'static str {
         "systemd" => {
             "Debian bookworm minbase + systemd, udev, dbus, nginx (mmdebstrap, merged-usr, no docs) as a RAM root; a unit reads the FAT config."
         }
-        "ramkey-platform" => "Ramkey's platform (`xtask::artifacts::platform()`), boot to `ramkey: ready`.",
-        _ => "Ramkey zone.",
+        "ramkey-platform" => {
+            "Ramkey's platform (`xtask::artifacts::platform()`): the config from the FAT disk, busybox `httpd` as a platform service (`/usbkey/services.d`)."
+        }
+        _ => {
+            "Ramkey's platform running the `web` personality (nginx, 22 MB signed image on the FAT disk) in a zone at 10.0.2.16, data in RAM."
+        }
     }
 }
 
 fn note(name: &str) -> Option<&'static str> {
     match name {
         "floor" => Some("It cannot serve HTTP."),
-        "ramkey-platform" => Some(
-            "HTTP joins the table when the platform configures the network and serves HTTP (later issues); \
-             RAM is n/a because the init does not print /proc/meminfo yet.",
-        ),
-        "ramkey-zone" => Some("Pending: zones do not exist yet."),
+        "ramkey-zone" => Some("Its size is the initramfs plus the image; the forward goes to the zone's own address."),
         _ => None,
     }
 }
@@ -97,7 +97,7 @@ impl Options {
 
 pub const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only NAME[,NAME]] [--out DIR]
        cargo xtask bench build [--runs N] [--out DIR]
-systems: floor, busybox, systemd, ramkey-platform (ramkey-zone is pending)";
+systems: floor, busybox, systemd, ramkey-platform, ramkey-zone";
 
 /// `cargo xtask bench ...`.
 pub fn main(args: &[String]) -> Result<()> {
@@ -130,19 +130,28 @@ pub fn run(opts: &Options) -> Result<()> {
     let cache = artifacts::target_dir().join("bench/cache");
     std::fs::create_dir_all(&cache)?;
     let disk = peers::config_disk(&cache.join("disk"))?;
+    let platform_initrd = || -> Result<PathBuf> { Ok(artifacts::platform()?.join("initrd.img")) };
 
     let mut targets: Vec<(Target, u64)> = Vec::new();
     let mut results: Vec<SystemResult> = Vec::new();
     for &name in SYSTEMS.iter().filter(|n| opts.wants(n)) {
+        let (mut disk, mut serve_at, mut mark, mut extra) = (disk.clone(), None, peers::PAGE_MARK, 0);
         let built = match name {
             "floor" => Some((floor::build(&cache, epoch)?, Console::Floor)),
             "busybox" => Some((busybox::build(&cache, &kernel, epoch)?, Console::Peer)),
             "systemd" => Some((systemd::build(&cache, &kernel, epoch)?, Console::Peer)),
-            "ramkey-platform" => Some((artifacts::platform()?.join("initrd.img"), Console::Ramkey)),
+            "ramkey-platform" => Some((platform_initrd()?, Console::Ramkey)),
+            "ramkey-zone" => {
+                let web = artifacts::personality("web")?;
+                let (_, trusted) = artifacts::test_key()?;
+                disk = peers::zone_disk(&cache.join("zone"), &web, &trusted)?;
+                (serve_at, mark, extra) = (Some(peers::ZONE_ADDRESS), "It works", std::fs::metadata(&web)?.len());
+                Some((platform_initrd()?, Console::Ramkey))
+            }
             _ => None,
         };
         let size = match &built {
-            Some((initrd, _)) => Some(std::fs::metadata(initrd)?.len()),
+            Some((initrd, _)) => Some(std::fs::metadata(initrd)?.len() + extra),
             None => None,
         };
         if let Some((initrd, console)) = built {
@@ -151,8 +160,10 @@ pub fn run(opts: &Options) -> Result<()> {
                 name: name.to_string(),
                 vmlinuz: kernel.vmlinuz.clone(),
                 initrd,
-                disk: disk.clone(),
+                disk,
                 console,
+                serve_at,
+                mark,
             };
             targets.push((target, results.len() as u64));
         }

@@ -22,6 +22,24 @@ pub const CONFIG: &str = "ADDRESS=10.0.2.15/24\nGATEWAY=10.0.2.2\n";
 /// RAMKEY holding `config.toml`); the peers ignore it.
 pub const RAMKEY_CONFIG: &str = "version = 1\nhostname = \"bench\"\n\n[[nic]]\ntag = \"admin\"\nname = \"eth0\"\nip = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\n";
 
+/// Ramkey's platform services on the config disk (the peers ignore them): busybox `httpd`
+/// serving the page, and the same memory readings the peers print.
+pub fn ramkey_services() -> [(&'static str, String); 2] {
+    let page = PAGE.trim_end();
+    let httpd = format!(
+        "name = \"bench-httpd\"\nargv = [\"/bin/sh\", \"-c\", '''mkdir -p /run/www && \
+         printf '%s' '{page}' > /run/www/index.html && exec /bin/busybox httpd -f -p 80 -h /run/www''']\n"
+    );
+    let meminfo = format!(
+        "name = \"bench-meminfo\"\nrestart = \"never\"\nargv = [\"/bin/sh\", \"-c\", '''{MEMINFO_SH}\
+         sleep 3; meminfo; sleep 3; meminfo''']\n"
+    );
+    [("bench-httpd.toml", httpd), ("bench-meminfo.toml", meminfo)]
+}
+
+/// The address the `ramkey-zone` system's `web` zone gets on QEMU's user network.
+pub const ZONE_ADDRESS: &str = "10.0.2.16";
+
 /// Modules a peer needs for the job: the NIC, the config disk and its filesystem.
 pub const MODULES: &[&str] = &[
     "virtio_pci",
@@ -115,6 +133,55 @@ pub fn config_disk(dir: &Path) -> Result<PathBuf> {
         .arg(&image)
         .arg(&toml)
         .arg("::config.toml"))?;
+    add_services(dir, &image, &ramkey_services())?;
+    Ok(image)
+}
+
+fn add_services(dir: &Path, image: &Path, services: &[(&str, String)]) -> Result<()> {
+    run(Command::new("mmd").arg("-i").arg(image).arg("::services.d"))?;
+    for (name, text) in services {
+        let staged = dir.join(name);
+        std::fs::write(&staged, text)?;
+        run(Command::new("mcopy")
+            .arg("-i")
+            .arg(image)
+            .arg(&staged)
+            .arg(format!("::services.d/{name}")))?;
+    }
+    Ok(())
+}
+
+/// The `ramkey-zone` system's stick: a FAT labelled RAMKEY with a config that runs the
+/// `web` personality (signed by the key `trusted` names) at [`ZONE_ADDRESS`], the image,
+/// and the memory readings. No pool: the zone's data is in RAM.
+pub fn zone_disk(dir: &Path, web: &Path, trusted: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let image = dir.join("zone.img");
+    let toml = dir.join("zone.toml");
+    let personality = format!(
+        "\n[images]\ntrusted_keys = [\"{trusted}\"]\n\n[[personality]]\nname = \"web\"\n\
+         image = \"personalities/web.rkimg\"\nnic = \"admin\"\nip = \"{ZONE_ADDRESS}/24\"\ngateway = \"10.0.2.2\"\n"
+    );
+    std::fs::write(&toml, format!("{RAMKEY_CONFIG}{personality}"))?;
+    let _ = std::fs::remove_file(&image);
+    let kib = std::fs::metadata(web)?.len() / 1024 + 8192;
+    run(Command::new("mkfs.vfat")
+        .args(["-C", "-i", "0b5e0002", "-n", "RAMKEY"])
+        .arg(&image)
+        .arg(kib.to_string()))?;
+    run(Command::new("mcopy")
+        .arg("-i")
+        .arg(&image)
+        .arg(&toml)
+        .arg("::config.toml"))?;
+    run(Command::new("mmd").arg("-i").arg(&image).arg("::personalities"))?;
+    run(Command::new("mcopy")
+        .arg("-i")
+        .arg(&image)
+        .arg(web)
+        .arg("::personalities/web.rkimg"))?;
+    let [_, meminfo] = ramkey_services();
+    add_services(dir, &image, &[meminfo])?;
     Ok(image)
 }
 

@@ -150,7 +150,7 @@ pub fn markdown(systems: &[SystemResult], env: &Environment) -> String {
     let over_floor = |s: Option<&SystemResult>| median(s, "mem_used").and_then(|m| floor_mem.map(|f| m - f.median));
     let busybox = find(systems, "busybox");
     let systemd = find(systems, "systemd");
-    for sys in systems.iter().filter(|s| s.name != "ramkey-zone") {
+    for sys in systems {
         let size = sys.size.map(|b| b as f64);
         let _ = writeln!(
             md,
@@ -167,8 +167,15 @@ pub fn markdown(systems: &[SystemResult], env: &Environment) -> String {
         );
     }
 
-    if let Some(ramkey) = find(systems, "ramkey-platform").filter(|r| !r.samples.is_empty()) {
-        md.push_str("\nRamkey's init timeline (`ramkey: timeline` lines), ms: median (min–max):\n\n| step | duration |\n|---|---|\n");
+    for ramkey in ["ramkey-platform", "ramkey-zone"]
+        .into_iter()
+        .filter_map(|name| find(systems, name).filter(|r| !r.samples.is_empty()))
+    {
+        let _ = write!(
+            md,
+            "\n{}: the init's timeline (`ramkey: timeline` lines) and the zone, ms: median (min–max):\n\n| step | duration |\n|---|---|\n",
+            ramkey.name
+        );
         for name in step_names(ramkey) {
             let values: Vec<f64> = ramkey
                 .samples
