@@ -15,6 +15,8 @@ usage: ramkeyctl COMMAND [--json]
   config show|get|set|unset|check ...   the usbkey's config.toml (next boot)
   personality list                the zones: image, state, address, memory of cap
   personality start|stop|restart NAME
+  personality swap NAME IMAGE [--wait SECS]   run IMAGE, keep it only if the zone comes up
+  personality rollback NAME       back to the image the last swap replaced
   personality log NAME [SERVICE]  the zone's log, or one of its services' logs
   personality console NAME [-- COMMAND...]   a shell (or a command) inside the zone
 

@@ -7,6 +7,7 @@
 pub mod args;
 pub mod personality;
 pub mod render;
+pub mod swap;
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;

@@ -12,7 +12,9 @@ use std::path::Path;
 use nix::sched::CloneFlags;
 use nix::sys::wait::{WaitStatus, waitpid};
 
-use super::ask;
+use std::time::Duration;
+
+use super::{ask, swap};
 use crate::supervisor::protocol::{Action, Request, Response};
 use crate::supervisor::{ServiceStatus, State};
 use crate::zone::ZoneSpec;
@@ -35,6 +37,12 @@ pub fn run(args: &[String]) -> Result<String, String> {
                 other => Err(format!("unexpected answer from PID 1: {other:?}")),
             }
         }
+        ["swap", name, image] => swap::swap(name, image, swap::DEFAULT_WAIT),
+        ["swap", name, image, "--wait", secs] => {
+            let secs: u64 = secs.parse().map_err(|_| format!("--wait {secs:?} is not a number of seconds"))?;
+            swap::swap(name, image, Duration::from_secs(secs))
+        }
+        ["rollback", name] => swap::rollback(name, swap::DEFAULT_WAIT),
         ["log", name] => log(name, None),
         ["log", name, service] => log(name, Some(service)),
         ["console", name] => console(name, &["/bin/sh".to_string()]),
@@ -43,8 +51,8 @@ pub fn run(args: &[String]) -> Result<String, String> {
             console(name, &argv)
         }
         _ => Err(
-            "usage: ramkeyctl personality list | start|stop|restart NAME | log NAME [SERVICE] | \
-                  console NAME [-- COMMAND...]"
+            "usage: ramkeyctl personality list | start|stop|restart NAME | swap NAME IMAGE [--wait SECS] | \
+                  rollback NAME | log NAME [SERVICE] | console NAME [-- COMMAND...]"
                 .into(),
         ),
     }
@@ -75,7 +83,11 @@ fn list() -> Result<String, String> {
     for spec in &specs {
         let status = services.iter().find(|s| s.name == ZoneSpec::service_name(&spec.name));
         let state = status.map_or("unknown".to_string(), |s| s.state.to_string());
-        let reason = status.map_or(String::new(), |s| s.reason.clone());
+        let rollback = ZoneSpec::path(Path::new("/"), &spec.name).with_file_name(swap::ROLLBACK_NOTE);
+        let reason = match std::fs::read_to_string(rollback) {
+            Ok(note) => note,
+            Err(_) => status.map_or(String::new(), |s| s.reason.clone()),
+        };
         let used = std::fs::read_to_string(spec.cgroup.join("memory.current"))
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok());

@@ -91,7 +91,7 @@ fn pid_file(name: &str) -> std::path::PathBuf {
 /// `ramkey-zone --ready NAME`, the zone service's readiness check: the zone is set up and
 /// every one of its services is online, or has finished cleanly (a one-shot), or is disabled.
 /// Asked over the zone's own control socket.
-fn ready(name: &str) -> Result<(), String> {
+pub fn ready(name: &str) -> Result<(), String> {
     let pid = std::fs::read_to_string(pid_file(name)).map_err(|e| format!("no PID 1 yet ({e})"))?;
     let socket = Path::new("/proc")
         .join(pid.trim())

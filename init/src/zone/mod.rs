@@ -77,9 +77,47 @@ pub struct ZoneSpec {
     pub cgroup: PathBuf,
     /// The zone's caps: the config's, or the manifest's defaults.
     pub caps: Caps,
+    /// The config's trusted image keys (hex), for `ramkeyctl personality swap`.
+    pub trusted_keys: Vec<String>,
+    /// The platform version images are checked against.
+    pub platform_version: String,
 }
 
 impl ZoneSpec {
+    /// Runs `manifest`'s image (at `path`) from now on: its services, volumes and payload.
+    pub fn take_image(&mut self, path: PathBuf, manifest: &ramkey_image::manifest::Manifest) {
+        self.image = path;
+        self.image_name.clone_from(&manifest.name);
+        self.version.clone_from(&manifest.version);
+        self.payload_size = manifest.payload.size;
+        self.services.clone_from(&manifest.services);
+        self.volumes = manifest.volumes.iter().map(|v| (v.path.clone(), v.name.clone())).collect();
+    }
+
+    /// The trusted keys, decoded.
+    pub fn trusted(&self) -> Vec<ramkey_image::VerifyingKey> {
+        self.trusted_keys
+            .iter()
+            .filter_map(|hex| {
+                let bytes: Vec<u8> = (0..hex.len())
+                    .step_by(2)
+                    .filter_map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                    .collect();
+                ramkey_image::VerifyingKey::from_bytes(&bytes.try_into().ok()?).ok()
+            })
+            .collect()
+    }
+
+    /// Writes the spec to `run/ramkey/zones/NAME/FILE` under `root`.
+    pub fn write(&self, root: &Path, file: &str) -> Result<(), String> {
+        let path = Self::path(root, &self.name).with_file_name(file);
+        let text = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        path.parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, text))
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
     /// `run/ramkey/zones/NAME/zone.json` under `root`.
     pub fn path(root: &Path, name: &str) -> PathBuf {
         root.join(RUN_DIR).join(name).join("zone.json")

@@ -2,6 +2,7 @@
 //! [`ZoneSpec`] written, and the `zone-NAME` service that runs it. A refused image is
 //! logged with its reason; the other personalities still start.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -45,31 +46,20 @@ pub fn prepare(config: &Config, places: &Places<'_>) -> Vec<ServiceSpec> {
     let mut services = Vec::new();
     for p in config.personalities.iter().filter(|p| p.enabled) {
         match plan_one(config, p, &trusted, places) {
-            Ok(spec) => {
-                let path = ZoneSpec::path(places.root, &p.name);
-                let written = path
-                    .parent()
-                    .map_or(Ok(()), std::fs::create_dir_all)
-                    .and_then(|()| std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap_or_default()));
-                match written {
-                    Ok(()) => {
-                        crate::notice!(
-                            "zone {}: image {} {} verified ({}); data {}",
-                            p.name,
-                            spec.image_name,
-                            spec.version,
-                            spec.image.display(),
-                            if spec.persistent {
-                                "on the pool"
-                            } else {
-                                "in RAM (diskless)"
-                            }
-                        );
-                        services.push(service(p, &spec));
-                    }
-                    Err(e) => crate::error!("zone {}: not started: {}: {e}", p.name, path.display()),
+            Ok(spec) => match spec.write(places.root, "zone.json") {
+                Ok(()) => {
+                    let data = if spec.persistent { "on the pool" } else { "in RAM (diskless)" };
+                    crate::notice!(
+                        "zone {}: image {} {} verified ({}); data {data}",
+                        p.name,
+                        spec.image_name,
+                        spec.version,
+                        spec.image.display()
+                    );
+                    services.push(service(p, &spec));
                 }
-            }
+                Err(e) => crate::error!("zone {}: not started: {e}", p.name),
+            },
             Err(reason) => crate::error!("zone {}: refused: {reason}", p.name),
         }
     }
@@ -84,18 +74,7 @@ fn plan_one(
     places: &Places<'_>,
 ) -> Result<ZoneSpec, String> {
     let path = find_image(&p.image, places)?;
-    if trusted.is_empty() {
-        return Err("no [images] trusted_keys in the config: no image can be trusted".into());
-    }
-    let platform = Platform {
-        version: places
-            .version
-            .parse::<PlatformVersion>()
-            .map_err(|e| format!("the platform version {:?}: {e}", places.version))?,
-        arch: std::env::consts::ARCH.to_string(),
-    };
-    let image = ramkey_image::read::open(&path).map_err(|e| e.to_string())?;
-    let verified: VerifiedImage = ramkey_image::verify::verify(image, trusted, &platform).map_err(|e| e.to_string())?;
+    let verified = verify(&path, trusted, places.version)?;
     let m = verified.manifest();
     let (state_dir, persistent) = match places.pool {
         Some(pool) => (pool.join(INSTANCES_DIR).join(&p.name), true),
@@ -107,12 +86,12 @@ fn plan_one(
         Addressing::Static { addr, prefix } => format!("{addr}/{prefix}"),
     });
     let caps = caps(p, &m.caps);
-    Ok(ZoneSpec {
+    let mut spec = ZoneSpec {
         name: p.name.clone(),
-        image: path,
-        image_name: m.name.clone(),
-        version: m.version.clone(),
-        payload_size: m.payload.size,
+        image: PathBuf::new(),
+        image_name: String::new(),
+        version: String::new(),
+        payload_size: 0,
         state_dir,
         persistent,
         nic,
@@ -120,12 +99,32 @@ fn plan_one(
         gateway: p.gateway.map(|g| g.to_string()),
         resolvers: config.dns.resolvers.iter().map(ToString::to_string).collect(),
         search: config.dns.search.clone(),
-        volumes: m.volumes.iter().map(|v| (v.path.clone(), v.name.clone())).collect(),
+        volumes: BTreeMap::new(),
         settings: settings_file(p, m),
-        services: m.services.clone(),
+        services: Vec::new(),
         cgroup: places.cgroups.join(ZoneSpec::service_name(&p.name)),
         caps,
-    })
+        trusted_keys: trusted.iter().map(|k| ramkey_image::footer::hex(k.as_bytes())).collect(),
+        platform_version: places.version.to_string(),
+    };
+    spec.take_image(path, m);
+    Ok(spec)
+}
+
+/// Verifies the image at `path`: signed by one of `trusted`, intact, and made for this
+/// platform `version` and architecture. The error is the reason, for the console.
+pub fn verify(path: &Path, trusted: &[VerifyingKey], version: &str) -> Result<VerifiedImage, String> {
+    if trusted.is_empty() {
+        return Err("no [images] trusted_keys in the config: no image can be trusted".into());
+    }
+    let platform = Platform {
+        version: version
+            .parse::<PlatformVersion>()
+            .map_err(|e| format!("the platform version {version:?}: {e}"))?,
+        arch: std::env::consts::ARCH.to_string(),
+    };
+    let image = ramkey_image::read::open(path).map_err(|e| e.to_string())?;
+    ramkey_image::verify::verify(image, trusted, &platform).map_err(|e| e.to_string())
 }
 
 /// The image file: an absolute path as is; otherwise on the usbkey, then in `pool/images/`.

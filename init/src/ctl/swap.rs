@@ -1,0 +1,132 @@
+//! `ramkeyctl personality swap NAME IMAGE` and `rollback NAME`: a zone moved to another
+//! image with the same volumes, kept only if it comes up.
+//!
+//! The new image is verified with the keys and platform version the zone was started with,
+//! copied into `/pool/images/` (when there is a pool), and the zone restarted on it. If the
+//! zone is not online before the deadline — its setup failed, or one of its services never
+//! got ready — it is restarted on the image it ran before, and the reason is kept for
+//! `personality list`. The image swapped away from stays in `zone.prev.json` until the next
+//! swap, for `rollback`. A kept swap is written to the usbkey config, so the next boot runs
+//! it too.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::ask;
+use crate::supervisor::protocol::{Action, Request, Response};
+use crate::supervisor::{ServiceStatus, State};
+use crate::zone::{ZoneSpec, plan};
+
+/// The default time a new image gets to come up.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(120);
+/// The file, next to `zone.json`, that says why the last swap was rolled back.
+pub const ROLLBACK_NOTE: &str = "rollback.txt";
+
+/// `swap NAME IMAGE [--wait SECS]`.
+pub fn swap(name: &str, image: &str, wait: Duration) -> Result<String, String> {
+    let root = Path::new("/");
+    let current = ZoneSpec::read(root, name)?;
+    let path = std::fs::canonicalize(image).map_err(|e| format!("{image}: {e}"))?;
+    let verified = plan::verify(&path, &current.trusted(), &current.platform_version)
+        .map_err(|reason| format!("refused: {reason}"))?;
+    let path = keep_on_pool(&path)?;
+    let mut next = current.clone();
+    next.take_image(path.clone(), verified.manifest());
+    let _ = std::fs::remove_file(ZoneSpec::path(root, name).with_file_name(ROLLBACK_NOTE));
+    current.write(root, "zone.prev.json")?;
+    let started = Instant::now();
+    match restart_on(&next, wait) {
+        Ok(()) => {
+            let saved = save_in_config(name, &path);
+            Ok(format!(
+                "{name}: swapped {} {} -> {} {} in {} ms; {saved}\n",
+                current.image_name,
+                current.version,
+                next.image_name,
+                next.version,
+                started.elapsed().as_millis()
+            ))
+        }
+        Err(why) => {
+            let note = format!("rolled back from {} {}: {why}", next.image_name, next.version);
+            restart_on(&current, wait).map_err(|e| format!("{note}; and the previous image did not come back: {e}"))?;
+            let _ = std::fs::write(ZoneSpec::path(root, name).with_file_name(ROLLBACK_NOTE), &note);
+            Err(format!("{name}: {note}; running {} {} again", current.image_name, current.version))
+        }
+    }
+}
+
+/// `rollback NAME`: back to the image the last swap replaced.
+pub fn rollback(name: &str, wait: Duration) -> Result<String, String> {
+    let previous = ZoneSpec::path(Path::new("/"), name).with_file_name("zone.prev.json");
+    let text = std::fs::read_to_string(&previous).map_err(|_| format!("{name} has not been swapped since boot"))?;
+    let previous: ZoneSpec = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", previous.display()))?;
+    swap(name, &previous.image.to_string_lossy(), wait)
+}
+
+/// The image copied into `/pool/images/` (the place the box keeps what it runs), unless it
+/// is there already or there is no pool.
+fn keep_on_pool(path: &Path) -> Result<PathBuf, String> {
+    let images = Path::new("/pool/images");
+    if !Path::new("/pool").is_dir() || path.starts_with(images) {
+        return Ok(path.to_path_buf());
+    }
+    let file = path.file_name().ok_or_else(|| format!("{}: not a file", path.display()))?;
+    let dest = images.join(file);
+    std::fs::create_dir_all(images).map_err(|e| format!("{}: {e}", images.display()))?;
+    let partial = dest.with_extension("rkimg.partial");
+    std::fs::copy(path, &partial)
+        .and_then(|_| std::fs::File::open(&partial)?.sync_all())
+        .and_then(|()| std::fs::rename(&partial, &dest))
+        .map_err(|e| format!("copying {} into {}: {e}", path.display(), images.display()))?;
+    Ok(dest)
+}
+
+/// Writes `spec` as the zone's spec, restarts the zone, and waits until it is online again
+/// (a new process that passed its readiness check), or says what kept it from it.
+fn restart_on(spec: &ZoneSpec, wait: Duration) -> Result<(), String> {
+    spec.write(Path::new("/"), "zone.json")?;
+    let service = ZoneSpec::service_name(&spec.name);
+    let before = status(&service)?.and_then(|s| s.pid);
+    match ask(&Request::Svcadm {
+        action: Action::Restart,
+        service: service.clone(),
+    })? {
+        Response::Done { .. } => {}
+        other => return Err(format!("unexpected answer from PID 1: {other:?}")),
+    }
+    let deadline = Instant::now() + wait;
+    loop {
+        let now = status(&service)?;
+        if let Some(s) = &now
+            && s.state == State::Online
+            && s.pid.is_some()
+            && s.pid != before
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            // What the zone's own supervisor says, or the zone service's state.
+            let inside = crate::zone::launch::ready(&spec.name).err();
+            let outside = now.map(|s| format!("zone {}: {}", s.state, s.reason));
+            return Err(inside.or(outside).unwrap_or_else(|| "not online".into()));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn status(service: &str) -> Result<Option<ServiceStatus>, String> {
+    match ask(&Request::Svcs { all: true })? {
+        Response::Svcs { services } => Ok(services.into_iter().find(|s| s.name == service)),
+        other => Err(format!("unexpected answer from PID 1: {other:?}")),
+    }
+}
+
+/// Records the kept image in the usbkey config (`personality.NAME.image`).
+fn save_in_config(name: &str, image: &Path) -> String {
+    let pair = format!("personality.{name}.image=\"{}\"", image.display());
+    match crate::ctl_config::run(&["set".to_string(), pair]) {
+        Ok(_) => "the usbkey config names it for the next boot".into(),
+        Err(e) => format!("not saved in the usbkey config ({e}): the next boot runs the configured image"),
+    }
+}
