@@ -129,6 +129,11 @@ pub fn test_key() -> Result<(PathBuf, String)> {
 /// first build takes minutes, later ones hit the cache under `target/ramkey/image-cache`),
 /// signed with [`test_key`]. Returns the image file.
 pub fn personality(name: &str) -> Result<PathBuf> {
+    build_personality(&workspace_root().join("personalities").join(name))
+}
+
+/// A personality definition folder built like [`personality`].
+pub fn build_personality(definition: &Path) -> Result<PathBuf> {
     let (key, _) = test_key()?;
     let opts = ramkey_builder::image_cmd::build::BuildOptions {
         out: target_dir().join("ramkey/images"),
@@ -138,9 +143,8 @@ pub fn personality(name: &str) -> Result<PathBuf> {
         epoch: None,
         progress: true,
     };
-    let definition = workspace_root().join("personalities").join(name);
-    let report = ramkey_builder::image_cmd::build::build(&definition, &opts)
-        .with_context(|| format!("building the {name} personality"))?;
+    let report = ramkey_builder::image_cmd::build::build(definition, &opts)
+        .with_context(|| format!("building the personality in {}", definition.display()))?;
     Ok(report.image)
 }
 

@@ -306,3 +306,81 @@ fn web_zone_serves_its_volume_across_reboots_and_bad_images_are_refused() {
     assert!(page.contains("written to the volume before this boot"), "{page}");
     power_off(vm);
 }
+
+/// `personalities/web` copied to `target/ramkey/run/NAME` as version `version`, changed by
+/// `edit` (given the copy's folder).
+fn web_variant(name: &str, version: &str, edit: impl FnOnce(&Path)) -> PathBuf {
+    let dir = artifacts::target_dir().join("ramkey/run").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    let source = artifacts::workspace_root().join("personalities/web");
+    assert!(Command::new("cp").arg("-r").arg(&source).arg(&dir).status().unwrap().success());
+    let definition = dir.join("personality.toml");
+    let text = std::fs::read_to_string(&definition).unwrap();
+    std::fs::write(&definition, text.replace("version = \"1.0.0\"", &format!("version = \"{version}\""))).unwrap();
+    edit(&dir);
+    artifacts::build_personality(&dir).unwrap()
+}
+
+/// Swaps `web` to v2, then to a broken v3, from a one-shot service on the box, printing
+/// `swap: ...` lines on the console.
+const SWAPPER: &str = r#"name = "swapper"
+restart = "never"
+argv = ["/bin/sh", "-c", '''
+until ramkeyctl personality list 2>/dev/null | grep -q ' online '; do sleep 1; done
+say() { echo "swap: $*" >/dev/console; }
+say "v2 $(ramkeyctl personality swap web /usbkey/personalities/web-2.0.0.rkimg 2>&1 | tail -1)"
+t0=$(date +%s)
+out=$(ramkeyctl personality swap web /usbkey/personalities/web-3.0.0.rkimg --wait 40 2>&1; echo "exit $?")
+say "v3 after $(( $(date +%s) - t0 )) s: $(echo "$out" | tr '\n' ' ')"
+say "list $(ramkeyctl personality list | grep '^web ')"
+say done
+''']
+"#;
+
+#[test]
+fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
+    let name = "zones-swap";
+    let v2 = web_variant("web-v2", "2.0.0", |dir| {
+        std::fs::write(dir.join("files/usr/share/ramkey-web/version.html"), "web 2.0.0\n").unwrap();
+        let conf = dir.join("files/etc/nginx/nginx.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        let versioned = text.replace(
+            "        location / {",
+            "        location = /version.html {\n            root /usr/share/ramkey-web;\n        }\n        location / {",
+        );
+        assert_ne!(versioned, text);
+        std::fs::write(conf, versioned).unwrap();
+    });
+    let v3 = web_variant("web-v3", "3.0.0", |dir| {
+        std::fs::write(dir.join("files/etc/nginx/nginx.conf"), "this is not an nginx configuration;\n").unwrap();
+    });
+    let image = stick(name);
+    for (file, dest) in [
+        (&v2, "::/personalities/web-2.0.0.rkimg"),
+        (&v3, "::/personalities/web-3.0.0.rkimg"),
+    ] {
+        assert!(mtools("mcopy", &image, &["-o", file.to_str().unwrap(), dest]), "mcopy {dest}");
+    }
+    let swapper = artifacts::target_dir().join("ramkey/run/swapper.toml");
+    std::fs::write(&swapper, SWAPPER).unwrap();
+    assert!(mtools("mdel", &image, &["::/services.d/probe.toml"]));
+    assert!(mtools("mcopy", &image, &["-o", swapper.to_str().unwrap(), "::/services.d/swapper.toml"]));
+    let disk = pool_disk(name);
+    let port = free_port();
+
+    let mut vm = boot(name, &image, &disk, port);
+    let (_, swapped) = vm.expect("swap: v2 ", BOOT).unwrap();
+    assert!(swapped.contains("swapped web 1.0.0 -> web 2.0.0 in "), "{swapped}");
+    assert!(swapped.contains("the usbkey config names it"), "{swapped}");
+    let (_, rolled) = vm.expect("swap: v3 ", BOOT).unwrap();
+    assert!(rolled.contains("rolled back from web 3.0.0: "), "{rolled}");
+    assert!(rolled.contains("running web 2.0.0 again") && rolled.contains("exit 1"), "{rolled}");
+    let (_, list) = vm.expect("swap: list ", BOOT).unwrap();
+    assert!(list.contains("web 2.0.0") && list.contains("online") && list.contains("rolled back from web 3.0.0"), "{list}");
+    vm.expect("swap: done", BOOT).unwrap();
+    eprintln!("{swapped}\n{rolled}");
+    // v2 serves, from the volume v1 seeded.
+    assert!(http_get(port, "/version.html", BOOT).contains("web 2.0.0"));
+    assert!(http_get(port, "/", BOOT).contains("It works"));
+    power_off(vm);
+}
