@@ -313,10 +313,22 @@ fn web_variant(name: &str, version: &str, edit: impl FnOnce(&Path)) -> PathBuf {
     let dir = artifacts::target_dir().join("ramkey/run").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     let source = artifacts::workspace_root().join("personalities/web");
-    assert!(Command::new("cp").arg("-r").arg(&source).arg(&dir).status().unwrap().success());
+    assert!(
+        Command::new("cp")
+            .arg("-r")
+            .arg(&source)
+            .arg(&dir)
+            .status()
+            .unwrap()
+            .success()
+    );
     let definition = dir.join("personality.toml");
     let text = std::fs::read_to_string(&definition).unwrap();
-    std::fs::write(&definition, text.replace("version = \"1.0.0\"", &format!("version = \"{version}\""))).unwrap();
+    std::fs::write(
+        &definition,
+        text.replace("version = \"1.0.0\"", &format!("version = \"{version}\"")),
+    )
+    .unwrap();
     edit(&dir);
     artifacts::build_personality(&dir).unwrap()
 }
@@ -352,19 +364,30 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
         std::fs::write(conf, versioned).unwrap();
     });
     let v3 = web_variant("web-v3", "3.0.0", |dir| {
-        std::fs::write(dir.join("files/etc/nginx/nginx.conf"), "this is not an nginx configuration;\n").unwrap();
+        std::fs::write(
+            dir.join("files/etc/nginx/nginx.conf"),
+            "this is not an nginx configuration;\n",
+        )
+        .unwrap();
     });
     let image = stick(name);
     for (file, dest) in [
         (&v2, "::/personalities/web-2.0.0.rkimg"),
         (&v3, "::/personalities/web-3.0.0.rkimg"),
     ] {
-        assert!(mtools("mcopy", &image, &["-o", file.to_str().unwrap(), dest]), "mcopy {dest}");
+        assert!(
+            mtools("mcopy", &image, &["-o", file.to_str().unwrap(), dest]),
+            "mcopy {dest}"
+        );
     }
     let swapper = artifacts::target_dir().join("ramkey/run/swapper.toml");
     std::fs::write(&swapper, SWAPPER).unwrap();
     assert!(mtools("mdel", &image, &["::/services.d/probe.toml"]));
-    assert!(mtools("mcopy", &image, &["-o", swapper.to_str().unwrap(), "::/services.d/swapper.toml"]));
+    assert!(mtools(
+        "mcopy",
+        &image,
+        &["-o", swapper.to_str().unwrap(), "::/services.d/swapper.toml"]
+    ));
     let disk = pool_disk(name);
     let port = free_port();
 
@@ -374,9 +397,15 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
     assert!(swapped.contains("the usbkey config names it"), "{swapped}");
     let (_, rolled) = vm.expect("swap: v3 ", BOOT).unwrap();
     assert!(rolled.contains("rolled back from web 3.0.0: "), "{rolled}");
-    assert!(rolled.contains("running web 2.0.0 again") && rolled.contains("exit 1"), "{rolled}");
+    assert!(
+        rolled.contains("running web 2.0.0 again") && rolled.contains("exit 1"),
+        "{rolled}"
+    );
     let (_, list) = vm.expect("swap: list ", BOOT).unwrap();
-    assert!(list.contains("web 2.0.0") && list.contains("online") && list.contains("rolled back from web 3.0.0"), "{list}");
+    assert!(
+        list.contains("web 2.0.0") && list.contains("online") && list.contains("rolled back from web 3.0.0"),
+        "{list}"
+    );
     vm.expect("swap: done", BOOT).unwrap();
     eprintln!("{swapped}\n{rolled}");
     // v2 serves, from the volume v1 seeded.

@@ -39,7 +39,9 @@ pub fn run(args: &[String]) -> Result<String, String> {
         }
         ["swap", name, image] => swap::swap(name, image, swap::DEFAULT_WAIT),
         ["swap", name, image, "--wait", secs] => {
-            let secs: u64 = secs.parse().map_err(|_| format!("--wait {secs:?} is not a number of seconds"))?;
+            let secs: u64 = secs
+                .parse()
+                .map_err(|_| format!("--wait {secs:?} is not a number of seconds"))?;
             swap::swap(name, image, Duration::from_secs(secs))
         }
         ["rollback", name] => swap::rollback(name, swap::DEFAULT_WAIT),

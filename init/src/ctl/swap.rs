@@ -51,7 +51,10 @@ pub fn swap(name: &str, image: &str, wait: Duration) -> Result<String, String> {
             let note = format!("rolled back from {} {}: {why}", next.image_name, next.version);
             restart_on(&current, wait).map_err(|e| format!("{note}; and the previous image did not come back: {e}"))?;
             let _ = std::fs::write(ZoneSpec::path(root, name).with_file_name(ROLLBACK_NOTE), &note);
-            Err(format!("{name}: {note}; running {} {} again", current.image_name, current.version))
+            Err(format!(
+                "{name}: {note}; running {} {} again",
+                current.image_name, current.version
+            ))
         }
     }
 }
@@ -71,7 +74,9 @@ fn keep_on_pool(path: &Path) -> Result<PathBuf, String> {
     if !Path::new("/pool").is_dir() || path.starts_with(images) {
         return Ok(path.to_path_buf());
     }
-    let file = path.file_name().ok_or_else(|| format!("{}: not a file", path.display()))?;
+    let file = path
+        .file_name()
+        .ok_or_else(|| format!("{}: not a file", path.display()))?;
     let dest = images.join(file);
     std::fs::create_dir_all(images).map_err(|e| format!("{}: {e}", images.display()))?;
     let partial = dest.with_extension("rkimg.partial");

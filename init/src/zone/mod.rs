@@ -91,7 +91,11 @@ impl ZoneSpec {
         self.version.clone_from(&manifest.version);
         self.payload_size = manifest.payload.size;
         self.services.clone_from(&manifest.services);
-        self.volumes = manifest.volumes.iter().map(|v| (v.path.clone(), v.name.clone())).collect();
+        self.volumes = manifest
+            .volumes
+            .iter()
+            .map(|v| (v.path.clone(), v.name.clone()))
+            .collect();
     }
 
     /// The trusted keys, decoded.

@@ -48,7 +48,11 @@ pub fn prepare(config: &Config, places: &Places<'_>) -> Vec<ServiceSpec> {
         match plan_one(config, p, &trusted, places) {
             Ok(spec) => match spec.write(places.root, "zone.json") {
                 Ok(()) => {
-                    let data = if spec.persistent { "on the pool" } else { "in RAM (diskless)" };
+                    let data = if spec.persistent {
+                        "on the pool"
+                    } else {
+                        "in RAM (diskless)"
+                    };
                     crate::notice!(
                         "zone {}: image {} {} verified ({}); data {data}",
                         p.name,
@@ -104,7 +108,10 @@ fn plan_one(
         services: Vec::new(),
         cgroup: places.cgroups.join(ZoneSpec::service_name(&p.name)),
         caps,
-        trusted_keys: trusted.iter().map(|k| ramkey_image::footer::hex(k.as_bytes())).collect(),
+        trusted_keys: trusted
+            .iter()
+            .map(|k| ramkey_image::footer::hex(k.as_bytes()))
+            .collect(),
         platform_version: places.version.to_string(),
     };
     spec.take_image(path, m);
