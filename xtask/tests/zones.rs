@@ -340,7 +340,9 @@ restart = "never"
 argv = ["/bin/sh", "-c", '''
 until ramkeyctl personality list 2>/dev/null | grep -q ' online '; do sleep 1; done
 say() { echo "swap: $*" >/dev/console; }
-say "v2 $(ramkeyctl personality swap web /usbkey/personalities/web-2.0.0.rkimg 2>&1 | tail -1)"
+say "import-tampered $(ramkeyctl personality import /usbkey/personalities/tampered.rkimg 2>&1 | tail -1)"
+say "import $(ramkeyctl personality import /usbkey/personalities/web-2.0.0.rkimg 2>&1 | tail -1)"
+say "v2 $(ramkeyctl personality swap web /pool/images/web-2.0.0.rkimg 2>&1 | tail -1)"
 t0=$(date +%s)
 out=$(ramkeyctl personality swap web /usbkey/personalities/web-3.0.0.rkimg --wait 40 2>&1; echo "exit $?")
 say "v3 after $(( $(date +%s) - t0 )) s: $(echo "$out" | tr '\n' ' ')"
@@ -392,6 +394,16 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
     let port = free_port();
 
     let mut vm = boot(name, &image, &disk, port);
+    let (_, refused) = vm.expect("swap: import-tampered ", BOOT).unwrap();
+    assert!(
+        refused.contains("refused: ") && refused.contains("payload sha256 mismatch"),
+        "{refused}"
+    );
+    let (_, imported) = vm.expect("swap: import ", BOOT).unwrap();
+    assert!(
+        imported.contains("imported web 2.0.0 as /pool/images/web-2.0.0.rkimg"),
+        "{imported}"
+    );
     let (_, swapped) = vm.expect("swap: v2 ", BOOT).unwrap();
     assert!(swapped.contains("swapped web 1.0.0 -> web 2.0.0 in "), "{swapped}");
     assert!(swapped.contains("the usbkey config names it"), "{swapped}");

@@ -17,6 +17,7 @@ usage: ramkeyctl COMMAND [--json]
   personality start|stop|restart NAME
   personality swap NAME IMAGE [--wait SECS]   run IMAGE, keep it only if the zone comes up
   personality rollback NAME       back to the image the last swap replaced
+  personality import FILE         verify an image and keep it in /pool/images/
   personality log NAME [SERVICE]  the zone's log, or one of its services' logs
   personality console NAME [-- COMMAND...]   a shell (or a command) inside the zone
 

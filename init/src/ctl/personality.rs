@@ -45,6 +45,7 @@ pub fn run(args: &[String]) -> Result<String, String> {
             swap::swap(name, image, Duration::from_secs(secs))
         }
         ["rollback", name] => swap::rollback(name, swap::DEFAULT_WAIT),
+        ["import", image] => swap::import(image),
         ["log", name] => log(name, None),
         ["log", name, service] => log(name, Some(service)),
         ["console", name] => console(name, &["/bin/sh".to_string()]),
@@ -54,7 +55,7 @@ pub fn run(args: &[String]) -> Result<String, String> {
         }
         _ => Err(
             "usage: ramkeyctl personality list | start|stop|restart NAME | swap NAME IMAGE [--wait SECS] | \
-                  rollback NAME | log NAME [SERVICE] | console NAME [-- COMMAND...]"
+                  rollback NAME | import FILE | log NAME [SERVICE] | console NAME [-- COMMAND...]"
                 .into(),
         ),
     }

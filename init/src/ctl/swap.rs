@@ -135,3 +135,39 @@ fn save_in_config(name: &str, image: &Path) -> String {
         Err(e) => format!("not saved in the usbkey config ({e}): the next boot runs the configured image"),
     }
 }
+
+/// `import FILE`: verifies an image against the keys the usbkey config trusts and this
+/// platform, and copies it into `/pool/images/`, where a `[[personality]]` `image` names it
+/// by file name.
+pub fn import(image: &str) -> Result<String, String> {
+    if !Path::new("/pool").is_dir() {
+        return Err(
+            "no pool: imported images live on it; put the image on the stick under /personalities/ instead".into(),
+        );
+    }
+    let config_path = "/usbkey/config.toml";
+    let text = std::fs::read_to_string(config_path).map_err(|e| format!("{config_path}: {e}"))?;
+    let config = ramkey_config::Config::parse(&text, config_path).map_err(|e| e.to_string())?;
+    let trusted: Vec<ramkey_image::VerifyingKey> = config
+        .trusted_keys
+        .iter()
+        .filter_map(|k| ramkey_image::VerifyingKey::from_bytes(&k.key).ok())
+        .collect();
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let version = os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_ID="))
+        .unwrap_or("0")
+        .trim_matches('"');
+    let path = std::fs::canonicalize(image).map_err(|e| format!("{image}: {e}"))?;
+    let verified = plan::verify(&path, &trusted, version).map_err(|reason| format!("refused: {reason}"))?;
+    let kept = keep_on_pool(&path)?;
+    let m = verified.manifest();
+    Ok(format!(
+        "imported {} {} as {}; run it with `ramkeyctl personality swap NAME {}`\n",
+        m.name,
+        m.version,
+        kept.display(),
+        kept.display()
+    ))
+}
