@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ramkey_builder::config_cmd::{self, Target};
+use ramkey_builder::flash::sysfs::Sysfs;
 use ramkey_builder::run::{Boot, Forward, RunOptions};
 use xtask::artifacts;
 use xtask::qemu::{Machine, Spec};
@@ -339,6 +341,8 @@ const SWAPPER: &str = r#"name = "swapper"
 restart = "never"
 argv = ["/bin/sh", "-c", '''
 until ramkeyctl personality list 2>/dev/null | grep -q ' online '; do sleep 1; done
+# The boot gate records the first image as the last good one; let it finish first.
+until ramkeyctl svcs -a 2>/dev/null | grep zone-gate-web | grep -q offline; do sleep 1; done
 say() { echo "swap: $*" >/dev/console; }
 say "import-tampered $(ramkeyctl personality import /usbkey/personalities/tampered.rkimg 2>&1 | tail -1)"
 say "import $(ramkeyctl personality import /usbkey/personalities/web-2.0.0.rkimg 2>&1 | tail -1)"
@@ -394,6 +398,8 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
     let port = free_port();
 
     let mut vm = boot(name, &image, &disk, port);
+    vm.expect("ramkey: zone web: web 1.0.0 came up; kept as the last good image", BOOT)
+        .unwrap();
     let (_, refused) = vm.expect("swap: import-tampered ", BOOT).unwrap();
     assert!(
         refused.contains("refused: ") && refused.contains("payload sha256 mismatch"),
@@ -423,5 +429,22 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
     // v2 serves, from the volume v1 seeded.
     assert!(http_get(port, "/version.html", BOOT).contains("web 2.0.0"));
     assert!(http_get(port, "/", BOOT).contains("It works"));
+    power_off(vm);
+
+    // The broken image put in the config on the stick: the boot gate falls back to v2.
+    assert!(mtools("mdel", &image, &["::/services.d/swapper.toml"]));
+    let pair = "personality.web.image=\"personalities/web-3.0.0.rkimg\"".to_string();
+    config_cmd::set(&Target::Disk(image.clone()), &[pair], &Sysfs::host()).unwrap();
+    let mut vm = boot(&format!("{name}-gate"), &image, &disk, port);
+    vm.expect(
+        "ramkey: zone web: image changed since the last boot (web 2.0.0 -> web 3.0.0); web 2.0.0 is kept to fall back to",
+        BOOT,
+    )
+    .unwrap();
+    let (_, gate) = vm
+        .expect("ramkey: zone web: rolled back from web 3.0.0: ", BOOT)
+        .unwrap();
+    assert!(gate.contains("running web 2.0.0 again"), "{gate}");
+    assert!(http_get(port, "/version.html", BOOT).contains("web 2.0.0"));
     power_off(vm);
 }

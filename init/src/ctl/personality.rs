@@ -46,6 +46,7 @@ pub fn run(args: &[String]) -> Result<String, String> {
         }
         ["rollback", name] => swap::rollback(name, swap::DEFAULT_WAIT),
         ["import", image] => swap::import(image),
+        ["gate", name] => swap::gate(name),
         ["log", name] => log(name, None),
         ["log", name, service] => log(name, Some(service)),
         ["console", name] => console(name, &["/bin/sh".to_string()]),

@@ -37,6 +37,7 @@ pub fn swap(name: &str, image: &str, wait: Duration) -> Result<String, String> {
     let started = Instant::now();
     match restart_on(&next, wait) {
         Ok(()) => {
+            record_good(&next);
             let saved = save_in_config(name, &path);
             Ok(format!(
                 "{name}: swapped {} {} -> {} {} in {} ms; {saved}\n",
@@ -100,6 +101,13 @@ fn restart_on(spec: &ZoneSpec, wait: Duration) -> Result<(), String> {
         Response::Done { .. } => {}
         other => return Err(format!("unexpected answer from PID 1: {other:?}")),
     }
+    wait_online(spec, before, wait)
+}
+
+/// Waits until the zone's service is online in a process other than `before`, or says what
+/// kept it from it.
+fn wait_online(spec: &ZoneSpec, before: Option<i32>, wait: Duration) -> Result<(), String> {
+    let service = ZoneSpec::service_name(&spec.name);
     let deadline = Instant::now() + wait;
     loop {
         let now = status(&service)?;
@@ -133,6 +141,76 @@ fn save_in_config(name: &str, image: &Path) -> String {
     match crate::ctl_config::run(&["set".to_string(), pair]) {
         Ok(_) => "the usbkey config names it for the next boot".into(),
         Err(e) => format!("not saved in the usbkey config ({e}): the next boot runs the configured image"),
+    }
+}
+
+/// How long the boot gate waits for a zone's first start.
+pub const GATE_WAIT: Duration = Duration::from_secs(90);
+
+/// `gate NAME`, a one-shot service at boot: once the zone is online its image is recorded as
+/// the last good one (and kept in `/pool/images/`); if it does not come up and the image
+/// changed since the last good boot, the zone goes back to that image. Says so on the
+/// console.
+pub fn gate(name: &str) -> Result<String, String> {
+    let root = Path::new("/");
+    let spec = ZoneSpec::read(root, name)?;
+    let line = match wait_online(&spec, None, GATE_WAIT) {
+        Ok(()) => match keep_on_pool(&spec.image) {
+            Ok(kept) => {
+                let mut good = spec.clone();
+                good.image = kept;
+                record_good(&good);
+                format!(
+                    "zone {name}: {} {} came up; kept as the last good image",
+                    spec.image_name, spec.version
+                )
+            }
+            Err(e) => format!("zone {name}: {} {} came up, but {e}", spec.image_name, spec.version),
+        },
+        Err(why) => {
+            let previous = ZoneSpec::path(root, name).with_file_name("zone.prev.json");
+            match std::fs::read_to_string(&previous)
+                .ok()
+                .and_then(|t| serde_json::from_str::<ZoneSpec>(&t).ok())
+            {
+                None => format!(
+                    "zone {name}: {} {} did not come up: {why}",
+                    spec.image_name, spec.version
+                ),
+                Some(good) => {
+                    let note = format!("rolled back from {} {}: {why}", spec.image_name, spec.version);
+                    let back = restart_on(&good, GATE_WAIT);
+                    let _ = std::fs::write(ZoneSpec::path(root, name).with_file_name(ROLLBACK_NOTE), &note);
+                    match back {
+                        Ok(()) => format!(
+                            "zone {name}: {note}; running {} {} again",
+                            good.image_name, good.version
+                        ),
+                        Err(e) => format!(
+                            "zone {name}: {note}; and {} {} did not come back: {e}",
+                            good.image_name, good.version
+                        ),
+                    }
+                }
+            }
+        }
+    };
+    let text = crate::log::format_line(crate::sys::boottime(), crate::log::Level::Info, format_args!("{line}"));
+    if let Ok(mut console) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
+        let _ = std::io::Write::write_all(&mut console, text.as_bytes());
+    }
+    Ok(format!("{line}\n"))
+}
+
+/// Records `spec`'s image as the one the zone last came up on.
+fn record_good(spec: &ZoneSpec) {
+    if let Some(record) = spec.good_record() {
+        let written = serde_json::to_vec_pretty(spec)
+            .map_err(std::io::Error::other)
+            .and_then(|text| std::fs::write(&record, text));
+        if let Err(e) = written {
+            eprintln!("ramkeyctl: {}: {e}", record.display());
+        }
     }
 }
 

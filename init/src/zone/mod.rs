@@ -53,6 +53,8 @@ pub struct ZoneSpec {
     pub version: String,
     /// The squashfs payload's size: the loop device ends there.
     pub payload_size: u64,
+    /// The payload's sha256 (tells whether the configured image changed since it last ran).
+    pub sha256: String,
     /// Where the writable layer (`upper/`, `work/`) and `volumes/` live on the host.
     pub state_dir: PathBuf,
     /// Whether `state_dir` is on the pool (otherwise in RAM).
@@ -90,6 +92,7 @@ impl ZoneSpec {
         self.image_name.clone_from(&manifest.name);
         self.version.clone_from(&manifest.version);
         self.payload_size = manifest.payload.size;
+        self.sha256.clone_from(&manifest.payload.sha256);
         self.services.clone_from(&manifest.services);
         self.volumes = manifest
             .volumes
@@ -145,6 +148,11 @@ impl ZoneSpec {
             .collect();
         names.sort();
         names.iter().filter_map(|n| Self::read(root, n).ok()).collect()
+    }
+
+    /// Where the image the zone last came up on is recorded (with a pool only).
+    pub fn good_record(&self) -> Option<PathBuf> {
+        self.persistent.then(|| self.state_dir.join("good.json"))
     }
 
     /// The supervisor's service that runs this zone.

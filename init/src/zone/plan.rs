@@ -61,6 +61,9 @@ pub fn prepare(config: &Config, places: &Places<'_>) -> Vec<ServiceSpec> {
                         spec.image.display()
                     );
                     services.push(service(p, &spec));
+                    if spec.persistent {
+                        services.push(gate(p));
+                    }
                 }
                 Err(e) => crate::error!("zone {}: not started: {e}", p.name),
             },
@@ -96,6 +99,7 @@ fn plan_one(
         image_name: String::new(),
         version: String::new(),
         payload_size: 0,
+        sha256: String::new(),
         state_dir,
         persistent,
         nic,
@@ -115,7 +119,45 @@ fn plan_one(
         platform_version: places.version.to_string(),
     };
     spec.take_image(path, m);
+    fall_back_to_good(&spec, trusted, places);
     Ok(spec)
+}
+
+/// When the configured image is not the one the zone last came up on (its record on the
+/// pool), that one becomes the zone's fallback (`zone.prev.json`): the gate (`ramkeyctl
+/// personality gate`) goes back to it if the new image does not come up.
+fn fall_back_to_good(spec: &ZoneSpec, trusted: &[VerifyingKey], places: &Places<'_>) {
+    let Some(record) = spec.good_record() else {
+        return;
+    };
+    let Ok(text) = std::fs::read_to_string(&record) else {
+        return;
+    };
+    let Ok(good) = serde_json::from_str::<ZoneSpec>(&text) else {
+        return;
+    };
+    if good.sha256 == spec.sha256 {
+        return;
+    }
+    match verify(&good.image, trusted, places.version) {
+        Ok(verified) => {
+            let mut previous = spec.clone();
+            previous.take_image(good.image.clone(), verified.manifest());
+            if previous.write(places.root, "zone.prev.json").is_ok() {
+                crate::notice!(
+                    "zone {}: image changed since the last boot ({} {} -> {} {}); {} {} is kept to fall back to",
+                    spec.name,
+                    good.image_name,
+                    good.version,
+                    spec.image_name,
+                    spec.version,
+                    good.image_name,
+                    good.version
+                );
+            }
+        }
+        Err(e) => crate::warn!("zone {}: the last good image is unusable, no fallback: {e}", spec.name),
+    }
 }
 
 /// Verifies the image at `path`: signed by one of `trusted`, intact, and made for this
@@ -202,6 +244,19 @@ fn image_value(v: &ramkey_image::manifest::SettingValue) -> toml::Value {
         V::Int(i) => toml::Value::Integer(*i),
         V::Bool(b) => toml::Value::Boolean(*b),
     }
+}
+
+/// The one-shot service that waits for the zone's first start and keeps the image if it
+/// comes up, or falls back (see [`fall_back_to_good`]).
+fn gate(p: &Personality) -> ServiceSpec {
+    let mut s = ServiceSpec::new(
+        format!("zone-gate-{}", p.name),
+        ["/usr/bin/ramkeyctl", "personality", "gate", &p.name]
+            .map(String::from)
+            .to_vec(),
+    );
+    s.restart = RestartPolicy::Never;
+    s
 }
 
 /// The platform service running the zone.
