@@ -17,6 +17,9 @@ use ramkey_image::verify::Platform;
 const EPOCH: u64 = 1_700_000_000;
 
 fn key(dir: &Path, seed: u8) -> (PathBuf, PathBuf) {
+    // Tests run in parallel threads and share key folders: one creates the files at a time.
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = CREATING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let key = SigningKey::from_bytes(&[seed; 32]);
     let (secret, public) = (dir.join(format!("k{seed}.secret")), dir.join(format!("k{seed}.pub")));
     if !secret.exists() {
@@ -88,7 +91,9 @@ fn platform() -> Platform {
 fn payload_paths(image: &Path, work: &Path) -> Vec<String> {
     let read = ramkey_image::read::open(image).unwrap();
     let bytes = fs::read(image).unwrap();
-    let payload = work.join("payload.sqfs");
+    // Named after the image: tests running in parallel share `work`.
+    let stem = image.file_stem().unwrap().to_string_lossy();
+    let payload = work.join(format!("{stem}.payload.sqfs"));
     fs::write(&payload, &bytes[..read.footer.payload_size as usize]).unwrap();
     squashfs::list(&payload)
         .unwrap()
