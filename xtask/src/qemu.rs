@@ -143,6 +143,20 @@ fn probe_kvm() -> bool {
     works
 }
 
+/// Decodes `pending` as UTF-8 up to a character cut by the end of a read, which stays in
+/// `pending` for the next one (a read that splits `—` must not turn it into three `�`).
+pub fn decode_complete(pending: &mut Vec<u8>) -> String {
+    let keep = match std::str::from_utf8(pending) {
+        Ok(_) => 0,
+        Err(e) if e.error_len().is_none() => pending.len() - e.valid_up_to(),
+        Err(_) => 0,
+    };
+    let rest = pending.split_off(pending.len() - keep);
+    let text = String::from_utf8_lossy(pending).into_owned();
+    *pending = rest;
+    text
+}
+
 /// Where run logs go.
 pub fn log_dir() -> PathBuf {
     crate::artifacts::target_dir().join("ramkey/logs")
@@ -221,9 +235,11 @@ impl Machine {
         let mut log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
+            let mut pending = Vec::new();
             while let Ok(n @ 1..) = stdout.read(&mut buf) {
                 let _ = log_file.write_all(&buf[..n]);
-                if tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                pending.extend_from_slice(&buf[..n]);
+                if tx.send(decode_complete(&mut pending)).is_err() {
                     break;
                 }
             }
@@ -405,5 +421,26 @@ impl Drop for Machine {
             let _ = self.child.wait();
         }
         let _ = std::fs::remove_file(&self.monitor);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_character_split_between_reads_is_decoded_whole() {
+        let dash = "—".as_bytes();
+        let mut pending = b"DISKLESS ".to_vec();
+        pending.extend_from_slice(&dash[..1]);
+        assert_eq!(decode_complete(&mut pending), "DISKLESS ");
+        assert_eq!(pending, &dash[..1]);
+        pending.extend_from_slice(&dash[1..]);
+        pending.extend_from_slice(b" data");
+        assert_eq!(decode_complete(&mut pending), "— data");
+        assert!(pending.is_empty());
+        // Invalid bytes are replaced, not held back.
+        let mut bad = vec![b'a', 0xff, b'b'];
+        assert_eq!(decode_complete(&mut bad), "a\u{fffd}b");
     }
 }
