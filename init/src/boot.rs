@@ -241,16 +241,11 @@ pub fn read_cmdline(paths: &Paths) -> Cmdline {
     for warning in &cmdline.warnings {
         crate::warn!("kernel command line: {warning}");
     }
-    if let Ok(text) = std::fs::read_to_string(paths.os_release()) {
-        let field = |key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-                .map(|v| v.trim_matches('"').to_owned())
-        };
+    if paths.os_release().exists() {
         crate::info!(
             "{} (VERSION_ID={})",
-            field("PRETTY_NAME").unwrap_or_else(|| "Ramkey".into()),
-            field("VERSION_ID").unwrap_or_else(|| "unknown".into())
+            paths.os_release_field("PRETTY_NAME").unwrap_or_else(|| "Ramkey".into()),
+            paths.os_release_field("VERSION_ID").unwrap_or_else(|| "unknown".into())
         );
     }
     crate::debug!("kernel command line: {cmdline:?}");

@@ -64,6 +64,14 @@ impl Paths {
         self.under("etc/os-release")
     }
 
+    /// A field of `/etc/os-release` (`VERSION_ID`, `PRETTY_NAME`), unquoted.
+    pub fn os_release_field(&self, key: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.os_release()).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(|v| v.trim_matches('"').to_owned())
+    }
+
     /// The root itself.
     pub fn root(&self) -> &Path {
         &self.root

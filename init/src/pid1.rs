@@ -153,11 +153,7 @@ fn zones(paths: &Paths, state: &mut BootState, usbkey: Option<&std::path::Path>)
             }
         }
     }
-    let os_release = std::fs::read_to_string(paths.os_release()).unwrap_or_default();
-    let version = os_release
-        .lines()
-        .find_map(|l| l.strip_prefix("VERSION_ID="))
-        .unwrap_or("0");
+    let version = paths.os_release_field("VERSION_ID").unwrap_or_else(|| "0".into());
     let pool = match &state.pool {
         Some(PoolState::Mounted(m)) => Some(m.mount_point.as_path()),
         _ => None,
@@ -168,7 +164,7 @@ fn zones(paths: &Paths, state: &mut BootState, usbkey: Option<&std::path::Path>)
         usbkey,
         pool,
         cgroups: &cgroups,
-        version: version.trim_matches('"'),
+        version: &version,
     };
     zone::plan::prepare(config, &places)
 }

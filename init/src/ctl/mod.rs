@@ -59,7 +59,7 @@ fn json(out: &mut dyn Write, value: &impl serde::Serialize) -> Result<(), String
     writeln!(out, "{text}").map_err(|e| e.to_string())
 }
 
-fn unexpected(response: &Response) -> String {
+pub(crate) fn unexpected(response: &Response) -> String {
     format!("unexpected answer from PID 1: {response:?}")
 }
 

@@ -14,7 +14,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 
 use std::time::Duration;
 
-use super::{ask, swap};
+use super::{ask, swap, unexpected};
 use crate::supervisor::protocol::{Action, Request, Response};
 use crate::supervisor::{ServiceStatus, State};
 use crate::zone::ZoneSpec;
@@ -34,7 +34,7 @@ pub fn run(args: &[String]) -> Result<String, String> {
             let service = ZoneSpec::service_name(name);
             match ask(&Request::Svcadm { action, service })? {
                 Response::Done { message } => Ok(format!("{message}\n")),
-                other => Err(format!("unexpected answer from PID 1: {other:?}")),
+                other => Err(unexpected(&other)),
             }
         }
         ["swap", name, image] => swap::swap(name, image, swap::DEFAULT_WAIT),
@@ -67,10 +67,11 @@ fn spec(name: &str) -> Result<ZoneSpec, String> {
         .map_err(|e| format!("no personality {name:?} started at boot ({e}); `ramkeyctl personality list` shows them"))
 }
 
-fn statuses() -> Result<Vec<ServiceStatus>, String> {
+/// Every service PID 1 supervises, disabled ones too.
+pub(super) fn statuses() -> Result<Vec<ServiceStatus>, String> {
     match ask(&Request::Svcs { all: true })? {
         Response::Svcs { services } => Ok(services),
-        other => Err(format!("unexpected answer from PID 1: {other:?}")),
+        other => Err(unexpected(&other)),
     }
 }
 
@@ -123,7 +124,7 @@ fn log(name: &str, service: Option<&str>) -> Result<String, String> {
         };
         return match ask(&request)? {
             Response::Log { lines, .. } => Ok(lines.iter().map(|l| format!("{l}\n")).collect()),
-            other => Err(format!("unexpected answer from PID 1: {other:?}")),
+            other => Err(unexpected(&other)),
         };
     };
     // What the zone writes to its /var/log/ramkey lands in its writable layer.

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::ask;
+use super::{ask, unexpected};
 use crate::supervisor::protocol::{Action, Request, Response};
 use crate::supervisor::{ServiceStatus, State};
 use crate::zone::{ZoneSpec, plan};
@@ -99,7 +99,7 @@ fn restart_on(spec: &ZoneSpec, wait: Duration) -> Result<(), String> {
         service: service.clone(),
     })? {
         Response::Done { .. } => {}
-        other => return Err(format!("unexpected answer from PID 1: {other:?}")),
+        other => return Err(unexpected(&other)),
     }
     wait_online(spec, before, wait)
 }
@@ -129,10 +129,7 @@ fn wait_online(spec: &ZoneSpec, before: Option<i32>, wait: Duration) -> Result<(
 }
 
 fn status(service: &str) -> Result<Option<ServiceStatus>, String> {
-    match ask(&Request::Svcs { all: true })? {
-        Response::Svcs { services } => Ok(services.into_iter().find(|s| s.name == service)),
-        other => Err(format!("unexpected answer from PID 1: {other:?}")),
-    }
+    Ok(super::personality::statuses()?.into_iter().find(|s| s.name == service))
 }
 
 /// Records the kept image in the usbkey config (`personality.NAME.image`).
@@ -226,19 +223,12 @@ pub fn import(image: &str) -> Result<String, String> {
     let config_path = "/usbkey/config.toml";
     let text = std::fs::read_to_string(config_path).map_err(|e| format!("{config_path}: {e}"))?;
     let config = ramkey_config::Config::parse(&text, config_path).map_err(|e| e.to_string())?;
-    let trusted: Vec<ramkey_image::VerifyingKey> = config
-        .trusted_keys
-        .iter()
-        .filter_map(|k| ramkey_image::VerifyingKey::from_bytes(&k.key).ok())
-        .collect();
-    let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
-    let version = os_release
-        .lines()
-        .find_map(|l| l.strip_prefix("VERSION_ID="))
-        .unwrap_or("0")
-        .trim_matches('"');
+    let version = crate::paths::Paths::new("/")
+        .os_release_field("VERSION_ID")
+        .unwrap_or_else(|| "0".into());
     let path = std::fs::canonicalize(image).map_err(|e| format!("{image}: {e}"))?;
-    let verified = plan::verify(&path, &trusted, version).map_err(|reason| format!("refused: {reason}"))?;
+    let verified =
+        plan::verify(&path, &plan::trusted_keys(&config), &version).map_err(|reason| format!("refused: {reason}"))?;
     let kept = keep_on_pool(&path)?;
     let m = verified.manifest();
     Ok(format!(

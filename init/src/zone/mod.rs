@@ -79,7 +79,7 @@ pub struct ZoneSpec {
     pub cgroup: PathBuf,
     /// The zone's caps: the config's, or the manifest's defaults.
     pub caps: Caps,
-    /// The config's trusted image keys (hex), for `ramkeyctl personality swap`.
+    /// The config's trusted image keys (public key lines), for `ramkeyctl personality swap`.
     pub trusted_keys: Vec<String>,
     /// The platform version images are checked against.
     pub platform_version: String,
@@ -105,13 +105,7 @@ impl ZoneSpec {
     pub fn trusted(&self) -> Vec<ramkey_image::VerifyingKey> {
         self.trusted_keys
             .iter()
-            .filter_map(|hex| {
-                let bytes: Vec<u8> = (0..hex.len())
-                    .step_by(2)
-                    .filter_map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-                    .collect();
-                ramkey_image::VerifyingKey::from_bytes(&bytes.try_into().ok()?).ok()
-            })
+            .filter_map(|line| ramkey_image::keys::decode_public(line, "a trusted key").ok())
             .collect()
     }
 

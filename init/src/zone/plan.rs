@@ -38,11 +38,7 @@ pub struct Places<'a> {
 pub fn prepare(config: &Config, places: &Places<'_>) -> Vec<ServiceSpec> {
     let run_dir = places.root.join(RUN_DIR);
     let _stale = std::fs::remove_dir_all(&run_dir);
-    let trusted: Vec<VerifyingKey> = config
-        .trusted_keys
-        .iter()
-        .filter_map(|k| VerifyingKey::from_bytes(&k.key).ok())
-        .collect();
+    let trusted = trusted_keys(config);
     let mut services = Vec::new();
     for p in config.personalities.iter().filter(|p| p.enabled) {
         match plan_one(config, p, &trusted, places) {
@@ -71,6 +67,15 @@ pub fn prepare(config: &Config, places: &Places<'_>) -> Vec<ServiceSpec> {
         }
     }
     services
+}
+
+/// The keys `[images] trusted_keys` names.
+pub fn trusted_keys(config: &Config) -> Vec<VerifyingKey> {
+    config
+        .trusted_keys
+        .iter()
+        .filter_map(|k| VerifyingKey::from_bytes(&k.key).ok())
+        .collect()
 }
 
 /// Finds, verifies and describes one personality's zone.
@@ -114,7 +119,7 @@ fn plan_one(
         caps,
         trusted_keys: trusted
             .iter()
-            .map(|k| ramkey_image::footer::hex(k.as_bytes()))
+            .map(|k| ramkey_image::keys::encode_public(k).trim_end().to_string())
             .collect(),
         platform_version: places.version.to_string(),
     };
