@@ -90,6 +90,68 @@ impl fmt::Display for Forward {
     }
 }
 
+/// A further NIC wired to another machine's: Ethernet frames over a TCP connection on
+/// 127.0.0.1 (QEMU's socket netdev), so two `ramkey run`s share a network of their own — an
+/// office appliance and a client, say. `listen:PORT` on the machine started first,
+/// `connect:PORT` on the other. The NIC's MAC is fixed by the side and the port
+/// (`52:54:00:4c:..` listening, `52:54:00:43:..` connecting), so a config can select it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Listen(u16),
+    Connect(u16),
+}
+
+impl Link {
+    /// The NIC's MAC address, `aa:bb:..` as configs write it.
+    pub fn mac(&self) -> String {
+        let (side, port) = match self {
+            Link::Listen(port) => (b'L', port),
+            Link::Connect(port) => (b'C', port),
+        };
+        let [hi, lo] = port.to_be_bytes();
+        format!("52:54:00:{side:02x}:{hi:02x}:{lo:02x}")
+    }
+
+    /// The other machine's end of this link.
+    pub fn peer(&self) -> Link {
+        match *self {
+            Link::Listen(port) => Link::Connect(port),
+            Link::Connect(port) => Link::Listen(port),
+        }
+    }
+
+    fn netdev(&self, id: &str) -> String {
+        match self {
+            Link::Listen(port) => format!("socket,id={id},listen=127.0.0.1:{port}"),
+            Link::Connect(port) => format!("socket,id={id},connect=127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl FromStr for Link {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Link, String> {
+        let bad = || format!("{s:?} is not listen:PORT or connect:PORT (e.g. listen:7001)");
+        let (side, port) = s.split_once(':').ok_or_else(bad)?;
+        let port = port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+        match side {
+            "listen" => Ok(Link::Listen(port)),
+            "connect" => Ok(Link::Connect(port)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Link::Listen(port) => write!(f, "listening on 127.0.0.1:{port}, MAC {}", self.mac()),
+            Link::Connect(port) => write!(f, "connected to 127.0.0.1:{port}, MAC {}", self.mac()),
+        }
+    }
+}
+
 /// How to run the machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOptions {
@@ -102,6 +164,8 @@ pub struct RunOptions {
     pub pool: Option<PathBuf>,
     pub pool_size: u64,
     pub forwards: Vec<Forward>,
+    /// NICs after the first (QEMU's user network), in order.
+    pub links: Vec<Link>,
     /// `ramkey.config=URL` for PXE and kernel boots.
     pub config_url: Option<String>,
     /// Further kernel parameters for kernel boots.
@@ -123,6 +187,7 @@ impl RunOptions {
             pool: None,
             pool_size: DEFAULT_POOL_SIZE,
             forwards: Vec::new(),
+            links: Vec::new(),
             config_url: None,
             append: String::new(),
             state_dir: None,
@@ -281,6 +346,15 @@ pub fn machine_args(opts: &RunOptions) -> Result<Vec<OsString>, RunError> {
         "-device".into(),
         "virtio-net-pci,netdev=n0".into(),
     ]);
+    for (i, link) in opts.links.iter().enumerate() {
+        let id = format!("link{i}");
+        args.extend([
+            "-netdev".into(),
+            link.netdev(&id),
+            "-device".into(),
+            format!("virtio-net-pci,netdev={id},mac={}", link.mac()),
+        ]);
+    }
     if let Some(pool) = &opts.pool {
         create_pool(pool, opts.pool_size)?;
         args.extend([
@@ -395,6 +469,9 @@ pub fn banner(opts: &RunOptions) -> String {
     for f in &opts.forwards {
         text.push_str(&format!("  forward: {f}\n"));
     }
+    for link in &opts.links {
+        text.push_str(&format!("  link: {link}\n"));
+    }
     text.push_str(
         "  quit: Ctrl-a x    power button: Ctrl-a c, then `system_powerdown`, then Ctrl-a c back to the console\n",
     );
@@ -450,6 +527,10 @@ pub struct RunArgs {
     /// Forward 127.0.0.1:HOST to the guest's GUEST port (TCP); repeatable.
     #[arg(long = "forward", value_name = "HOST:[ADDRESS:]GUEST")]
     pub forwards: Vec<Forward>,
+    /// A further NIC wired to another `ramkey run` (`listen:PORT` on the first machine,
+    /// `connect:PORT` on the second); repeatable.
+    #[arg(long = "link", value_name = "listen:PORT|connect:PORT")]
+    pub links: Vec<Link>,
     /// Guest memory in MiB.
     #[arg(long, value_name = "MB", default_value_t = 1024)]
     pub memory: u32,
@@ -481,6 +562,7 @@ impl RunArgs {
             pool: self.pool.clone(),
             pool_size: self.pool_size,
             forwards: self.forwards.clone(),
+            links: self.links.clone(),
             config_url: self.config_url.clone(),
             append: self.append.clone(),
             accel: self.accel.clone(),
@@ -680,6 +762,40 @@ mod tests {
             "-accel tcg -M q35 -cpu max -m 1024 -nodefaults -no-user-config -display none -serial mon:stdio"
         );
         assert_eq!(all[14..], args[..]);
+    }
+
+    #[test]
+    fn links_wire_further_nics_to_another_machine() {
+        let dir = fixture();
+        let opts = RunOptions {
+            links: vec!["listen:7001".parse().unwrap(), "connect:7002".parse().unwrap()],
+            ..RunOptions::new(Boot::Usb {
+                image: dir.path().join("usb.img"),
+            })
+        };
+        let args = strings(machine_args(&opts).unwrap());
+        let n0 = args.iter().position(|a| a == "virtio-net-pci,netdev=n0").unwrap();
+        assert_eq!(
+            args[n0 + 1..],
+            [
+                "-netdev".to_string(),
+                "socket,id=link0,listen=127.0.0.1:7001".into(),
+                "-device".into(),
+                "virtio-net-pci,netdev=link0,mac=52:54:00:4c:1b:59".into(),
+                "-netdev".into(),
+                "socket,id=link1,connect=127.0.0.1:7002".into(),
+                "-device".into(),
+                "virtio-net-pci,netdev=link1,mac=52:54:00:43:1b:5a".into(),
+            ]
+        );
+        // The two ends of one link differ.
+        assert_ne!(Link::Listen(7001).mac(), Link::Listen(7001).peer().mac());
+        assert_eq!(Link::Connect(7001).peer(), Link::Listen(7001));
+        assert!(banner(&opts).contains("link: connected to 127.0.0.1:7002, MAC 52:54:00:43:1b:5a"));
+        for bad in ["7001", "listen:", "listen:0", "serve:7001", "connect:70000"] {
+            let err = bad.parse::<Link>().unwrap_err();
+            assert!(err.contains("listen:PORT or connect:PORT"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -286,6 +286,9 @@ impl Manifest {
         if self.requirements.arch.is_empty() {
             return Err(invalid("requirements.arch", "must not be empty (x86_64)"));
         }
+        for name in &self.requirements.capabilities {
+            crate::requirements::grantable_capability(name).map_err(|e| invalid("requirements.capabilities", e))?;
+        }
         self.caps
             .validate("zone")
             .map_err(|error| ManifestError::Service { error })?;

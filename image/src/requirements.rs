@@ -1,5 +1,5 @@
-//! What an image needs from the platform (minimum platform version, architecture), and the
-//! check the init runs before starting it.
+//! What an image needs from the platform (minimum platform version, architecture,
+//! capabilities beyond a zone's default set), and the check the init runs before starting it.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -12,6 +12,34 @@ use crate::manifest::Manifest;
 
 /// The only architecture Ramkey runs on today.
 pub const ARCH_X86_64: &str = "x86_64";
+
+/// Capabilities an image may ask for beyond a zone's default set, by name (as Docker's
+/// `--cap-add` spells them) and number: ones that act only on the zone's own network
+/// namespace, memory and processes. `NET_ADMIN` is what a DHCP server needs (ARP entries for
+/// its answers); `SYS_ADMIN`, `SYS_MODULE`, `SYS_RAWIO` and the like are never granted.
+pub const GRANTABLE_CAPABILITIES: &[(&str, u32)] = &[
+    ("NET_BROADCAST", 11),
+    ("NET_ADMIN", 12),
+    ("IPC_LOCK", 14),
+    ("SYS_NICE", 23),
+];
+
+/// The number of a grantable capability, or why it cannot be granted.
+pub fn grantable_capability(name: &str) -> Result<u32, String> {
+    GRANTABLE_CAPABILITIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, number)| *number)
+        .ok_or_else(|| {
+            let names: Vec<&str> = GRANTABLE_CAPABILITIES.iter().map(|(n, _)| *n).collect();
+            format!(
+                "`{name}` cannot be granted to a zone (grantable: {}; a zone keeps CHOWN, \
+                 DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, \
+                 NET_RAW, MKNOD, AUDIT_WRITE and SETFCAP anyway)",
+                names.join(", ")
+            )
+        })
+}
 
 /// Errors parsing versions or meeting requirements.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -54,6 +82,10 @@ pub struct Requirements {
     pub min_platform: String,
     /// CPU architecture, as Rust and `uname -m` spell it: `x86_64`.
     pub arch: String,
+    /// Capabilities its services need beyond a zone's default set, from
+    /// [`GRANTABLE_CAPABILITIES`] (`["NET_ADMIN"]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
 }
 
 /// A platform version: dotted numbers compared component by component, missing components
@@ -165,6 +197,18 @@ mod tests {
         assert!(v("0.1.0-dev") == v("0.1.0"));
         assert!(v("2") > v("1.99.99"));
         assert!(v("0.1.1") > v("0.1"));
+    }
+
+    #[test]
+    fn only_capabilities_scoped_to_the_zone_are_grantable() {
+        assert_eq!(grantable_capability("NET_ADMIN"), Ok(12));
+        for refused in ["SYS_ADMIN", "SYS_MODULE", "CAP_NET_ADMIN", "net_admin", ""] {
+            let err = grantable_capability(refused).unwrap_err();
+            assert!(
+                err.contains("cannot be granted to a zone (grantable: NET_BROADCAST, NET_ADMIN"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -46,17 +46,23 @@ pub fn test() -> Result<()> {
 }
 
 /// Builds the demo appliance and boots its stick image on this terminal (`ramkey run`), with
-/// the `web` personality in a zone at 10.0.2.16 and a pool disk kept between demos.
+/// the `web` personality in a zone at 10.0.2.16, `office` (DNS) at 10.0.2.17 and a pool disk
+/// kept between demos.
 pub fn demo() -> Result<()> {
     deps::ensure()?;
     let image = artifacts::usb_copy("demo")?;
     let web = artifacts::personality("web")?;
+    let office = artifacts::personality("office")?;
     let (_, trusted) = artifacts::test_key()?;
     let dir = artifacts::target_dir().join("ramkey/run");
     let config = dir.join("demo.config.toml");
     std::fs::write(&config, demo_config(&trusted))?;
     let fat = format!("{}@@1048576", image.display());
-    for (file, dest) in [(&web, "::/personalities/web.rkimg"), (&config, "::/config.toml")] {
+    for (file, dest) in [
+        (&web, "::/personalities/web.rkimg"),
+        (&office, "::/personalities/office.rkimg"),
+        (&config, "::/config.toml"),
+    ] {
         let file = file.to_string_lossy();
         run("mcopy", &["-o", "-i", &fat, &file, dest])?;
     }
@@ -68,14 +74,24 @@ pub fn demo() -> Result<()> {
     let mut opts = RunOptions::new(Boot::Usb { image });
     opts.accel = qemu::accel();
     opts.pool = Some(pool);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    opts.forwards = vec![run::Forward {
-        host: port,
-        guest: 80,
-        address: Some(std::net::Ipv4Addr::new(10, 0, 2, 16)),
-    }];
+    let free = || -> Result<u16> { Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
+    let (http, dns) = (free()?, free()?);
+    opts.forwards = vec![
+        run::Forward {
+            host: http,
+            guest: 80,
+            address: Some(std::net::Ipv4Addr::new(10, 0, 2, 16)),
+        },
+        run::Forward {
+            host: dns,
+            guest: 53,
+            address: Some(std::net::Ipv4Addr::new(10, 0, 2, 17)),
+        },
+    ];
     eprintln!("{}", run::banner(&opts));
-    eprintln!("the web personality answers at http://127.0.0.1:{port}/ once `zone web: up` shows on the console");
+    eprintln!("once `zone web: ... came up` shows on the console:");
+    eprintln!("  the web personality answers at http://127.0.0.1:{http}/");
+    eprintln!("  office answers DNS (over TCP): dig +tcp -p {dns} @127.0.0.1 web.office.lan");
     let status = run::command(&opts)?.status()?;
     if !status.success() {
         bail!("qemu exited with {status}");
@@ -83,11 +99,49 @@ pub fn demo() -> Result<()> {
     Ok(())
 }
 
-/// The demo's usbkey config: DHCP on the admin NIC, the web zone at a static address.
+/// The demo's usbkey config: DHCP on the admin NIC, the web and office zones at static
+/// addresses. office's DHCP range (its default, 192.168.1.100-200) is off this network, so it
+/// only answers DNS here and leaves QEMU's DHCP alone.
 fn demo_config(trusted: &str) -> String {
     format!(
-        "version = 1\nhostname = \"demo\"\n\n[[nic]]\ntag = \"admin\"\nname = \"eth0\"\nip = \"dhcp\"\n\n\
-         [images]\ntrusted_keys = [\"{trusted}\"]\n\n[[personality]]\nname = \"web\"\n\
-         image = \"personalities/web.rkimg\"\nnic = \"admin\"\nip = \"10.0.2.16/24\"\ngateway = \"10.0.2.2\"\n"
+        r#"version = 1
+hostname = "demo"
+
+[[nic]]
+tag = "admin"
+name = "eth0"
+ip = "dhcp"
+
+[images]
+trusted_keys = ["{trusted}"]
+
+[[personality]]
+name = "web"
+image = "personalities/web.rkimg"
+nic = "admin"
+ip = "10.0.2.16/24"
+gateway = "10.0.2.2"
+
+[[personality]]
+name = "office"
+image = "personalities/office.rkimg"
+nic = "admin"
+ip = "10.0.2.17/24"
+gateway = "10.0.2.2"
+
+[personality.settings]
+hosts = "web=10.0.2.16"
+"#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_demo_config_is_valid() {
+        let (_, trusted) = crate::artifacts::test_key().unwrap();
+        let config = ramkey_config::Config::parse(&super::demo_config(&trusted), "demo.config.toml").unwrap();
+        let names: Vec<&str> = config.personalities.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["web", "office"]);
+    }
 }

@@ -2,10 +2,12 @@
 //! mmdebstrap) runs in a zone with its own address on the admin NIC and answers HTTP through
 //! a host forward to that address; its page comes from its volume on the pool and survives
 //! a reboot; a tampered image and one signed by an untrusted key are refused with their
-//! reasons while `web` still starts; from inside the zone (`ramkeyctl personality console`)
-//! the host's processes and files are out of sight, `chroot` is refused, a memory hog is
-//! OOM-killed in the zone's cgroup and a fork bomb stops at `pids.max`, and the zone and the
-//! host keep serving.
+//! reasons while `web` and `office` still start; from inside `web` (`ramkeyctl personality
+//! console`) the host's processes and files and the `office` zone's processes and files are
+//! out of sight, `chroot` is refused, a memory hog is OOM-killed in the zone's cgroup and a
+//! fork bomb stops at `pids.max`; after that the host and `web` keep serving, and `office`
+//! (dnsmasq, on a second NIC wired to a second QEMU box) hands that box a DHCP lease and
+//! answers its DNS queries for local names. Swaps keep the volume; a broken image rolls back.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ramkey_builder::config_cmd::{self, Target};
 use ramkey_builder::flash::sysfs::Sysfs;
-use ramkey_builder::run::{Boot, Forward, RunOptions};
+use ramkey_builder::run::{Boot, Forward, Link, RunOptions};
 use xtask::artifacts;
 use xtask::qemu::{Machine, Spec};
 
@@ -24,6 +26,8 @@ const SHUTDOWN: Duration = Duration::from_secs(120);
 /// Where the FAT partition starts in `usb.img`.
 const FAT: &str = "@@1048576";
 const WEB_ADDRESS: &str = "10.0.2.16";
+/// The `office` zone's address on the network it shares with the client box.
+const OFFICE_ADDRESS: &str = "192.168.1.1";
 
 fn mtools(tool: &str, image: &Path, args: &[&str]) -> bool {
     let fat = format!("{}{FAT}", image.display());
@@ -36,8 +40,10 @@ fn mtools(tool: &str, image: &Path, args: &[&str]) -> bool {
     status.success()
 }
 
-fn config(trusted: &str) -> String {
-    format!(
+/// The appliance's config; with `lan` (the NIC wired to the client box), also the `office`
+/// zone on it.
+fn config(trusted: &str, lan: Option<Link>) -> String {
+    let mut text = format!(
         r#"version = 1
 hostname = "zonebox"
 
@@ -72,12 +78,32 @@ image = "personalities/stranger.rkimg"
 nic = "admin"
 ip = "10.0.2.18/24"
 "#
-    )
+    );
+    if let Some(lan) = lan {
+        text.push_str(&format!(
+            r#"
+[[nic]]
+tag = "lan"
+mac = "{mac}"
+
+[[personality]]
+name = "office"
+image = "personalities/office-1.0.0.rkimg"
+nic = "lan"
+ip = "{OFFICE_ADDRESS}/24"
+
+[personality.settings]
+hosts = "printer=192.168.1.5"
+"#,
+            mac = lan.mac()
+        ));
+    }
+    text
 }
 
-/// The stick: the config above, the `web` image, a copy with one payload byte flipped, and
-/// a copy signed by a key the config does not trust.
-fn stick(name: &str) -> PathBuf {
+/// The stick: the config above, the `web` image, a copy with one payload byte flipped, a
+/// copy signed by a key the config does not trust and, with `lan`, the `office` image.
+fn stick(name: &str, lan: Option<Link>) -> PathBuf {
     let web = artifacts::personality("web").unwrap();
     let (_, trusted) = artifacts::test_key().unwrap();
     let image = artifacts::usb_copy(name).unwrap();
@@ -90,19 +116,24 @@ fn stick(name: &str) -> PathBuf {
     let stranger = work.join("stranger.rkimg");
     artifacts::resigned(&web, &stranger).unwrap();
     let config_file = work.join("config.toml");
-    std::fs::write(&config_file, config(&trusted)).unwrap();
+    std::fs::write(&config_file, config(&trusted, lan)).unwrap();
     let probe = work.join("probe.toml");
     std::fs::write(&probe, PROBE).unwrap();
     let _ = mtools("mmd", &image, &["::/services.d"]);
     // The folder is on the stick already unless the appliance changed; either is fine.
     let _ = mtools("mmd", &image, &["::/personalities"]);
-    for (file, dest) in [
-        (&web, "::/personalities/web-1.0.0.rkimg"),
-        (&tampered, "::/personalities/tampered.rkimg"),
-        (&stranger, "::/personalities/stranger.rkimg"),
-        (&config_file, "::/config.toml"),
-        (&probe, "::/services.d/probe.toml"),
-    ] {
+    let mut files = vec![
+        (web.clone(), "::/personalities/web-1.0.0.rkimg"),
+        (tampered, "::/personalities/tampered.rkimg"),
+        (stranger, "::/personalities/stranger.rkimg"),
+        (config_file, "::/config.toml"),
+        (probe, "::/services.d/probe.toml"),
+    ];
+    if lan.is_some() {
+        let office = artifacts::personality("office").unwrap();
+        files.push((office, "::/personalities/office-1.0.0.rkimg"));
+    }
+    for (file, dest) in &files {
         assert!(
             mtools("mcopy", &image, &["-o", file.to_str().unwrap(), dest]),
             "mcopy {dest}"
@@ -130,9 +161,10 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn boot(name: &str, image: &Path, pool: &Path, port: u16) -> Machine {
+fn boot(name: &str, image: &Path, pool: &Path, port: u16, links: &[Link]) -> Machine {
     let mut opts = RunOptions::new(Boot::Usb { image: image.into() });
     opts.pool = Some(pool.into());
+    opts.links = links.to_vec();
     opts.state_dir = Some(artifacts::target_dir().join("ramkey/run").join(name));
     opts.forwards = vec![Forward {
         host: port,
@@ -181,6 +213,12 @@ fn probe(vm: &mut Machine, key: &str) -> String {
 /// Reads what the probe found from inside the zone, through `ramkeyctl personality console`.
 fn isolation(vm: &mut Machine) {
     vm.expect("probe: list", BOOT).unwrap();
+    // In name order.
+    let (_, office) = vm.expect("office ", BOOT).unwrap();
+    assert!(
+        office.contains("office 1.0.0") && office.contains("online") && office.contains("192.168.1.1/24"),
+        "{office}"
+    );
     let (_, web) = vm.expect("web ", BOOT).unwrap();
     assert!(
         web.contains("web 1.0.0") && web.contains("online") && web.contains("10.0.2.16/24"),
@@ -195,6 +233,17 @@ fn isolation(vm: &mut Machine) {
         files.contains("'/usbkey': No such file") && files.contains("'/pool': No such file"),
         "{files}"
     );
+    let other = probe(vm, "other-zone-files");
+    assert!(
+        other.contains("'/usr/sbin/dnsmasq': No such file")
+            && other.contains("'/usr/local/sbin/ramkey-office-start': No such file"),
+        "{other}"
+    );
+    // The host sees office's dnsmasq (and a child serving a TCP probe, at times), so the
+    // check below would see it too if it leaked into the zone.
+    let host = probe(vm, "host-sees-office");
+    assert!(host.parse::<u32>().unwrap_or(0) >= 1, "host-sees-office {host}");
+    assert_eq!(probe(vm, "zone-sees-office"), "0");
     let chroot = probe(vm, "chroot");
     assert!(chroot.contains("Operation not permitted"), "{chroot}");
     assert_eq!(probe(vm, "hog-exit"), "137", "the memory hog is killed");
@@ -211,8 +260,11 @@ fn isolation(vm: &mut Machine) {
 const PROBE: &str = r#"name = "probe"
 restart = "never"
 argv = ["/bin/sh", "-c", '''
-until ramkeyctl personality list 2>/dev/null | grep -q ' online '; do sleep 1; done
+until [ "$(ramkeyctl personality list 2>/dev/null | grep -c ' online ')" -ge 2 ]; do sleep 1; done
 c() { ramkeyctl personality console web -- /bin/sh -c "$1" 2>&1; }
+# dnsmasq's own command line; the bracket keeps this script from matching itself.
+office='keep-in-[f]oreground'
+
 cg=/sys/fs/cgroup/ramkey/zone-web
 {
   echo "probe: list"; ramkeyctl personality list
@@ -220,6 +272,9 @@ cg=/sys/fs/cgroup/ramkey/zone-web
   echo "probe: pid1 $(c 'tr "\0" " " </proc/1/cmdline')"
   echo "probe: host-processes-seen $(c 'grep -l isolation-probe-[m]arker /proc/[0-9]*/cmdline 2>/dev/null | wc -l')"
   echo "probe: host-files $(c 'ls /usbkey /pool 2>&1 | tr "\n" " "')"
+  echo "probe: other-zone-files $(c 'ls /usr/sbin/dnsmasq /usr/local/sbin/ramkey-office-start 2>&1 | tr "\n" " "')"
+  echo "probe: host-sees-office $(grep -l -e "$office" /proc/[0-9]*/cmdline 2>/dev/null | wc -l)"
+  echo "probe: zone-sees-office $(c "grep -l -e '$office' /proc/[0-9]*/cmdline 2>/dev/null | wc -l")"
   echo "probe: chroot $(c '/usr/sbin/chroot / /bin/true 2>&1 | head -1')"
   echo "probe: hog-exit $(c 'head -c 600M /dev/zero | tail >/dev/null; echo $?' | tail -1)"
   echo "probe: oom-kills $(sed -n 's/^oom_kill //p' $cg/memory.events)"
@@ -229,6 +284,76 @@ cg=/sys/fs/cgroup/ramkey/zone-web
 } >/dev/console 2>&1
 ''', "isolation-probe-marker"]
 "#;
+
+/// The client box: a copy of the stick with DHCP on its end of the link to the appliance's
+/// `lan` and a one-shot service that asks the DNS server its lease named for local names,
+/// printing `lookup: ...` lines.
+fn client(lan: Link) -> Machine {
+    let name = "zones-client";
+    let image = artifacts::usb_copy(name).unwrap();
+    let work = artifacts::target_dir().join("ramkey/run").join(format!("{name}.files"));
+    std::fs::create_dir_all(&work).unwrap();
+    let config = work.join("config.toml");
+    let mac = lan.mac();
+    std::fs::write(
+        &config,
+        format!("version = 1\nhostname = \"client\"\n\n[[nic]]\ntag = \"lan\"\nmac = \"{mac}\"\nip = \"dhcp\"\n"),
+    )
+    .unwrap();
+    let lookup = work.join("lookup.toml");
+    std::fs::write(&lookup, LOOKUP).unwrap();
+    let _ = mtools("mmd", &image, &["::/services.d"]);
+    for (file, dest) in [(&config, "::/config.toml"), (&lookup, "::/services.d/lookup.toml")] {
+        assert!(
+            mtools("mcopy", &image, &["-o", file.to_str().unwrap(), dest]),
+            "mcopy {dest}"
+        );
+    }
+    let mut opts = RunOptions::new(Boot::Usb { image });
+    opts.links = vec![lan];
+    opts.state_dir = Some(artifacts::target_dir().join("ramkey/run").join(name));
+    Machine::start(&Spec::run(name, &opts).unwrap()).unwrap()
+}
+
+const LOOKUP: &str = r#"name = "lookup"
+restart = "never"
+argv = ["/bin/sh", "-c", '''
+{
+  echo "lookup: resolver $(sed -n 's/^nameserver //p' /etc/resolv.conf | head -1)"
+  echo "lookup: printer $(nslookup printer.office.lan 2>&1 | tr '\n' ' ')"
+  echo "lookup: self $(nslookup client.office.lan 2>&1 | tr '\n' ' ')"
+  echo "lookup: done"
+} >/dev/console 2>&1
+''']
+"#;
+
+/// Boots the client box on `lan` and checks the `office` zone leased it an address and
+/// answers DNS for a name from its settings and for the client's own name.
+fn office_serves_the_client(lan: Link) {
+    let mut client = client(lan.peer());
+    let (_, lease) = client.expect("ramkey: network: lan ", BOOT).unwrap();
+    assert!(lease.contains("DHCP in"), "{lease}");
+    let address = lease
+        .split_once("network: lan ")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(address, _)| address.to_string())
+        .unwrap();
+    assert!(
+        address.starts_with("192.168.1."),
+        "a lease from office's range: {lease}"
+    );
+    eprintln!("client: {lease}");
+    let (_, resolver) = client.expect("lookup: resolver ", BOOT).unwrap();
+    assert!(resolver.ends_with(&format!("resolver {OFFICE_ADDRESS}")), "{resolver}");
+    let (_, printer) = client.expect("lookup: printer ", BOOT).unwrap();
+    assert!(printer.contains("Address: 192.168.1.5"), "{printer}");
+    let (_, own) = client.expect("lookup: self ", BOOT).unwrap();
+    assert!(own.contains(&format!("Address: {address}")), "{own}");
+    client.expect("lookup: done", BOOT).unwrap();
+    client.monitor("system_powerdown").unwrap();
+    client.expect("ramkey: power-off", SHUTDOWN).unwrap();
+    assert!(client.wait_exit(SHUTDOWN).unwrap().success(), "{}", client.tail());
+}
 
 fn debugfs(disk: &Path, write: bool, commands: &str) -> String {
     let script = disk.with_extension("debugfs");
@@ -248,13 +373,14 @@ fn debugfs(disk: &Path, write: bool, commands: &str) -> String {
 }
 
 #[test]
-fn web_zone_serves_its_volume_across_reboots_and_bad_images_are_refused() {
+fn zones_serve_isolated_keep_their_volumes_and_bad_images_are_refused() {
     let name = "zones-web";
-    let image = stick(name);
+    let lan = Link::Listen(free_port());
+    let image = stick(name, Some(lan));
     let disk = pool_disk(name);
     let port = free_port();
 
-    let mut vm = boot(name, &image, &disk, port);
+    let mut vm = boot(name, &image, &disk, port, &[lan]);
     // The personalities are verified in config order.
     vm.expect("ramkey: zone web: image web 1.0.0 verified", BOOT).unwrap();
     let (_, tampered) = vm.expect("zone tampered: refused: ", BOOT).unwrap();
@@ -270,8 +396,9 @@ fn web_zone_serves_its_volume_across_reboots_and_bad_images_are_refused() {
     );
     assert!(page.contains("It works"), "{page}");
     isolation(&mut vm);
-    // The host and the zone's own service survived the memory hog and the fork bomb.
+    // The host and both zones survived the memory hog and the fork bomb.
     assert!(http_get(port, "/", BOOT).contains("It works"));
+    office_serves_the_client(lan);
     vm.refute("RECOVERY MODE").unwrap();
     vm.refute("PANIC").unwrap();
     power_off(vm);
@@ -302,7 +429,11 @@ fn web_zone_serves_its_volume_across_reboots_and_bad_images_are_refused() {
     );
 
     assert!(mtools("mdel", &image, &["::/services.d/probe.toml"]));
-    let mut vm = boot(&format!("{name}-again"), &image, &disk, port);
+    // The client's lease is in office's volume.
+    let leases = debugfs(&disk, false, "cat /instances/office/volumes/leases/dnsmasq.leases\n");
+    assert!(leases.contains(" client "), "{leases}");
+
+    let mut vm = boot(&format!("{name}-again"), &image, &disk, port, &[lan]);
     vm.expect("ramkey: zone web: image web 1.0.0 verified", BOOT).unwrap();
     let page = http_get(port, "/", BOOT);
     assert!(page.contains("written to the volume before this boot"), "{page}");
@@ -376,7 +507,7 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
         )
         .unwrap();
     });
-    let image = stick(name);
+    let image = stick(name, None);
     for (file, dest) in [
         (&v2, "::/personalities/web-2.0.0.rkimg"),
         (&v3, "::/personalities/web-3.0.0.rkimg"),
@@ -397,7 +528,7 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
     let disk = pool_disk(name);
     let port = free_port();
 
-    let mut vm = boot(name, &image, &disk, port);
+    let mut vm = boot(name, &image, &disk, port, &[]);
     vm.expect("ramkey: zone web: web 1.0.0 came up; kept as the last good image", BOOT)
         .unwrap();
     let (_, refused) = vm.expect("swap: import-tampered ", BOOT).unwrap();
@@ -435,7 +566,7 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
     assert!(mtools("mdel", &image, &["::/services.d/swapper.toml"]));
     let pair = "personality.web.image=\"personalities/web-3.0.0.rkimg\"".to_string();
     config_cmd::set(&Target::Disk(image.clone()), &[pair], &Sysfs::host()).unwrap();
-    let mut vm = boot(&format!("{name}-gate"), &image, &disk, port);
+    let mut vm = boot(&format!("{name}-gate"), &image, &disk, port, &[]);
     vm.expect(
         "ramkey: zone web: image changed since the last boot (web 2.0.0 -> web 3.0.0); web 2.0.0 is kept to fall back to",
         BOOT,

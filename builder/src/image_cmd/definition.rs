@@ -68,6 +68,9 @@ pub struct Definition {
     /// Default caps of the zone.
     #[serde(default)]
     pub caps: Caps,
+    /// Capabilities beyond a zone's default set (`["NET_ADMIN"]`).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
     /// Services the zone runs.
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
@@ -214,6 +217,7 @@ impl Definition {
             requirements: Requirements {
                 min_platform: self.min_platform.clone(),
                 arch: ARCH_X86_64.into(),
+                capabilities: self.capabilities.clone(),
             },
             caps: self.caps,
             services: self.services.clone(),
@@ -258,5 +262,12 @@ mod tests {
         assert!(matches!(Definition::parse(&name), Err(ParseError::Invalid(m)) if m.contains("name")));
         let svc = format!("{MINIMAL}[[services]]\nname = \"a\"\nargv = [\"relative\"]\n");
         assert!(matches!(Definition::parse(&svc), Err(ParseError::Invalid(_))));
+        let caps = format!("{MINIMAL}capabilities = [\"SYS_ADMIN\"]\n");
+        assert!(
+            matches!(Definition::parse(&caps), Err(ParseError::Invalid(m)) if m.contains("requirements.capabilities") && m.contains("`SYS_ADMIN` cannot be granted"))
+        );
+        let caps = format!("{MINIMAL}capabilities = [\"NET_ADMIN\"]\n");
+        let manifest = Definition::parse(&caps).unwrap().manifest(&"0".repeat(64), "u", 0);
+        assert_eq!(manifest.requirements.capabilities, ["NET_ADMIN"]);
     }
 }

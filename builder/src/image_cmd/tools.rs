@@ -61,6 +61,13 @@ pub fn inspect(file: &Path, raw_manifest: bool) -> Result<String, ToolsError> {
         "requires:     platform >= {}, {}",
         m.requirements.min_platform, m.requirements.arch
     );
+    if !m.requirements.capabilities.is_empty() {
+        let _ = writeln!(
+            s,
+            "capabilities: {} (beyond a zone's default set)",
+            m.requirements.capabilities.join(", ")
+        );
+    }
     let _ = writeln!(s, "file size:    {} bytes", image.file_len);
     let _ = writeln!(s, "payload:      {} bytes, sha256 {}", f.payload_size, m.payload.sha256);
     let _ = writeln!(

@@ -156,7 +156,8 @@ fn zone_init(name: &str) -> Result<i32, String> {
 fn console(name: &str, argv: &[String]) -> Result<String, String> {
     let pid = zone_init(name)?;
     // Into the zone's cgroup first, so that what runs here counts against the zone's caps.
-    let procs = spec(name)?.cgroup.join("cgroup.procs");
+    let spec = spec(name)?;
+    let procs = spec.cgroup.join("cgroup.procs");
     std::fs::write(&procs, std::process::id().to_string()).map_err(|e| format!("{}: {e}", procs.display()))?;
     // Every namespace file is opened before any is entered: after the mount namespace,
     // this /proc is the zone's.
@@ -180,7 +181,7 @@ fn console(name: &str, argv: &[String]) -> Result<String, String> {
     // The PID namespace applies to children: the command runs in a fork.
     match crate::sys::confine::fork().map_err(|e| e.to_string())? {
         // In the child, an error returns through `main`, which exits with it.
-        None => crate::zone::inside::confine()
+        None => crate::zone::inside::confine(&spec)
             .and_then(|()| exec(argv))
             .map(|()| String::new()),
         Some(child) => match waitpid(child, None) {

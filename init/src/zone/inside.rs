@@ -125,13 +125,18 @@ fn setup(spec: &ZoneSpec, to_parent: std::os::fd::OwnedFd, from_parent: std::os:
     nix::unistd::sethostname(&spec.name).map_err(|e| format!("sethostname: {e}"))?;
     enter(&root)?;
     network(spec)?;
-    confine()
+    confine(spec)
 }
 
 /// The zone's confinement, for this process and all it starts: the capability bounding set
-/// cut to [`KEPT_CAPS`], `no_new_privs`, and the seccomp filter denying [`DENIED`].
-pub fn confine() -> Result<(), String> {
-    sys::confine::limit_bounding_set(KEPT_CAPS).map_err(|e| e.to_string())?;
+/// cut to [`KEPT_CAPS`] and the ones its image asks for, `no_new_privs`, and the seccomp
+/// filter denying [`DENIED`].
+pub fn confine(spec: &ZoneSpec) -> Result<(), String> {
+    let mut keep = KEPT_CAPS.to_vec();
+    for name in &spec.capabilities {
+        keep.push(ramkey_image::requirements::grantable_capability(name)?);
+    }
+    sys::confine::limit_bounding_set(&keep).map_err(|e| e.to_string())?;
     sys::confine::set_no_new_privs().map_err(|e| e.to_string())?;
     sys::confine::deny_syscalls(DENIED).map_err(|e| e.to_string())
 }

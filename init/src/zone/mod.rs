@@ -79,6 +79,8 @@ pub struct ZoneSpec {
     pub cgroup: PathBuf,
     /// The zone's caps: the config's, or the manifest's defaults.
     pub caps: Caps,
+    /// Capabilities the image asks for beyond the zone's default set (`NET_ADMIN`).
+    pub capabilities: Vec<String>,
     /// The config's trusted image keys (public key lines), for `ramkeyctl personality swap`.
     pub trusted_keys: Vec<String>,
     /// The platform version images are checked against.
@@ -94,6 +96,7 @@ impl ZoneSpec {
         self.payload_size = manifest.payload.size;
         self.sha256.clone_from(&manifest.payload.sha256);
         self.services.clone_from(&manifest.services);
+        self.capabilities.clone_from(&manifest.requirements.capabilities);
         self.volumes = manifest
             .volumes
             .iter()

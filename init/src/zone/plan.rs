@@ -117,6 +117,7 @@ fn plan_one(
         services: Vec::new(),
         cgroup: places.cgroups.join(ZoneSpec::service_name(&p.name)),
         caps,
+        capabilities: Vec::new(),
         trusted_keys: trusted
             .iter()
             .map(|k| ramkey_image::keys::encode_public(k).trim_end().to_string())
