@@ -94,8 +94,7 @@ pub struct BootState {
     pub config_text: Option<String>,
     /// What the `network` step did with the config's NICs (or with every NIC in recovery).
     pub applied: Option<Applied>,
-    /// The DHCP leases to renew (see [`crate::net::renew`]): the event loop calls
-    /// `net::renew::renew_due(&mut leases, &clock)` when `net::renew::next_renewal` passes.
+    /// The DHCP leases to renew (see [`crate::net::renew`]); the event loop takes them.
     pub leases: Vec<HeldLease>,
     /// The SNTP result, when the clock was set.
     pub ntp: Option<Synced>,

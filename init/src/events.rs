@@ -1,5 +1,6 @@
 //! The event loop of PID 1: one `poll(2)` over signals, uevents, power buttons, the
-//! services (exits, timers, checks, output pipes) and the control socket.
+//! services (exits, timers, checks, output pipes) and the control socket, with a timer for
+//! renewing DHCP leases.
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -10,8 +11,10 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
+use crate::clock::BootClock;
 use crate::control::ControlServer;
 use crate::modprobe::{Modprobe, ModuleLoader};
+use crate::net::renew::{HeldLease, next_renewal, renew_due};
 use crate::power::PowerButtons;
 use crate::shutdown::{Action, Request};
 use crate::supervise::Supervision;
@@ -75,6 +78,8 @@ pub struct EventLoop {
     pub services: Option<Supervision>,
     /// The control socket; `None` when it could not be bound.
     pub control: Option<ControlServer>,
+    /// The DHCP leases in use, renewed when due (T1, or a retry after a failed renewal).
+    pub leases: Vec<HeldLease>,
 }
 
 /// What one readable fd is.
@@ -95,6 +100,9 @@ impl EventLoop {
         let mut pending: Option<Request> = None;
         loop {
             let now = sys::boottime();
+            if next_renewal(&self.leases).is_some_and(|at| now >= at) {
+                renew_due(&mut self.leases, &BootClock);
+            }
             if let Some(services) = self.services.as_mut() {
                 services.tick(now);
             }
@@ -189,6 +197,8 @@ impl EventLoop {
             let control = c.next_deadline().map(|d| d.saturating_sub(now));
             timeout = [timeout, control].into_iter().flatten().min();
         }
+        let renewal = next_renewal(&self.leases).map(|at| at.saturating_sub(now));
+        timeout = [timeout, renewal].into_iter().flatten().min();
         // Round up, so that a deadline a fraction of a millisecond away does not spin.
         let timeout = match timeout {
             None => PollTimeout::NONE,

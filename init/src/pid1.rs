@@ -98,6 +98,7 @@ pub fn run() -> ! {
         sys_root: paths.sys(),
         services: services.take(),
         control: control.take(),
+        leases: std::mem::take(&mut state.leases),
     };
     loop {
         match catch_unwind(AssertUnwindSafe(|| events.run())) {

@@ -4,5 +4,6 @@
 pub mod artifacts;
 pub mod bench;
 pub mod deps;
+pub mod http;
 pub mod qemu;
 pub mod tasks;

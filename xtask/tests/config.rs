@@ -4,11 +4,10 @@
 //! a config broken after a good boot falls back to `config.toml.good`. The time from the
 //! config read to the network being up is printed, not asserted.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ramkey_builder::config_cmd::{self, Target};
 use ramkey_builder::flash::sysfs::Sysfs;
@@ -68,24 +67,6 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn http_get(port: u16, deadline: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
-            let mut body = String::new();
-            s.read_to_string(&mut body)?;
-            Ok(body)
-        });
-        match attempt {
-            Ok(body) if body.contains("200") => return body,
-            other if start.elapsed() > deadline => panic!("no HTTP answer through the forward: {other:?}"),
-            _ => std::thread::sleep(Duration::from_millis(500)),
-        }
-    }
-}
-
 const HTTPD: &str = "name = \"httpd\"\nargv = [\"/bin/sh\", \"-c\", \"mkdir -p /run/www && echo hello-from-box1 > \
     /run/www/index.html && exec /bin/busybox httpd -f -p 8080 -h /run/www\"]\n";
 
@@ -121,7 +102,7 @@ fn static_address_and_hostname_reach_a_service_through_a_forward() {
     vm.expect("ramkey: config: saved /usbkey/config.toml.good", BOOT)
         .unwrap();
     vm.expect("ramkey: ready", BOOT).unwrap();
-    let body = http_get(port, Duration::from_secs(120));
+    let body = xtask::http::wait_ok(port, "/index.html", Duration::from_secs(120)).unwrap();
     assert!(body.contains("hello-from-box1"), "{body}");
     eprintln!("static: network up {ms} ms after the config was read");
     vm.refute("RECOVERY MODE").unwrap();

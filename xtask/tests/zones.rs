@@ -6,11 +6,11 @@
 //! console`) the host's processes and files and the `office` zone's processes and files are
 //! out of sight, `chroot` is refused, a memory hog is OOM-killed in the zone's cgroup and a
 //! fork bomb stops at `pids.max`; after that the host and `web` keep serving, and `office`
-//! (dnsmasq, on a second NIC wired to a second QEMU box) hands that box a DHCP lease and
-//! answers its DNS queries for local names. Swaps keep the volume; a broken image rolls back.
+//! (dnsmasq, on a second NIC wired to a second QEMU box) hands that box and a zone on it
+//! DHCP leases, which they renew, and answers DNS for local names. Swaps keep the volume; a
+//! broken image rolls back.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -94,6 +94,7 @@ ip = "{OFFICE_ADDRESS}/24"
 
 [personality.settings]
 hosts = "printer=192.168.1.5"
+lease-time = "2m"
 "#,
             mac = lan.mac()
         ));
@@ -174,24 +175,9 @@ fn boot(name: &str, image: &Path, pool: &Path, port: u16, links: &[Link]) -> Mac
     Machine::start(&Spec::run(name, &opts).unwrap()).unwrap()
 }
 
-/// `GET path` through the forward until it answers 200 (QEMU accepts the connection before
-/// anything listens behind it); returns the response.
-fn http_get(port: u16, path: &str, deadline: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(format!("GET {path} HTTP/1.0\r\nHost: web\r\n\r\n").as_bytes())?;
-            let mut body = String::new();
-            s.read_to_string(&mut body)?;
-            Ok(body)
-        });
-        match attempt {
-            Ok(body) if body.starts_with("HTTP/1.1 200") => return body,
-            other if start.elapsed() > deadline => panic!("no HTTP 200 from the zone: {other:?}"),
-            _ => std::thread::sleep(Duration::from_millis(250)),
-        }
-    }
+/// The answer to `GET path` through the forward, once it is a 200.
+fn http(port: u16, path: &str) -> String {
+    xtask::http::wait_ok(port, path, BOOT).unwrap()
 }
 
 fn power_off(mut vm: Machine) {
@@ -286,24 +272,49 @@ cg=/sys/fs/cgroup/ramkey/zone-web
 "#;
 
 /// The client box: a copy of the stick with DHCP on its end of the link to the appliance's
-/// `lan` and a one-shot service that asks the DNS server its lease named for local names,
-/// printing `lookup: ...` lines.
+/// `lan`, the `web` personality in a zone in RAM taking its own lease there, and a one-shot
+/// service that asks the DNS server its lease named for local names and waits for the zone's
+/// lease to be renewed, printing `lookup: ...` lines.
 fn client(lan: Link) -> Machine {
     let name = "zones-client";
     let image = artifacts::usb_copy(name).unwrap();
     let work = artifacts::target_dir().join("ramkey/run").join(format!("{name}.files"));
     std::fs::create_dir_all(&work).unwrap();
     let config = work.join("config.toml");
-    let mac = lan.mac();
+    let (mac, (_, trusted)) = (lan.mac(), artifacts::test_key().unwrap());
     std::fs::write(
         &config,
-        format!("version = 1\nhostname = \"client\"\n\n[[nic]]\ntag = \"lan\"\nmac = \"{mac}\"\nip = \"dhcp\"\n"),
+        format!(
+            r#"version = 1
+hostname = "client"
+
+[[nic]]
+tag = "lan"
+mac = "{mac}"
+ip = "dhcp"
+
+[images]
+trusted_keys = ["{trusted}"]
+
+[[personality]]
+name = "web"
+image = "personalities/web-1.0.0.rkimg"
+nic = "lan"
+ip = "dhcp"
+"#
+        ),
     )
     .unwrap();
     let lookup = work.join("lookup.toml");
     std::fs::write(&lookup, LOOKUP).unwrap();
+    let web = artifacts::personality("web").unwrap();
     let _ = mtools("mmd", &image, &["::/services.d"]);
-    for (file, dest) in [(&config, "::/config.toml"), (&lookup, "::/services.d/lookup.toml")] {
+    let _ = mtools("mmd", &image, &["::/personalities"]);
+    for (file, dest) in [
+        (&config, "::/config.toml"),
+        (&lookup, "::/services.d/lookup.toml"),
+        (&web, "::/personalities/web-1.0.0.rkimg"),
+    ] {
         assert!(
             mtools("mcopy", &image, &["-o", file.to_str().unwrap(), dest]),
             "mcopy {dest}"
@@ -322,6 +333,10 @@ argv = ["/bin/sh", "-c", '''
   echo "lookup: resolver $(sed -n 's/^nameserver //p' /etc/resolv.conf | head -1)"
   echo "lookup: printer $(nslookup printer.office.lan 2>&1 | tr '\n' ' ')"
   echo "lookup: self $(nslookup client.office.lan 2>&1 | tr '\n' ' ')"
+  until ramkeyctl personality list 2>/dev/null | grep -q ' online '; do sleep 1; done
+  echo "lookup: zone $(ramkeyctl personality list | grep '^web ')"
+  until ramkeyctl personality log web | grep -q 'DHCP lease .* renewed'; do sleep 2; done
+  echo "lookup: zone-renewed $(ramkeyctl personality log web | grep 'DHCP lease .* renewed' | head -1)"
   echo "lookup: done"
 } >/dev/console 2>&1
 ''']
@@ -349,7 +364,19 @@ fn office_serves_the_client(lan: Link) {
     assert!(printer.contains("Address: 192.168.1.5"), "{printer}");
     let (_, own) = client.expect("lookup: self ", BOOT).unwrap();
     assert!(own.contains(&format!("Address: {address}")), "{own}");
+    // The leases are two minutes long (office's lease-time): both are renewed at T1, a
+    // minute in, by the zone's event loop and by the platform's.
+    let (_, zone) = client.expect("lookup: zone ", BOOT).unwrap();
+    assert!(zone.contains("online") && zone.contains(" 192.168.1."), "{zone}");
+    let (_, zone_renewed) = client.expect("lookup: zone-renewed ", BOOT).unwrap();
+    assert!(zone_renewed.contains("renewed for 120 s"), "{zone_renewed}");
     client.expect("lookup: done", BOOT).unwrap();
+    // The platform's lease came first, so its renewal is usually on the console already.
+    let renewed = format!("ramkey: network: lan: DHCP lease {address}/24 renewed for 120 s");
+    if !client.lines().iter().any(|(_, line)| line.contains(&renewed)) {
+        client.expect(&renewed, BOOT).unwrap();
+    }
+    eprintln!("client: {zone_renewed}");
     client.monitor("system_powerdown").unwrap();
     client.expect("ramkey: power-off", SHUTDOWN).unwrap();
     assert!(client.wait_exit(SHUTDOWN).unwrap().success(), "{}", client.tail());
@@ -389,7 +416,7 @@ fn zones_serve_isolated_keep_their_volumes_and_bad_images_are_refused() {
     assert!(stranger.contains("which is not trusted"), "{stranger}");
     let (_, up) = vm.expect("ramkey: zone web: up in ", BOOT).unwrap();
     let started = Instant::now();
-    let page = http_get(port, "/", BOOT);
+    let page = http(port, "/");
     eprintln!(
         "web zone: {up}; first HTTP 200 {} ms after that line (wall clock, TCG)",
         started.elapsed().as_millis()
@@ -397,7 +424,7 @@ fn zones_serve_isolated_keep_their_volumes_and_bad_images_are_refused() {
     assert!(page.contains("It works"), "{page}");
     isolation(&mut vm);
     // The host and both zones survived the memory hog and the fork bomb.
-    assert!(http_get(port, "/", BOOT).contains("It works"));
+    assert!(http(port, "/").contains("It works"));
     office_serves_the_client(lan);
     vm.refute("RECOVERY MODE").unwrap();
     vm.refute("PANIC").unwrap();
@@ -435,7 +462,7 @@ fn zones_serve_isolated_keep_their_volumes_and_bad_images_are_refused() {
 
     let mut vm = boot(&format!("{name}-again"), &image, &disk, port, &[lan]);
     vm.expect("ramkey: zone web: image web 1.0.0 verified", BOOT).unwrap();
-    let page = http_get(port, "/", BOOT);
+    let page = http(port, "/");
     assert!(page.contains("written to the volume before this boot"), "{page}");
     power_off(vm);
 }
@@ -558,8 +585,8 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
     vm.expect("swap: done", BOOT).unwrap();
     eprintln!("{swapped}\n{rolled}");
     // v2 serves, from the volume v1 seeded.
-    assert!(http_get(port, "/version.html", BOOT).contains("web 2.0.0"));
-    assert!(http_get(port, "/", BOOT).contains("It works"));
+    assert!(http(port, "/version.html").contains("web 2.0.0"));
+    assert!(http(port, "/").contains("It works"));
     power_off(vm);
 
     // The broken image put in the config on the stick: the boot gate falls back to v2.
@@ -576,6 +603,6 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
         .expect("ramkey: zone web: rolled back from web 3.0.0: ", BOOT)
         .unwrap();
     assert!(gate.contains("running web 2.0.0 again"), "{gate}");
-    assert!(http_get(port, "/version.html", BOOT).contains("web 2.0.0"));
+    assert!(http(port, "/version.html").contains("web 2.0.0"));
     power_off(vm);
 }

@@ -107,12 +107,23 @@ fn list() -> Result<String, String> {
             spec.name,
             format!("{} {}", spec.image_name, spec.version),
             state,
-            spec.ip.as_deref().unwrap_or("-"),
+            address(spec),
             memory,
             reason
         );
     }
     Ok(out)
+}
+
+/// The zone's address: the configured one, or on DHCP the one it leased.
+fn address(spec: &ZoneSpec) -> String {
+    match spec.ip.as_deref() {
+        Some("dhcp") => zone_init(&spec.name)
+            .ok()
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/root{}", crate::zone::LEASE_FILE)).ok())
+            .map_or_else(|| "dhcp".to_string(), |a| a.trim().to_string()),
+        other => other.unwrap_or("-").to_string(),
+    }
 }
 
 fn log(name: &str, service: Option<&str>) -> Result<String, String> {

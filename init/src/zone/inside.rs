@@ -12,12 +12,14 @@ use nix::sched::CloneFlags;
 use ramkey_config::{Addressing, Dns, Nic, Selector};
 
 use super::launch::NET_READY;
-use super::{RUN_DIR, SETTINGS_FILE, ZONE_IFNAME, ZoneSpec};
+use super::{LEASE_FILE, MACVLAN_PREFIX, RUN_DIR, SETTINGS_FILE, ZONE_IFNAME, ZoneSpec};
 use crate::control::ControlServer;
 use crate::events::{EventLoop, SIGNALS};
 use crate::log::Level;
 use crate::modprobe::KernelLoader;
 use crate::net::KernelNetwork;
+use crate::net::netlink::{Netlink, RouteSocket};
+use crate::net::renew::HeldLease;
 use crate::power::PowerButtons;
 use crate::services::Definitions;
 use crate::supervise::Supervision;
@@ -83,8 +85,9 @@ pub fn run(
 ) -> i32 {
     let name = &spec.name;
     let started = sys::boottime();
-    let (level, line) = match setup(spec, to_parent.into(), from_parent.into()) {
-        Ok(()) => (
+    let setup = setup(spec, to_parent.into(), from_parent.into());
+    let (level, line) = match &setup {
+        Ok(_) => (
             Level::Info,
             format!(
                 "zone {name}: up in {} ms (root, network, confinement); starting its services",
@@ -99,13 +102,18 @@ pub fn run(
     if let Some(mut console) = console {
         let _ = console.write_all(text.as_bytes());
     }
-    if level == Level::Error {
-        return 1;
+    match setup {
+        Ok(leases) => serve(spec, leases),
+        Err(_) => 1,
     }
-    serve(spec)
 }
 
-fn setup(spec: &ZoneSpec, to_parent: std::os::fd::OwnedFd, from_parent: std::os::fd::OwnedFd) -> Result<(), String> {
+/// Returns the zone's DHCP lease, if it took one, for renewal.
+fn setup(
+    spec: &ZoneSpec,
+    to_parent: std::os::fd::OwnedFd,
+    from_parent: std::os::fd::OwnedFd,
+) -> Result<Vec<HeldLease>, String> {
     let flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
@@ -124,8 +132,9 @@ fn setup(spec: &ZoneSpec, to_parent: std::os::fd::OwnedFd, from_parent: std::os:
     let root = build_root(spec)?;
     nix::unistd::sethostname(&spec.name).map_err(|e| format!("sethostname: {e}"))?;
     enter(&root)?;
-    network(spec)?;
-    confine(spec)
+    let leases = network(spec)?;
+    confine(spec)?;
+    Ok(leases)
 }
 
 /// The zone's confinement, for this process and all it starts: the capability bounding set
@@ -289,8 +298,9 @@ fn enter(root: &Path) -> Result<(), String> {
 }
 
 /// Loopback, then the zone's interface with its static address or a DHCP lease, the
-/// default route and `/etc/resolv.conf`, through the platform's own network code.
-fn network(spec: &ZoneSpec) -> Result<(), String> {
+/// default route and `/etc/resolv.conf`, through the platform's own network code; returns
+/// the lease to renew.
+fn network(spec: &ZoneSpec) -> Result<Vec<HeldLease>, String> {
     let ip = match spec.ip.as_deref() {
         None => None,
         Some("dhcp") => Some(Addressing::Dhcp),
@@ -304,12 +314,27 @@ fn network(spec: &ZoneSpec) -> Result<(), String> {
             })
         }
     };
+    // The launcher's macvlan (next to `lo` and any tunnel devices the kernel puts in every
+    // namespace); the network code renames it to its tag, `eth0`.
+    let made = match &spec.nic {
+        None => String::new(),
+        Some(_) => {
+            let links = RouteSocket::open()
+                .and_then(|mut s| s.links())
+                .map_err(|e| format!("network: {e}"))?;
+            links
+                .into_iter()
+                .map(|l| l.name)
+                .find(|n| n.starts_with(MACVLAN_PREFIX))
+                .ok_or("network: the launcher's interface is missing")?
+        }
+    };
     let nics: Vec<Nic> = spec
         .nic
         .iter()
         .map(|_| Nic {
             tag: ZONE_IFNAME.to_string(),
-            selector: Selector::Name(ZONE_IFNAME.to_string()),
+            selector: Selector::Name(made.clone()),
             ip,
             gateway: spec.gateway.as_deref().and_then(|g| g.parse::<IpAddr>().ok()),
             vlan: None,
@@ -327,14 +352,20 @@ fn network(spec: &ZoneSpec) -> Result<(), String> {
     for line in &applied.lines {
         crate::notice!("zone {}: {line}", spec.name);
     }
+    if let Some(held) = applied.leases.first() {
+        let (address, prefix) = crate::net::renew::address(held);
+        if let Err(e) = fs::write(LEASE_FILE, format!("{address}/{prefix}\n")) {
+            crate::warn!("zone {}: {LEASE_FILE}: {e}", spec.name);
+        }
+    }
     match applied.failures.first() {
         Some(failure) => Err(format!("network: {failure}")),
-        None => Ok(()),
+        None => Ok(applied.leases),
     }
 }
 
-/// The manifest's services under the supervisor, until told to stop.
-fn serve(spec: &ZoneSpec) -> i32 {
+/// The manifest's services under the supervisor, and the lease's renewal, until told to stop.
+fn serve(spec: &ZoneSpec, leases: Vec<HeldLease>) -> i32 {
     let name = &spec.name;
     let signals = match sys::signalfd(SIGNALS) {
         Ok(s) => s,
@@ -373,6 +404,7 @@ fn serve(spec: &ZoneSpec) -> i32 {
         sys_root: PathBuf::from("/sys"),
         services: Some(services),
         control,
+        leases,
     };
     match events.run() {
         Ok(request) => {

@@ -17,7 +17,8 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::{ZONE_IFNAME, ZoneSpec, inside};
+use super::{ZoneSpec, inside, macvlan_name};
+use crate::log::Level;
 use crate::net::netlink::{Netlink, RouteSocket};
 use crate::supervisor::State;
 use crate::supervisor::protocol::{Request, Response};
@@ -74,12 +75,12 @@ fn run(name: &str) -> Result<i32, String> {
         drop((from_child, to_child, signals));
         return Ok(inside::run(&spec, console, to_parent, from_parent));
     };
-    drop((to_parent, from_parent, console));
+    drop((to_parent, from_parent));
     let pid_file = pid_file(name);
     if let Err(e) = std::fs::write(&pid_file, child.to_string()) {
         crate::warn!("zone {name}: {}: {e}", pid_file.display());
     }
-    give_network(&spec, child, from_child.into(), to_child.into());
+    give_network(&spec, child, from_child.into(), to_child.into(), console);
     wait(name, child, &signals)
 }
 
@@ -119,8 +120,9 @@ pub fn ready(name: &str) -> Result<(), String> {
 }
 
 /// Waits for the child to have its own network namespace, creates its interface there,
-/// and tells it so.
-fn give_network(spec: &ZoneSpec, child: Pid, from_child: OwnedFd, to_child: OwnedFd) {
+/// and tells it so. A failure is logged and shown on `console` too, above the zone's own
+/// "not started" line.
+fn give_network(spec: &ZoneSpec, child: Pid, from_child: OwnedFd, to_child: OwnedFd, console: Option<std::fs::File>) {
     let mut from_child = std::fs::File::from(from_child);
     let mut to_child = std::fs::File::from(to_child);
     let mut byte = [0u8; 1];
@@ -132,7 +134,12 @@ fn give_network(spec: &ZoneSpec, child: Pid, from_child: OwnedFd, to_child: Owne
         Some(nic) => match macvlan(nic, child) {
             Ok(()) => NET_READY,
             Err(e) => {
-                crate::error!("zone {}: network: {e}", spec.name);
+                let line = format!("zone {}: network: {e}", spec.name);
+                crate::error!("{line}");
+                if let Some(mut console) = console {
+                    let text = crate::log::format_line(sys::boottime(), Level::Error, format_args!("{line}"));
+                    let _ = console.write_all(text.as_bytes());
+                }
                 NET_FAILED
             }
         },
@@ -150,7 +157,7 @@ fn macvlan(nic: &str, child: Pid) -> Result<(), String> {
         .ok_or_else(|| format!("no NIC {nic:?} on the host (the personality's nic is a [[nic]] tag)"))?;
     let pid = u32::try_from(child.as_raw()).unwrap_or(0);
     socket
-        .add_macvlan(parent.index, ZONE_IFNAME, pid)
+        .add_macvlan(parent.index, &macvlan_name(child.as_raw()), pid)
         .map_err(|e| format!("macvlan on {nic}: {e}"))
 }
 

@@ -37,8 +37,21 @@ pub const INSTANCES_DIR: &str = "instances";
 pub const LAUNCHER: &str = "/usr/sbin/ramkey-zone";
 /// The settings file inside the zone (SmartOS `customer_metadata`).
 pub const SETTINGS_FILE: &str = "/run/ramkey/settings.toml";
+/// Where a zone on DHCP notes the address it leased (`192.168.1.23/24`), inside the zone,
+/// for `ramkeyctl personality list`.
+pub const LEASE_FILE: &str = "/run/ramkey/address";
 /// The zone's interface name inside its network namespace.
 pub const ZONE_IFNAME: &str = "eth0";
+
+/// The name the launcher gives the zone's macvlan, unique on the host: the kernel checks a
+/// new link's name in the creator's namespace too, so `eth0` fails on a host that has an
+/// `eth0` of its own. The zone renames it to [`ZONE_IFNAME`].
+pub fn macvlan_name(zone_pid: i32) -> String {
+    format!("{MACVLAN_PREFIX}{zone_pid}")
+}
+
+/// What [`macvlan_name`]s start with.
+pub const MACVLAN_PREFIX: &str = "zone";
 
 /// Everything a zone needs, written by PID 1 for the launcher.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,5 +168,18 @@ impl ZoneSpec {
     /// The supervisor's service that runs this zone.
     pub fn service_name(name: &str) -> String {
         format!("zone-{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn macvlan_names_fit_the_kernels_limit() {
+        // PID_MAX_LIMIT; IFNAMSIZ is 16 with the terminating NUL.
+        let longest = super::macvlan_name(4_194_304);
+        assert!(
+            longest.len() <= 15 && longest.starts_with(super::MACVLAN_PREFIX),
+            "{longest}"
+        );
     }
 }

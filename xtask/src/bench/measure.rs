@@ -2,8 +2,7 @@
 //! (host time of kernel zero = arrival of a console line minus its printk timestamp), polls
 //! HTTP through the forwarded port from another thread, and reads the memory lines.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,30 +72,10 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// One `GET /`; true on a 200 whose body has the page.
-fn http_ok(addr: &SocketAddr, mark: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(1000)));
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
-    if stream
-        .write_all(b"GET / HTTP/1.0\r\nHost: 10.0.2.15\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut answer = Vec::new();
-    let _ = stream.take(64 * 1024).read_to_end(&mut answer);
-    let text = String::from_utf8_lossy(&answer);
-    (text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200")) && text.contains(mark)
-}
-
 /// Polls until the page answers, `stop` is set, or the deadline; the time since `t0`.
 fn poll_http(port: u16, mark: &str, t0: Instant, stop: &AtomicBool) -> Option<f64> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     while t0.elapsed() < DEADLINE && !stop.load(Ordering::Relaxed) {
-        if http_ok(&addr, mark) {
+        if crate::http::get_ok(port, "/", Duration::from_secs(1)).is_some_and(|page| page.contains(mark)) {
             return Some(t0.elapsed().as_secs_f64());
         }
         std::thread::sleep(Duration::from_millis(50));
