@@ -37,6 +37,8 @@ const PACKAGES: &[Package] = &[
     // Pool tests read the pool disk on the host; supervisor tests hash a console password.
     pkg("e2fsprogs", "/usr/sbin/debugfs", false),
     pkg("openssl", "/usr/bin/openssl", false),
+    // The demo test asks office's DNS with `dig`, as the demo tells people to.
+    pkg("bind9-dnsutils", "/usr/bin/dig", false),
 ];
 
 const fn pkg(name: &'static str, provides: &'static str, backports: bool) -> Package {
@@ -45,6 +47,23 @@ const fn pkg(name: &'static str, provides: &'static str, backports: bool) -> Pac
         provides,
         backports,
     }
+}
+
+/// The apt-get commands that install every package.
+fn by_hand() -> String {
+    let names = |backports: bool| {
+        let names: Vec<&str> = PACKAGES
+            .iter()
+            .filter(|p| p.backports == backports)
+            .map(|p| p.name)
+            .collect();
+        names.join(" ")
+    };
+    format!(
+        "apt-get install -t bookworm-backports {} && apt-get install {}",
+        names(true),
+        names(false)
+    )
 }
 
 const BACKPORTS_SOURCE: &str = "/etc/apt/sources.list.d/ramkey-backports.sources";
@@ -65,8 +84,9 @@ pub fn ensure() -> Result<()> {
     if !is_root || !Path::new("/usr/bin/apt-get").exists() {
         bail!(
             "missing host packages: {}\nas root on Debian 12, run:\n  cargo xtask deps\n\
-             or by hand: add a bookworm-backports apt source, then\n  apt-get install -t bookworm-backports qemu-system-x86 && apt-get install seabios ovmf ipxe-qemu dosfstools mtools syslinux syslinux-common pxelinux systemd-boot-efi mmdebstrap squashfs-tools e2fsprogs openssl",
-            names.join(" ")
+             or by hand: add a bookworm-backports apt source, then\n  {}",
+            names.join(" "),
+            by_hand()
         );
     }
     eprintln!("xtask: installing host packages: {}", names.join(" "));
@@ -159,6 +179,21 @@ pub fn backports_from_list(list: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_commands_by_hand_name_every_package() {
+        let commands = by_hand();
+        assert!(
+            commands.starts_with("apt-get install -t bookworm-backports qemu-system-x86 && apt-get install seabios ")
+        );
+        for p in PACKAGES {
+            assert!(
+                commands.contains(&format!(" {} ", p.name)) || commands.ends_with(p.name),
+                "{}",
+                p.name
+            );
+        }
+    }
 
     #[test]
     fn derives_backports_from_the_machine_source() {

@@ -50,53 +50,84 @@ pub fn test() -> Result<()> {
 /// kept between demos.
 pub fn demo() -> Result<()> {
     deps::ensure()?;
-    let image = artifacts::usb_copy("demo")?;
-    let web = artifacts::personality("web")?;
-    let office = artifacts::personality("office")?;
-    let (_, trusted) = artifacts::test_key()?;
-    let dir = artifacts::target_dir().join("ramkey/run");
-    let config = dir.join("demo.config.toml");
-    std::fs::write(&config, demo_config(&trusted))?;
-    let fat = format!("{}@@1048576", image.display());
-    for (file, dest) in [
-        (&web, "::/personalities/web.rkimg"),
-        (&office, "::/personalities/office.rkimg"),
-        (&config, "::/config.toml"),
-    ] {
-        let file = file.to_string_lossy();
-        run("mcopy", &["-o", "-i", &fat, &file, dest])?;
-    }
-    let pool = dir.join("demo.pool.img");
-    if !pool.exists() {
-        std::fs::File::create(&pool)?.set_len(1 << 30)?;
-        run("mkfs.ext4", &["-q", "-L", "ramkey-pool", &pool.to_string_lossy()])?;
-    }
-    let mut opts = RunOptions::new(Boot::Usb { image });
-    opts.accel = qemu::accel();
-    opts.pool = Some(pool);
-    let free = || -> Result<u16> { Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
-    let (http, dns) = (free()?, free()?);
-    opts.forwards = vec![
-        run::Forward {
-            host: http,
-            guest: 80,
-            address: Some(std::net::Ipv4Addr::new(10, 0, 2, 16)),
-        },
-        run::Forward {
-            host: dns,
-            guest: 53,
-            address: Some(std::net::Ipv4Addr::new(10, 0, 2, 17)),
-        },
-    ];
-    eprintln!("{}", run::banner(&opts));
+    let demo = Demo::prepare("demo", false)?;
+    eprintln!("{}", run::banner(&demo.opts));
     eprintln!("once `zone web: ... came up` shows on the console:");
-    eprintln!("  the web personality answers at http://127.0.0.1:{http}/");
-    eprintln!("  office answers DNS (over TCP): dig +tcp -p {dns} @127.0.0.1 web.office.lan");
-    let status = run::command(&opts)?.status()?;
+    eprintln!("  the web personality answers at http://127.0.0.1:{}/", demo.http);
+    eprintln!(
+        "  office answers DNS (over TCP): {}",
+        demo.dig("web.office.lan").join(" ")
+    );
+    let status = run::command(&demo.opts)?.status()?;
     if !status.success() {
         bail!("qemu exited with {status}");
     }
     Ok(())
+}
+
+/// The demo appliance, ready to boot (the zones boot test boots it too).
+#[derive(Debug)]
+pub struct Demo {
+    /// The stick with `web`, `office` and the demo's config, its pool disk and the forwards.
+    pub opts: RunOptions,
+    /// The host port that reaches `web`'s HTTP.
+    pub http: u16,
+    /// The host port that reaches `office`'s DNS (TCP).
+    pub dns: u16,
+}
+
+impl Demo {
+    /// Writes the stick (`target/ramkey/run/NAME.img`) and, when missing or when `fresh`, an
+    /// empty pool disk next to it (`NAME.pool.img`).
+    pub fn prepare(name: &str, fresh: bool) -> Result<Demo> {
+        let image = artifacts::usb_copy(name)?;
+        let web = artifacts::personality("web")?;
+        let office = artifacts::personality("office")?;
+        let (_, trusted) = artifacts::test_key()?;
+        let dir = artifacts::target_dir().join("ramkey/run");
+        let config = dir.join(format!("{name}.config.toml"));
+        std::fs::write(&config, demo_config(&trusted))?;
+        let fat = format!("{}@@1048576", image.display());
+        for (file, dest) in [
+            (&web, "::/personalities/web.rkimg"),
+            (&office, "::/personalities/office.rkimg"),
+            (&config, "::/config.toml"),
+        ] {
+            let file = file.to_string_lossy();
+            run("mcopy", &["-o", "-i", &fat, &file, dest])?;
+        }
+        let pool = dir.join(format!("{name}.pool.img"));
+        if fresh || !pool.exists() {
+            std::fs::File::create(&pool)?.set_len(1 << 30)?;
+            run("mkfs.ext4", &["-q", "-F", "-L", "ramkey-pool", &pool.to_string_lossy()])?;
+        }
+        let mut opts = RunOptions::new(Boot::Usb { image });
+        opts.accel = qemu::accel();
+        opts.pool = Some(pool);
+        let free = || -> Result<u16> { Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
+        let (http, dns) = (free()?, free()?);
+        opts.forwards = vec![
+            run::Forward {
+                host: http,
+                guest: 80,
+                address: Some(std::net::Ipv4Addr::new(10, 0, 2, 16)),
+            },
+            run::Forward {
+                host: dns,
+                guest: 53,
+                address: Some(std::net::Ipv4Addr::new(10, 0, 2, 17)),
+            },
+        ];
+        Ok(Demo { opts, http, dns })
+    }
+
+    /// The `dig` command line that asks `office` for `name` through the forward.
+    pub fn dig(&self, name: &str) -> Vec<String> {
+        let port = self.dns.to_string();
+        ["dig", "+tcp", "-p", &port, "@127.0.0.1", name]
+            .map(String::from)
+            .to_vec()
+    }
 }
 
 /// The demo's usbkey config: DHCP on the admin NIC, the web and office zones at static

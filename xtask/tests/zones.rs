@@ -606,3 +606,30 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
     assert!(http(port, "/version.html").contains("web 2.0.0"));
     power_off(vm);
 }
+
+/// `cargo xtask demo`'s appliance, booted as the demo boots it: `web` answers through its
+/// forward and `office` answers the `dig` the demo prints for a name from its `hosts`.
+#[test]
+fn the_demo_serves_web_and_office_answers_dns() {
+    let demo = xtask::tasks::Demo::prepare("zones-demo", true).unwrap();
+    let mut vm = Machine::start(&Spec::run("zones-demo", &demo.opts).unwrap()).unwrap();
+    vm.expect("ramkey: zone office: office 1.0.0 came up", BOOT).unwrap();
+    assert!(http(demo.http, "/").contains("It works"));
+    let dig = demo.dig("web.office.lan");
+    let start = Instant::now();
+    let answer = loop {
+        let out = Command::new(&dig[0])
+            .args(&dig[1..])
+            .arg("+short")
+            .output()
+            .expect("dig (bind9-dnsutils)");
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        // QEMU accepts the connection before anything listens behind it.
+        if out.status.success() || start.elapsed() > BOOT {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(answer, "10.0.2.16", "{}", dig.join(" "));
+    power_off(vm);
+}
