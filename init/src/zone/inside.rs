@@ -4,21 +4,17 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
-use ramkey_config::{Addressing, Dns, Nic, Selector};
 
 use super::launch::NET_READY;
-use super::{LEASE_FILE, MACVLAN_PREFIX, RUN_DIR, SETTINGS_FILE, ZONE_IFNAME, ZoneSpec};
+use super::{RUN_DIR, SETTINGS_FILE, ZoneSpec};
 use crate::control::ControlServer;
 use crate::events::{EventLoop, SIGNALS};
 use crate::log::Level;
 use crate::modprobe::KernelLoader;
-use crate::net::KernelNetwork;
-use crate::net::netlink::{Netlink, RouteSocket};
 use crate::net::renew::HeldLease;
 use crate::power::PowerButtons;
 use crate::services::Definitions;
@@ -132,7 +128,7 @@ fn setup(
     let root = build_root(spec)?;
     nix::unistd::sethostname(&spec.name).map_err(|e| format!("sethostname: {e}"))?;
     enter(&root)?;
-    let leases = network(spec)?;
+    let leases = super::network::configure(spec)?;
     confine(spec)?;
     Ok(leases)
 }
@@ -295,73 +291,6 @@ fn enter(root: &Path) -> Result<(), String> {
     mount(Some("."), Path::new("/"), None, MsFlags::MS_MOVE, None)?;
     nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;
     nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))
-}
-
-/// Loopback, then the zone's interface with its static address or a DHCP lease, the
-/// default route and `/etc/resolv.conf`, through the platform's own network code; returns
-/// the lease to renew.
-fn network(spec: &ZoneSpec) -> Result<Vec<HeldLease>, String> {
-    let ip = match spec.ip.as_deref() {
-        None => None,
-        Some("dhcp") => Some(Addressing::Dhcp),
-        Some(cidr) => {
-            let (addr, prefix) = cidr
-                .split_once('/')
-                .ok_or_else(|| format!("address {cidr:?}: no /prefix"))?;
-            Some(Addressing::Static {
-                addr: addr.parse().map_err(|e| format!("address {cidr:?}: {e}"))?,
-                prefix: prefix.parse().map_err(|e| format!("address {cidr:?}: {e}"))?,
-            })
-        }
-    };
-    // The launcher's macvlan (next to `lo` and any tunnel devices the kernel puts in every
-    // namespace); the network code renames it to its tag, `eth0`.
-    let made = match &spec.nic {
-        None => String::new(),
-        Some(_) => {
-            let links = RouteSocket::open()
-                .and_then(|mut s| s.links())
-                .map_err(|e| format!("network: {e}"))?;
-            links
-                .into_iter()
-                .map(|l| l.name)
-                .find(|n| n.starts_with(MACVLAN_PREFIX))
-                .ok_or("network: the launcher's interface is missing")?
-        }
-    };
-    let nics: Vec<Nic> = spec
-        .nic
-        .iter()
-        .map(|_| Nic {
-            tag: ZONE_IFNAME.to_string(),
-            selector: Selector::Name(made.clone()),
-            ip,
-            gateway: spec.gateway.as_deref().and_then(|g| g.parse::<IpAddr>().ok()),
-            vlan: None,
-            mtu: None,
-        })
-        .collect();
-    let dns = Dns {
-        resolvers: spec.resolvers.iter().filter_map(|r| r.parse().ok()).collect(),
-        search: spec.search.clone(),
-    };
-    let mut net = KernelNetwork {
-        resolv_conf: PathBuf::from("/etc/resolv.conf"),
-    };
-    let applied = net.apply_nics(&crate::clock::BootClock, &nics, &dns, Some(&spec.name));
-    for line in &applied.lines {
-        crate::notice!("zone {}: {line}", spec.name);
-    }
-    if let Some(held) = applied.leases.first() {
-        let (address, prefix) = crate::net::renew::address(held);
-        if let Err(e) = fs::write(LEASE_FILE, format!("{address}/{prefix}\n")) {
-            crate::warn!("zone {}: {LEASE_FILE}: {e}", spec.name);
-        }
-    }
-    match applied.failures.first() {
-        Some(failure) => Err(format!("network: {failure}")),
-        None => Ok(applied.leases),
-    }
 }
 
 /// The manifest's services under the supervisor, and the lease's renewal, until told to stop.

@@ -16,11 +16,12 @@
 //! 3. The zone's PID 1 ([`inside`]) builds the root (overlayfs of the squashfs payload under
 //!    a writable upper on the pool, volumes bound from the pool, a minimal `/dev`, `/proc`,
 //!    read-only `/sys`, `/tmp`, `/run`, the settings file), moves it over `/` and enters it, sets up
-//!    its address, drops capabilities, sets `no_new_privs` and a seccomp filter, then runs
+//!    its address ([`network`]; a DHCP lease is renewed by its event loop), drops capabilities, sets `no_new_privs` and a seccomp filter, then runs
 //!    the manifest's services under the same supervisor and event loop as the platform.
 
 pub mod inside;
 pub mod launch;
+pub mod network;
 pub mod plan;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,81 @@
+//! The zone's network, set up by its PID 1 inside the zone's namespaces: the launcher's
+//! macvlan renamed `eth0` with the personality's static address or a DHCP lease, `lo`, the
+//! default route and `/etc/resolv.conf` — the platform's own network code, as on the host.
+
+use std::fs;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ramkey_config::{Addressing, Dns, Nic, Selector};
+
+use super::{LEASE_FILE, MACVLAN_PREFIX, ZONE_IFNAME, ZoneSpec};
+use crate::net::KernelNetwork;
+use crate::net::netlink::{Netlink, RouteSocket};
+use crate::net::renew::HeldLease;
+
+/// Loopback, then the zone's interface with its static address or a DHCP lease, the
+/// default route and `/etc/resolv.conf`, through the platform's own network code; returns
+/// the lease to renew.
+pub fn configure(spec: &ZoneSpec) -> Result<Vec<HeldLease>, String> {
+    let ip = match spec.ip.as_deref() {
+        None => None,
+        Some("dhcp") => Some(Addressing::Dhcp),
+        Some(cidr) => {
+            let (addr, prefix) = cidr
+                .split_once('/')
+                .ok_or_else(|| format!("address {cidr:?}: no /prefix"))?;
+            Some(Addressing::Static {
+                addr: addr.parse().map_err(|e| format!("address {cidr:?}: {e}"))?,
+                prefix: prefix.parse().map_err(|e| format!("address {cidr:?}: {e}"))?,
+            })
+        }
+    };
+    // The launcher's macvlan (next to `lo` and any tunnel devices the kernel puts in every
+    // namespace); the network code renames it to its tag, `eth0`.
+    let made = match &spec.nic {
+        None => String::new(),
+        Some(_) => {
+            let links = RouteSocket::open()
+                .and_then(|mut s| s.links())
+                .map_err(|e| format!("network: {e}"))?;
+            links
+                .into_iter()
+                .map(|l| l.name)
+                .find(|n| n.starts_with(MACVLAN_PREFIX))
+                .ok_or("network: the launcher's interface is missing")?
+        }
+    };
+    let nics: Vec<Nic> = spec
+        .nic
+        .iter()
+        .map(|_| Nic {
+            tag: ZONE_IFNAME.to_string(),
+            selector: Selector::Name(made.clone()),
+            ip,
+            gateway: spec.gateway.as_deref().and_then(|g| g.parse::<IpAddr>().ok()),
+            vlan: None,
+            mtu: None,
+        })
+        .collect();
+    let dns = Dns {
+        resolvers: spec.resolvers.iter().filter_map(|r| r.parse().ok()).collect(),
+        search: spec.search.clone(),
+    };
+    let mut net = KernelNetwork {
+        resolv_conf: PathBuf::from("/etc/resolv.conf"),
+    };
+    let applied = net.apply_nics(&crate::clock::BootClock, &nics, &dns, Some(&spec.name));
+    for line in &applied.lines {
+        crate::notice!("zone {}: {line}", spec.name);
+    }
+    if let Some(held) = applied.leases.first() {
+        let (address, prefix) = crate::net::renew::address(held);
+        if let Err(e) = fs::write(LEASE_FILE, format!("{address}/{prefix}\n")) {
+            crate::warn!("zone {}: {LEASE_FILE}: {e}", spec.name);
+        }
+    }
+    match applied.failures.first() {
+        Some(failure) => Err(format!("network: {failure}")),
+        None => Ok(applied.leases),
+    }
+}
