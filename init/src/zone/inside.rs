@@ -134,8 +134,8 @@ fn setup(
 }
 
 /// The zone's confinement, for this process and all it starts: the capability bounding set
-/// cut to [`KEPT_CAPS`] and the ones its image asks for, `no_new_privs`, and the seccomp
-/// filter denying [`DENIED`].
+/// cut to `KEPT_CAPS` and the ones its image asks for, `no_new_privs`, and the seccomp
+/// filter denying `DENIED`.
 pub fn confine(spec: &ZoneSpec) -> Result<(), String> {
     let mut keep = KEPT_CAPS.to_vec();
     for name in &spec.capabilities {
