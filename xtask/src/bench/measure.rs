@@ -58,6 +58,8 @@ pub struct Sample {
     pub mem_used_kib: Option<u64>,
     /// Ramkey's timeline: step name and duration in ms.
     pub steps: Vec<(String, u64)>,
+    /// The zone's memory readings (`bench: zone-memory NAME: N kB`), KiB.
+    pub zone_kib: Vec<(String, u64)>,
 }
 
 /// The printk timestamp of a console line: `[    3.992543] ...`.
@@ -206,6 +208,14 @@ fn observe(vm: &mut Machine, console: Console) -> Result<Sample> {
         bail!("memory lines without numbers\n{}", vm.tail());
     };
     sample.mem_used_kib = Some(total.saturating_sub(available));
+    sample.zone_kib = vm
+        .lines()
+        .iter()
+        .filter_map(|(_, l)| {
+            let (name, value) = l.split_once("bench: zone-memory ")?.1.split_once(':')?;
+            Some((name.to_string(), kib(value)?))
+        })
+        .collect();
     Ok(sample)
 }
 

@@ -153,7 +153,8 @@ fn add_services(dir: &Path, image: &Path, services: &[(&str, String)]) -> Result
 
 /// The `ramkey-zone` system's stick: a FAT labelled RAMKEY with a config that runs the
 /// `web` personality (signed by the key `trusted` names) at [`ZONE_ADDRESS`], the image,
-/// and the memory readings. No pool: the zone's data is in RAM.
+/// and the memory readings, taken once the zone is online, with the zone's own
+/// ([`ZONE_MEMORY_SH`]). No pool: the zone's data is in RAM.
 pub fn zone_disk(dir: &Path, web: &Path, trusted: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let image = dir.join("zone.img");
@@ -180,8 +181,12 @@ pub fn zone_disk(dir: &Path, web: &Path, trusted: &str) -> Result<PathBuf> {
         .arg(&image)
         .arg(web)
         .arg("::personalities/web.rkimg"))?;
-    let [_, meminfo] = ramkey_services();
-    add_services(dir, &image, &[meminfo])?;
+    let meminfo = format!(
+        "name = \"bench-meminfo\"\nrestart = \"never\"\nargv = [\"/bin/sh\", \"-c\", '''{MEMINFO_SH}{ZONE_MEMORY_SH}\
+         until ramkeyctl personality list 2>/dev/null | grep -q ' online '; do sleep 1; done; \
+         sleep 3; meminfo; sleep 3; zone_memory; meminfo''']\n"
+    );
+    add_services(dir, &image, &[("bench-meminfo.toml", meminfo)])?;
     Ok(image)
 }
 
@@ -207,6 +212,22 @@ pub const MEMINFO_SH: &str = "meminfo() {
   echo '<2>bench: meminfo done' > /dev/kmsg
 }
 ";
+
+/// The shell lines that log the `web` zone's memory as level-2 kernel messages: its own
+/// processes — the launcher and the zone's PID 1, both `ramkey-zone web` — as proportional
+/// set size (the init's pages shared with the platform's PID 1 count in part), and its cgroup's
+/// `memory.current` (everything in the zone: nginx, the page cache it charged, kernel memory).
+pub const ZONE_MEMORY_SH: &str = r#"zone_memory() {
+  pss=0
+  for d in /proc/[0-9]*; do
+    [ "$(tr '\0' ' ' < $d/cmdline 2>/dev/null)" = '/usr/sbin/ramkey-zone web ' ] || continue
+    kb=$(sed -n 's/^Pss: *\([0-9]*\) kB$/\1/p' $d/smaps_rollup)
+    pss=$((pss + ${kb:-0}))
+  done
+  echo "<2>bench: zone-memory processes: $pss kB" > /dev/kmsg
+  echo "<2>bench: zone-memory cgroup: $(($(cat /sys/fs/cgroup/ramkey/zone-web/memory.current) / 1024)) kB" > /dev/kmsg
+}
+"#;
 
 #[cfg(test)]
 mod tests {

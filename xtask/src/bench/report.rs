@@ -98,7 +98,7 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 }
 
 /// Context that goes with every report.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Environment {
     pub runs: u32,
     pub kernel: String,
@@ -176,14 +176,21 @@ pub fn markdown(systems: &[SystemResult], env: &Environment) -> String {
             "\n{}: the init's timeline (`ramkey: timeline` lines) and the zone, ms: median (min–max):\n\n| step | duration |\n|---|---|\n",
             ramkey.name
         );
-        for name in step_names(ramkey) {
-            let values: Vec<f64> = ramkey
-                .samples
-                .iter()
-                .flat_map(|s| s.steps.iter().filter(|(n, _)| *n == name).map(|(_, ms)| *ms as f64))
-                .collect();
-            if let Some(s) = Stats::of(&values) {
-                let _ = writeln!(md, "| {name} | {:.0} ({:.0}–{:.0}) |", s.median, s.min, s.max);
+        for (name, s) in named_stats(ramkey, |s| &s.steps, 1.0) {
+            let _ = writeln!(md, "| {name} | {:.0} ({:.0}–{:.0}) |", s.median, s.min, s.max);
+        }
+    }
+    if let Some(zone) = find(systems, "ramkey-zone") {
+        let readings = named_stats(zone, |s| &s.zone_kib, 1.0 / 1024.0);
+        if !readings.is_empty() {
+            md.push_str(
+                "\nramkey-zone: the zone's memory once it is online, MiB: median (min–max). `processes`: the \
+                 launcher and the zone's PID 1 (PSS; the init's pages shared with the platform's PID 1 count in \
+                 part); `cgroup`: the zone's `memory.current` (nginx, the page cache it charged, kernel memory):\n\n\
+                 | reading | MiB |\n|---|---|\n",
+            );
+            for (name, s) in readings {
+                let _ = writeln!(md, "| {name} | {:.1} ({:.1}–{:.1}) |", s.median, s.min, s.max);
             }
         }
     }
@@ -204,16 +211,33 @@ fn find<'a>(systems: &'a [SystemResult], name: &str) -> Option<&'a SystemResult>
     systems.iter().find(|s| s.name == name)
 }
 
-fn step_names(sys: &SystemResult) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
+/// The statistics of named readings (`pick` from each sample), scaled by `scale`, in the
+/// order the names first appear.
+fn named_stats(sys: &SystemResult, pick: fn(&Sample) -> &[(String, u64)], scale: f64) -> Vec<(String, Stats)> {
+    let mut names: Vec<&String> = Vec::new();
     for s in &sys.samples {
-        for (n, _) in &s.steps {
-            if !names.contains(n) {
-                names.push(n.clone());
+        for (n, _) in pick(s) {
+            if !names.contains(&n) {
+                names.push(n);
             }
         }
     }
     names
+        .into_iter()
+        .filter_map(|name| {
+            let values: Vec<f64> = sys
+                .samples
+                .iter()
+                .flat_map(|s| {
+                    pick(s)
+                        .iter()
+                        .filter(|(n, _)| n == name)
+                        .map(|(_, v)| *v as f64 * scale)
+                })
+                .collect();
+            Stats::of(&values).map(|s| (name.clone(), s))
+        })
+        .collect()
 }
 
 /// The JSON report: environment, and per system the raw samples and the statistics.
@@ -244,6 +268,7 @@ pub fn json(systems: &[SystemResult], env: &Environment) -> Value {
                         "ready_s": s.ready,
                         "mem_used_kib": s.mem_used_kib,
                         "steps_ms": s.steps.iter().map(|(n, ms)| json!({"step": n, "duration_ms": ms})).collect::<Vec<_>>(),
+                        "zone_memory_kib": s.zone_kib.iter().map(|(n, kib)| json!({"reading": n, "kib": kib})).collect::<Vec<_>>(),
                     })
                 })
                 .collect();
@@ -290,5 +315,30 @@ mod tests {
         let s = Stats::of(&[3.0, 1.0, 2.0, 10.0]).unwrap();
         assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 10.0));
         assert_eq!(Stats::of(&[]), None);
+    }
+
+    #[test]
+    fn named_readings_in_first_seen_order_scaled() {
+        let sample = |readings: &[(&str, u64)]| Sample {
+            zone_kib: readings.iter().map(|(n, v)| ((*n).to_string(), *v)).collect(),
+            ..Sample::default()
+        };
+        let sys = SystemResult {
+            name: "ramkey-zone",
+            what: "",
+            size: None,
+            samples: vec![
+                sample(&[("processes", 2048), ("cgroup", 10240)]),
+                sample(&[("processes", 4096)]),
+            ],
+            note: None,
+        };
+        let stats = named_stats(&sys, |s| &s.zone_kib, 1.0 / 1024.0);
+        let names: Vec<&str> = stats.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["processes", "cgroup"]);
+        assert_eq!((stats[0].1.median, stats[0].1.min, stats[0].1.max), (3.0, 2.0, 4.0));
+        assert_eq!(stats[1].1.median, 10.0);
+        let md = markdown(std::slice::from_ref(&sys), &Environment::default());
+        assert!(md.contains("| processes | 3.0 (2.0–4.0) |"), "{md}");
     }
 }
