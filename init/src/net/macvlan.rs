@@ -2,10 +2,7 @@
 //! zone's network namespace (`ip link add link PARENT name NAME netns PID type macvlan mode
 //! bridge`), so that it never appears in the host's.
 
-use super::netlink::{
-    IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_LINK, IFLA_LINKINFO, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
-    NetlinkError, RTM_NEWLINK, RouteSocket, ifinfomsg, message, push_attr,
-};
+use super::netlink::{NetlinkError, RouteSocket, new_child_link, push_attr};
 
 const IFLA_NET_NS_PID: u16 = 19;
 const IFLA_MACVLAN_MODE: u16 = 1;
@@ -15,19 +12,16 @@ const MACVLAN_MODE_BRIDGE: u32 = 4;
 
 /// `RTM_NEWLINK` creating macvlan `name` on `parent` in the network namespace of `pid`.
 pub fn new_macvlan(seq: u32, parent: u32, name: &str, pid: u32) -> Vec<u8> {
-    let mut b = ifinfomsg(0, 0, 0);
-    let mut text = name.as_bytes().to_vec();
-    text.push(0);
-    push_attr(&mut b, IFLA_IFNAME, &text);
-    push_attr(&mut b, IFLA_LINK, &parent.to_ne_bytes());
-    push_attr(&mut b, IFLA_NET_NS_PID, &pid.to_ne_bytes());
     let mut data = Vec::new();
     push_attr(&mut data, IFLA_MACVLAN_MODE, &MACVLAN_MODE_BRIDGE.to_ne_bytes());
-    let mut info = Vec::new();
-    push_attr(&mut info, IFLA_INFO_KIND, b"macvlan");
-    push_attr(&mut info, IFLA_INFO_DATA, &data);
-    push_attr(&mut b, IFLA_LINKINFO, &info);
-    message(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, &b)
+    new_child_link(
+        seq,
+        parent,
+        name,
+        b"macvlan",
+        &data,
+        &[(IFLA_NET_NS_PID, &pid.to_ne_bytes())],
+    )
 }
 
 impl RouteSocket {
