@@ -2,7 +2,8 @@
 //! zone's network namespace (`ip link add link PARENT name NAME netns PID type macvlan mode
 //! bridge`), so that it never appears in the host's.
 
-use super::netlink::{NetlinkError, RouteSocket, new_child_link, push_attr};
+use super::links::new_child_link;
+use super::netlink::{NetlinkError, RouteSocket, push_attr};
 
 const IFLA_NET_NS_PID: u16 = 19;
 const IFLA_MACVLAN_MODE: u16 = 1;

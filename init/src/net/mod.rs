@@ -5,6 +5,7 @@
 
 pub mod dhcp;
 pub mod http;
+pub mod links;
 pub mod macvlan;
 pub mod netlink;
 pub mod renew;

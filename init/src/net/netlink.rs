@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 
+use super::links::new_vlan;
 use crate::sys::{self, SysError};
 
 const NLMSG_ERROR: u16 = 2;
@@ -31,7 +32,6 @@ pub(super) const IFLA_LINK: u16 = 5;
 pub(super) const IFLA_LINKINFO: u16 = 18;
 pub(super) const IFLA_INFO_KIND: u16 = 1;
 pub(super) const IFLA_INFO_DATA: u16 = 2;
-const IFLA_VLAN_ID: u16 = 1;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_BROADCAST: u16 = 4;
@@ -181,32 +181,6 @@ pub fn set_mtu(seq: u32, index: u32, mtu: u32) -> Vec<u8> {
     let mut b = ifinfomsg(index, 0, 0);
     push_attr(&mut b, IFLA_MTU, &mtu.to_ne_bytes());
     message(RTM_NEWLINK, NLM_F_ACK, seq, &b)
-}
-
-/// `RTM_NEWLINK` creating the VLAN link `name` (id `id`) on `parent` (`ip link add link
-/// PARENT name NAME type vlan id ID`).
-pub fn new_vlan(seq: u32, parent: u32, name: &str, id: u16) -> Vec<u8> {
-    let mut data = Vec::new();
-    push_attr(&mut data, IFLA_VLAN_ID, &id.to_ne_bytes());
-    new_child_link(seq, parent, name, b"vlan", &data, &[])
-}
-
-/// `RTM_NEWLINK` creating link `name` of `kind` on `parent`, with `data` as its
-/// `IFLA_INFO_DATA` and `extra` attributes (type, value) before the link info.
-pub fn new_child_link(seq: u32, parent: u32, name: &str, kind: &[u8], data: &[u8], extra: &[(u16, &[u8])]) -> Vec<u8> {
-    let mut b = ifinfomsg(0, 0, 0);
-    let mut text = name.as_bytes().to_vec();
-    text.push(0);
-    push_attr(&mut b, IFLA_IFNAME, &text);
-    push_attr(&mut b, IFLA_LINK, &parent.to_ne_bytes());
-    for (kind, value) in extra {
-        push_attr(&mut b, *kind, value);
-    }
-    let mut info = Vec::new();
-    push_attr(&mut info, IFLA_INFO_KIND, kind);
-    push_attr(&mut info, IFLA_INFO_DATA, data);
-    push_attr(&mut b, IFLA_LINKINFO, &info);
-    message(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, &b)
 }
 
 /// `RTM_NEWADDR` for `addr/prefix` with its broadcast address.
@@ -404,6 +378,7 @@ impl Netlink for RouteSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::links::IFLA_VLAN_ID;
 
     #[test]
     fn set_up_message_layout() {
