@@ -240,11 +240,11 @@ pub fn read_cmdline(paths: &Paths) -> Cmdline {
     for warning in &cmdline.warnings {
         crate::warn!("kernel command line: {warning}");
     }
-    if paths.os_release().exists() {
+    if let Some([pretty, version]) = paths.os_release_fields(["PRETTY_NAME", "VERSION_ID"]) {
         crate::info!(
             "{} (VERSION_ID={})",
-            paths.os_release_field("PRETTY_NAME").unwrap_or_else(|| "Ramkey".into()),
-            paths.os_release_field("VERSION_ID").unwrap_or_else(|| "unknown".into())
+            pretty.unwrap_or_else(|| "Ramkey".into()),
+            version.unwrap_or_else(|| "unknown".into())
         );
     }
     crate::debug!("kernel command line: {cmdline:?}");

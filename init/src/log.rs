@@ -78,6 +78,13 @@ pub fn format_line(since_boot: Duration, level: Level, message: fmt::Arguments<'
     format!("{} ramkey: {tag}{message}\n", timestamp(since_boot))
 }
 
+/// Writes one line to `out` — a console opened by a process whose own output is a log
+/// file (the zone launcher, a one-shot service) — whatever the level.
+pub fn to_console(out: &mut impl std::io::Write, level: Level, message: fmt::Arguments<'_>) {
+    let line = format_line(crate::sys::boottime(), level, message);
+    let _ = out.write_all(line.as_bytes());
+}
+
 /// Writes one message to the console if its level is enabled.
 pub fn log(level: Level, message: fmt::Arguments<'_>) {
     if enabled(level) {

@@ -66,10 +66,18 @@ impl Paths {
 
     /// A field of `/etc/os-release` (`VERSION_ID`, `PRETTY_NAME`), unquoted.
     pub fn os_release_field(&self, key: &str) -> Option<String> {
+        let [value] = self.os_release_fields([key])?;
+        value
+    }
+
+    /// Fields of `/etc/os-release`, unquoted, from one read; `None` without the file.
+    pub fn os_release_fields<const N: usize>(&self, keys: [&str; N]) -> Option<[Option<String>; N]> {
         let text = std::fs::read_to_string(self.os_release()).ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-            .map(|v| v.trim_matches('"').to_owned())
+        Some(keys.map(|key| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .map(|v| v.trim_matches('"').to_owned())
+        }))
     }
 
     /// The root itself.

@@ -172,11 +172,9 @@ fn zones(paths: &Paths, state: &mut BootState, usbkey: Option<&std::path::Path>)
 
 /// What `ramkeyctl status` says about the box.
 fn system_info(paths: &Paths, state: &BootState) -> SystemInfo {
-    let os_release = std::fs::read_to_string(paths.os_release()).unwrap_or_default();
-    let platform = os_release
-        .lines()
-        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-        .map_or_else(|| "unknown".to_string(), |v| v.trim_matches('"').to_string());
+    let platform = paths
+        .os_release_field("PRETTY_NAME")
+        .unwrap_or_else(|| "unknown".to_string());
     let config_source = match (&state.usbkey, &state.cmdline.config) {
         (_, Some(url)) => url.clone(),
         (Some(_), None) => "/usbkey/config.toml".to_string(),

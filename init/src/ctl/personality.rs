@@ -88,7 +88,7 @@ fn list() -> Result<String, String> {
     for spec in &specs {
         let status = services.iter().find(|s| s.name == ZoneSpec::service_name(&spec.name));
         let state = status.map_or("unknown".to_string(), |s| s.state.to_string());
-        let rollback = ZoneSpec::path(Path::new("/"), &spec.name).with_file_name(swap::ROLLBACK_NOTE);
+        let rollback = ZoneSpec::file(Path::new("/"), &spec.name, swap::ROLLBACK_NOTE);
         let reason = match std::fs::read_to_string(rollback) {
             Ok(note) => note,
             Err(_) => status.map_or(String::new(), |s| s.reason.clone()),
@@ -107,7 +107,7 @@ fn list() -> Result<String, String> {
             spec.name,
             format!("{} {}", spec.image_name, spec.version),
             state,
-            address(spec),
+            address(spec, status),
             memory,
             reason
         );
@@ -115,10 +115,11 @@ fn list() -> Result<String, String> {
     Ok(out)
 }
 
-/// The zone's address: the configured one, or on DHCP the one it leased.
-fn address(spec: &ZoneSpec) -> String {
+/// The zone's address: the configured one, or on DHCP the one it leased (`status` is its
+/// service's).
+fn address(spec: &ZoneSpec, status: Option<&ServiceStatus>) -> String {
     match spec.ip.as_deref() {
-        Some("dhcp") => zone_init(&spec.name)
+        Some("dhcp") => zone_init_of(&spec.name, status)
             .ok()
             .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/root{}", crate::zone::LEASE_FILE)).ok())
             .map_or_else(|| "dhcp".to_string(), |a| a.trim().to_string()),
@@ -150,7 +151,11 @@ fn log(name: &str, service: Option<&str>) -> Result<String, String> {
 /// The zone's PID 1: the launcher's only child.
 fn zone_init(name: &str) -> Result<i32, String> {
     let service = ZoneSpec::service_name(name);
-    let status = statuses()?.into_iter().find(|s| s.name == service);
+    zone_init_of(name, statuses()?.iter().find(|s| s.name == service))
+}
+
+/// The zone's PID 1, from the status of its service.
+fn zone_init_of(name: &str, status: Option<&ServiceStatus>) -> Result<i32, String> {
     let launcher = status
         .filter(|s| s.state != State::Disabled)
         .and_then(|s| s.pid)

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use super::{ask, unexpected};
 use crate::supervisor::protocol::{Action, Request, Response};
 use crate::supervisor::{ServiceStatus, State};
-use crate::zone::{ZoneSpec, plan};
+use crate::zone::{PREVIOUS, ZoneSpec, plan};
 
 /// The default time a new image gets to come up.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(120);
@@ -32,8 +32,8 @@ pub fn swap(name: &str, image: &str, wait: Duration) -> Result<String, String> {
     let path = keep_on_pool(&path)?;
     let mut next = current.clone();
     next.take_image(path.clone(), verified.manifest());
-    let _ = std::fs::remove_file(ZoneSpec::path(root, name).with_file_name(ROLLBACK_NOTE));
-    current.write(root, "zone.prev.json")?;
+    let _ = std::fs::remove_file(ZoneSpec::file(root, name, ROLLBACK_NOTE));
+    current.write(root, PREVIOUS)?;
     let started = Instant::now();
     match restart_on(&next, wait) {
         Ok(()) => {
@@ -51,7 +51,7 @@ pub fn swap(name: &str, image: &str, wait: Duration) -> Result<String, String> {
         Err(why) => {
             let note = format!("rolled back from {} {}: {why}", next.image_name, next.version);
             restart_on(&current, wait).map_err(|e| format!("{note}; and the previous image did not come back: {e}"))?;
-            let _ = std::fs::write(ZoneSpec::path(root, name).with_file_name(ROLLBACK_NOTE), &note);
+            let _ = std::fs::write(ZoneSpec::file(root, name, ROLLBACK_NOTE), &note);
             Err(format!(
                 "{name}: {note}; running {} {} again",
                 current.image_name, current.version
@@ -62,10 +62,11 @@ pub fn swap(name: &str, image: &str, wait: Duration) -> Result<String, String> {
 
 /// `rollback NAME`: back to the image the last swap replaced.
 pub fn rollback(name: &str, wait: Duration) -> Result<String, String> {
-    let previous = ZoneSpec::path(Path::new("/"), name).with_file_name("zone.prev.json");
-    let text = std::fs::read_to_string(&previous).map_err(|_| format!("{name} has not been swapped since boot"))?;
-    let previous: ZoneSpec = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", previous.display()))?;
-    swap(name, &previous.image.to_string_lossy(), wait)
+    let previous = ZoneSpec::file(Path::new("/"), name, PREVIOUS);
+    if !previous.exists() {
+        return Err(format!("{name} has not been swapped since boot"));
+    }
+    swap(name, &ZoneSpec::load(&previous)?.image.to_string_lossy(), wait)
 }
 
 /// The image copied into `/pool/images/` (the place the box keeps what it runs), unless it
@@ -164,37 +165,30 @@ pub fn gate(name: &str) -> Result<String, String> {
             }
             Err(e) => format!("zone {name}: {} {} came up, but {e}", spec.image_name, spec.version),
         },
-        Err(why) => {
-            let previous = ZoneSpec::path(root, name).with_file_name("zone.prev.json");
-            match std::fs::read_to_string(&previous)
-                .ok()
-                .and_then(|t| serde_json::from_str::<ZoneSpec>(&t).ok())
-            {
-                None => format!(
-                    "zone {name}: {} {} did not come up: {why}",
-                    spec.image_name, spec.version
-                ),
-                Some(good) => {
-                    let note = format!("rolled back from {} {}: {why}", spec.image_name, spec.version);
-                    let back = restart_on(&good, GATE_WAIT);
-                    let _ = std::fs::write(ZoneSpec::path(root, name).with_file_name(ROLLBACK_NOTE), &note);
-                    match back {
-                        Ok(()) => format!(
-                            "zone {name}: {note}; running {} {} again",
-                            good.image_name, good.version
-                        ),
-                        Err(e) => format!(
-                            "zone {name}: {note}; and {} {} did not come back: {e}",
-                            good.image_name, good.version
-                        ),
-                    }
+        Err(why) => match ZoneSpec::load(&ZoneSpec::file(root, name, PREVIOUS)).ok() {
+            None => format!(
+                "zone {name}: {} {} did not come up: {why}",
+                spec.image_name, spec.version
+            ),
+            Some(good) => {
+                let note = format!("rolled back from {} {}: {why}", spec.image_name, spec.version);
+                let back = restart_on(&good, GATE_WAIT);
+                let _ = std::fs::write(ZoneSpec::file(root, name, ROLLBACK_NOTE), &note);
+                match back {
+                    Ok(()) => format!(
+                        "zone {name}: {note}; running {} {} again",
+                        good.image_name, good.version
+                    ),
+                    Err(e) => format!(
+                        "zone {name}: {note}; and {} {} did not come back: {e}",
+                        good.image_name, good.version
+                    ),
                 }
             }
-        }
+        },
     };
-    let text = crate::log::format_line(crate::sys::boottime(), crate::log::Level::Info, format_args!("{line}"));
     if let Ok(mut console) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
-        let _ = std::io::Write::write_all(&mut console, text.as_bytes());
+        crate::log::to_console(&mut console, crate::log::Level::Info, format_args!("{line}"));
     }
     Ok(format!("{line}\n"))
 }

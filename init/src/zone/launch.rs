@@ -86,7 +86,7 @@ fn run(name: &str) -> Result<i32, String> {
 
 /// Where the launcher notes the zone's PID 1 (as the host sees it).
 fn pid_file(name: &str) -> std::path::PathBuf {
-    ZoneSpec::path(Path::new("/"), name).with_file_name("pid")
+    ZoneSpec::file(Path::new("/"), name, "pid")
 }
 
 /// `ramkey-zone --ready NAME`, the zone service's readiness check: the zone is set up and
@@ -137,8 +137,7 @@ fn give_network(spec: &ZoneSpec, child: Pid, from_child: OwnedFd, to_child: Owne
                 let line = format!("zone {}: network: {e}", spec.name);
                 crate::error!("{line}");
                 if let Some(mut console) = console {
-                    let text = crate::log::format_line(sys::boottime(), Level::Error, format_args!("{line}"));
-                    let _ = console.write_all(text.as_bytes());
+                    crate::log::to_console(&mut console, Level::Error, format_args!("{line}"));
                 }
                 NET_FAILED
             }

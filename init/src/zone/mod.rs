@@ -41,6 +41,8 @@ pub const SETTINGS_FILE: &str = "/run/ramkey/settings.toml";
 /// Where a zone on DHCP notes the address it leased (`192.168.1.23/24`), inside the zone,
 /// for `ramkeyctl personality list`.
 pub const LEASE_FILE: &str = "/run/ramkey/address";
+/// The spec the zone goes back to: the image a swap replaced, or at boot the last good one.
+pub const PREVIOUS: &str = "zone.prev.json";
 /// The zone's interface name inside its network namespace.
 pub const ZONE_IFNAME: &str = "eth0";
 
@@ -128,7 +130,7 @@ impl ZoneSpec {
 
     /// Writes the spec to `run/ramkey/zones/NAME/FILE` under `root`.
     pub fn write(&self, root: &Path, file: &str) -> Result<(), String> {
-        let path = Self::path(root, &self.name).with_file_name(file);
+        let path = Self::file(root, &self.name, file);
         let text = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
         path.parent()
             .map_or(Ok(()), std::fs::create_dir_all)
@@ -138,13 +140,22 @@ impl ZoneSpec {
 
     /// `run/ramkey/zones/NAME/zone.json` under `root`.
     pub fn path(root: &Path, name: &str) -> PathBuf {
-        root.join(RUN_DIR).join(name).join("zone.json")
+        Self::file(root, name, "zone.json")
+    }
+
+    /// `run/ramkey/zones/NAME/FILE` under `root`: the spec, [`PREVIOUS`], the rollback note.
+    pub fn file(root: &Path, name: &str, file: &str) -> PathBuf {
+        root.join(RUN_DIR).join(name).join(file)
     }
 
     /// Reads the spec PID 1 wrote for zone `name`.
     pub fn read(root: &Path, name: &str) -> Result<Self, String> {
-        let path = Self::path(root, name);
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::load(&Self::path(root, name))
+    }
+
+    /// Reads a spec file: `zone.json`, [`PREVIOUS`], a zone's `good.json`.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 

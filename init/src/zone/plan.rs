@@ -130,16 +130,13 @@ fn plan_one(
 }
 
 /// When the configured image is not the one the zone last came up on (its record on the
-/// pool), that one becomes the zone's fallback (`zone.prev.json`): the gate (`ramkeyctl
+/// pool), that one becomes the zone's fallback ([`super::PREVIOUS`]): the gate (`ramkeyctl
 /// personality gate`) goes back to it if the new image does not come up.
 fn fall_back_to_good(spec: &ZoneSpec, trusted: &[VerifyingKey], places: &Places<'_>) {
     let Some(record) = spec.good_record() else {
         return;
     };
-    let Ok(text) = std::fs::read_to_string(&record) else {
-        return;
-    };
-    let Ok(good) = serde_json::from_str::<ZoneSpec>(&text) else {
+    let Ok(good) = ZoneSpec::load(&record) else {
         return;
     };
     if good.sha256 == spec.sha256 {
@@ -149,7 +146,7 @@ fn fall_back_to_good(spec: &ZoneSpec, trusted: &[VerifyingKey], places: &Places<
         Ok(verified) => {
             let mut previous = spec.clone();
             previous.take_image(good.image.clone(), verified.manifest());
-            if previous.write(places.root, "zone.prev.json").is_ok() {
+            if previous.write(places.root, super::PREVIOUS).is_ok() {
                 crate::notice!(
                     "zone {}: image changed since the last boot ({} {} -> {} {}); {} {} is kept to fall back to",
                     spec.name,
