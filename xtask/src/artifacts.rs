@@ -111,6 +111,53 @@ pub fn usb_copy(name: &str) -> Result<PathBuf> {
     Ok(dest)
 }
 
+/// Where the FAT partition starts in the built `usb.img`, as mtools' `IMAGE@@OFFSET` says it.
+const STICK_FAT: &str = "@@1048576";
+
+/// Runs mtools' `tool` (`mcopy`, `mdel`, `mmd`, ...) with `args` on the FAT partition of the
+/// stick image `image`; whether it succeeded.
+pub fn stick_mtools(tool: &str, image: &Path, args: &[&str]) -> Result<bool> {
+    let fat = format!("{}{STICK_FAT}", image.display());
+    let status = Command::new(tool)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-i", &fat])
+        .args(args)
+        .status()
+        .with_context(|| format!("running {tool} (mtools)"))?;
+    Ok(status.success())
+}
+
+/// Copies each host file to its `::/PATH` on the stick's FAT, replacing what is there and
+/// making the destination's folder when it is missing.
+pub fn put_on_stick(image: &Path, files: &[(&Path, &str)]) -> Result<()> {
+    for (file, dest) in files {
+        if let Some((folder, _)) = dest.rsplit_once('/').filter(|(f, _)| *f != "::") {
+            // Refused when the folder is there already; the copy below is what counts.
+            stick_mtools("mmd", image, &[folder])?;
+        }
+        let copied = stick_mtools("mcopy", image, &["-o", &file.to_string_lossy(), dest])?;
+        anyhow::ensure!(copied, "mcopy {} {dest} on {} failed", file.display(), image.display());
+    }
+    Ok(())
+}
+
+/// `target/ramkey/run/NAME.pool.img` made anew: a 1 GiB sparse disk holding an empty ext4
+/// labelled `ramkey-pool`, which a box takes as its pool.
+pub fn empty_pool(name: &str) -> Result<PathBuf> {
+    let dir = target_dir().join("ramkey/run");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{name}.pool.img"));
+    let _ = std::fs::remove_file(&path);
+    std::fs::File::create(&path)?.set_len(1 << 30)?;
+    let status = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "ramkey-pool"])
+        .arg(&path)
+        .status()
+        .context("running mkfs.ext4 (e2fsprogs)")?;
+    anyhow::ensure!(status.success(), "mkfs.ext4 {} failed ({status})", path.display());
+    Ok(path)
+}
+
 /// The key that signs the test personalities: fixed, so that rebuilds hit the image cache.
 /// Returns the secret key file and the public key line the config trusts.
 pub fn test_key() -> Result<(PathBuf, String)> {

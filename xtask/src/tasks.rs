@@ -87,20 +87,20 @@ impl Demo {
         let dir = artifacts::target_dir().join("ramkey/run");
         let config = dir.join(format!("{name}.config.toml"));
         std::fs::write(&config, demo_config(&trusted))?;
-        let fat = format!("{}@@1048576", image.display());
-        for (file, dest) in [
-            (&web, "::/personalities/web.rkimg"),
-            (&office, "::/personalities/office.rkimg"),
-            (&config, "::/config.toml"),
-        ] {
-            let file = file.to_string_lossy();
-            run("mcopy", &["-o", "-i", &fat, &file, dest])?;
-        }
+        artifacts::put_on_stick(
+            &image,
+            &[
+                (&web, "::/personalities/web.rkimg"),
+                (&office, "::/personalities/office.rkimg"),
+                (&config, "::/config.toml"),
+            ],
+        )?;
         let pool = dir.join(format!("{name}.pool.img"));
-        if fresh || !pool.exists() {
-            std::fs::File::create(&pool)?.set_len(1 << 30)?;
-            run("mkfs.ext4", &["-q", "-F", "-L", "ramkey-pool", &pool.to_string_lossy()])?;
-        }
+        let pool = if fresh || !pool.exists() {
+            artifacts::empty_pool(name)?
+        } else {
+            pool
+        };
         let mut opts = RunOptions::new(Boot::Usb { image });
         opts.accel = qemu::accel();
         opts.pool = Some(pool);

@@ -6,7 +6,6 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use ramkey_builder::config_cmd::{self, Target};
@@ -17,26 +16,11 @@ use xtask::qemu::{Machine, Spec};
 
 const BOOT: Duration = Duration::from_secs(240);
 const SHUTDOWN: Duration = Duration::from_secs(90);
-/// Where the FAT partition starts in `usb.img`.
-const FAT: &str = "@@1048576";
-
 fn mcopy(image: &Path, text: &str, dest: &str) {
-    let fat = format!("{}{FAT}", image.display());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("file");
     std::fs::write(&file, text).unwrap();
-    if let Some((parent, _)) = dest.rsplit_once('/').filter(|(p, _)| *p != "::") {
-        let _ = Command::new("mmd")
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .args(["-i", &fat, parent])
-            .status();
-    }
-    let status = Command::new("mcopy")
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .args(["-o", "-i", &fat, file.to_str().unwrap(), dest])
-        .status()
-        .unwrap();
-    assert!(status.success(), "mcopy {dest}");
+    artifacts::put_on_stick(image, &[(&file, dest)]).unwrap();
 }
 
 fn set(image: &Path, pairs: &[&str]) {

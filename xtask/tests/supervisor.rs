@@ -14,38 +14,22 @@ use xtask::qemu::{Machine, Spec};
 const BOOT: Duration = Duration::from_secs(240);
 const STEP: Duration = Duration::from_secs(60);
 const SHUTDOWN: Duration = Duration::from_secs(90);
-/// Where the FAT partition starts in `usb.img`.
-const FAT: &str = "@@1048576";
-
-fn mtools(tool: &str, args: &[&str]) {
-    let status = Command::new(tool)
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(status.success(), "{tool} {args:?}");
-}
-
 /// Writes `files` (name, text) to the stick's `/services.d/`, and `config` as `/config.toml`.
 fn stick(name: &str, config: &str, services: &[(&str, String)]) -> std::path::PathBuf {
     let image = artifacts::usb_copy(name).unwrap();
-    let fat = format!("{}{FAT}", image.display());
     let dir = tempfile::tempdir().unwrap();
     let write = |file: &str, text: &str| {
         let path = dir.path().join(file);
         std::fs::write(&path, text).unwrap();
         path
     };
-    let config = write("config.toml", config);
-    mtools("mcopy", &["-o", "-i", &fat, config.to_str().unwrap(), "::/config.toml"]);
-    if !services.is_empty() {
-        mtools("mmd", &["-i", &fat, "::/services.d"]);
-    }
+    let mut files = vec![(write("config.toml", config), "::/config.toml".to_string())];
     for (service, text) in services {
-        let path = write(&format!("{service}.toml"), text);
-        let dest = format!("::/services.d/{service}.toml");
-        mtools("mcopy", &["-o", "-i", &fat, path.to_str().unwrap(), &dest]);
+        let file = format!("{service}.toml");
+        files.push((write(&file, text), format!("::/services.d/{file}")));
     }
+    let files: Vec<(&std::path::Path, &str)> = files.iter().map(|(f, d)| (f.as_path(), d.as_str())).collect();
+    artifacts::put_on_stick(&image, &files).unwrap();
     image
 }
 

@@ -23,22 +23,9 @@ use xtask::qemu::{Machine, Spec};
 
 const BOOT: Duration = Duration::from_secs(300);
 const SHUTDOWN: Duration = Duration::from_secs(120);
-/// Where the FAT partition starts in `usb.img`.
-const FAT: &str = "@@1048576";
 const WEB_ADDRESS: &str = "10.0.2.16";
 /// The `office` zone's address on the network it shares with the client box.
 const OFFICE_ADDRESS: &str = "192.168.1.1";
-
-fn mtools(tool: &str, image: &Path, args: &[&str]) -> bool {
-    let fat = format!("{}{FAT}", image.display());
-    let status = Command::new(tool)
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .args(["-i", &fat])
-        .args(args)
-        .status()
-        .unwrap();
-    status.success()
-}
 
 /// The appliance's config; with `lan` (the NIC wired to the client box), also the `office`
 /// zone on it.
@@ -120,42 +107,23 @@ fn stick(name: &str, lan: Option<Link>) -> PathBuf {
     std::fs::write(&config_file, config(&trusted, lan)).unwrap();
     let probe = work.join("probe.toml");
     std::fs::write(&probe, PROBE).unwrap();
-    let _ = mtools("mmd", &image, &["::/services.d"]);
-    // The folder is on the stick already unless the appliance changed; either is fine.
-    let _ = mtools("mmd", &image, &["::/personalities"]);
+    let office = lan.map(|_| artifacts::personality("office").unwrap());
     let mut files = vec![
-        (web.clone(), "::/personalities/web-1.0.0.rkimg"),
-        (tampered, "::/personalities/tampered.rkimg"),
-        (stranger, "::/personalities/stranger.rkimg"),
-        (config_file, "::/config.toml"),
-        (probe, "::/services.d/probe.toml"),
+        (web.as_path(), "::/personalities/web-1.0.0.rkimg"),
+        (&tampered, "::/personalities/tampered.rkimg"),
+        (&stranger, "::/personalities/stranger.rkimg"),
+        (&config_file, "::/config.toml"),
+        (&probe, "::/services.d/probe.toml"),
     ];
-    if lan.is_some() {
-        let office = artifacts::personality("office").unwrap();
+    if let Some(office) = &office {
         files.push((office, "::/personalities/office-1.0.0.rkimg"));
     }
-    for (file, dest) in &files {
-        assert!(
-            mtools("mcopy", &image, &["-o", file.to_str().unwrap(), dest]),
-            "mcopy {dest}"
-        );
-    }
+    artifacts::put_on_stick(&image, &files).unwrap();
     image
 }
 
-/// A 1 GiB sparse disk with an empty ext4 labelled `ramkey-pool`.
 fn pool_disk(name: &str) -> PathBuf {
-    let path = artifacts::target_dir()
-        .join("ramkey/run")
-        .join(format!("{name}.pool.img"));
-    let _ = std::fs::remove_file(&path);
-    std::fs::File::create(&path).unwrap().set_len(1 << 30).unwrap();
-    let status = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "ramkey-pool"])
-        .arg(&path)
-        .status();
-    assert!(status.expect("mkfs.ext4 (e2fsprogs) on the host").success());
-    path
+    artifacts::empty_pool(name).unwrap()
 }
 
 fn free_port() -> u16 {
@@ -308,18 +276,15 @@ ip = "dhcp"
     let lookup = work.join("lookup.toml");
     std::fs::write(&lookup, LOOKUP).unwrap();
     let web = artifacts::personality("web").unwrap();
-    let _ = mtools("mmd", &image, &["::/services.d"]);
-    let _ = mtools("mmd", &image, &["::/personalities"]);
-    for (file, dest) in [
-        (&config, "::/config.toml"),
-        (&lookup, "::/services.d/lookup.toml"),
-        (&web, "::/personalities/web-1.0.0.rkimg"),
-    ] {
-        assert!(
-            mtools("mcopy", &image, &["-o", file.to_str().unwrap(), dest]),
-            "mcopy {dest}"
-        );
-    }
+    artifacts::put_on_stick(
+        &image,
+        &[
+            (&config, "::/config.toml"),
+            (&lookup, "::/services.d/lookup.toml"),
+            (&web, "::/personalities/web-1.0.0.rkimg"),
+        ],
+    )
+    .unwrap();
     let mut opts = RunOptions::new(Boot::Usb { image });
     opts.links = vec![lan];
     opts.state_dir = Some(artifacts::target_dir().join("ramkey/run").join(name));
@@ -455,7 +420,7 @@ fn zones_serve_isolated_keep_their_volumes_and_bad_images_are_refused() {
         ),
     );
 
-    assert!(mtools("mdel", &image, &["::/services.d/probe.toml"]));
+    assert!(artifacts::stick_mtools("mdel", &image, &["::/services.d/probe.toml"]).unwrap());
     // The client's lease is in office's volume.
     let leases = debugfs(&disk, false, "cat /instances/office/volumes/leases/dnsmasq.leases\n");
     assert!(leases.contains(" client "), "{leases}");
@@ -535,23 +500,18 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
         .unwrap();
     });
     let image = stick(name, None);
-    for (file, dest) in [
-        (&v2, "::/personalities/web-2.0.0.rkimg"),
-        (&v3, "::/personalities/web-3.0.0.rkimg"),
-    ] {
-        assert!(
-            mtools("mcopy", &image, &["-o", file.to_str().unwrap(), dest]),
-            "mcopy {dest}"
-        );
-    }
     let swapper = artifacts::target_dir().join("ramkey/run/swapper.toml");
     std::fs::write(&swapper, SWAPPER).unwrap();
-    assert!(mtools("mdel", &image, &["::/services.d/probe.toml"]));
-    assert!(mtools(
-        "mcopy",
+    assert!(artifacts::stick_mtools("mdel", &image, &["::/services.d/probe.toml"]).unwrap());
+    artifacts::put_on_stick(
         &image,
-        &["-o", swapper.to_str().unwrap(), "::/services.d/swapper.toml"]
-    ));
+        &[
+            (&v2, "::/personalities/web-2.0.0.rkimg"),
+            (&v3, "::/personalities/web-3.0.0.rkimg"),
+            (&swapper, "::/services.d/swapper.toml"),
+        ],
+    )
+    .unwrap();
     let disk = pool_disk(name);
     let port = free_port();
 
@@ -590,7 +550,7 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
     power_off(vm);
 
     // The broken image put in the config on the stick: the boot gate falls back to v2.
-    assert!(mtools("mdel", &image, &["::/services.d/swapper.toml"]));
+    assert!(artifacts::stick_mtools("mdel", &image, &["::/services.d/swapper.toml"]).unwrap());
     let pair = "personality.web.image=\"personalities/web-3.0.0.rkimg\"".to_string();
     config_cmd::set(&Target::Disk(image.clone()), &[pair], &Sysfs::host()).unwrap();
     let mut vm = boot(&format!("{name}-gate"), &image, &disk, port, &[]);
