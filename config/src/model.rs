@@ -263,4 +263,7 @@ pub struct Personality {
     pub settings: BTreeMap<String, SettingValue>,
     /// Whether the init starts it.
     pub enabled: bool,
+    /// Whether its writable root survives a change of image (by default it is reset: only
+    /// the volumes persist).
+    pub persistent_root: bool,
 }

@@ -115,6 +115,8 @@ pub(crate) struct RawPersonality {
     pub settings: BTreeMap<String, Spanned<SettingValue>>,
     #[serde(default = "yes")]
     pub enabled: bool,
+    #[serde(default)]
+    pub persistent_root: bool,
 }
 
 fn yes() -> bool {

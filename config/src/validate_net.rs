@@ -277,6 +277,7 @@ pub(crate) fn personalities(
                 .map(|(k, v)| (k.clone(), v.get_ref().clone()))
                 .collect(),
             enabled: p.enabled,
+            persistent_root: p.persistent_root,
         });
     }
     out

@@ -16,10 +16,13 @@ pub const ARCH_X86_64: &str = "x86_64";
 /// Capabilities an image may ask for beyond a zone's default set, by name (as Docker's
 /// `--cap-add` spells them) and number: ones that act only on the zone's own network
 /// namespace, memory and processes. `NET_ADMIN` is what a DHCP server needs (ARP entries for
-/// its answers); `SYS_ADMIN`, `SYS_MODULE`, `SYS_RAWIO` and the like are never granted.
+/// its answers), `NET_RAW` its ping before it offers an address (raw sockets: a zone that
+/// has it can send any frame on its link, so it is not in the default set); `SYS_ADMIN`,
+/// `SYS_MODULE`, `SYS_RAWIO`, `MKNOD` and the like are never granted.
 pub const GRANTABLE_CAPABILITIES: &[(&str, u32)] = &[
     ("NET_BROADCAST", 11),
     ("NET_ADMIN", 12),
+    ("NET_RAW", 13),
     ("IPC_LOCK", 14),
     ("SYS_NICE", 23),
 ];
@@ -35,7 +38,7 @@ pub fn grantable_capability(name: &str) -> Result<u32, String> {
             format!(
                 "`{name}` cannot be granted to a zone (grantable: {}; a zone keeps CHOWN, \
                  DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, \
-                 NET_RAW, MKNOD, AUDIT_WRITE and SETFCAP anyway)",
+                 AUDIT_WRITE and SETFCAP anyway)",
                 names.join(", ")
             )
         })
@@ -202,7 +205,7 @@ mod tests {
     #[test]
     fn only_capabilities_scoped_to_the_zone_are_grantable() {
         assert_eq!(grantable_capability("NET_ADMIN"), Ok(12));
-        for refused in ["SYS_ADMIN", "SYS_MODULE", "CAP_NET_ADMIN", "net_admin", ""] {
+        for refused in ["SYS_ADMIN", "SYS_MODULE", "MKNOD", "CAP_NET_ADMIN", "net_admin", ""] {
             let err = grantable_capability(refused).unwrap_err();
             assert!(
                 err.contains("cannot be granted to a zone (grantable: NET_BROADCAST, NET_ADMIN"),

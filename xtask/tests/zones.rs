@@ -107,6 +107,7 @@ fn stick(name: &str, lan: Option<Link>) -> PathBuf {
     std::fs::write(&config_file, config(&trusted, lan)).unwrap();
     let probe = work.join("probe.toml");
     std::fs::write(&probe, PROBE).unwrap();
+    let escape = PathBuf::from(env!("CARGO_BIN_EXE_zone-escape"));
     let office = lan.map(|_| artifacts::personality("office").unwrap());
     let mut files = vec![
         (web.as_path(), "::/personalities/web-1.0.0.rkimg"),
@@ -114,6 +115,7 @@ fn stick(name: &str, lan: Option<Link>) -> PathBuf {
         (&stranger, "::/personalities/stranger.rkimg"),
         (&config_file, "::/config.toml"),
         (&probe, "::/services.d/probe.toml"),
+        (&escape, "::/zone-escape"),
     ];
     if let Some(office) = &office {
         files.push((office, "::/personalities/office-1.0.0.rkimg"));
@@ -205,7 +207,61 @@ fn isolation(vm: &mut Machine) {
     assert!(oom.parse::<u32>().unwrap_or(0) >= 1, "memory.events oom_kill: {oom}");
     let forks = probe(vm, "pids-max-hits");
     assert!(forks.parse::<u32>().unwrap_or(0) >= 1, "pids.events max: {forks}");
+    escapes(vm);
     vm.expect("probe: done", BOOT).unwrap();
+}
+
+/// What each attack of `zone-escape` (run in `web` as its root) got back, and the host
+/// checked afterwards.
+fn escapes(vm: &mut Machine) {
+    let core_pattern = probe(vm, "host-core-pattern-before");
+    let modprobe = probe(vm, "host-modprobe-before");
+    let attacks = [
+        ("core_pattern", "Read-only file system"),
+        ("modprobe", "Read-only file system"),
+        ("drop_caches", "Read-only file system"),
+        ("sysrq", "Read-only file system"),
+        ("kcore", "masked, reads 0 bytes"),
+        ("mknod-tmp", "Operation not permitted"),
+        ("mknod-volume", "Operation not permitted"),
+        ("clone-newuser", "Operation not permitted"),
+        ("unshare-user", "Operation not permitted"),
+        ("unshare-mount", "Operation not permitted"),
+        ("unshare-net", "Operation not permitted"),
+        ("fsopen", "Operation not permitted"),
+        ("mount", "Operation not permitted"),
+        ("setns", "Operation not permitted"),
+        ("capset-sys-admin", "Operation not permitted"),
+        ("finit_module", "Operation not permitted"),
+        ("ptrace-pid1", "Operation not permitted"),
+        ("io_uring", "Operation not permitted"),
+        ("userfaultfd", "Operation not permitted"),
+        ("bpf", "Operation not permitted"),
+        ("packet-socket", "Operation not permitted"),
+    ];
+    let mut seen = Vec::new();
+    for (name, error) in attacks {
+        let (_, line) = vm.expect(&format!("escape: {name}"), BOOT).unwrap();
+        assert!(line.contains(&format!("refused ({error}")), "{line}");
+        seen.push(line);
+    }
+    // Neither the zone's processes nor its PID 1 hold CAP_SYS_ADMIN (21), CAP_MKNOD (27)
+    // or CAP_NET_RAW (13).
+    for who in ["capeff-self", "capeff-pid1"] {
+        let (_, line) = vm.expect(&format!("escape: {who}: "), BOOT).unwrap();
+        let hex = line.rsplit(' ').next().unwrap_or_default();
+        let caps = u64::from_str_radix(hex, 16).unwrap_or(u64::MAX);
+        assert_eq!(caps & (1 << 21 | 1 << 27 | 1 << 13), 0, "{line}");
+        seen.push(line);
+    }
+    vm.expect("escape: done", BOOT).unwrap();
+    assert_eq!(probe(vm, "host-core-pattern"), core_pattern);
+    assert_eq!(probe(vm, "host-modprobe"), modprobe);
+    // Even host root, moved into the zone's cgroup, cannot read the pool disk.
+    let device = probe(vm, "device-program");
+    assert!(device.contains("Operation not permitted"), "{device}");
+    eprintln!("escape suite, in the web zone as its root:\n{}", seen.join("\n"));
+    eprintln!("host root in web's cgroup reading the pool disk: {device}");
 }
 
 /// A one-shot platform service, put on the stick, that checks the zone from the inside with
@@ -234,6 +290,13 @@ cg=/sys/fs/cgroup/ramkey/zone-web
   echo "probe: oom-kills $(sed -n 's/^oom_kill //p' $cg/memory.events)"
   c 'i=0; while [ $i -lt 400 ]; do sleep 20 & i=$((i+1)); done; wait' >/dev/null
   echo "probe: pids-max-hits $(sed -n 's/^max //p' $cg/pids.events)"
+  disk=$(awk '$2=="/pool"{print $1}' /proc/mounts); disk=${disk#/dev/}
+  echo "probe: host-core-pattern-before $(cat /proc/sys/kernel/core_pattern)"
+  echo "probe: host-modprobe-before $(cat /proc/sys/kernel/modprobe)"
+  c "cat >/tmp/zone-escape && chmod 755 /tmp/zone-escape && /tmp/zone-escape $(cat /sys/class/block/$disk/dev)" </usbkey/zone-escape
+  echo "probe: host-core-pattern $(cat /proc/sys/kernel/core_pattern)"
+  echo "probe: host-modprobe $(cat /proc/sys/kernel/modprobe)"
+  echo "probe: device-program $(sh -c "echo \$\$ >$cg/cgroup.procs && head -c 512 /dev/$disk | wc -c" 2>&1 | tr '\n' ' ')"
   echo "probe: done"
 } >/dev/console 2>&1
 ''', "isolation-probe-marker"]
@@ -425,11 +488,30 @@ fn zones_serve_isolated_keep_their_volumes_and_bad_images_are_refused() {
     let leases = debugfs(&disk, false, "cat /instances/office/volumes/leases/dnsmasq.leases\n");
     assert!(leases.contains(" client "), "{leases}");
 
+    // A symlink in office's writable layer where its volume is mounted, as a zone that
+    // owned the parent directory could leave it: followed, zone setup (host root) would
+    // make a directory in web's volume and mount office's leases there.
+    debugfs(
+        &disk,
+        true,
+        "mkdir /instances/office/upper/var\nmkdir /instances/office/upper/var/lib\n\
+         symlink /instances/office/upper/var/lib/misc /pool/instances/web/volumes/www/planted\n",
+    );
+    let planted = debugfs(&disk, false, "stat /instances/office/upper/var/lib/misc\n");
+    assert!(planted.contains("Type: symlink"), "{planted}");
+
     let mut vm = boot(&format!("{name}-again"), &image, &disk, port, &[lan]);
     vm.expect("ramkey: zone web: image web 1.0.0 verified", BOOT).unwrap();
     let page = http(port, "/");
     assert!(page.contains("written to the volume before this boot"), "{page}");
+    let (_, office) = vm.expect("zone office: not started: ", BOOT).unwrap();
+    assert!(
+        office.contains("/var/lib/misc in the zone is a symlink or not a directory"),
+        "{office}"
+    );
     power_off(vm);
+    let www = debugfs(&disk, false, "ls -l /instances/web/volumes/www\n");
+    assert!(!www.contains("planted"), "setup followed the planted symlink: {www}");
 }
 
 /// `personalities/web` copied to `target/ramkey/run/NAME` as version `version`, changed by
@@ -437,6 +519,7 @@ fn zones_serve_isolated_keep_their_volumes_and_bad_images_are_refused() {
 fn web_variant(name: &str, version: &str, edit: impl FnOnce(&Path)) -> PathBuf {
     let dir = artifacts::target_dir().join("ramkey/run").join(name);
     let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
     let source = artifacts::workspace_root().join("personalities/web");
     assert!(
         Command::new("cp")
@@ -469,11 +552,18 @@ until ramkeyctl svcs -a 2>/dev/null | grep zone-gate-web | grep -q offline; do s
 say() { echo "swap: $*" >/dev/console; }
 say "import-tampered $(ramkeyctl personality import /usbkey/personalities/tampered.rkimg 2>&1 | tail -1)"
 say "import $(ramkeyctl personality import /usbkey/personalities/web-2.0.0.rkimg 2>&1 | tail -1)"
+# A file the zone changes outside its volumes: gone with the image it was changed under.
+plant() { ramkeyctl personality console web -- /bin/sh -c 'echo planted >/etc/zone-was-here; cat /etc/zone-was-here'; }
+planted() { ramkeyctl personality console web -- /bin/sh -c 'cat /etc/zone-was-here 2>&1; test -s /srv/www/index.html && echo volume-kept'; }
+say "planted-v1 $(plant 2>&1)"
 say "v2 $(ramkeyctl personality swap web /pool/images/web-2.0.0.rkimg 2>&1 | tail -1)"
+say "after-swap $(planted 2>&1 | tr '\n' ' ')"
+say "planted-v2 $(plant 2>&1)"
 t0=$(date +%s)
 out=$(ramkeyctl personality swap web /usbkey/personalities/web-3.0.0.rkimg --wait 40 2>&1; echo "exit $?")
 say "v3 after $(( $(date +%s) - t0 )) s: $(echo "$out" | tr '\n' ' ')"
 say "list $(ramkeyctl personality list | grep '^web ')"
+say "after-rollback $(planted 2>&1 | tr '\n' ' ')"
 say done
 ''']
 "#;
@@ -528,9 +618,22 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
         imported.contains("imported web 2.0.0 as /pool/images/web-2.0.0.rkimg"),
         "{imported}"
     );
+    let (_, planted) = vm.expect("swap: planted-v1 ", BOOT).unwrap();
+    assert!(planted.ends_with("planted"), "{planted}");
     let (_, swapped) = vm.expect("swap: v2 ", BOOT).unwrap();
     assert!(swapped.contains("swapped web 1.0.0 -> web 2.0.0 in "), "{swapped}");
     assert!(swapped.contains("the usbkey config names it"), "{swapped}");
+    for after in ["after-swap", "planted-v2"] {
+        let (_, line) = vm.expect(&format!("swap: {after} "), BOOT).unwrap();
+        if after == "after-swap" {
+            assert!(
+                line.contains("/etc/zone-was-here: No such file") && line.contains("volume-kept"),
+                "{line}"
+            );
+        } else {
+            assert!(line.ends_with("planted"), "{line}");
+        }
+    }
     let (_, rolled) = vm.expect("swap: v3 ", BOOT).unwrap();
     assert!(rolled.contains("rolled back from web 3.0.0: "), "{rolled}");
     assert!(
@@ -541,6 +644,11 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
     assert!(
         list.contains("web 2.0.0") && list.contains("online") && list.contains("rolled back from web 3.0.0"),
         "{list}"
+    );
+    let (_, after) = vm.expect("swap: after-rollback ", BOOT).unwrap();
+    assert!(
+        after.contains("/etc/zone-was-here: No such file") && after.contains("volume-kept"),
+        "{after}"
     );
     vm.expect("swap: done", BOOT).unwrap();
     eprintln!("{swapped}\n{rolled}");

@@ -121,11 +121,17 @@ fn address(spec: &ZoneSpec, status: Option<&ServiceStatus>) -> String {
     match spec.ip.as_deref() {
         Some("dhcp") => zone_init_of(&spec.name, status)
             .ok()
-            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/root{}", crate::zone::LEASE_FILE)).ok())
+            .and_then(|pid| {
+                let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+                crate::sys::beneath::read(&root, Path::new(crate::zone::LEASE_FILE), 256).ok()
+            })
             .map_or_else(|| "dhcp".to_string(), |a| a.trim().to_string()),
         other => other.unwrap_or("-").to_string(),
     }
 }
+
+/// How much of a zone service's log `personality log` shows: its last 4 MiB.
+const LOG_LIMIT: u64 = 4 << 20;
 
 fn log(name: &str, service: Option<&str>) -> Result<String, String> {
     let spec = spec(name)?;
@@ -139,13 +145,11 @@ fn log(name: &str, service: Option<&str>) -> Result<String, String> {
             other => Err(unexpected(&other)),
         };
     };
-    // What the zone writes to its /var/log/ramkey lands in its writable layer.
-    let path = spec
-        .state_dir
-        .join("upper")
-        .join(crate::services::LOG_DIR)
-        .join(format!("{service}.log"));
-    std::fs::read_to_string(&path).map_err(|e| format!("{}: {e} (is {service:?} a service of {name}?)", path.display()))
+    // What the zone writes to its /var/log/ramkey lands in its writable layer, which the
+    // zone controls: read beneath it, never through its symlinks, and only the end.
+    let path = Path::new(crate::services::LOG_DIR).join(format!("{service}.log"));
+    crate::sys::beneath::read(&spec.state_dir.join("upper"), &path, LOG_LIMIT)
+        .map_err(|e| format!("{e} (is {service:?} a service of {name}?)"))
 }
 
 /// The zone's PID 1: the launcher's only child.
@@ -197,7 +201,7 @@ fn console(name: &str, argv: &[String]) -> Result<String, String> {
     // The PID namespace applies to children: the command runs in a fork.
     match crate::sys::confine::fork().map_err(|e| e.to_string())? {
         // In the child, an error returns through `main`, which exits with it.
-        None => crate::zone::inside::confine(&spec)
+        None => crate::zone::inside::confine(&spec, &[])
             .and_then(|()| exec(argv))
             .map(|()| String::new()),
         Some(child) => match waitpid(child, None) {

@@ -1,5 +1,6 @@
 //! The syscalls that build and confine a zone: `fork`, a read-only loop device over the
-//! image's payload, the capability bounding set, and a seccomp filter.
+//! image's payload, the capability bounding set and the process's own capabilities (the
+//! seccomp filter is [`super::seccomp`]).
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -144,95 +145,48 @@ pub fn limit_bounding_set(keep: &[u32]) -> Result<(), SysError> {
     Ok(())
 }
 
+/// `struct __user_cap_header_struct` of `<linux/capability.h>`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+/// `struct __user_cap_data_struct`; version 3 takes two of them (capabilities 0–31, 32–63).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Cuts this process's own effective and permitted capabilities to `keep` and empties its
+/// inheritable and ambient sets. (The bounding set, [`limit_bounding_set`], only limits what
+/// programs it executes get; this limits what the process itself can do from now on.)
+pub fn limit_own_caps(keep: &[u32]) -> Result<(), SysError> {
+    let mut data = [CapData::default(); 2];
+    for &cap in keep.iter().filter(|&&c| c < 64) {
+        let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
+        data[word].effective |= bit;
+        data[word].permitted |= bit;
+    }
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
+    let r = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    Errno::result(r).map_err(call("PR_CAP_AMBIENT_CLEAR_ALL"))?;
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: capset reads one header and, for version 3, two data structs, laid out as the
+    // kernel's; both pointers are valid for the duration of the call.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) };
+    Errno::result(r).map(drop).map_err(call("capset"))
+}
+
 /// `PR_SET_NO_NEW_PRIVS`: no exec can gain privileges (setuid bits, file capabilities).
 pub fn set_no_new_privs() -> Result<(), SysError> {
     nix::sys::prctl::set_no_new_privs().map_err(call("PR_SET_NO_NEW_PRIVS"))
-}
-
-const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
-const SECCOMP_RET_ALLOW: u32 = 0x7FFF_0000;
-const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
-const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
-const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-const BPF_LD_W_ABS: u16 = 0x20;
-const BPF_JEQ_K: u16 = 0x15;
-const BPF_JGE_K: u16 = 0x35;
-const BPF_RET_K: u16 = 0x06;
-
-fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
-    libc::sock_filter { code, jt, jf, k }
-}
-
-/// The classic BPF program: x86-64 only, x32 calls refused, `denied` calls fail with
-/// `EPERM`, everything else allowed.
-fn program(denied: &[i64]) -> Vec<libc::sock_filter> {
-    let eperm = SECCOMP_RET_ERRNO | Errno::EPERM as u32;
-    let mut p = vec![
-        op(BPF_LD_W_ABS, 0, 0, 4), // seccomp_data.arch
-        op(BPF_JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
-        op(BPF_RET_K, 0, 0, SECCOMP_RET_KILL_PROCESS),
-        op(BPF_LD_W_ABS, 0, 0, 0), // seccomp_data.nr
-        op(BPF_JGE_K, 0, 1, X32_SYSCALL_BIT),
-        op(BPF_RET_K, 0, 0, eperm),
-    ];
-    for &nr in denied {
-        p.push(op(BPF_JEQ_K, 0, 1, u32::try_from(nr).unwrap_or(u32::MAX)));
-        p.push(op(BPF_RET_K, 0, 0, eperm));
-    }
-    p.push(op(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW));
-    p
-}
-
-/// Installs a seccomp filter making the `denied` system calls fail with `EPERM`, for this
-/// process and everything it starts. Needs `no_new_privs` (or `CAP_SYS_ADMIN`).
-pub fn deny_syscalls(denied: &[i64]) -> Result<(), SysError> {
-    let filter = program(denied);
-    let prog = libc::sock_fprog {
-        len: u16::try_from(filter.len()).unwrap_or(u16::MAX),
-        filter: filter.as_ptr().cast_mut(),
-    };
-    // SAFETY: PR_SET_SECCOMP with SECCOMP_MODE_FILTER reads one `sock_fprog` whose `filter`
-    // points at `len` instructions; both live until the call returns (the kernel copies them).
-    let r = unsafe {
-        libc::prctl(
-            libc::PR_SET_SECCOMP,
-            libc::SECCOMP_MODE_FILTER as libc::c_ulong,
-            &raw const prog,
-            0,
-            0,
-        )
-    };
-    Errno::result(r).map(drop).map_err(call("PR_SET_SECCOMP"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_filter_checks_the_arch_then_each_denied_call() {
-        let p = program(&[175, 246]);
-        assert_eq!(p.len(), 6 + 2 * 2 + 1);
-        assert_eq!(p[1].k, AUDIT_ARCH_X86_64);
-        assert_eq!((p[6].code, p[6].k), (BPF_JEQ_K, 175));
-        assert_eq!(p[7].k, SECCOMP_RET_ERRNO | 1);
-        assert_eq!(p.last().map(|i| i.k), Some(SECCOMP_RET_ALLOW));
-    }
-
-    #[test]
-    fn a_denied_call_fails_with_eperm_and_others_still_work() {
-        // A filter set with prctl applies to the calling thread only: a thread of its own
-        // keeps the test process unfiltered.
-        let (denied, allowed) = std::thread::spawn(|| {
-            set_no_new_privs().unwrap();
-            deny_syscalls(&[libc::SYS_acct]).unwrap();
-            // SAFETY: acct(NULL) takes a null pointer, meaning "turn accounting off".
-            let denied = Errno::result(unsafe { libc::syscall(libc::SYS_acct, std::ptr::null::<u8>()) });
-            (denied, nix::unistd::getpid())
-        })
-        .join()
-        .unwrap();
-        assert_eq!(denied, Err(Errno::EPERM));
-        assert!(allowed.as_raw() > 0);
-    }
 }

@@ -23,7 +23,10 @@ use nix::unistd::Pid;
 
 use crate::supervisor::Exit;
 
+pub mod beneath;
 pub mod confine;
+pub mod devices;
+pub mod seccomp;
 
 /// A failed system call, with the operation that failed.
 #[derive(Debug, thiserror::Error)]

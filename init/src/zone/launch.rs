@@ -58,11 +58,14 @@ pub fn main(args: &[String]) -> i32 {
 fn run(name: &str) -> Result<i32, String> {
     let spec = ZoneSpec::read(Path::new("/"), name)?;
     // The supervisor moves the launcher into the zone's cgroup just after starting it; do it
-    // here too, so that the zone's processes are inside it however fast they fork.
+    // here too, so that the zone's processes are inside it however fast they fork. A zone
+    // outside its cgroup would run without its caps and its device program: it does not start.
     let procs = spec.cgroup.join("cgroup.procs");
-    if let Err(e) = std::fs::write(&procs, std::process::id().to_string()) {
-        crate::warn!("zone {name}: {}: {e}; the zone runs without its caps", procs.display());
-    }
+    std::fs::write(&procs, std::process::id().to_string())
+        .map_err(|e| format!("not started: joining its cgroup {}: {e}", procs.display()))?;
+    // The device program of the zone's last run: off until the new root is built (the zone's
+    // PID 1 attaches the loop device of its image first, then restricts the cgroup again).
+    sys::devices::release(&spec.cgroup).map_err(|e| format!("not started: {e}"))?;
     let signals = sys::signalfd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD]).map_err(|e| e.to_string())?;
     nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare(CLONE_NEWPID): {e}"))?;
     let (from_child, to_parent) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
@@ -94,12 +97,13 @@ fn pid_file(name: &str) -> std::path::PathBuf {
 /// Asked over the zone's own control socket.
 pub fn ready(name: &str) -> Result<(), String> {
     let pid = std::fs::read_to_string(pid_file(name)).map_err(|e| format!("no PID 1 yet ({e})"))?;
-    let socket = Path::new("/proc")
-        .join(pid.trim())
-        .join("root")
-        .join(crate::control::SOCKET.trim_start_matches('/'));
+    // The socket is in the zone's /run, which the zone controls: found beneath its root.
+    let root = Path::new("/proc").join(pid.trim()).join("root");
+    let socket = sys::beneath::socket(&root, Path::new(crate::control::SOCKET))
+        .map_err(|e| format!("its supervisor does not answer yet ({e})"))?;
     let timeout = std::time::Duration::from_secs(3);
-    let services = match crate::control::call(&socket, &Request::Svcs { all: true }, timeout) {
+    let at = sys::beneath::fd_path(&socket);
+    let services = match crate::control::call(&at, &Request::Svcs { all: true }, timeout) {
         Ok(Response::Svcs { services }) => services,
         Ok(other) => return Err(format!("unexpected answer {other:?}")),
         Err(e) => return Err(format!("its supervisor does not answer yet ({e})")),

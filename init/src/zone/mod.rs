@@ -23,6 +23,7 @@ pub mod inside;
 pub mod launch;
 pub mod network;
 pub mod plan;
+pub mod root;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -75,6 +76,10 @@ pub struct ZoneSpec {
     pub state_dir: PathBuf,
     /// Whether `state_dir` is on the pool (otherwise in RAM).
     pub persistent: bool,
+    /// Whether the writable root is kept when the image changes (the config's
+    /// `persistent_root`); otherwise it is reset and only the volumes persist.
+    #[serde(default)]
+    pub persistent_root: bool,
     /// The host NIC (its tag) the macvlan hangs off; no network but loopback without one.
     pub nic: Option<String>,
     /// `"dhcp"`, or an address with its prefix, `10.0.2.16/24`.

@@ -97,7 +97,7 @@ fn plan_one(
         Addressing::Dhcp => "dhcp".to_string(),
         Addressing::Static { addr, prefix } => format!("{addr}/{prefix}"),
     });
-    let caps = caps(p, &m.caps);
+    let caps = caps(p, &m.caps, memory_total(places.root));
     let mut spec = ZoneSpec {
         name: p.name.clone(),
         image: PathBuf::new(),
@@ -107,6 +107,7 @@ fn plan_one(
         sha256: String::new(),
         state_dir,
         persistent,
+        persistent_root: p.persistent_root,
         nic,
         ip,
         gateway: p.gateway.map(|g| g.to_string()),
@@ -206,16 +207,34 @@ fn find_image(image: &str, places: &Places<'_>) -> Result<PathBuf, String> {
     })
 }
 
-/// The zone's caps: the config's where it sets them, the manifest's defaults otherwise.
-fn caps(p: &Personality, defaults: &Caps) -> Caps {
+/// The process cap of a zone whose config and image name none.
+pub const DEFAULT_PIDS: u32 = 1024;
+
+/// The zone's caps: the config's where it sets them, the manifest's defaults otherwise, and
+/// where neither does, half the box's memory (`memory_mib`, its total) and
+/// [`DEFAULT_PIDS`]: no zone runs without a memory and a process cap.
+fn caps(p: &Personality, defaults: &Caps, memory_mib: u32) -> Caps {
     Caps {
         memory_mib: p
             .memory
             .map(|bytes| u32::try_from(bytes.div_ceil(1 << 20)).unwrap_or(u32::MAX))
-            .or(defaults.memory_mib),
+            .or(defaults.memory_mib)
+            .or(Some(memory_mib / 2)),
         cpu_percent: p.cpu.map(|cpus| (cpus * 100.0).round() as u32).or(defaults.cpu_percent),
-        pids: p.pids.or(defaults.pids),
+        pids: p.pids.or(defaults.pids).or(Some(DEFAULT_PIDS)),
     }
+}
+
+/// The box's memory in MiB (`MemTotal` of `/proc/meminfo` under `root`); 1024 if unknown.
+fn memory_total(root: &Path) -> u32 {
+    std::fs::read_to_string(root.join("proc/meminfo"))
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            u32::try_from(kib / 1024).ok()
+        })
+        .unwrap_or(1024)
 }
 
 /// `/run/ramkey/settings.toml` inside the zone: the manifest's defaults overridden by the
