@@ -52,6 +52,8 @@ pub struct Inputs<'a> {
 pub enum UsbError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("the UEFI boot loader {path}: {source}; install Debian's systemd-boot-efi (cargo xtask deps does)")]
+    BootLoader { path: PathBuf, source: std::io::Error },
     #[error("partition table of {path}: {source}")]
     Gpt { path: PathBuf, source: gptman::Error },
     #[error("image size {size_mib} MiB is too small: the files need {need_mib} MiB; raise [usb] size_mib")]
@@ -73,7 +75,11 @@ pub fn write(out: &Path, inputs: &Inputs<'_>) -> Result<Partition, UsbError> {
         let path = path.to_path_buf();
         move |source| UsbError::Io { path, source }
     };
-    let files = stick_files(inputs).map_err(io(inputs.platform))?;
+    let boot_loader = std::fs::read(SYSTEMD_BOOT).map_err(|source| UsbError::BootLoader {
+        path: SYSTEMD_BOOT.into(),
+        source,
+    })?;
+    let files = stick_files(inputs, boot_loader).map_err(io(inputs.platform))?;
     let need: u64 = files.iter().map(|(_, data)| data.len() as u64).sum();
     let need_mib = need.div_ceil(1 << 20) + 40; // FAT32 needs about 33 MiB of clusters at least
     if inputs.size_mib < need_mib {
@@ -279,12 +285,12 @@ fn copy_files(img: &Path, part: Partition, files: &[(String, Vec<u8>)], epoch: u
 
 /// Every file of the stick, by path, in a fixed order. A path ending in `/` is an empty
 /// directory.
-fn stick_files(inputs: &Inputs<'_>) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+fn stick_files(inputs: &Inputs<'_>, boot_loader: Vec<u8>) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     let p = inputs.platform;
     let title = format!("Ramkey {VERSION}");
     let cmdline = |slot: &str| format!("{} ramkey.slot={slot}", inputs.cmdline).trim().to_string();
     let mut files = vec![
-        ("EFI/BOOT/BOOTX64.EFI".to_string(), std::fs::read(SYSTEMD_BOOT)?),
+        ("EFI/BOOT/BOOTX64.EFI".to_string(), boot_loader),
         ("config.toml".into(), inputs.config.as_bytes().to_vec()),
         (
             "loader/entries/ramkey-a.conf".into(),

@@ -5,6 +5,7 @@
 //! Exit status: 0 when done, 1 on any error (with one line on stderr saying what and why).
 
 pub mod args;
+pub mod console;
 pub mod personality;
 pub mod render;
 pub mod swap;

@@ -2,15 +2,12 @@
 //!
 //! `list` joins the zone specs PID 1 wrote at boot with the `zone-NAME` services' states and
 //! the zones' cgroups; `start|stop|restart` steer those services; `log` reads the launcher's
-//! log or a service's log in the zone's writable layer; `console` enters the zone's
-//! namespaces under the zone's own confinement and runs a shell (or a command) there.
+//! log or a service's log in the zone's writable layer; `console` ([`super::console`])
+//! enters the zone's namespaces under the zone's own confinement and runs a shell (or a
+//! command) there.
 
 use std::fmt::Write as _;
-use std::os::fd::OwnedFd;
 use std::path::Path;
-
-use nix::sched::CloneFlags;
-use nix::sys::wait::{WaitStatus, waitpid};
 
 use std::time::Duration;
 
@@ -49,10 +46,10 @@ pub fn run(args: &[String]) -> Result<String, String> {
         ["gate", name] => swap::gate(name),
         ["log", name] => log(name, None),
         ["log", name, service] => log(name, Some(service)),
-        ["console", name] => console(name, &["/bin/sh".to_string()]),
+        ["console", name] => super::console::run(&spec(name)?, zone_init(name)?, &["/bin/sh".to_string()]),
         ["console", name, "--", command @ ..] if !command.is_empty() => {
             let argv: Vec<String> = command.iter().map(|s| (*s).to_string()).collect();
-            console(name, &argv)
+            super::console::run(&spec(name)?, zone_init(name)?, &argv)
         }
         _ => Err(
             "usage: ramkeyctl personality list | start|stop|restart NAME | swap NAME IMAGE [--wait SECS] | \
@@ -89,10 +86,13 @@ fn list() -> Result<String, String> {
         let status = services.iter().find(|s| s.name == ZoneSpec::service_name(&spec.name));
         let state = status.map_or("unknown".to_string(), |s| s.state.to_string());
         let rollback = ZoneSpec::file(Path::new("/"), &spec.name, swap::ROLLBACK_NOTE);
-        let reason = match std::fs::read_to_string(rollback) {
+        let mut reason = match std::fs::read_to_string(rollback) {
             Ok(note) => note,
             Err(_) => status.map_or(String::new(), |s| s.reason.clone()),
         };
+        if spec.persistent_root {
+            reason.insert_str(0, "root kept across images; ");
+        }
         let used = std::fs::read_to_string(spec.cgroup.join("memory.current"))
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok());
@@ -170,58 +170,4 @@ fn zone_init_of(name: &str, status: Option<&ServiceStatus>) -> Result<i32, Strin
         .next()
         .and_then(|p| p.parse().ok())
         .ok_or_else(|| format!("zone {name} is still starting; try again"))
-}
-
-/// Enters the zone's namespaces and runs `argv` there, confined like the zone's services.
-fn console(name: &str, argv: &[String]) -> Result<String, String> {
-    let pid = zone_init(name)?;
-    // Into the zone's cgroup first, so that what runs here counts against the zone's caps.
-    let spec = spec(name)?;
-    let procs = spec.cgroup.join("cgroup.procs");
-    std::fs::write(&procs, std::process::id().to_string()).map_err(|e| format!("{}: {e}", procs.display()))?;
-    // Every namespace file is opened before any is entered: after the mount namespace,
-    // this /proc is the zone's.
-    let kinds = [
-        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
-        ("ipc", CloneFlags::CLONE_NEWIPC),
-        ("uts", CloneFlags::CLONE_NEWUTS),
-        ("net", CloneFlags::CLONE_NEWNET),
-        ("pid", CloneFlags::CLONE_NEWPID),
-        ("mnt", CloneFlags::CLONE_NEWNS),
-    ];
-    let mut namespaces: Vec<(OwnedFd, CloneFlags)> = Vec::new();
-    for (kind, flag) in kinds {
-        let path = format!("/proc/{pid}/ns/{kind}");
-        let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-        namespaces.push((file.into(), flag));
-    }
-    for (fd, flag) in &namespaces {
-        nix::sched::setns(fd, *flag).map_err(|e| format!("entering the zone's {flag:?} namespace: {e}"))?;
-    }
-    // The PID namespace applies to children: the command runs in a fork.
-    match crate::sys::confine::fork().map_err(|e| e.to_string())? {
-        // In the child, an error returns through `main`, which exits with it.
-        None => crate::zone::inside::confine(&spec, &[])
-            .and_then(|()| exec(argv))
-            .map(|()| String::new()),
-        Some(child) => match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, 0)) => Ok(String::new()),
-            Ok(WaitStatus::Exited(_, code)) => Err(format!("{} exited with status {code}", argv[0])),
-            other => Err(format!("{}: {other:?}", argv[0])),
-        },
-    }
-}
-
-/// Replaces this process with `argv`; returns only on failure.
-fn exec(argv: &[String]) -> Result<(), String> {
-    use std::os::unix::process::CommandExt;
-    let error = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("TERM", std::env::var("TERM").unwrap_or_else(|_| "vt100".into()))
-        .env("HOME", "/root")
-        .current_dir("/")
-        .exec();
-    Err(format!("{}: {error}", argv[0]))
 }

@@ -101,12 +101,13 @@ pub fn fd_path(fd: &impl AsRawFd) -> PathBuf {
 }
 
 /// Opens `path` as if `root` were `/` (`RESOLVE_IN_ROOT`: absolute symlinks and `..` stay
-/// inside it; no magic links), with `flags` (`O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK` are
-/// added: a FIFO the zone planted does not block the reader).
+/// inside it; no magic links), with `flags` (`O_CLOEXEC | O_NOFOLLOW` are added; pass
+/// `O_NONBLOCK` with a read, so that a FIFO the zone planted does not block the reader —
+/// `openat2` refuses it with `O_PATH`).
 fn open_in_root(root: &Path, path: &Path, flags: OFlag) -> Result<OwnedFd, BeneathError> {
     let root_fd = open_root(root)?;
     let how = OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK)
+        .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let relative = path.strip_prefix("/").unwrap_or(path);
     openat2(root_fd.as_fd(), relative, how).map_err(io(path))
@@ -120,7 +121,7 @@ fn kind_of(fd: &OwnedFd, path: &Path) -> Result<SFlag, BeneathError> {
 /// Reads regular file `path` of the tree at `root` (as if `root` were `/`), at most
 /// `limit` bytes: the end of it when it is longer.
 pub fn read(root: &Path, path: &Path, limit: u64) -> Result<String, BeneathError> {
-    let fd = open_in_root(root, path, OFlag::O_RDONLY)?;
+    let fd = open_in_root(root, path, OFlag::O_RDONLY | OFlag::O_NONBLOCK)?;
     if kind_of(&fd, path)? != SFlag::S_IFREG {
         return Err(BeneathError::WrongType {
             path: path.display().to_string(),
@@ -194,6 +195,17 @@ mod tests {
         nix::unistd::mkfifo(&root.join("run/fifo"), Mode::from_bits_truncate(0o600)).unwrap();
         let err = read(&root, Path::new("/run/fifo"), 100).unwrap_err();
         assert!(matches!(err, BeneathError::WrongType { .. }), "{err}");
-        assert!(socket(&root, Path::new("/run/address")).is_err());
+        let err = socket(&root, Path::new("/run/address")).unwrap_err();
+        assert!(matches!(err, BeneathError::WrongType { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_socket_beneath_the_root_is_reached_through_its_descriptor() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("run")).unwrap();
+        let _server = std::os::unix::net::UnixListener::bind(root.join("run/control.sock")).unwrap();
+        let fd = socket(&root, Path::new("/run/control.sock")).unwrap();
+        std::os::unix::net::UnixStream::connect(fd_path(&fd)).unwrap();
     }
 }

@@ -27,6 +27,7 @@ pub mod beneath;
 pub mod confine;
 pub mod devices;
 pub mod seccomp;
+pub mod terminal;
 
 /// A failed system call, with the operation that failed.
 #[derive(Debug, thiserror::Error)]

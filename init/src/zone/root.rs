@@ -83,6 +83,12 @@ fn mounted_on(at: &OwnedFd) -> Result<PathBuf, String> {
 /// remounted).
 fn bind(source: &Path, target: &Path, flags: MsFlags) -> Result<(), String> {
     mount(Some(source), target, None, MsFlags::MS_BIND, None)?;
+    remount(target, flags)
+}
+
+/// Sets `flags` on the bind mount at `target` (its root: a path, not a descriptor of the
+/// directory beneath it).
+fn remount(target: &Path, flags: MsFlags) -> Result<(), String> {
     mount(None, target, None, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags, None)
 }
 
@@ -119,7 +125,9 @@ pub fn build(spec: &ZoneSpec) -> Result<PathBuf, String> {
         let host = spec.state_dir.join("volumes").join(volume);
         mkdir(&host)?;
         let at = target(&root, inside)?;
-        bind(&host, &beneath::fd_path(&at), NOSUID_NODEV)?;
+        mount(Some(&host), &beneath::fd_path(&at), None, MsFlags::MS_BIND, None)?;
+        let bound = mounted_on(&at)?;
+        remount(&bound, NOSUID_NODEV)?;
     }
     proc(&root)?;
     let at = target(&root, "sys")?;
