@@ -12,17 +12,45 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use crate::sys::terminal;
 use crate::zone::ZoneSpec;
 
+/// What stands between the zone and the administrator's terminal.
+enum Relay {
+    /// A pseudo-terminal: the zone's side is `slave`.
+    Pty { master: OwnedFd, slave: OwnedFd },
+    /// A pipe for the `outputs` (1, 2) that are terminals; the zone's side is `write`.
+    Pipe {
+        read: OwnedFd,
+        write: OwnedFd,
+        outputs: Vec<i32>,
+    },
+    /// Nothing is a terminal.
+    None,
+}
+
 /// Runs `argv` in the zone `spec` whose PID 1 is `pid` (as the host sees it).
 pub fn run(spec: &ZoneSpec, pid: i32, argv: &[String]) -> Result<String, String> {
     let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
-    let at_terminal = [stdin.as_fd(), stdout.as_fd(), std::io::stderr().as_fd()]
-        .into_iter()
-        .any(terminal::is_terminal);
-    // Opened on the host's devpts before anything is entered.
-    let pty = if at_terminal {
-        Some(terminal::open_pty(stdin.as_fd()).map_err(|e| e.to_string())?)
+    // Opened before anything is entered (the pseudo-terminal on the host's devpts): an
+    // interactive session gets a terminal of its own; output to a terminal goes through a
+    // pipe; files and pipes are handed over as they are.
+    let relay = if terminal::is_terminal(stdin.as_fd()) {
+        let (master, slave) = terminal::open_pty(stdin.as_fd()).map_err(|e| e.to_string())?;
+        Relay::Pty { master, slave }
     } else {
-        None
+        let outputs: Vec<i32> = [(1, stdout.as_fd()), (2, std::io::stderr().as_fd())]
+            .into_iter()
+            .filter(|(_, fd)| terminal::is_terminal(*fd))
+            .map(|(n, _)| n)
+            .collect();
+        if outputs.is_empty() {
+            Relay::None
+        } else {
+            let (read, write) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+            Relay::Pipe {
+                read: read.into(),
+                write: write.into(),
+                outputs,
+            }
+        }
     };
     // Into the zone's cgroup first, so that what runs here counts against the zone's caps.
     let procs = spec.cgroup.join("cgroup.procs");
@@ -49,21 +77,40 @@ pub fn run(spec: &ZoneSpec, pid: i32, argv: &[String]) -> Result<String, String>
     // The PID namespace applies to children: the command runs in a fork.
     let Some(child) = crate::sys::confine::fork().map_err(|e| e.to_string())? else {
         // In the child, an error returns through `main`, which exits with it.
-        if let Some((master, slave)) = pty {
-            drop(master);
-            terminal::take_terminal(&slave).map_err(|e| e.to_string())?;
+        match relay {
+            Relay::Pty { master, slave } => {
+                drop(master);
+                terminal::take_terminal(&slave).map_err(|e| e.to_string())?;
+            }
+            Relay::Pipe { read, write, outputs } => {
+                drop(read);
+                terminal::redirect(&write, &outputs).map_err(|e| e.to_string())?;
+            }
+            Relay::None => {}
         }
         return crate::zone::inside::confine(spec, &[])
             .and_then(|()| exec(argv))
             .map(|()| String::new());
     };
-    if let Some((master, slave)) = pty {
-        drop(slave);
-        let raw = terminal::RawMode::enter(stdin.as_fd()).ok();
-        let copied = terminal::proxy(stdin.as_fd(), stdout.as_fd(), &master);
-        drop(raw);
-        copied.map_err(|e| e.to_string())?;
-    }
+    let copied = match relay {
+        Relay::Pty { master, slave } => {
+            drop(slave);
+            let _raw = terminal::RawMode::enter(stdin.as_fd()).ok();
+            terminal::proxy(Some(stdin.as_fd()), stdout.as_fd(), &master)
+        }
+        Relay::Pipe { read, write, outputs } => {
+            drop(write);
+            let stderr = std::io::stderr();
+            let out = if outputs.contains(&1) {
+                stdout.as_fd()
+            } else {
+                stderr.as_fd()
+            };
+            terminal::proxy(None, out, &read)
+        }
+        Relay::None => Ok(()),
+    };
+    copied.map_err(|e| e.to_string())?;
     match waitpid(child, None) {
         Ok(WaitStatus::Exited(_, 0)) => Ok(String::new()),
         Ok(WaitStatus::Exited(_, code)) => Err(format!("{} exited with status {code}", argv[0])),

@@ -1,7 +1,7 @@
-//! Terminals for `ramkeyctl personality console`: a fresh pseudo-terminal for the zone's
-//! shell, and the proxy between it and the administrator's own terminal, which the zone
-//! never gets (a process left behind in the zone could otherwise read what is typed into
-//! the host's shell later, or push keystrokes into it).
+//! Terminals for `ramkeyctl personality console`: a fresh pseudo-terminal (or, for output
+//! only, a pipe) for the zone's side, and the proxy between it and the administrator's own
+//! terminal, which the zone never gets (a process left behind in the zone could otherwise
+//! read what is typed into the host's shell later, or push keystrokes into it).
 
 use std::io::IsTerminal;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -39,9 +39,14 @@ pub fn take_terminal(slave: &OwnedFd) -> Result<(), SysError> {
     // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal it from another session).
     let r = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) };
     Errno::result(r).map_err(call("TIOCSCTTY"))?;
-    for target in 0..=2 {
-        // SAFETY: dup2 onto the standard descriptors of this process, which it owns.
-        let r = unsafe { libc::dup2(slave.as_raw_fd(), target) };
+    redirect(slave, &[0, 1, 2])
+}
+
+/// Puts `fd` in place of each of this process's descriptors `targets`.
+pub fn redirect(fd: &OwnedFd, targets: &[i32]) -> Result<(), SysError> {
+    for &target in targets {
+        // SAFETY: dup2 onto standard descriptors of this process, which it owns.
+        let r = unsafe { libc::dup2(fd.as_raw_fd(), target) };
         Errno::result(r).map_err(call("dup2"))?;
     }
     Ok(())
@@ -71,14 +76,16 @@ impl Drop for RawMode<'_> {
     }
 }
 
-/// Copies `input` to `master` and `master` to `output` until the zone's side of the
-/// pseudo-terminal is closed (every process holding it has exited).
-pub fn proxy(input: BorrowedFd<'_>, output: BorrowedFd<'_>, master: &OwnedFd) -> Result<(), SysError> {
+/// Copies `input` (if any) to `zone` and `zone` to `output` until the zone's side (a
+/// pseudo-terminal's slave, or a pipe's write end) is closed: every process holding it has
+/// exited.
+pub fn proxy(input: Option<BorrowedFd<'_>>, output: BorrowedFd<'_>, zone: &OwnedFd) -> Result<(), SysError> {
+    let master = zone;
     let mut buf = [0u8; 4096];
-    let mut input_open = true;
+    let mut input_open = input.is_some();
     loop {
         let mut fds = vec![PollFd::new(master.as_fd(), PollFlags::POLLIN)];
-        if input_open {
+        if let (true, Some(input)) = (input_open, input) {
             fds.push(PollFd::new(input, PollFlags::POLLIN));
         }
         match nix::poll::poll(&mut fds, PollTimeout::NONE) {
@@ -96,7 +103,10 @@ pub fn proxy(input: BorrowedFd<'_>, output: BorrowedFd<'_>, master: &OwnedFd) ->
                 Err(e) => return Err(call("read pty")(e)),
             }
         }
-        if typed.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+        if let (true, Some(input)) = (
+            typed.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR),
+            input,
+        ) {
             match nix::unistd::read(input, &mut buf) {
                 Ok(0) | Err(Errno::EIO) => input_open = false,
                 Ok(n) => write_all(master.as_fd(), &buf[..n])?,
@@ -144,7 +154,7 @@ mod tests {
             drop(slave);
         });
         std::io::Write::write_all(&mut &input_write, b"hello\n").unwrap();
-        proxy(input_read.as_fd(), output_write.as_fd(), &master).unwrap();
+        proxy(Some(input_read.as_fd()), output_write.as_fd(), &master).unwrap();
         zone.join().unwrap();
         drop(output_write);
         let mut out = String::new();
