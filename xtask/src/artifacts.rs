@@ -11,6 +11,17 @@ use ramkey_builder::build::{self, Options};
 use ramkey_builder::initramfs::Compression;
 use ramkey_builder::kernel::{self, Kernel, KernelSource};
 
+/// The SHA-512 crypt hash of `password` (fixed salt), for a test config's
+/// `admin.password_hash`.
+pub fn password_hash(password: &str) -> Result<String> {
+    let out = Command::new("openssl")
+        .args(["passwd", "-6", "-salt", "testsalt", password])
+        .output()
+        .context("running openssl passwd")?;
+    anyhow::ensure!(out.status.success(), "openssl passwd failed");
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

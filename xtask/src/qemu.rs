@@ -334,6 +334,26 @@ impl Machine {
         Ok(())
     }
 
+    /// Logs in as `user` on the serial console's getty (asking for a fresh prompt, which may
+    /// have gone by among PID 1's lines) and waits until `user`'s shell answers.
+    pub fn login(&mut self, user: &str, password: &str, timeout: Duration) -> Result<()> {
+        let mut prompted = false;
+        for _ in 0..20 {
+            self.send("\n")?;
+            if self.expect("login:", Duration::from_secs(5)).is_ok() {
+                prompted = true;
+                break;
+            }
+        }
+        anyhow::ensure!(prompted, "{}: no login prompt\n{}", self.name(), self.tail());
+        self.send(&format!("{user}\n"))?;
+        self.expect("Password:", timeout)?;
+        self.send(&format!("{password}\n"))?;
+        // The typed line reads `logged-""in`; only the shell's answer reads `logged-in`.
+        self.send("echo logged-\"\"in\n")?;
+        self.expect("logged-in", timeout).map(drop)
+    }
+
     /// Types on the serial console.
     pub fn send(&mut self, text: &str) -> Result<()> {
         let stdin = self.stdin.as_mut().context("console input closed")?;

@@ -3,7 +3,6 @@
 //! and the orderly stop at power-off. Measurements are printed, not asserted.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -37,15 +36,6 @@ fn base_config() -> String {
     std::fs::read_to_string(artifacts::workspace_root().join("appliance/config.toml")).unwrap()
 }
 
-fn sha512_hash(password: &str) -> String {
-    let out = Command::new("openssl")
-        .args(["passwd", "-6", "-salt", "testsalt", password])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 fn service(name: &str, argv: &[&str], extra: &str) -> (String, String) {
     let argv: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
     let text = format!("name = \"{name}\"\nargv = [{}]\n{extra}", argv.join(", "));
@@ -65,19 +55,7 @@ fn run(vm: &mut Machine, command: &str, needle: &str) -> String {
 }
 
 fn login(vm: &mut Machine) {
-    // The prompt may have gone by among PID 1's lines: ask getty for a fresh one.
-    let mut prompted = false;
-    for _ in 0..20 {
-        vm.send("\n").unwrap();
-        if vm.expect("login:", Duration::from_secs(5)).is_ok() {
-            prompted = true;
-            break;
-        }
-    }
-    assert!(prompted, "no login prompt\n{}", vm.tail());
-    vm.send("root\n").unwrap();
-    vm.expect("Password:", STEP).unwrap();
-    vm.send("secret\n").unwrap();
+    vm.login("root", "secret", STEP).unwrap();
     assert_eq!(number(vm, "echo $((6*7))", "answer"), 42);
     // Until the platform ships the link, make it here.
     run(
@@ -114,7 +92,7 @@ fn services_crash_restart_clear_stop_in_order_and_log_in() {
     let config = format!(
         "{}\n[admin]\npassword_hash = \"{}\"\n",
         base_config(),
-        sha512_hash("secret")
+        artifacts::password_hash("secret").unwrap()
     );
     let mut services = vec![
         service(

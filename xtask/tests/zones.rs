@@ -24,6 +24,8 @@ use xtask::qemu::{Machine, Spec};
 const BOOT: Duration = Duration::from_secs(300);
 const SHUTDOWN: Duration = Duration::from_secs(120);
 const WEB_ADDRESS: &str = "10.0.2.16";
+/// root's console password on the appliance.
+const PASSWORD: &str = "secret";
 /// The `office` zone's address on the network it shares with the client box.
 const OFFICE_ADDRESS: &str = "192.168.1.1";
 
@@ -33,6 +35,9 @@ fn config(trusted: &str, lan: Option<Link>) -> String {
     let mut text = format!(
         r#"version = 1
 hostname = "zonebox"
+
+[admin]
+password_hash = "{hash}"
 
 [[nic]]
 tag = "admin"
@@ -64,7 +69,8 @@ name = "stranger"
 image = "personalities/stranger.rkimg"
 nic = "admin"
 ip = "10.0.2.18/24"
-"#
+"#,
+        hash = artifacts::password_hash(PASSWORD).unwrap()
     );
     if let Some(lan) = lan {
         text.push_str(&format!(
@@ -274,6 +280,29 @@ fn escapes(vm: &mut Machine) {
     eprintln!("host root in web's cgroup reading the pool disk: {device}");
 }
 
+/// `ramkeyctl personality console web` typed at the serial console as an administrator
+/// would: the zone's shell gets a pseudo-terminal of its own, not the console, what is typed
+/// reaches it, and the console is the host shell's again afterwards. (Typed lines split
+/// their markers with `""`, so only the output matches.)
+fn console_session(vm: &mut Machine) {
+    vm.login("root", PASSWORD, BOOT).unwrap();
+    vm.send(
+        "ramkeyctl personality console web -- /bin/sh -c \
+         'echo \"zone-\"\"fd0 $(readlink /proc/self/fd/0)\"; [ -t 0 ] && echo \"zone-\"\"tty\"; \
+         read line; echo \"zone-\"\"read $line\"'\n",
+    )
+    .unwrap();
+    let (_, fd0) = vm.expect("zone-fd0 ", BOOT).unwrap();
+    assert!(!fd0.contains("ttyS0") && !fd0.contains("console"), "{fd0}");
+    vm.expect("zone-tty", BOOT).unwrap();
+    vm.send("typed-in-the-zone\n").unwrap();
+    vm.expect("zone-read typed-in-the-zone", BOOT).unwrap();
+    vm.send("echo \"back-\"\"on-the-host $(tty)\"\n").unwrap();
+    let (_, back) = vm.expect("back-on-the-host ", BOOT).unwrap();
+    assert!(back.contains("ttyS0") || back.contains("console"), "{back}");
+    eprintln!("console session: the zone's stdin was {fd0}; afterwards the host shell on {back}");
+}
+
 /// A one-shot platform service, put on the stick, that checks the zone from the inside with
 /// `ramkeyctl personality console` and prints `probe: ...` lines on the console. Its own
 /// command line carries a marker the zone must not see.
@@ -461,6 +490,7 @@ fn zones_serve_isolated_keep_their_volumes_and_bad_images_are_refused() {
     );
     assert!(page.contains("It works"), "{page}");
     isolation(&mut vm);
+    console_session(&mut vm);
     // The host and both zones survived the memory hog and the fork bomb.
     assert!(http(port, "/").contains("It works"));
     office_serves_the_client(lan);
