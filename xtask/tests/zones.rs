@@ -286,6 +286,13 @@ fn escapes(vm: &mut Machine) {
 /// their markers with `""`, so only the output matches.)
 fn console_session(vm: &mut Machine) {
     vm.login("root", PASSWORD, BOOT).unwrap();
+    // The fork bomb's sleepers outlive the shell that started them by up to 20 s.
+    vm.send(
+        "while [ $(cat /sys/fs/cgroup/ramkey/zone-web/pids.current) -gt 64 ]; do sleep 1; done; \
+         echo \"web-\"\"calm\"\n",
+    )
+    .unwrap();
+    vm.expect("web-calm", BOOT).unwrap();
     vm.send(
         "ramkeyctl personality console web -- /bin/sh -c \
          'echo \"zone-\"\"fd0 $(readlink /proc/self/fd/0)\"; [ -t 0 ] && echo \"zone-\"\"tty\"; \
@@ -297,8 +304,15 @@ fn console_session(vm: &mut Machine) {
     vm.expect("zone-tty", BOOT).unwrap();
     vm.send("typed-in-the-zone\n").unwrap();
     vm.expect("zone-read typed-in-the-zone", BOOT).unwrap();
-    vm.send("echo \"back-\"\"on-the-host $(tty)\"\n").unwrap();
-    let (_, back) = vm.expect("back-on-the-host ", BOOT).unwrap();
+    // Back at busybox's prompt, its line editor asks the terminal where the cursor is and
+    // may take the next typed line for the answer: type until the shell runs one.
+    let back = (0..10)
+        .find_map(|_| {
+            vm.send("echo \"back-\"\"on-the-host $(tty)\"\n").unwrap();
+            vm.expect("back-on-the-host ", Duration::from_secs(10)).ok()
+        })
+        .map(|(_, line)| line)
+        .unwrap_or_else(|| panic!("the host shell never answered\n{}", vm.tail()));
     assert!(back.contains("ttyS0") || back.contains("console"), "{back}");
     eprintln!("console session: the zone's stdin was {fd0}; afterwards the host shell on {back}");
 }
