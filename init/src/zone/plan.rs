@@ -39,9 +39,10 @@ pub fn prepare(config: &Config, places: &Places<'_>) -> Vec<ServiceSpec> {
     let run_dir = places.root.join(RUN_DIR);
     let _stale = std::fs::remove_dir_all(&run_dir);
     let trusted = trusted_keys(config);
+    let memory_mib = memory_total(places.root);
     let mut services = Vec::new();
     for p in config.personalities.iter().filter(|p| p.enabled) {
-        match plan_one(config, p, &trusted, places) {
+        match plan_one(config, p, &trusted, places, memory_mib) {
             Ok(spec) => match spec.write(places.root, "zone.json") {
                 Ok(()) => {
                     let data = if spec.persistent {
@@ -84,6 +85,7 @@ fn plan_one(
     p: &Personality,
     trusted: &[VerifyingKey],
     places: &Places<'_>,
+    memory_mib: u32,
 ) -> Result<ZoneSpec, String> {
     let path = find_image(&p.image, places)?;
     let verified = verify(&path, trusted, places.version)?;
@@ -97,7 +99,7 @@ fn plan_one(
         Addressing::Dhcp => "dhcp".to_string(),
         Addressing::Static { addr, prefix } => format!("{addr}/{prefix}"),
     });
-    let caps = caps(p, &m.caps, memory_total(places.root));
+    let caps = caps(p, &m.caps, memory_mib);
     let mut spec = ZoneSpec {
         name: p.name.clone(),
         image: PathBuf::new(),
@@ -301,4 +303,52 @@ fn service(p: &Personality, spec: &ZoneSpec) -> ServiceSpec {
     s.stop_timeout_secs = 30;
     s.caps = spec.caps;
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn personality(extra: &str) -> Personality {
+        let text =
+            format!("version = 1\nhostname = \"box\"\n[[personality]]\nname = \"web\"\nimage = \"web.rkimg\"\n{extra}");
+        let config = Config::parse(&text, "config.toml").expect("valid config");
+        config.personality("web").expect("web").clone()
+    }
+
+    #[test]
+    fn no_zone_runs_without_a_memory_and_a_process_cap() {
+        let none = Caps::default();
+        let got = caps(&personality(""), &none, 2048);
+        assert_eq!(
+            (got.memory_mib, got.pids, got.cpu_percent),
+            (Some(1024), Some(DEFAULT_PIDS), None)
+        );
+        // The image's defaults come first, the config's before them.
+        let image = Caps {
+            memory_mib: Some(256),
+            cpu_percent: Some(50),
+            pids: Some(64),
+        };
+        let got = caps(&personality(""), &image, 2048);
+        assert_eq!(
+            (got.memory_mib, got.pids, got.cpu_percent),
+            (Some(256), Some(64), Some(50))
+        );
+        let got = caps(&personality("memory = \"128M\"\npids = 32\n"), &image, 2048);
+        assert_eq!((got.memory_mib, got.pids), (Some(128), Some(32)));
+    }
+
+    #[test]
+    fn the_boxs_memory_is_read_from_meminfo() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("proc")).unwrap();
+        std::fs::write(
+            dir.path().join("proc/meminfo"),
+            "MemTotal:        1004540 kB\nMemFree: 1 kB\n",
+        )
+        .unwrap();
+        assert_eq!(memory_total(dir.path()), 980);
+        assert_eq!(memory_total(&dir.path().join("nowhere")), 1024);
+    }
 }
