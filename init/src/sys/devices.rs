@@ -88,45 +88,29 @@ pub const STANDARD: &[Allowed] = &[
 /// Calling it again on the same cgroup replaces the program attached before.
 pub fn restrict(cgroup: &Path, allowed: &[Allowed]) -> Result<(), SysError> {
     let insns = program(allowed).map_err(call("devices: program too long"))?;
-    let dir = nix::fcntl::open(
-        cgroup,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(call("open(cgroup)"))?;
+    let dir = open_cgroup(cgroup)?;
     let prog = load(&insns)?;
-    attach(&dir, &prog)
+    attach_command(BPF_PROG_ATTACH, &dir, Some(&prog)).map_err(call("bpf(BPF_PROG_ATTACH)"))
     // `prog` is closed here; the attachment holds its own reference to the program.
 }
 
 /// Detaches the device program [`restrict`] attached to `cgroup`, if any: a zone's setup
 /// opens the loop device it reads its image through before it restricts itself again.
 pub fn release(cgroup: &Path) -> Result<(), SysError> {
-    let dir = nix::fcntl::open(
+    // Without a program, the kernel detaches the one attached without flags.
+    match attach_command(BPF_PROG_DETACH, &open_cgroup(cgroup)?, None) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(call("bpf(BPF_PROG_DETACH)")(e)),
+    }
+}
+
+fn open_cgroup(cgroup: &Path) -> Result<OwnedFd, SysError> {
+    nix::fcntl::open(
         cgroup,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(call("open(cgroup)"))?;
-    // Without `attach_bpf_fd`, the kernel detaches the one program attached without flags.
-    let attr = ProgAttachAttr {
-        target_fd: u32::try_from(dir.as_raw_fd()).unwrap_or(u32::MAX),
-        attach_bpf_fd: 0,
-        attach_type: BPF_CGROUP_DEVICE,
-        attach_flags: 0,
-        replace_bpf_fd: 0,
-        relative_fd: 0,
-        expected_revision: 0,
-    };
-    let size = size_of::<ProgAttachAttr>() as libc::c_uint;
-    // SAFETY: `attr` is a live `#[repr(C)]` struct laid out like the `BPF_PROG_DETACH` member
-    // of `union bpf_attr` and `size` is exactly its size; it holds no pointer, only the
-    // cgroup's descriptor, open for the whole call.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_DETACH, &raw const attr, size) };
-    match Errno::result(r) {
-        Ok(_) | Err(Errno::ENOENT) => Ok(()),
-        Err(e) => Err(call("bpf(BPF_PROG_DETACH)")(e)),
-    }
+    .map_err(call("open(cgroup)"))
 }
 
 // `bpf(2)` commands, program type and attach type of `<linux/bpf.h>`.
@@ -359,13 +343,14 @@ fn load(insns: &[Insn]) -> Result<OwnedFd, SysError> {
     }
 }
 
-/// `bpf(BPF_PROG_ATTACH)` of the device program `prog` to the cgroup directory `cgroup`,
-/// without flags: no `BPF_F_ALLOW_OVERRIDE`, so no cgroup below can attach its own.
-fn attach(cgroup: &OwnedFd, prog: &OwnedFd) -> Result<(), SysError> {
+/// `bpf(command)`, `BPF_PROG_ATTACH` or `BPF_PROG_DETACH`, of the device program `prog`
+/// on the cgroup directory `cgroup`, without flags: no `BPF_F_ALLOW_OVERRIDE`, so no cgroup
+/// below can attach its own.
+fn attach_command(command: libc::c_int, cgroup: &OwnedFd, prog: Option<&OwnedFd>) -> Result<(), Errno> {
     // Open file descriptors are never negative.
     let attr = ProgAttachAttr {
         target_fd: cgroup.as_raw_fd() as u32,
-        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_bpf_fd: prog.map_or(0, |p| p.as_raw_fd() as u32),
         attach_type: BPF_CGROUP_DEVICE,
         attach_flags: 0,
         replace_bpf_fd: 0,
@@ -374,10 +359,10 @@ fn attach(cgroup: &OwnedFd, prog: &OwnedFd) -> Result<(), SysError> {
     };
     let size = size_of::<ProgAttachAttr>() as libc::c_uint;
     // SAFETY: `attr` is a live, fully initialised `#[repr(C)]` struct laid out like the
-    // `BPF_PROG_ATTACH` member of `union bpf_attr` and `size` is exactly its size; it holds
-    // no pointer, only two file descriptors borrowed for the whole call, so both stay open.
-    let ret = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, &raw const attr, size) };
-    Errno::result(ret).map(drop).map_err(call("bpf(BPF_PROG_ATTACH)"))
+    // `BPF_PROG_ATTACH`/`BPF_PROG_DETACH` member of `union bpf_attr` and `size` is exactly
+    // its size; it holds no pointer, only file descriptors borrowed for the whole call.
+    let ret = unsafe { libc::syscall(libc::SYS_bpf, command, &raw const attr, size) };
+    Errno::result(ret).map(drop)
 }
 
 #[cfg(test)]
