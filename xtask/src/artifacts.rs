@@ -90,8 +90,27 @@ pub fn build_platform(out: &Path, compression: Compression) -> Result<PathBuf> {
     Ok(build_appliance(out, compression, true)?.join("platform"))
 }
 
-/// The repository's appliance under `target/ramkey/appliance`, built once per process.
+/// Set by `cargo xtask test` for the boot-test processes it starts: `key=path` pairs
+/// separated by `;` (`appliance=...;web=...;office=...`) naming artifacts it built before
+/// starting them, which [`appliance`] and [`personality`] return instead of building
+/// them again, several processes at once, into the same files.
+pub const PREBUILT: &str = "RAMKEY_TEST_PREBUILT";
+
+fn prebuilt(key: &str) -> Option<PathBuf> {
+    let pairs = std::env::var(PREBUILT).ok()?;
+    pairs
+        .split(';')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, path)| PathBuf::from(path))
+}
+
+/// The repository's appliance under `target/ramkey/appliance`, built once per process
+/// (or once per `cargo xtask test`, see [`PREBUILT`]).
 pub fn appliance() -> Result<PathBuf> {
+    if let Some(built) = prebuilt("appliance") {
+        return Ok(built);
+    }
     static APPLIANCE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     APPLIANCE
         .get_or_init(|| {
@@ -187,6 +206,9 @@ pub fn test_key() -> Result<(PathBuf, String)> {
 /// first build takes minutes, later ones hit the cache under `target/ramkey/image-cache`),
 /// signed with [`test_key`]. Returns the image file.
 pub fn personality(name: &str) -> Result<PathBuf> {
+    if let Some(built) = prebuilt(name) {
+        return Ok(built);
+    }
     build_personality(&workspace_root().join("personalities").join(name))
 }
 

@@ -36,6 +36,8 @@ const PACKAGES: &[Package] = &[
     pkg("squashfs-tools", "/usr/bin/mksquashfs", false),
     // Pool tests read the pool disk on the host; supervisor tests hash a console password.
     pkg("e2fsprogs", "/usr/sbin/debugfs", false),
+    // The pool test reads the btrfs mirror's chunk profiles from its disks.
+    pkg("btrfs-progs", "/usr/bin/btrfs", false),
     pkg("openssl", "/usr/bin/openssl", false),
     // The demo test asks office's DNS with `dig`, as the demo tells people to.
     pkg("bind9-dnsutils", "/usr/bin/dig", false),

@@ -6,4 +6,5 @@ pub mod bench;
 pub mod deps;
 pub mod http;
 pub mod qemu;
+pub mod suite;
 pub mod tasks;

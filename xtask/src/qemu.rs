@@ -177,6 +177,27 @@ pub struct Machine {
     cursor: usize,
     partial: String,
     exited: Option<ExitStatus>,
+    /// Texts no console line may contain, for the whole run ([`Machine::forbid`]).
+    forbidden: Vec<String>,
+    /// The first console line that contained a forbidden text.
+    violation: Option<String>,
+}
+
+/// What no console line of a healthy boot contains: a kernel panic, a PID 1 error (a
+/// `PANIC` is one too), recovery mode, or a supervisor that did not start.
+pub const TROUBLE: &[&str] = &[
+    "Kernel panic",
+    "ramkey: error:",
+    "RECOVERY MODE",
+    "services: not started",
+];
+
+/// The text of a console line after the kernel's `[  12.345678] ` timestamp, if it has one.
+pub fn message(line: &str) -> &str {
+    match line.strip_prefix('[').and_then(|rest| rest.split_once("] ")) {
+        Some((stamp, text)) if stamp.trim().parse::<f64>().is_ok() => text,
+        _ => line,
+    }
 }
 
 impl Machine {
@@ -186,7 +207,6 @@ impl Machine {
         std::fs::create_dir_all(&logs)?;
         let monitor = logs.join(format!("{}.monitor", spec.name));
         let _ = std::fs::remove_file(&monitor);
-        let log = logs.join(format!("{}.log", spec.name));
         let mut cmd = Command::new(QEMU);
         let accel = accel();
         let cpu = if accel == "kvm" { "host" } else { "max" };
@@ -222,16 +242,25 @@ impl Machine {
                 .arg(cmdline);
         }
         cmd.args(&spec.args);
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
+        Machine::spawn(&spec.name, cmd, monitor).map_err(|e| {
             anyhow::anyhow!(
                 "cannot start {QEMU}: {e}\nthe boot tests need QEMU: run `cargo xtask deps` as root (Debian 12), \
                  or install qemu-system-x86 from bookworm-backports"
             )
-        })?;
+        })
+    }
+
+    /// Runs `cmd` as the machine: its stdout is the console, its stdin the keyboard.
+    /// (QEMU in the boot tests; a shell script in the harness's own tests.)
+    fn spawn(name: &str, mut cmd: Command, monitor: PathBuf) -> Result<Machine> {
+        let logs = log_dir();
+        std::fs::create_dir_all(&logs)?;
+        let log = logs.join(format!("{name}.log"));
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn()?;
         let start = Instant::now();
         let (tx, output) = channel();
-        let mut stdout = child.stdout.take().context("qemu stdout")?;
+        let mut stdout = child.stdout.take().context("console output")?;
         let mut log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -244,11 +273,11 @@ impl Machine {
                 }
             }
         });
-        let stderr = child.stderr.take().context("qemu stderr")?;
-        let name = spec.name.clone();
+        let stderr = child.stderr.take().context("stderr")?;
+        let label = name.to_string();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("qemu[{name}]: {line}");
+                eprintln!("qemu[{label}]: {line}");
             }
         });
         let stdin = child.stdin.take();
@@ -263,6 +292,8 @@ impl Machine {
             cursor: 0,
             partial: String::new(),
             exited: None,
+            forbidden: Vec::new(),
+            violation: None,
         })
     }
 
@@ -272,6 +303,9 @@ impl Machine {
             match c {
                 '\n' => {
                     let line = std::mem::take(&mut self.partial);
+                    if self.violation.is_none() && self.forbidden.iter().any(|f| line.contains(f.as_str())) {
+                        self.violation = Some(line.clone());
+                    }
                     self.lines.push((at, line));
                 }
                 '\r' => {}
@@ -284,14 +318,106 @@ impl Machine {
     /// `needle`; returns the time since QEMU started and the line. Lines before it are
     /// consumed, so successive calls check order.
     pub fn expect(&mut self, needle: &str, timeout: Duration) -> Result<(Duration, String)> {
+        self.wait_for(&format!("{needle:?}"), |line| line.contains(needle), true, timeout)
+    }
+
+    /// A healthy boot: no [`TROUBLE`] line from the start to the end of the run, then
+    /// `ramkey: ready` and `ramkey: services: running` (every enabled service up and
+    /// healthy). Returns when `ready` came; later expectations read on from the `ready`
+    /// line, since what services print may come before or after `services: running`.
+    pub fn expect_running(&mut self, timeout: Duration) -> Result<Duration> {
+        self.forbid(TROUBLE)?;
+        let (at, _) = self.expect("ramkey: ready in ", timeout)?;
+        let after_ready = self.cursor;
+        self.expect("ramkey: services: running (", timeout)?;
+        self.cursor = after_ready;
+        Ok(at)
+    }
+
+    /// Like [`Machine::expect`], but a line matches only when its whole text (after the
+    /// kernel's timestamp) is `text`: `unmount /pool: ok` does not match
+    /// `unmount /pool: ok (busy, detached)`.
+    pub fn expect_line(&mut self, text: &str, timeout: Duration) -> Result<(Duration, String)> {
+        self.wait_for(
+            &format!("the line {text:?}"),
+            |line| message(line) == text,
+            false,
+            timeout,
+        )
+    }
+
+    /// From now until the end of the run, any console line containing one of `needles`
+    /// fails the next [`Machine::expect`], refute or [`Machine::wait_exit`]; lines already
+    /// seen count too.
+    pub fn forbid(&mut self, needles: &[&str]) -> Result<()> {
+        self.forbidden.extend(needles.iter().map(|n| n.to_string()));
+        if self.violation.is_none() {
+            self.violation = self
+                .lines
+                .iter()
+                .find(|(_, l)| needles.iter().any(|n| l.contains(n)))
+                .map(|(_, l)| l.clone());
+        }
+        self.check_violation()
+    }
+
+    fn check_violation(&self) -> Result<()> {
+        match &self.violation {
+            Some(line) => bail!("{}: forbidden console line: {line}\n{}", self.name(), self.tail()),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads the console up to the line containing `marker` and fails if any line from
+    /// the start of the run up to it contains `needle`.
+    pub fn refute_until(&mut self, needle: &str, marker: &str, timeout: Duration) -> Result<()> {
+        self.expect(marker, timeout)?;
+        self.refute_seen(needle, self.cursor)
+    }
+
+    /// Reads the console for `duration` and fails if any line from the start of the run
+    /// to then contains `needle`.
+    pub fn refute_for(&mut self, needle: &str, duration: Duration) -> Result<()> {
+        let deadline = Instant::now() + duration;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.output.recv_timeout(left) {
+                Ok(chunk) => self.absorb(&chunk),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(left);
+                    break;
+                }
+            }
+        }
+        self.check_violation()?;
+        self.refute_seen(needle, self.lines.len())
+    }
+
+    fn refute_seen(&self, needle: &str, upto: usize) -> Result<()> {
+        if let Some((_, line)) = self.lines[..upto].iter().find(|(_, l)| l.contains(needle)) {
+            bail!("{}: unexpected console line: {line}\n{}", self.name(), self.tail());
+        }
+        Ok(())
+    }
+
+    /// Reads the console until a line satisfies `matches` (also the unfinished last line,
+    /// a prompt, when `partial`), failing on a forbidden line or at the deadline.
+    fn wait_for(
+        &mut self,
+        what: &str,
+        matches: impl Fn(&str) -> bool,
+        partial: bool,
+        timeout: Duration,
+    ) -> Result<(Duration, String)> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(i) = self.lines[self.cursor..].iter().position(|(_, l)| l.contains(needle)) {
+            self.check_violation()?;
+            if let Some(i) = self.lines[self.cursor..].iter().position(|(_, l)| matches(l)) {
                 let found = self.lines[self.cursor + i].clone();
                 self.cursor += i + 1;
                 return Ok(found);
             }
-            if self.partial.contains(needle) {
+            if partial && matches(&self.partial) {
                 // Either the line is still arriving, or it is a prompt that will not end:
                 // wait for the rest of it until the console has been quiet for a moment.
                 match self.output.recv_timeout(Duration::from_millis(500)) {
@@ -305,7 +431,7 @@ impl Machine {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 bail!(
-                    "{}: no console line with {needle:?} within {timeout:?}\n{}",
+                    "{}: no console line with {what} within {timeout:?}\n{}",
                     self.name(),
                     self.tail()
                 );
@@ -316,22 +442,15 @@ impl Machine {
                 Err(RecvTimeoutError::Disconnected) => {
                     let status = self.child.wait()?;
                     self.exited = Some(status);
+                    self.check_violation()?;
                     bail!(
-                        "{}: QEMU exited ({status}) before {needle:?}\n{}",
+                        "{}: the machine exited ({status}) before {what}\n{}",
                         self.name(),
                         self.tail()
                     );
                 }
             }
         }
-    }
-
-    /// Fails if a line seen so far contains `needle`.
-    pub fn refute(&self, needle: &str) -> Result<()> {
-        if let Some((_, line)) = self.lines.iter().find(|(_, l)| l.contains(needle)) {
-            bail!("{}: unexpected console line: {line}\n{}", self.name(), self.tail());
-        }
-        Ok(())
     }
 
     /// Logs in as `user` on the serial console's getty (asking for a fresh prompt, which may
@@ -385,6 +504,7 @@ impl Machine {
                     self.absorb(&chunk);
                 }
                 self.exited = Some(status);
+                self.check_violation()?;
                 return Ok(status);
             }
             if Instant::now() > deadline {
@@ -396,6 +516,17 @@ impl Machine {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Pulls the plug: SIGKILL to QEMU. Unlike the monitor's `quit`, which drains and
+    /// flushes the disks before QEMU exits, nothing in flight is finished; what the guest
+    /// had not written out is lost. Writes QEMU had already handed to the host stay (a disk
+    /// whose write cache survives power loss); a volatile disk cache is not simulated.
+    pub fn pull_the_plug(&mut self) -> Result<()> {
+        self.child.kill()?;
+        let status = self.child.wait()?;
+        self.exited = Some(status);
+        Ok(())
     }
 
     /// Every console line so far, with arrival times.
@@ -447,6 +578,70 @@ impl Drop for Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A machine whose console is a shell script's output.
+    fn console(name: &str, script: &str) -> Machine {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        Machine::spawn(name, cmd, log_dir().join(format!("{name}.monitor"))).unwrap()
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_refuted_line_printed_after_the_last_expect_is_caught() {
+        let script = "echo 'ramkey: ready'; sleep 0.3; echo 'Kernel panic - not syncing'; echo 'power-off'";
+        let mut vm = console("harness-refute-until", script);
+        vm.expect("ramkey: ready", 5 * SECOND).unwrap();
+        // What the old `refute` did: only the lines read so far, which are clean.
+        assert!(!vm.lines().iter().any(|(_, l)| l.contains("Kernel panic")));
+        let err = vm.refute_until("Kernel panic", "power-off", 5 * SECOND).unwrap_err();
+        assert!(err.to_string().contains("Kernel panic - not syncing"), "{err}");
+
+        let mut clean = console(
+            "harness-refute-clean",
+            "echo 'ramkey: ready'; sleep 0.3; echo 'power-off'",
+        );
+        clean.refute_until("Kernel panic", "power-off", 5 * SECOND).unwrap();
+    }
+
+    #[test]
+    fn refute_for_reads_on_for_its_duration() {
+        let mut vm = console("harness-refute-for", "echo start; sleep 0.3; echo 'login: '; sleep 5");
+        vm.expect("start", 5 * SECOND).unwrap();
+        let err = vm.refute_for("login:", SECOND).unwrap_err();
+        assert!(err.to_string().contains("unexpected console line"), "{err}");
+
+        let mut quiet = console("harness-refute-quiet", "echo start; sleep 5");
+        quiet.expect("start", 5 * SECOND).unwrap();
+        quiet.refute_for("login:", SECOND).unwrap();
+    }
+
+    #[test]
+    fn a_forbidden_line_fails_the_next_expect_and_the_exit() {
+        let script = "echo one; echo '[    1.000000] ramkey: error: services: not started'; echo two";
+        let mut vm = console("harness-forbid", script);
+        vm.forbid(TROUBLE).unwrap();
+        let err = vm.expect("two", 5 * SECOND).unwrap_err();
+        assert!(err.to_string().contains("forbidden console line"), "{err}");
+        assert!(vm.wait_exit(5 * SECOND).is_err());
+        // A line seen before the call counts too.
+        let mut late = console("harness-forbid-late", "echo 'Kernel panic'; echo two");
+        late.expect("two", 5 * SECOND).unwrap();
+        assert!(late.forbid(TROUBLE).is_err());
+    }
+
+    #[test]
+    fn a_lazy_detach_is_not_a_clean_unmount() {
+        let script = "echo '[   30.100000] ramkey: unmount /pool: ok (busy, detached)'; sleep 2";
+        let mut vm = console("harness-line", script);
+        assert!(vm.expect_line("ramkey: unmount /pool: ok", SECOND).is_err());
+        let mut clean = console("harness-line-clean", "echo '[   30.100000] ramkey: unmount /pool: ok'");
+        let (_, line) = clean.expect_line("ramkey: unmount /pool: ok", 5 * SECOND).unwrap();
+        assert!(line.starts_with("[   30.100000]"), "{line}");
+        assert_eq!(message("no stamp here"), "no stamp here");
+        assert_eq!(message("[abc] text"), "[abc] text");
+    }
 
     #[test]
     fn a_character_split_between_reads_is_decoded_whole() {

@@ -40,9 +40,9 @@ pub fn test() -> Result<()> {
     // Unit tier: every crate's own tests, no QEMU.
     run("cargo", &["test", "--workspace", "--exclude", "xtask"])?;
     run("cargo", &["test", "-p", "xtask", "--lib"])?;
-    // Boot tier: builds the platform from the real kernel and boots it under QEMU.
-    run("cargo", &["test", "-p", "xtask", "--tests", "--", "--test-threads=2"])?;
-    Ok(())
+    // Boot tier: builds the platform from the real kernel and boots it under QEMU, every
+    // boot test in its own process, two at a time.
+    crate::suite::run()
 }
 
 /// Builds the demo appliance and boots its stick image on this terminal (`ramkey run`), with
