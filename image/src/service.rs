@@ -346,6 +346,20 @@ mod tests {
         assert_eq!(validate_services(&[svc("db"), svc("migrate"), web]), Ok(()));
     }
 
+    /// The example in `docs/supervisor.md` is a service file people copy: it must parse.
+    #[test]
+    fn the_documented_example_parses() {
+        let doc = include_str!("../../docs/supervisor.md");
+        let block = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml block in docs/supervisor.md");
+        let spec: ServiceSpec = toml::from_str(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        assert_eq!(spec.name, "web");
+        assert!(spec.readiness.is_some() && spec.health.is_some());
+    }
+
     #[test]
     fn parses_toml_with_defaults() {
         #[derive(Deserialize)]

@@ -68,6 +68,9 @@ pub fn run() -> ! {
                 Err(_) => crate::error!("services: panic while starting them (see the PANIC line above)"),
             }
             timeline.log_ready(clock.since_boot());
+            if let Some(services) = services.as_mut() {
+                services.say_settled();
+            }
         }
         Some(cause) => {
             timeline.log_steps();

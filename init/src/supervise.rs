@@ -17,7 +17,7 @@ use crate::supervisor::cgroup::CgroupTree;
 use crate::supervisor::logfile::{self, LogSink, Rotation};
 use crate::supervisor::process::Output;
 use crate::supervisor::protocol::{self, Request, Response, SystemInfo};
-use crate::supervisor::{Exit, NetChecker, ProcessSpawner, State, Supervisor};
+use crate::supervisor::{Exit, NetChecker, ProcessSpawner, Settled, State, Supervisor};
 
 /// The supervisor as PID 1 runs it.
 pub type Platform = Supervisor<ProcessSpawner, NetChecker, BootClock>;
@@ -39,6 +39,8 @@ pub struct Supervision {
     /// During shutdown: when each service began stopping; `None` once reported stopped.
     stopping: BTreeMap<String, Option<Duration>>,
     deadline: Option<Duration>,
+    /// Whether the `services: running` (or `degraded`) line has been said.
+    settled_said: bool,
 }
 
 impl Supervision {
@@ -85,12 +87,13 @@ impl Supervision {
             info,
             stopping: BTreeMap::new(),
             deadline: None,
+            settled_said: false,
         };
-        this.collect_outputs();
         let status = this.sup.status();
         let started = status.iter().filter(|s| s.pid.is_some()).count();
         let broken = status.iter().filter(|s| s.state == State::Maintenance).count();
         crate::notice!("services: {started} started, {broken} in maintenance");
+        this.collect_outputs();
         Ok(this)
     }
 
@@ -247,6 +250,25 @@ impl Supervision {
         false
     }
 
+    /// Once per boot (from the first event after the `ready` line), when no service is on
+    /// its way up any more: `services: running (N
+    /// online)` when every enabled service is up and healthy, else `services: degraded`
+    /// with each one that is not, and why. Tests and operators wait for this line, not
+    /// for `ready` (which only says the boot steps are done).
+    pub fn say_settled(&mut self) {
+        if self.settled_said {
+            return;
+        }
+        let Some(settled) = self.sup.settled() else {
+            return;
+        };
+        self.settled_said = true;
+        match settled.down.is_empty() {
+            true => crate::notice!("{}", settled_line(&settled)),
+            false => crate::warn!("{}", settled_line(&settled)),
+        }
+    }
+
     fn collect_outputs(&mut self) {
         self.outputs.extend(self.sup.spawner_mut().take_outputs());
     }
@@ -255,6 +277,7 @@ impl Supervision {
     fn after_event(&mut self) {
         self.collect_outputs();
         if self.deadline.is_none() {
+            self.say_settled();
             return;
         }
         let now = self.sup.clock().since_boot();
@@ -274,5 +297,39 @@ impl Supervision {
                 self.stopping.insert(s.name.clone(), Some(now));
             }
         }
+    }
+}
+
+/// The line that says where the services settled.
+fn settled_line(settled: &Settled) -> String {
+    if settled.down.is_empty() {
+        return format!("services: running ({} online)", settled.online);
+    }
+    let down: Vec<String> = settled
+        .down
+        .iter()
+        .map(|(name, state, reason)| format!("{name} {state}: {reason}"))
+        .collect();
+    format!("services: degraded ({} online; {})", settled.online, down.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settled_line_names_what_is_down_and_why() {
+        let mut settled = Settled {
+            online: 4,
+            down: vec![],
+        };
+        assert_eq!(settled_line(&settled), "services: running (4 online)");
+        settled
+            .down
+            .push(("web".into(), State::Maintenance, "restarted 5 times in 60 s".into()));
+        assert_eq!(
+            settled_line(&settled),
+            "services: degraded (4 online; web maintenance: restarted 5 times in 60 s)"
+        );
     }
 }

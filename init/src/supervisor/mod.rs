@@ -46,6 +46,7 @@ pub use engine::Supervisor;
 pub use graph::LoadProblem;
 pub use logfile::LogSink;
 pub use process::ProcessSpawner;
+pub use settle::Settled;
 pub use spawner::{CheckOutcome, CheckTicket, Checker, Launch, Purpose, SpawnError, Spawner};
 pub use state::{Exit, ServiceStatus, State, Transition};
 

@@ -5,7 +5,20 @@
 use super::engine::Supervisor;
 use super::phase::{Phase, Then};
 use super::spawner::{Checker, Spawner};
+use super::state::State;
 use crate::clock::Clock;
+
+/// Where the services stand once none is on its way up any more (systemd's `running` or
+/// `degraded`): what a boot's `services: running` or `services: degraded` line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// How many services are online.
+    pub online: usize,
+    /// The enabled services that are not up and will not come up by themselves (in
+    /// maintenance, or waiting for one that is), or are up but failing their health check:
+    /// name, state, reason.
+    pub down: Vec<(String, State, String)>,
+}
 
 impl<S: Spawner, K: Checker, C: Clock> Supervisor<S, K, C> {
     /// Brings everything in line after an event; see the module documentation.
@@ -38,6 +51,36 @@ impl<S: Spawner, K: Checker, C: Clock> Supervisor<S, K, C> {
                 return;
             }
         }
+    }
+
+    /// `None` while any service is on its way (starting, waiting out a restart delay,
+    /// waiting for a dependency that is coming, stopping); then where they all stand.
+    pub fn settled(&self) -> Option<Settled> {
+        let mut settled = Settled {
+            online: 0,
+            down: Vec::new(),
+        };
+        for (i, svc) in self.svcs.iter().enumerate() {
+            let down = match svc.phase {
+                Phase::Disabled | Phase::Exited => false,
+                Phase::Running {
+                    ready: true, degraded, ..
+                } => {
+                    settled.online += usize::from(!degraded);
+                    degraded
+                }
+                Phase::Maintenance => true,
+                Phase::Waiting if self.blocked(i, self.svcs.len()) => true,
+                Phase::Waiting | Phase::Backoff { .. } | Phase::Running { .. } | Phase::Stopping { .. } => {
+                    return None;
+                }
+            };
+            if down {
+                let name = self.graph.specs[i].name.clone();
+                settled.down.push((name, svc.state, svc.reason.clone()));
+            }
+        }
+        Some(settled)
     }
 
     /// Service `i` went down: what `requires` it stops, or stops waiting out a delay.

@@ -134,3 +134,29 @@ fn a_required_service_going_down_stops_its_dependents_until_it_is_back() {
     assert_eq!(state(&sup, "web"), State::Online);
     assert_eq!(sup.spawner().starts("web"), 2);
 }
+
+#[test]
+fn the_boot_settles_once_nothing_is_on_its_way_up() {
+    let mut db = svc("db", &[], &[]);
+    db.readiness = Some(tcp_probe(5432));
+    let (mut sup, clock) = boot(vec![db, svc("web", &["db"], &[]), svc("cache", &[], &[])]);
+    // db is starting and web waits for it: not settled.
+    assert_eq!(sup.settled(), None);
+    next(&mut sup, &clock);
+    let ticket = sup.checker_mut().last_ticket("db").unwrap();
+    sup.on_check_result(ticket, Ok(()));
+    let settled = sup.settled().unwrap();
+    assert_eq!((settled.online, settled.down.len()), (3, 0), "{settled:?}");
+}
+
+#[test]
+fn a_boot_with_a_service_in_maintenance_settles_degraded_with_its_dependents() {
+    let mut broken = policy(svc("db", &[], &[]), RestartPolicy::Never);
+    broken.readiness = Some(tcp_probe(5432));
+    let (mut sup, _clock) = boot(vec![broken, svc("web", &["db"], &[]), svc("cache", &[], &[])]);
+    exit(&mut sup, "db", 1);
+    let settled = sup.settled().unwrap();
+    assert_eq!(settled.online, 1, "{settled:?}");
+    let down: Vec<(&str, State)> = settled.down.iter().map(|(n, s, _)| (n.as_str(), *s)).collect();
+    assert_eq!(down, [("db", State::Maintenance), ("web", State::Offline)]);
+}
