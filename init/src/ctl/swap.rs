@@ -5,8 +5,8 @@
 //! copied into `/pool/images/` (when there is a pool), and the zone restarted on it. If the
 //! zone is not online before the deadline — its setup failed, or one of its services never
 //! got ready — it is restarted on the image it ran before, and the reason is kept for
-//! `personality list`. The image swapped away from stays in `zone.prev.json` until the next
-//! swap, for `rollback`. A kept swap is written to the usbkey config, so the next boot runs
+//! `personality list`. The image a kept swap replaced stays in `zone.prev.json` until the
+//! next kept swap, for `rollback`. A kept swap is written to the usbkey config, so the next boot runs
 //! it too.
 
 use std::path::{Path, PathBuf};
@@ -33,10 +33,13 @@ pub fn swap(name: &str, image: &str, wait: Duration) -> Result<String, String> {
     let mut next = current.clone();
     next.take_image(path.clone(), verified.manifest());
     let _ = std::fs::remove_file(ZoneSpec::file(root, name, ROLLBACK_NOTE));
-    current.write(root, PREVIOUS)?;
     let started = Instant::now();
     match restart_on(&next, wait) {
         Ok(()) => {
+            // Only a kept swap replaces what `rollback` goes back to: after one that was
+            // rolled back, the zone runs `current` again and `rollback` still means the image
+            // before it.
+            current.write(root, PREVIOUS)?;
             record_good(&next);
             let saved = save_in_config(name, &path);
             Ok(format!(

@@ -79,6 +79,13 @@ fn run(name: &str) -> Result<i32, String> {
         return Ok(inside::run(&spec, console, to_parent, from_parent));
     };
     drop((to_parent, from_parent));
+    // This launcher stays in the zone's cgroup (as host root, in the host's namespaces, out
+    // of the zone's sight) to wait for its PID 1: the zone's own out-of-memory kill must
+    // never pick it, or a zone could end its own supervision. Set after the fork, so the
+    // zone's processes keep the default.
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
+        crate::warn!("zone {name}: the launcher stays killable by the zone's OOM: {e}");
+    }
     let pid_file = pid_file(name);
     if let Err(e) = std::fs::write(&pid_file, child.to_string()) {
         crate::warn!("zone {name}: {}: {e}", pid_file.display());
