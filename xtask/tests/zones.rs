@@ -156,9 +156,18 @@ fn http(port: u16, path: &str) -> String {
     xtask::http::wait_ok(port, path, BOOT).unwrap()
 }
 
+/// What no console line of these boots contains (they refuse images on purpose, so
+/// `error:` lines are expected).
+const ALIVE: &[&str] = &[
+    "Kernel panic",
+    "ramkey: error: PANIC",
+    "RECOVERY MODE",
+    "services: not started",
+];
+
 fn power_off(mut vm: Machine) {
     vm.monitor("system_powerdown").unwrap();
-    vm.expect("ramkey: unmount /pool: ok", SHUTDOWN).unwrap();
+    vm.expect_line("ramkey: unmount /pool: ok", SHUTDOWN).unwrap();
     vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
     assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
 }
@@ -208,6 +217,9 @@ fn isolation(vm: &mut Machine) {
     assert_eq!(probe(vm, "zone-sees-office"), "0");
     let chroot = probe(vm, "chroot");
     assert!(chroot.contains("Operation not permitted"), "{chroot}");
+    let unfiltered = probe(vm, "chroot-host");
+    assert!(unfiltered.contains("No such file"), "{unfiltered}");
+    zone_processes(vm);
     // Before the fork bomb, whose sleepers fill the zone's pids.max for a while.
     escapes(vm);
     assert_eq!(probe(vm, "hog-exit"), "137", "the memory hog is killed");
@@ -216,6 +228,72 @@ fn isolation(vm: &mut Machine) {
     let forks = probe(vm, "pids-max-hits");
     assert!(forks.parse::<u32>().unwrap_or(0) >= 1, "pids.events max: {forks}");
     vm.expect("probe: done", BOOT).unwrap();
+}
+
+/// Capabilities no process of the `web` zone holds, effective or bounding: DAC_READ_SEARCH
+/// (2), NET_ADMIN (12), NET_RAW (13), SYS_MODULE (16), SYS_RAWIO (17), SYS_CHROOT (18),
+/// SYS_PTRACE (19), SYS_ADMIN (21), SYS_BOOT (22), SYS_TIME (25), MKNOD (27), PERFMON (38),
+/// BPF (39).
+const NEVER_IN_WEB: u64 = 1 << 2
+    | 1 << 12
+    | 1 << 13
+    | 1 << 16
+    | 1 << 17
+    | 1 << 18
+    | 1 << 19
+    | 1 << 21
+    | 1 << 22
+    | 1 << 25
+    | 1 << 27
+    | 1 << 38
+    | 1 << 39;
+
+/// The probe's `zone-proc` lines: every process in web's cgroup, read from the host's
+/// `/proc`. Those of the zone run with no_new_privs, in seccomp filter mode, without the
+/// dangerous capabilities and in namespaces of their own; the zone's PID 1 and nginx are
+/// among them. The one process there in the host's namespaces is the launcher, out of the
+/// zone's sight, which the zone's OOM kill never picks.
+fn zone_processes(vm: &mut Machine) {
+    const HOST: &str = "mnt,pid,net,uts,ipc,cgroup,";
+    let (mut names, mut launchers) = (Vec::new(), Vec::new());
+    loop {
+        let (_, line) = vm.expect("probe: zone-proc", BOOT).unwrap();
+        if line.contains("probe: zone-procs-end") {
+            break;
+        }
+        let fields: Vec<(&str, &str)> = line
+            .split_once("probe: zone-proc ")
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .filter_map(|f| f.split_once(':'))
+            .collect();
+        let field = |key: &str| fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+        let Some(name) = field("Name") else {
+            continue; // it exited between the listing and the read
+        };
+        if field("shared") == Some(HOST) {
+            assert_eq!((name, field("oom")), ("ramkey-zone", Some("-1000")), "{line}");
+            launchers.push(line.clone());
+            continue;
+        }
+        assert_eq!(field("NoNewPrivs"), Some("1"), "{line}");
+        assert_eq!(field("Seccomp"), Some("2"), "{line}");
+        for set in ["CapEff", "CapBnd"] {
+            let caps = field(set).and_then(|hex| u64::from_str_radix(hex, 16).ok());
+            assert_eq!(caps.map(|c| c & NEVER_IN_WEB), Some(0), "{set}: {line}");
+        }
+        assert_eq!(field("shared"), Some(""), "namespaces shared with the host: {line}");
+        names.push(name.to_string());
+    }
+    for want in ["ramkey-zone", "nginx"] {
+        assert!(names.iter().any(|n| n == want), "no {want} among {names:?}");
+    }
+    assert_eq!(launchers.len(), 1, "{launchers:?}");
+    eprintln!(
+        "web zone's processes, checked from the host: {}; and its launcher: {}",
+        names.join(" "),
+        launchers[0]
+    );
 }
 
 /// What each attack of `zone-escape` (run in `web` as its root) got back, and the host
@@ -338,7 +416,17 @@ cg=/sys/fs/cgroup/ramkey/zone-web
   echo "probe: other-zone-files $(c 'ls /usr/sbin/dnsmasq /usr/local/sbin/ramkey-office-start 2>&1 | tr "\n" " "')"
   echo "probe: host-sees-office $(grep -l -e "$office" /proc/[0-9]*/cmdline 2>/dev/null | wc -l)"
   echo "probe: zone-sees-office $(c "grep -l -e '$office' /proc/[0-9]*/cmdline 2>/dev/null | wc -l")"
-  echo "probe: chroot $(c '/usr/sbin/chroot / /bin/true 2>&1 | head -1')"
+  # chroot(2) looks the path up before it checks the capability: without the seccomp
+  # filter a missing directory answers ENOENT, so EPERM here is the filter's answer alone.
+  echo "probe: chroot $(c '/usr/sbin/chroot /no-such-dir /bin/true 2>&1 | head -1')"
+  echo "probe: chroot-host $(chroot /no-such-dir /bin/true 2>&1 | head -1)"
+  # The zone's own processes, seen from the host (not through the console, which confines
+  # itself): name, no_new_privs, seccomp mode, capabilities, namespaces shared with the host.
+  for p in $(cat $(find $cg -name cgroup.procs)); do
+    ns=$(for n in mnt pid net uts ipc cgroup; do [ "$(readlink /proc/$p/ns/$n)" = "$(readlink /proc/1/ns/$n)" ] && printf '%s,' $n; done)
+    echo "probe: zone-proc $(awk '/^(Name|NoNewPrivs|Seccomp|CapEff|CapBnd):/{printf "%s%s ", $1, $2}' /proc/$p/status 2>/dev/null)oom:$(cat /proc/$p/oom_score_adj 2>/dev/null) shared:$ns"
+  done
+  echo "probe: zone-procs-end"
   disk=$(awk '$2=="/pool"{print $1}' /proc/mounts); disk=${disk#/dev/}
   echo "probe: host-core-pattern-before $(cat /proc/sys/kernel/core_pattern)"
   echo "probe: host-modprobe-before $(cat /proc/sys/kernel/modprobe)"
@@ -489,6 +577,7 @@ fn zones_serve_isolated_keep_their_volumes_and_bad_images_are_refused() {
     let port = free_port();
 
     let mut vm = boot(name, &image, &disk, port, &[lan]);
+    vm.forbid(ALIVE).unwrap();
     // The personalities are verified in config order.
     vm.expect("ramkey: zone web: image web 1.0.0 verified", BOOT).unwrap();
     let (_, tampered) = vm.expect("zone tampered: refused: ", BOOT).unwrap();
@@ -508,8 +597,6 @@ fn zones_serve_isolated_keep_their_volumes_and_bad_images_are_refused() {
     // The host and both zones survived the memory hog and the fork bomb.
     assert!(http(port, "/").contains("It works"));
     office_serves_the_client(lan);
-    vm.refute("RECOVERY MODE").unwrap();
-    vm.refute("PANIC").unwrap();
     power_off(vm);
     // The zone let go of the pool before it was unmounted: nothing is left in the journal.
     let header = Command::new("dumpe2fs")
@@ -604,13 +691,20 @@ until ramkeyctl personality list 2>/dev/null | grep -q ' online '; do sleep 1; d
 # The boot gate records the first image as the last good one; let it finish first.
 until ramkeyctl svcs -a 2>/dev/null | grep zone-gate-web | grep -q offline; do sleep 1; done
 say() { echo "swap: $*" >/dev/console; }
+until ramkeyctl personality list 2>/dev/null | grep '^kv ' | grep -q ' online '; do sleep 1; done
+say "kv $(ramkeyctl personality console kv -- /bin/sh -c 'redis-cli set k stored; redis-cli get k; stat -c %U /var/lib/redis; ls /var/lib/redis' 2>&1 | tr '\n' ' ')"
 say "import-tampered $(ramkeyctl personality import /usbkey/personalities/tampered.rkimg 2>&1 | tail -1)"
 say "import $(ramkeyctl personality import /usbkey/personalities/web-2.0.0.rkimg 2>&1 | tail -1)"
 # A file the zone changes outside its volumes: gone with the image it was changed under.
 plant() { ramkeyctl personality console web -- /bin/sh -c 'echo planted >/etc/zone-was-here; cat /etc/zone-was-here'; }
-planted() { ramkeyctl personality console web -- /bin/sh -c 'cat /etc/zone-was-here 2>&1; test -s /srv/www/index.html && echo volume-kept'; }
+planted() { ramkeyctl personality console web -- /bin/sh -c 'cat /etc/zone-was-here 2>&1; echo "volume $(cat /srv/www/swap-marker)"'; }
+# A marker no image or seed has, in the volume: it must be there after each swap.
+mark=$(cat /proc/sys/kernel/random/uuid)
+ramkeyctl personality console web -- /bin/sh -c "echo $mark >/srv/www/swap-marker"
+say "marker $mark"
 say "planted-v1 $(plant 2>&1)"
 say "v2 $(ramkeyctl personality swap web /pool/images/web-2.0.0.rkimg 2>&1 | tail -1)"
+say "config-v2 $(ramkeyctl config get personality.web.image 2>&1)"
 say "after-swap $(planted 2>&1 | tr '\n' ' ')"
 say "planted-v2 $(plant 2>&1)"
 t0=$(date +%s)
@@ -618,6 +712,16 @@ out=$(ramkeyctl personality swap web /usbkey/personalities/web-3.0.0.rkimg --wai
 say "v3 after $(( $(date +%s) - t0 )) s: $(echo "$out" | tr '\n' ' ')"
 say "list $(ramkeyctl personality list | grep '^web ')"
 say "after-rollback $(planted 2>&1 | tr '\n' ' ')"
+# The zone's own log on the host, and a service's log inside it (v2's seed says a line).
+say "log-zone $(ramkeyctl personality log web | grep -c 'starting its services')"
+say "log-seed $(ramkeyctl personality log web seed 2>&1 | tail -1)"
+online() { until ramkeyctl personality list | grep '^web ' | grep -q ' online '; do sleep 1; done; }
+say "stop $(ramkeyctl personality stop web 2>&1) $(ramkeyctl personality list | grep '^web ')"
+say "start $(ramkeyctl personality start web 2>&1)"
+online
+# Back to the image before the last kept swap (v1: the failed v3 does not count), then to v2.
+say "rollback $(ramkeyctl personality rollback web 2>&1 | tail -1)"
+say "rollback-again $(ramkeyctl personality rollback web 2>&1 | tail -1)"
 say done
 ''']
 "#;
@@ -627,6 +731,10 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
     let name = "zones-swap";
     let v2 = web_variant("web-v2", "2.0.0", |dir| {
         std::fs::write(dir.join("files/usr/share/ramkey-web/version.html"), "web 2.0.0\n").unwrap();
+        let seed = dir.join("files/usr/local/sbin/ramkey-web-seed");
+        let mut text = std::fs::read_to_string(&seed).unwrap();
+        text.push_str("echo \"seed: $www checked\"\n");
+        std::fs::write(seed, text).unwrap();
         let conf = dir.join("files/etc/nginx/nginx.conf");
         let text = std::fs::read_to_string(&conf).unwrap();
         let versioned = text.replace(
@@ -644,6 +752,15 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
         .unwrap();
     });
     let image = stick(name, None);
+    // kv (redis, running as `redis`, its data in a volume) beside web.
+    let kv = artifacts::personality("kv").unwrap();
+    let config = artifacts::target_dir().join(format!("ramkey/run/{name}.files/config.toml"));
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[[personality]]\nname = \"kv\"\nimage = \"personalities/kv-1.0.0.rkimg\"\nnic = \"admin\"\n\
+         ip = \"10.0.2.19/24\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
     let swapper = artifacts::target_dir().join("ramkey/run/swapper.toml");
     std::fs::write(&swapper, SWAPPER).unwrap();
     assert!(artifacts::stick_mtools("mdel", &image, &["::/services.d/probe.toml"]).unwrap());
@@ -653,6 +770,8 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
             (&v2, "::/personalities/web-2.0.0.rkimg"),
             (&v3, "::/personalities/web-3.0.0.rkimg"),
             (&swapper, "::/services.d/swapper.toml"),
+            (&kv, "::/personalities/kv-1.0.0.rkimg"),
+            (&config, "::/config.toml"),
         ],
     )
     .unwrap();
@@ -660,8 +779,12 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
     let port = free_port();
 
     let mut vm = boot(name, &image, &disk, port, &[]);
+    vm.forbid(ALIVE).unwrap();
     vm.expect("ramkey: zone web: web 1.0.0 came up; kept as the last good image", BOOT)
         .unwrap();
+    // redis answers, as `redis`, from its volume.
+    let (_, kv) = vm.expect("swap: kv ", BOOT).unwrap();
+    assert!(kv.contains("OK stored redis"), "{kv}");
     let (_, refused) = vm.expect("swap: import-tampered ", BOOT).unwrap();
     assert!(
         refused.contains("refused: ") && refused.contains("payload sha256 mismatch"),
@@ -672,16 +795,23 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
         imported.contains("imported web 2.0.0 as /pool/images/web-2.0.0.rkimg"),
         "{imported}"
     );
+    let (_, marker) = vm.expect("swap: marker ", BOOT).unwrap();
+    let marker = marker.rsplit(' ').next().unwrap().to_string();
+    assert_eq!(marker.len(), 36, "a uuid: {marker}");
+    let kept = format!("volume {marker}");
     let (_, planted) = vm.expect("swap: planted-v1 ", BOOT).unwrap();
     assert!(planted.ends_with("planted"), "{planted}");
     let (_, swapped) = vm.expect("swap: v2 ", BOOT).unwrap();
     assert!(swapped.contains("swapped web 1.0.0 -> web 2.0.0 in "), "{swapped}");
     assert!(swapped.contains("the usbkey config names it"), "{swapped}");
+    // What the swap wrote to the stick, read back before the rollback rewrites it.
+    let (_, config) = vm.expect("swap: config-v2 ", BOOT).unwrap();
+    assert!(config.ends_with("config-v2 /pool/images/web-2.0.0.rkimg"), "{config}");
     for after in ["after-swap", "planted-v2"] {
         let (_, line) = vm.expect(&format!("swap: {after} "), BOOT).unwrap();
         if after == "after-swap" {
             assert!(
-                line.contains("/etc/zone-was-here: No such file") && line.contains("volume-kept"),
+                line.contains("/etc/zone-was-here: No such file") && line.contains(&kept),
                 "{line}"
             );
         } else {
@@ -701,11 +831,29 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
     );
     let (_, after) = vm.expect("swap: after-rollback ", BOOT).unwrap();
     assert!(
-        after.contains("/etc/zone-was-here: No such file") && after.contains("volume-kept"),
+        after.contains("/etc/zone-was-here: No such file") && after.contains(&kept),
         "{after}"
     );
+    let (_, log) = vm.expect("swap: log-zone ", BOOT).unwrap();
+    assert!(
+        log.rsplit(' ').next().and_then(|n| n.parse::<u32>().ok()) >= Some(1),
+        "{log}"
+    );
+    let (_, log) = vm.expect("swap: log-seed ", BOOT).unwrap();
+    assert!(log.ends_with("seed: /srv/www checked"), "{log}");
+    let (_, stop) = vm.expect("swap: stop ", BOOT).unwrap();
+    assert!(
+        stop.contains("zone-web: disabled") && stop.contains(" disabled"),
+        "{stop}"
+    );
+    let (_, start) = vm.expect("swap: start ", BOOT).unwrap();
+    assert!(start.ends_with("zone-web: enabled"), "{start}");
+    let (_, back) = vm.expect("swap: rollback ", BOOT).unwrap();
+    assert!(back.contains("swapped web 2.0.0 -> web 1.0.0 in "), "{back}");
+    let (_, again) = vm.expect("swap: rollback-again ", BOOT).unwrap();
+    assert!(again.contains("swapped web 1.0.0 -> web 2.0.0 in "), "{again}");
     vm.expect("swap: done", BOOT).unwrap();
-    eprintln!("{swapped}\n{rolled}");
+    eprintln!("{swapped}\n{rolled}\n{back}\n{again}");
     // v2 serves, from the volume v1 seeded.
     assert!(http(port, "/version.html").contains("web 2.0.0"));
     assert!(http(port, "/").contains("It works"));
@@ -735,6 +883,7 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
 fn the_demo_serves_web_and_office_answers_dns() {
     let demo = xtask::tasks::Demo::prepare("zones-demo", true).unwrap();
     let mut vm = Machine::start(&Spec::run("zones-demo", &demo.opts).unwrap()).unwrap();
+    vm.expect_running(BOOT).unwrap();
     vm.expect("ramkey: zone office: office 1.0.0 came up", BOOT).unwrap();
     assert!(http(demo.http, "/").contains("It works"));
     let dig = demo.dig("web.office.lan");
