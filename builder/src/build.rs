@@ -61,8 +61,32 @@ pub enum BuildError {
     InitBuild(String),
 }
 
-/// Builds the static PID 1 from the source tree at `workspace` and returns its path.
+/// Builds the static PID 1 from the source tree at `workspace` (into `CARGO_TARGET_DIR`, or
+/// the tree's `target/`) and returns its path.
 pub fn static_init(workspace: &Path) -> Result<PathBuf, BuildError> {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), PathBuf::from);
+    static_init_into(workspace, &target)
+}
+
+/// The flags of the static init's build: static linking, and the source tree's path and
+/// cargo's home mapped to fixed names, so that the binary (its panic locations) does not
+/// depend on where the tree was checked out.
+fn init_rustflags(workspace: &Path) -> String {
+    let mut flags = format!(
+        "-C target-feature=+crt-static --remap-path-prefix={}=/ramkey",
+        workspace.display()
+    );
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    if let Some(home) = home {
+        flags.push_str(&format!(" --remap-path-prefix={}=/cargo", home.display()));
+    }
+    flags
+}
+
+/// [`static_init`] into the target directory `target`.
+pub fn static_init_into(workspace: &Path, target: &Path) -> Result<PathBuf, BuildError> {
     if !workspace.join("init/Cargo.toml").exists() {
         return Err(BuildError::NoInit {
             searched: workspace.into(),
@@ -80,13 +104,13 @@ pub fn static_init(workspace: &Path) -> Result<PathBuf, BuildError> {
         ])
         .current_dir(workspace)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("CARGO_TARGET_DIR", target)
+        .env("RUSTFLAGS", init_rustflags(workspace))
         .status()
         .map_err(|e| BuildError::InitBuild(e.to_string()))?;
     if !status.success() {
         return Err(BuildError::InitBuild(status.to_string()));
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), PathBuf::from);
     Ok(target.join(INIT_TARGET).join("release/init"))
 }
 

@@ -2,38 +2,115 @@
 //! records of the archive, read back without unpacking or mounting.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use ramkey_builder::initramfs::{self, Compression};
+use ramkey_builder::appliance::Appliance;
+use ramkey_builder::build;
+use ramkey_builder::image_cmd::build::BuildOptions;
+use ramkey_builder::initramfs;
 use xtask::artifacts;
 
 const S_IFMT: u32 = 0o170000;
 const S_IFCHR: u32 = 0o020000;
 const S_IFREG: u32 = 0o100000;
 
+/// The repository's tracked files (`git ls-files`) copied to `dest`: a clean checkout of
+/// the working tree, without `target/`.
+fn checkout(dest: &Path) {
+    let root = artifacts::workspace_root();
+    let out = Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(&root)
+        .output()
+        .expect("git");
+    assert!(out.status.success());
+    for file in out.stdout.split(|&b| b == 0).filter(|f| !f.is_empty()) {
+        let file = Path::new(std::str::from_utf8(file).unwrap());
+        let (from, to) = (root.join(file), dest.join(file));
+        if from.is_file() {
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&from, &to).unwrap();
+        }
+    }
+}
+
+/// Every file under `dir`, by relative path, with its bytes.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                files.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
+            }
+        }
+    }
+    files
+}
+
+/// The default appliance built from two clean checkouts at different paths, each with its
+/// own init compiled from scratch, with the shipped settings (gzip): every output byte is
+/// the same.
 #[test]
-fn two_builds_are_byte_identical() {
+fn two_builds_from_two_checkouts_are_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
-    let a = artifacts::build_appliance(&dir.path().join("a"), Compression::Zstd, false).unwrap();
-    let b = artifacts::build_appliance(&dir.path().join("b"), Compression::Zstd, false).unwrap();
-    for file in [
-        "platform/initrd.img",
-        "platform/vmlinuz",
-        "platform/version",
-        "platform/SHA256SUMS",
-        "usb.img",
-    ] {
-        let (x, y) = (
-            std::fs::read(a.join(file)).unwrap(),
-            std::fs::read(b.join(file)).unwrap(),
-        );
-        assert!(x == y, "{file} differs between two builds");
+    let epoch = artifacts::source_date_epoch();
+    let mut outputs = Vec::new();
+    for name in ["checkout", "another-checkout-elsewhere"] {
+        let tree_dir = dir.path().join(name);
+        checkout(&tree_dir);
+        let init = build::static_init_into(&tree_dir, &tree_dir.join("target")).unwrap();
+        let appliance = Appliance::load(&tree_dir.join("appliance.toml")).unwrap();
+        let out = dir.path().join(format!("{name}.out"));
+        let opts = build::Options {
+            out: out.clone(),
+            init: Some(init),
+            kernel_deb: None,
+            epoch,
+            platform_only: false,
+        };
+        build::build(&appliance, &tree_dir, &opts).unwrap();
+        outputs.push(tree(&out));
     }
-    for file in ["boot.ipxe", "pxelinux.cfg/default", "initrd.img"] {
-        assert_eq!(
-            std::fs::read(a.join("pxe").join(file)).unwrap(),
-            std::fs::read(b.join("pxe").join(file)).unwrap()
-        );
+    let (a, b) = (&outputs[0], &outputs[1]);
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "the two builds wrote different files"
+    );
+    for (file, bytes) in a {
+        assert!(bytes == &b[file], "{} differs between the two builds", file.display());
     }
+    assert!(a.contains_key(Path::new("usb.img")) && a.contains_key(Path::new("platform/initrd.img")));
+    eprintln!("two checkouts, two inits: {} output files, identical", a.len());
+}
+
+/// A Debian-based personality (`web`, mmdebstrap) built twice without the cache: the same
+/// image, byte for byte.
+#[test]
+fn a_personality_built_twice_is_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = artifacts::test_key().unwrap();
+    let definition = artifacts::workspace_root().join("personalities/web");
+    let mut images = Vec::new();
+    for run in ["one", "two"] {
+        let opts = BuildOptions {
+            out: dir.path().join(run),
+            key: key.clone(),
+            cache: None,
+            use_cache: false,
+            epoch: None,
+            progress: false,
+        };
+        let report = ramkey_builder::image_cmd::build::build(&definition, &opts).unwrap();
+        images.push(std::fs::read(report.image).unwrap());
+    }
+    assert!(images[0] == images[1], "web built twice differs");
 }
 
 #[test]
@@ -76,12 +153,35 @@ fn the_stick_image_passes_fsck_and_carries_its_files() {
         "::/config.toml",
         "::/platform/a/initrd.img",
         "::/syslinux/ldlinux.sys",
+        "::/loader/entries/ramkey-a-recovery.conf",
     ] {
         assert!(
             files.lines().any(|l| l.eq_ignore_ascii_case(want)),
             "{want} missing from the stick:\n{files}"
         );
     }
+    // The recovery entries of both boot menus boot the same platform into recovery mode.
+    let read = |file: &str| {
+        let out = std::process::Command::new("mtype")
+            .arg("-i")
+            .arg(&part)
+            .arg(file)
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let uefi = read("::/loader/entries/ramkey-a-recovery.conf");
+    assert!(
+        uefi.contains("linux /platform/a/vmlinuz") && uefi.contains("ramkey.recovery"),
+        "{uefi}"
+    );
+    let bios = read("::/syslinux/syslinux.cfg");
+    let entry = bios.split("LABEL recovery").nth(1).unwrap_or_default();
+    assert!(
+        entry.contains("LINUX /platform/a/vmlinuz") && entry.contains("ramkey.recovery"),
+        "{bios}"
+    );
 }
 
 #[test]
