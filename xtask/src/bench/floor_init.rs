@@ -45,7 +45,7 @@ fn meminfo(kmsg_fd: usize) {
     // SAFETY: the kernel wrote `n` bytes (at most 4096) into the buffer.
     let data = unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
     for line in data.split(|&b| b == b'\n') {
-        if line.starts_with(b"MemTotal:") || line.starts_with(b"MemAvailable:") {
+        if line.starts_with(b"MemTotal:") || line.starts_with(b"MemFree:") || line.starts_with(b"MemAvailable:") {
             // One kmsg record per write: prefix and line go in one writev.
             let prefix = b"<2>bench: meminfo ";
             let iov = [prefix.as_ptr() as usize, prefix.len(), line.as_ptr() as usize, line.len()];

@@ -54,8 +54,11 @@ pub struct Sample {
     pub http: Option<f64>,
     /// `ramkey: ready`.
     pub ready: Option<f64>,
-    /// MemTotal − MemAvailable at the second reading, KiB.
+    /// MemTotal − MemAvailable at the second reading, KiB: what could not be reclaimed
+    /// (page cache, such as a zone's squashfs pages, counts as available).
     pub mem_used_kib: Option<u64>,
+    /// MemTotal − MemFree at the second reading, KiB: every page in use, caches included.
+    pub mem_resident_kib: Option<u64>,
     /// Ramkey's timeline: step name and duration in ms.
     pub steps: Vec<(String, u64)>,
     /// The zone's memory readings (`bench: zone-memory NAME: N kB`), KiB.
@@ -208,6 +211,7 @@ fn observe(vm: &mut Machine, console: Console) -> Result<Sample> {
         bail!("memory lines without numbers\n{}", vm.tail());
     };
     sample.mem_used_kib = Some(total.saturating_sub(available));
+    sample.mem_resident_kib = value("meminfo MemFree:").map(|free| total.saturating_sub(free));
     sample.zone_kib = vm
         .lines()
         .iter()

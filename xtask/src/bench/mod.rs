@@ -140,7 +140,10 @@ pub fn run(opts: &Options) -> Result<()> {
             "floor" => Some((floor::build(&cache, epoch)?, Console::Floor)),
             "busybox" => Some((busybox::build(&cache, &kernel, epoch)?, Console::Peer)),
             "systemd" => Some((systemd::build(&cache, &kernel, epoch)?, Console::Peer)),
-            "ramkey-platform" => Some((platform_initrd()?, Console::Ramkey)),
+            "ramkey-platform" => {
+                disk = peers::partitioned(&disk, &cache.join("disk/config.stick.img"))?;
+                Some((platform_initrd()?, Console::Ramkey))
+            }
             "ramkey-zone" => {
                 let web = artifacts::personality("web")?;
                 let (_, trusted) = artifacts::test_key()?;
@@ -177,7 +180,10 @@ pub fn run(opts: &Options) -> Result<()> {
     }
 
     for run in 1..=opts.runs {
-        for (target, index) in &targets {
+        let order = shuffled(targets.len(), run);
+        let names: Vec<&str> = order.iter().map(|&i| targets[i].0.name.as_str()).collect();
+        eprintln!("bench: run {run}/{}: order {}", opts.runs, names.join(", "));
+        for (target, index) in order.iter().map(|&i| &targets[i]) {
             let sample = measure::run_once(target, run).with_context(|| format!("bench: {} run {run}", target.name))?;
             eprintln!(
                 "bench: run {run}/{}: {:<16} /init {:.2} s  http {}  ready {}  mem {}",
@@ -206,6 +212,23 @@ pub fn run(opts: &Options) -> Result<()> {
     Ok(())
 }
 
+/// The order of `n` systems in round `run`: a Fisher-Yates shuffle seeded by the round, so
+/// that no system always boots first or right after the same neighbour (the host's caches
+/// and clocks drift within a round), and a rerun uses the same orders.
+fn shuffled(n: usize, run: u32) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut state = u64::from(run).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for i in (1..n).rev() {
+        // xorshift64
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let j = (state % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
 fn qemu_version() -> String {
     std::process::Command::new(crate::qemu::QEMU)
         .arg("--version")
@@ -214,4 +237,22 @@ fn qemu_version() -> String {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.lines().next().map(str::to_string))
         .unwrap_or_else(|| "QEMU (version unknown)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shuffled;
+
+    #[test]
+    fn each_round_is_a_permutation_and_the_first_system_changes() {
+        let rounds: Vec<Vec<usize>> = (1..=5).map(|run| shuffled(5, run)).collect();
+        for order in &rounds {
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, [0, 1, 2, 3, 4]);
+        }
+        let firsts: std::collections::BTreeSet<usize> = rounds.iter().map(|o| o[0]).collect();
+        assert!(firsts.len() > 1, "{rounds:?}");
+        assert_eq!(shuffled(5, 3), shuffled(5, 3), "the same round, the same order");
+    }
 }

@@ -187,7 +187,26 @@ pub fn zone_disk(dir: &Path, web: &Path, trusted: &str) -> Result<PathBuf> {
          sleep 3; meminfo; sleep 3; zone_memory; meminfo''']\n"
     );
     add_services(dir, &image, &[("bench-meminfo.toml", meminfo)])?;
-    Ok(image)
+    partitioned(&image, &dir.join("zone.stick.img"))
+}
+
+/// `fat` as a stick is laid out for Ramkey: an MBR with one FAT32 partition from 1 MiB.
+/// The peers read their config from the whole-disk FAT ([`config_disk`]); Ramkey boots
+/// from partitioned sticks, and a whole-disk FAT costs it a grace period (the kernel may
+/// not have scanned partitions yet), which a fair comparison must not charge it.
+pub fn partitioned(fat: &Path, out: &Path) -> Result<PathBuf> {
+    let bytes = std::fs::read(fat).with_context(|| format!("reading {}", fat.display()))?;
+    let sectors = u32::try_from(bytes.len().div_ceil(512)).context("FAT image too large")?;
+    let mut disk = vec![0u8; 1 << 20];
+    let entry = 0x1BE;
+    disk[entry + 4] = 0x0C; // FAT32 (LBA)
+    disk[entry + 8..entry + 12].copy_from_slice(&2048u32.to_le_bytes());
+    disk[entry + 12..entry + 16].copy_from_slice(&sectors.to_le_bytes());
+    disk[510..512].copy_from_slice(&[0x55, 0xAA]);
+    disk.extend_from_slice(&bytes);
+    disk.resize((1 << 20) + sectors as usize * 512, 0);
+    std::fs::write(out, disk).with_context(|| format!("writing {}", out.display()))?;
+    Ok(out.to_path_buf())
 }
 
 /// Runs a host command, failing with its output.
@@ -204,9 +223,9 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// The shell lines that log MemTotal and MemAvailable as level-2 kernel messages.
+/// The shell lines that log MemTotal, MemFree and MemAvailable as level-2 kernel messages.
 pub const MEMINFO_SH: &str = "meminfo() {
-  grep -E '^(MemTotal|MemAvailable):' /proc/meminfo | while read -r line; do
+  grep -E '^(MemTotal|MemFree|MemAvailable):' /proc/meminfo | while read -r line; do
     echo \"<2>bench: meminfo $line\" > /dev/kmsg
   done
   echo '<2>bench: meminfo done' > /dev/kmsg

@@ -63,6 +63,9 @@ const FIGURES: &[(&str, &str, &str, Getter)] = &[
     ("mem_used", "RAM used", "MiB", |s| {
         s.mem_used_kib.map(|k| k as f64 / 1024.0)
     }),
+    ("mem_resident", "RAM resident", "MiB", |s| {
+        s.mem_resident_kib.map(|k| k as f64 / 1024.0)
+    }),
 ];
 
 impl SystemResult {
@@ -89,10 +92,35 @@ fn size_cell(size: Option<u64>) -> String {
     }
 }
 
+/// `x` to two significant digits (`1.4`, `0.36`, `0.012`, `23`).
+fn two_digits(x: f64) -> String {
+    let decimals = if x > 0.0 {
+        (1 - x.log10().floor() as i32).max(0)
+    } else {
+        1
+    };
+    format!("{x:.0$}", decimals as usize)
+}
+
+/// A ratio of exact figures (sizes): two significant digits.
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 && a / b < 0.1 => format!("{:.3}×", a / b),
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        (Some(a), Some(b)) if b > 0.0 => format!("{}×", two_digits(a / b)),
+        _ => "—".into(),
+    }
+}
+
+/// A ratio of measured figures: of the medians, with the range the runs allow (this
+/// system's fastest over the peer's slowest, to its slowest over the peer's fastest), two
+/// significant digits each: `1.4× (1.3–1.6)`.
+fn ratio_range(a: Option<Stats>, b: Option<Stats>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b.min > 0.0 => format!(
+            "{}× ({}–{})",
+            two_digits(a.median / b.median),
+            two_digits(a.min / b.max),
+            two_digits(a.max / b.min)
+        ),
         _ => "—".into(),
     }
 }
@@ -114,7 +142,7 @@ pub fn markdown(systems: &[SystemResult], env: &Environment) -> String {
     let _ = writeln!(
         md,
         "Runs: {} per system, alternating. Kernel {} ({} bytes, shared by all), {}, `-accel {} -M q35 -cpu max -smp 1 -m {MEMORY_MB}`, \
-         `{CMDLINE}`, host {} CPUs. Times in seconds from QEMU start, RAM = MemTotal − MemAvailable in MiB after boot: median (min–max).\n",
+         `{CMDLINE}`, host {} CPUs. Times in seconds from QEMU start. RAM in MiB after boot: *used* = MemTotal − MemAvailable (what cannot be reclaimed: a zone's squashfs pages are page cache and count as available, a RAM root's files do not), *resident* = MemTotal − MemFree (every page in use, caches included: the same measure for all). Median (min–max).\n",
         env.runs, env.kernel, env.kernel_size, env.qemu, env.accel, env.host_cpus
     );
     md.push_str("| system | initramfs (gzip) |");
@@ -131,7 +159,7 @@ pub fn markdown(systems: &[SystemResult], env: &Environment) -> String {
             let missing = match (*key, sys.name) {
                 (_, "ramkey-zone") => "pending",
                 ("http" | "init_to_http", "ramkey-platform") => "not yet",
-                ("mem_used", "ramkey-platform") => "n/a",
+                ("mem_used" | "mem_resident", "ramkey-platform") => "n/a",
                 _ => "—",
             };
             let _ = write!(md, " {} |", cell(sys.stats(key), unit, missing));
@@ -143,10 +171,14 @@ pub fn markdown(systems: &[SystemResult], env: &Environment) -> String {
         let _ = writeln!(md, " {over} |");
     }
 
-    md.push_str("\nRatios of medians (this system ÷ peer; RAM is used minus the floor's):\n\n");
+    md.push_str(
+        "\nRatios (this system ÷ peer): of the medians, and for times the range the runs allow \
+         (this system's min ÷ the peer's max – its max ÷ the peer's min); RAM is used minus the floor's:\n\n",
+    );
     md.push_str("| system | size ÷ busybox | size ÷ systemd | /init ÷ busybox | /init ÷ systemd | HTTP ÷ busybox | HTTP ÷ systemd | RAM ÷ busybox | RAM ÷ systemd |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|\n");
-    let median = |s: Option<&SystemResult>, key: &str| s.and_then(|s| s.stats(key)).map(|st| st.median);
+    let stats = |s: Option<&SystemResult>, key: &str| s.and_then(|s| s.stats(key));
+    let median = |s: Option<&SystemResult>, key: &str| stats(s, key).map(|st| st.median);
     let over_floor = |s: Option<&SystemResult>| median(s, "mem_used").and_then(|m| floor_mem.map(|f| m - f.median));
     let busybox = find(systems, "busybox");
     let systemd = find(systems, "systemd");
@@ -158,10 +190,10 @@ pub fn markdown(systems: &[SystemResult], env: &Environment) -> String {
             sys.name,
             ratio(size, busybox.and_then(|b| b.size).map(|b| b as f64)),
             ratio(size, systemd.and_then(|b| b.size).map(|b| b as f64)),
-            ratio(median(Some(sys), "init"), median(busybox, "init")),
-            ratio(median(Some(sys), "init"), median(systemd, "init")),
-            ratio(median(Some(sys), "http"), median(busybox, "http")),
-            ratio(median(Some(sys), "http"), median(systemd, "http")),
+            ratio_range(stats(Some(sys), "init"), stats(busybox, "init")),
+            ratio_range(stats(Some(sys), "init"), stats(systemd, "init")),
+            ratio_range(stats(Some(sys), "http"), stats(busybox, "http")),
+            ratio_range(stats(Some(sys), "http"), stats(systemd, "http")),
             ratio(over_floor(Some(sys)), over_floor(busybox)),
             ratio(over_floor(Some(sys)), over_floor(systemd)),
         );
@@ -267,6 +299,7 @@ pub fn json(systems: &[SystemResult], env: &Environment) -> Value {
                         "http_s": s.http,
                         "ready_s": s.ready,
                         "mem_used_kib": s.mem_used_kib,
+                        "mem_resident_kib": s.mem_resident_kib,
                         "steps_ms": s.steps.iter().map(|(n, ms)| json!({"step": n, "duration_ms": ms})).collect::<Vec<_>>(),
                         "zone_memory_kib": s.zone_kib.iter().map(|(n, kib)| json!({"reading": n, "kib": kib})).collect::<Vec<_>>(),
                     })
@@ -309,6 +342,17 @@ pub fn write(dir: &Path, systems: &[SystemResult], env: &Environment) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ratios_have_two_significant_digits_and_times_a_range() {
+        assert_eq!(ratio(Some(36.0), Some(100.0)), "0.36×");
+        assert_eq!(ratio(Some(1.0), Some(81.0)), "0.012×");
+        assert_eq!(ratio(Some(230.0), Some(10.0)), "23×");
+        let a = Stats::of(&[1.4, 1.5, 1.6]);
+        let b = Stats::of(&[0.9, 1.0, 1.1]);
+        assert_eq!(ratio_range(a, b), "1.5× (1.3–1.8)");
+        assert_eq!(ratio_range(a, None), "—");
+    }
 
     #[test]
     fn median_min_max() {
