@@ -57,7 +57,7 @@ impl Default for Platform {
             extras: Vec::new(),
             overlay: None,
             motd: None,
-            cmdline: "console=tty0 console=ttyS0,115200n8".into(),
+            cmdline: "console=tty0 console=ttyS0,115200n8 panic=10".into(),
             compression: Compression::Gzip,
         }
     }

@@ -94,12 +94,31 @@ pub fn parse_and_log(text: &str, name: &str) -> Result<Config, String> {
     }
 }
 
-/// Reads `<mount>/config.toml`; when it is missing, unreadable or invalid, the last good
-/// copy `<mount>/config.toml.good` (logged either way).
+/// The largest config file read (the same limit as a config fetched over HTTP): a bigger
+/// one is an error, not a read that exhausts the box's memory.
+pub const MAX_CONFIG: u64 = crate::net::http::MAX_BODY as u64;
+
+/// Reads a config file of at most [`MAX_CONFIG`] bytes.
+pub fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CONFIG {
+        return Err(std::io::Error::other(format!(
+            "too large (over {} KiB); a config is a few KiB",
+            MAX_CONFIG / 1024
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Reads `<mount>/config.toml`; when it is missing, unreadable, too large or invalid, the
+/// last good copy `<mount>/config.toml.good` (logged either way).
 pub fn from_usbkey(mount: &Path) -> Loaded {
     let usbkey = crate::usbkey::MOUNT_POINT;
     let name = format!("{usbkey}/{CONFIG_FILE}");
-    let error = match std::fs::read(mount.join(CONFIG_FILE)) {
+    let error = match read_capped(&mount.join(CONFIG_FILE)) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes).into_owned();
             match parse_and_log(&text, &name) {
@@ -312,5 +331,22 @@ mod tests {
         );
         std::fs::write(dir.path().join("config.toml.good"), "version = 2\n").unwrap();
         assert!(from_usbkey(dir.path()).config.is_none());
+    }
+
+    #[test]
+    fn a_huge_config_is_too_large_and_the_good_copy_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        // Sparse: 64 MiB that take no disk, and no memory unless read whole.
+        let big = std::fs::File::create(dir.path().join("config.toml")).unwrap();
+        big.set_len(64 << 20).unwrap();
+        std::fs::write(
+            dir.path().join("config.toml.good"),
+            "version = 1\nhostname = \"good\"\n",
+        )
+        .unwrap();
+        let loaded = from_usbkey(dir.path());
+        assert_eq!(loaded.config.unwrap().hostname, "good");
+        let error = loaded.error.unwrap();
+        assert!(error.contains("cannot read it: too large (over 1024 KiB)"), "{error}");
     }
 }

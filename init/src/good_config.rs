@@ -110,7 +110,7 @@ pub fn write_good(dir: &Path, text: &str) -> Result<(), GoodError> {
 
 /// The good copy's text, if there is one.
 pub fn read_good(mount: &Path) -> Option<String> {
-    std::fs::read(mount.join(GOOD_FILE))
+    crate::config_load::read_capped(&mount.join(GOOD_FILE))
         .ok()
         .map(|b| String::from_utf8_lossy(&b).into_owned())
 }

@@ -173,24 +173,69 @@ fn zones(paths: &Paths, state: &mut BootState, usbkey: Option<&std::path::Path>)
     zone::plan::prepare(config, &places)
 }
 
-/// What `ramkeyctl status` says about the box.
+/// What `ramkeyctl status` says about the box: the platform, where the config in use came
+/// from (the good copy when `config.toml` was invalid) and what was wrong, and the pool.
 fn system_info(paths: &Paths, state: &BootState) -> SystemInfo {
     let platform = paths
         .os_release_field("PRETTY_NAME")
         .unwrap_or_else(|| "unknown".to_string());
-    let config_source = match (&state.usbkey, &state.cmdline.config) {
-        (_, Some(url)) => url.clone(),
-        (Some(_), None) => "/usbkey/config.toml".to_string(),
-        (None, None) => "none".to_string(),
-    };
-    let config_error = state
-        .config
-        .is_none()
-        .then(|| "not used: absent or invalid (the boot log has the details)".to_string());
     SystemInfo {
         platform,
+        ..describe(state)
+    }
+}
+
+/// The parts of [`system_info`] that come from the boot's state.
+fn describe(state: &BootState) -> SystemInfo {
+    let config_source = match state.config_source.as_str() {
+        "" => "none".to_string(),
+        source => source.to_string(),
+    };
+    let config_error = match (&state.config, &state.config_error) {
+        (_, Some(e)) => Some(e.clone()),
+        (None, None) => Some("not used: absent or invalid (the boot log has the details)".to_string()),
+        (Some(_), None) => None,
+    };
+    let pool = state
+        .pool
+        .as_ref()
+        .map_or_else(|| "none: the pool step did not run".to_string(), |p| p.to_string());
+    SystemInfo {
+        platform: String::new(),
         config_source,
         config_error,
-        pool: "diskless: data is lost at power-off".to_string(),
+        pool,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_the_good_copy_and_the_real_pool() {
+        let mut state = BootState {
+            config_source: "/usbkey/config.toml.good".into(),
+            config_error: Some("/usbkey/config.toml:3:1: unknown key `bogus`".into()),
+            pool: Some(PoolState::Diskless {
+                refused: Vec::new(),
+                problem: Some("mount failed".into()),
+            }),
+            ..BootState::default()
+        };
+        let info = describe(&state);
+        assert_eq!(info.config_source, "/usbkey/config.toml.good");
+        assert_eq!(
+            info.config_error.as_deref(),
+            Some("/usbkey/config.toml:3:1: unknown key `bogus`")
+        );
+        assert_eq!(info.pool, "diskless: data is lost at power-off (mount failed)");
+        state.pool = None;
+        state.config_error = None;
+        state.config_source = String::new();
+        let info = describe(&state);
+        assert_eq!(info.config_source, "none");
+        assert!(info.config_error.is_some_and(|e| e.starts_with("not used")));
+        assert_eq!(info.pool, "none: the pool step did not run");
     }
 }

@@ -150,6 +150,7 @@ pub fn stick_mtools(tool: &str, image: &Path, args: &[&str]) -> Result<bool> {
     let fat = format!("{}{STICK_FAT}", image.display());
     let status = Command::new(tool)
         .env("MTOOLS_SKIP_CHECK", "1")
+        .stdin(std::process::Stdio::null())
         .args(["-i", &fat])
         .args(args)
         .status()
@@ -162,10 +163,11 @@ pub fn stick_mtools(tool: &str, image: &Path, args: &[&str]) -> Result<bool> {
 pub fn put_on_stick(image: &Path, files: &[(&Path, &str)]) -> Result<()> {
     for (file, dest) in files {
         if let Some((folder, _)) = dest.rsplit_once('/').filter(|(f, _)| *f != "::") {
-            // Refused when the folder is there already; the copy below is what counts.
-            stick_mtools("mmd", image, &[folder])?;
+            // A folder that is there already is skipped (`-D s`), never asked about: mtools
+            // prompts on a terminal otherwise, and `cargo xtask demo` runs on one.
+            stick_mtools("mmd", image, &["-D", "s", folder])?;
         }
-        let copied = stick_mtools("mcopy", image, &["-o", &file.to_string_lossy(), dest])?;
+        let copied = stick_mtools("mcopy", image, &["-D", "o", &file.to_string_lossy(), dest])?;
         anyhow::ensure!(copied, "mcopy {} {dest} on {} failed", file.display(), image.display());
     }
     Ok(())

@@ -62,7 +62,7 @@ fn by_hand() -> String {
         names.join(" ")
     };
     format!(
-        "apt-get install -t bookworm-backports {} && apt-get install {}",
+        "apt-get install --no-install-recommends -t bookworm-backports {} && apt-get install {}",
         names(true),
         names(false)
     )
@@ -98,7 +98,16 @@ pub fn ensure() -> Result<()> {
     apt(&["update", "-q"])?;
     let (back, main): (Vec<&Package>, Vec<&Package>) = missing.iter().partition(|p| p.backports);
     if !back.is_empty() {
-        let mut args = vec!["install", "-y", "-q", "-t", "bookworm-backports"];
+        // QEMU's recommends are its desktop front-ends (GTK, SDL, spice, gstreamer); the
+        // firmware it needs is in the list itself.
+        let mut args = vec![
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "-t",
+            "bookworm-backports",
+        ];
         args.extend(back.iter().map(|p| p.name));
         apt(&args)?;
     }
@@ -185,9 +194,9 @@ mod tests {
     #[test]
     fn the_commands_by_hand_name_every_package() {
         let commands = by_hand();
-        assert!(
-            commands.starts_with("apt-get install -t bookworm-backports qemu-system-x86 && apt-get install seabios ")
-        );
+        assert!(commands.starts_with(
+            "apt-get install --no-install-recommends -t bookworm-backports qemu-system-x86 && apt-get install seabios "
+        ));
         for p in PACKAGES {
             assert!(
                 commands.contains(&format!(" {} ", p.name)) || commands.ends_with(p.name),

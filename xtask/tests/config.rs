@@ -215,6 +215,10 @@ fn dhcp_gets_the_address_router_and_dns_then_ntp_time_then_halts() {
     vm.pull_the_plug().unwrap();
 }
 
+/// A one-shot service that prints `ramkeyctl status` on the console.
+const STATUS: &str =
+    "name = \"status\"\nrestart = \"never\"\nargv = [\"/bin/sh\", \"-c\", \"ramkeyctl status >/dev/console 2>&1\"]\n";
+
 #[test]
 fn a_config_broken_after_a_good_boot_falls_back_to_the_good_copy() {
     let image = artifacts::usb_copy("config-broken").unwrap();
@@ -230,6 +234,8 @@ fn a_config_broken_after_a_good_boot_falls_back_to_the_good_copy() {
         "version = 1\nhostname = \"badbox\"\nbogus = 1\n",
         "::/config.toml",
     );
+    // What `ramkeyctl status` says on the box booted from the good copy.
+    mcopy(&image, STATUS, "::/services.d/status.toml");
     let mut vm = Machine::start(&Spec::run("config-broken", &options("config-broken", &image)).unwrap()).unwrap();
     // The broken config is not saved as the good one.
     vm.forbid(&["config: saved"]).unwrap();
@@ -243,5 +249,7 @@ fn a_config_broken_after_a_good_boot_falls_back_to_the_good_copy() {
     vm.expect("ramkey: identity: hostname goodbox", BOOT).unwrap();
     vm.expect("ramkey: network: admin 10.0.2.15/24", BOOT).unwrap();
     vm.expect_running(BOOT).unwrap();
+    let (_, status) = vm.expect("config:    /usbkey/config.toml.good (", BOOT).unwrap();
+    assert!(status.contains("unknown key `bogus`"), "{status}");
     power_off(vm);
 }

@@ -1,6 +1,7 @@
 //! Boot tests of the built media under QEMU (TCG), on the machine `ramkey run` defines: the
 //! same `usb.img` on a USB disk under SeaBIOS and under OVMF, and the PXE tree over QEMU's
-//! TFTP with the config fetched over HTTP from the host, chosen by the NIC's MAC.
+//! TFTP (through iPXE's script and through pxelinux) with the config fetched over HTTP from
+//! the host, chosen by the NIC's MAC.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -20,6 +21,9 @@ fn usb_boot(name: &str, firmware: Firmware) {
     opts.firmware = firmware;
     opts.state_dir = Some(artifacts::target_dir().join("ramkey/run").join(name));
     let mut vm = Machine::start(&Spec::run(name, &opts).unwrap()).unwrap();
+    // A box whose PID 1 dies reboots (a kernel panic) rather than hang.
+    let (_, cmdline) = vm.expect("Kernel command line: ", BOOT).unwrap();
+    assert!(cmdline.contains(" panic=10"), "{cmdline}");
     let (_, line) = vm.expect("ramkey: usbkey: RAMKEY on /dev/sd", BOOT).unwrap();
     assert!(
         line.contains("(usb") && line.ends_with("mounted read-only at /usbkey"),
@@ -91,6 +95,59 @@ fn pxe_boot_fetches_its_config_by_mac_over_http() {
     vm.expect("(hostname fleet-box-7)", BOOT).unwrap();
     let at = vm.expect_running(BOOT).unwrap();
     eprintln!("pxe: ready {:.1} s after QEMU started", at.as_secs_f64());
+    let requests = seen.lock().unwrap().clone();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with(&format!("GET /configs/{mac}.toml "))),
+        "{requests:?}"
+    );
+    vm.monitor("system_powerdown").unwrap();
+    vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
+    assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
+}
+
+/// A PXE ROM without iPXE's scripting: QEMU's TFTP hands out `pxelinux.0`, which reads
+/// `pxelinux.cfg/default`. Syslinux does not expand `${mac}`, so PID 1 does it: the config
+/// is fetched by the booting NIC's MAC all the same.
+#[test]
+fn pxelinux_boots_and_pid1_puts_the_mac_in_the_config_url() {
+    let mac = "52:54:00:12:34:56";
+    let config =
+        "version = 1\nhostname = \"pxelinux-box\"\n\n[[nic]]\ntag = \"admin\"\nname = \"eth0\"\nip = \"dhcp\"\n";
+    let (port, seen) = config_server(mac, config);
+    let pxe = artifacts::appliance().unwrap().join("pxe");
+    let tftp = artifacts::target_dir().join("ramkey/run/pxelinux.tftp");
+    let _ = std::fs::remove_dir_all(&tftp);
+    std::fs::create_dir_all(tftp.join("pxelinux.cfg")).unwrap();
+    for file in ["pxelinux.0", "ldlinux.c32", "vmlinuz", "initrd.img"] {
+        std::fs::copy(pxe.join(file), tftp.join(file)).unwrap();
+    }
+    let shipped = std::fs::read_to_string(pxe.join("pxelinux.cfg/default")).unwrap();
+    let url = format!("http://10.0.2.2:{port}/configs/${{mac}}.toml");
+    let append = shipped
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("APPEND "))
+        .expect("an APPEND line in the shipped pxelinux.cfg/default");
+    std::fs::write(
+        tftp.join("pxelinux.cfg/default"),
+        shipped.replace(append, &format!("{append} ramkey.config={url}")),
+    )
+    .unwrap();
+    let mut opts = RunOptions::new(Boot::Pxe { dir: pxe });
+    opts.state_dir = Some(artifacts::target_dir().join("ramkey/run/pxelinux"));
+    let mut spec = Spec::run("pxelinux", &opts).unwrap();
+    let netdev = spec.args.iter_mut().find(|a| a.starts_with("user,id=n0,")).unwrap();
+    *netdev = format!("user,id=n0,tftp={},bootfile=pxelinux.0", tftp.display());
+    let mut vm = Machine::start(&spec).unwrap();
+    vm.expect("PXELINUX ", BOOT).unwrap();
+    vm.expect(
+        &format!("ramkey: config: fetched http://10.0.2.2:{port}/configs/{mac}.toml"),
+        BOOT,
+    )
+    .unwrap();
+    vm.expect("(hostname pxelinux-box)", BOOT).unwrap();
+    vm.expect_running(BOOT).unwrap();
     let requests = seen.lock().unwrap().clone();
     assert!(
         requests

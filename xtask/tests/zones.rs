@@ -371,6 +371,13 @@ fn console_session(vm: &mut Machine) {
     )
     .unwrap();
     vm.expect("web-calm", BOOT).unwrap();
+    // `ramkeyctl status` names the pool the box runs on.
+    vm.send("ramkeyctl status | grep '^pool'\n").unwrap();
+    let (_, pool) = vm.expect("pool:      ext4 on /dev/vd", BOOT).unwrap();
+    assert!(
+        pool.contains("(virtio-ramkey-pool)") && pool.contains(" free of "),
+        "{pool}"
+    );
     vm.send(
         "ramkeyctl personality console web -- /bin/sh -c \
          'echo \"zone-\"\"fd0 $(readlink /proc/self/fd/0)\"; [ -t 0 ] && echo \"zone-\"\"tty\"; \

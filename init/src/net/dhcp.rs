@@ -74,16 +74,32 @@ pub struct Lease {
     pub renew_secs: Option<u32>,
 }
 
+/// The shortest renewal time kept: a server that offers a 1-second lease (or a T1 of 0)
+/// must not make PID 1's loop renew without pause.
+pub const MIN_T1_SECS: u32 = 10;
+
 impl Lease {
-    /// Seconds after the ACK when the lease should be renewed (T1); `None` for an infinite
-    /// lease (or one without a lease time).
+    /// Seconds after the ACK when the lease should be renewed (T1, at least
+    /// [`MIN_T1_SECS`]); `None` for an infinite lease (or one without a lease time).
     pub fn t1(&self) -> Option<u32> {
-        match (self.renew_secs, self.lease_secs) {
-            (_, Some(u32::MAX)) | (_, None) => None,
-            (Some(t1), Some(lease)) if t1 < lease => Some(t1),
-            (_, Some(lease)) => Some(lease / 2),
-        }
+        let t1 = match (self.renew_secs, self.lease_secs) {
+            (_, Some(u32::MAX)) | (_, None) => return None,
+            (Some(t1), Some(lease)) if t1 < lease => t1,
+            (_, Some(lease)) => lease / 2,
+        };
+        Some(t1.max(MIN_T1_SECS))
     }
+}
+
+/// A domain name a server may put in `resolv.conf`'s `search` line: letters, digits, `-`
+/// and `.`, at most 253 bytes. Anything else (a newline followed by `nameserver ...`) is
+/// dropped, not written.
+pub fn is_domain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 /// A parsed server reply.
@@ -166,7 +182,7 @@ pub fn parse_reply(bytes: &[u8], xid: u32, mac: [u8; 6]) -> Option<Reply> {
         _ => Vec::new(),
     };
     let domain = match opts.get(OptionCode::DomainName) {
-        Some(DhcpOption::DomainName(d)) => Some(d.clone()),
+        Some(DhcpOption::DomainName(d)) => Some(d.clone()).filter(|d| is_domain_name(d)),
         _ => None,
     };
     let server = match opts.get(OptionCode::ServerIdentifier) {
@@ -418,6 +434,29 @@ mod tests {
         assert_eq!(parse_reply(&bytes, 9, [0; 6]), None);
         assert_eq!(parse_reply(&discover(9, MAC, None).unwrap(), 9, MAC), None, "a request");
         assert_eq!(parse_reply(&[1, 2, 3], 9, MAC), None);
+    }
+
+    #[test]
+    fn a_tiny_lease_or_a_zero_t1_renews_no_sooner_than_the_floor() {
+        let reply = parse_reply(&fixture_reply(MessageType::Ack, 9, MAC, ADDR), 9, MAC).unwrap();
+        let mut lease = reply.lease;
+        (lease.lease_secs, lease.renew_secs) = (Some(1), None);
+        assert_eq!(lease.t1(), Some(MIN_T1_SECS));
+        (lease.lease_secs, lease.renew_secs) = (Some(3600), Some(0));
+        assert_eq!(lease.t1(), Some(MIN_T1_SECS));
+    }
+
+    #[test]
+    fn a_domain_that_would_add_lines_to_resolv_conf_is_dropped() {
+        let mut bytes = Message::from_bytes(&fixture_reply(MessageType::Ack, 9, MAC, ADDR)).unwrap();
+        bytes
+            .opts_mut()
+            .insert(DhcpOption::DomainName("lan\nnameserver 203.0.113.9".into()));
+        let reply = parse_reply(&bytes.to_vec().unwrap(), 9, MAC).unwrap();
+        assert_eq!(reply.lease.domain, None);
+        bytes.opts_mut().insert(DhcpOption::DomainName("office.lan".into()));
+        let reply = parse_reply(&bytes.to_vec().unwrap(), 9, MAC).unwrap();
+        assert_eq!(reply.lease.domain.as_deref(), Some("office.lan"));
     }
 
     #[test]

@@ -170,7 +170,7 @@ impl PoolStep<'_> {
             unclean: unclean && !created,
             degraded,
         });
-        crate::notice!("{state}");
+        crate::notice!("pool: {state}");
         state
     }
 

@@ -88,7 +88,7 @@ impl fmt::Display for PoolState {
         match self {
             PoolState::Mounted(m) => {
                 let nodes: Vec<String> = m.nodes.iter().map(|n| n.display().to_string()).collect();
-                write!(f, "pool: {} on {} ({})", m.kind, nodes.join(" + "), m.ids.join(", "))?;
+                write!(f, "{} on {} ({})", m.kind, nodes.join(" + "), m.ids.join(", "))?;
                 if let Some((free, total)) = space(&m.mount_point) {
                     write!(f, ", {} free of {}", human(free), human(total))?;
                 }
@@ -135,7 +135,7 @@ mod tests {
             degraded: false,
         })
         .to_string();
-        assert!(m.starts_with("pool: ext4 on /dev/vdb (virtio-ramkey-pool), "), "{m}");
+        assert!(m.starts_with("ext4 on /dev/vdb (virtio-ramkey-pool), "), "{m}");
         assert!(m.contains(" free of ") && m.ends_with(", created this boot"), "{m}");
         let d = PoolState::Diskless {
             refused: vec![Refused {

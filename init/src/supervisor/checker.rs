@@ -144,6 +144,7 @@ pub fn http(url: &str, expect: u16, timeout: Duration) -> CheckOutcome {
 #[cfg(test)]
 mod tests {
     use std::net::TcpListener;
+    use std::os::fd::AsRawFd;
 
     use super::*;
 
@@ -188,6 +189,12 @@ mod tests {
         checker.start(CheckTicket(7), "web", &Check::Tcp { port }, t);
         assert_eq!(wait_for(&mut checker), (CheckTicket(7), Ok(())));
         drop(listener);
+        // A port that refuses: bound but not listening, so that no other test can take it
+        // (a port freed by `drop` can be handed to a test running alongside).
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, socket};
+        let closed = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+        bind(closed.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).unwrap();
+        let port = getsockname::<SockaddrIn>(closed.as_raw_fd()).unwrap().port();
         checker.start(CheckTicket(8), "web", &Check::Tcp { port }, t);
         let (ticket, outcome) = wait_for(&mut checker);
         assert_eq!(ticket, CheckTicket(8));

@@ -207,10 +207,21 @@ mod tests {
         pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None).unwrap();
         let pid = pid.unwrap();
         waitpid(pid, None).unwrap();
-        let mut text = String::new();
-        std::fs::File::from(spawner.take_outputs().remove(0).fd)
-            .read_to_string(&mut text)
-            .unwrap();
+        // The pipe is non-blocking (the event loop's), and a child another test forks at
+        // the same moment may hold its write end until it execs: read on until the end.
+        let mut file = std::fs::File::from(spawner.take_outputs().remove(0).fd);
+        let (mut bytes, mut buf) = (Vec::new(), [0u8; 512]);
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
         assert_eq!(text.split_whitespace().nth(1), Some("0000000000000000"), "{text}");
     }
 
