@@ -87,14 +87,26 @@ fn pxe_boot_fetches_its_config_by_mac_over_http() {
     let mut vm = Machine::start(&Spec::run("pxe", &opts).unwrap()).unwrap();
     vm.expect("ramkey: network: eth0 (52:54:00:12:34:56) got 10.0.2.15/24", BOOT)
         .unwrap();
+    let at = fetched_by_mac_and_running(vm, port, mac, "fleet-box-7", &seen);
+    eprintln!("pxe: ready {:.1} s after QEMU started", at.as_secs_f64());
+}
+
+/// The box fetched `configs/MAC.toml` from the server on `port` (which saw the request),
+/// came up with its host name and settled; then it is powered off.
+fn fetched_by_mac_and_running(
+    mut vm: Machine,
+    port: u16,
+    mac: &str,
+    hostname: &str,
+    seen: &Mutex<Vec<String>>,
+) -> Duration {
     vm.expect(
         &format!("ramkey: config: fetched http://10.0.2.2:{port}/configs/{mac}.toml"),
         BOOT,
     )
     .unwrap();
-    vm.expect("(hostname fleet-box-7)", BOOT).unwrap();
+    vm.expect(&format!("(hostname {hostname})"), BOOT).unwrap();
     let at = vm.expect_running(BOOT).unwrap();
-    eprintln!("pxe: ready {:.1} s after QEMU started", at.as_secs_f64());
     let requests = seen.lock().unwrap().clone();
     assert!(
         requests
@@ -105,6 +117,7 @@ fn pxe_boot_fetches_its_config_by_mac_over_http() {
     vm.monitor("system_powerdown").unwrap();
     vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
     assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
+    at
 }
 
 /// A PXE ROM without iPXE's scripting: QEMU's TFTP hands out `pxelinux.0`, which reads
@@ -141,21 +154,5 @@ fn pxelinux_boots_and_pid1_puts_the_mac_in_the_config_url() {
     *netdev = format!("user,id=n0,tftp={},bootfile=pxelinux.0", tftp.display());
     let mut vm = Machine::start(&spec).unwrap();
     vm.expect("PXELINUX ", BOOT).unwrap();
-    vm.expect(
-        &format!("ramkey: config: fetched http://10.0.2.2:{port}/configs/{mac}.toml"),
-        BOOT,
-    )
-    .unwrap();
-    vm.expect("(hostname pxelinux-box)", BOOT).unwrap();
-    vm.expect_running(BOOT).unwrap();
-    let requests = seen.lock().unwrap().clone();
-    assert!(
-        requests
-            .iter()
-            .any(|r| r.starts_with(&format!("GET /configs/{mac}.toml "))),
-        "{requests:?}"
-    );
-    vm.monitor("system_powerdown").unwrap();
-    vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
-    assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
+    fetched_by_mac_and_running(vm, port, mac, "pxelinux-box", &seen);
 }

@@ -19,8 +19,9 @@ const APPLETS: &[&str] = &[
 
 /// The init script; `@INSMOD@` becomes the module loads.
 const INIT: &str = r#"#!/bin/sh
-echo "<2>bench: init" > /dev/kmsg
 mount -t proc proc /proc
+read up idle < /proc/uptime
+echo "<2>bench: init boottime=$up" > /dev/kmsg
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 @INSMOD@

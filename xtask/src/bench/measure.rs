@@ -72,6 +72,11 @@ pub fn printk_time(line: &str) -> Option<f64> {
     ts.trim().parse().ok()
 }
 
+/// The `boottime=SECONDS` a peer's `bench: init` marker carries.
+pub fn boottime(line: &str) -> Option<f64> {
+    line.split_once("boottime=")?.1.split_whitespace().next()?.parse().ok()
+}
+
 /// A free loopback port for the forward (closed again before QEMU binds it).
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -185,7 +190,12 @@ fn observe(vm: &mut Machine, console: Console) -> Result<Sample> {
         "bench: init"
     };
     let (at, line) = vm.expect(needle, DEADLINE)?;
-    let ts = printk_time(&line).with_context(|| format!("no printk timestamp on {line:?}"))?;
+    // One clock for all: the time since boot on `CLOCK_BOOTTIME`, which stamps Ramkey's
+    // lines and which the peers' marker carries (`boottime=`); the printk clock only if a
+    // marker lacks it.
+    let ts = boottime(&line)
+        .or_else(|| printk_time(&line))
+        .with_context(|| format!("no time since boot on {line:?}"))?;
     sample.kernel_zero = at.as_secs_f64() - ts;
     sample.init = at.as_secs_f64();
     if console == Console::Ramkey {
@@ -231,6 +241,12 @@ mod tests {
     fn reads_printk_times_and_meminfo_numbers() {
         assert_eq!(printk_time("[    3.992543] ramkey: init started"), Some(3.992543));
         assert_eq!(printk_time("ramkey: ready"), None);
+        assert_eq!(boottime("[    4.100000] bench: init boottime=4.09"), Some(4.09));
+        assert_eq!(
+            boottime("[    4.1] bench: init boottime=0000000004.093000"),
+            Some(4.093)
+        );
+        assert_eq!(boottime("[    4.1] bench: init"), None);
         assert_eq!(kib(" 1004096 kB"), Some(1004096));
     }
 }
