@@ -5,6 +5,7 @@
 //! a miss build the root filesystem from the base ([`rootfs`], [`oci`]), add `files/`, write
 //! the squashfs ([`squashfs`]), fill in the manifest and sign ([`build`]).
 
+mod beneath;
 pub mod build;
 pub mod cache;
 pub mod definition;
