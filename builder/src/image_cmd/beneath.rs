@@ -12,7 +12,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, mkdirat, openat, openat2, statat, unlinkat};
+use rustix::fs::{
+    AtFlags, Dir, FileType, Gid, Mode, OFlags, ResolveFlags, Uid, fchmod, fchown, mkdirat, openat, openat2, statat,
+    unlinkat,
+};
 use rustix::io::Errno;
 
 const DIR: OFlags = OFlags::RDONLY
@@ -141,6 +144,16 @@ pub fn create(dir: impl AsFd, name: &OsStr) -> io::Result<File> {
 /// Makes folder `name` in `dir` (0755) unless it is there, and opens it.
 pub fn make_dir(dir: impl AsFd, name: &OsStr) -> io::Result<OwnedFd> {
     self::dir(dir, Path::new(name), true)
+}
+
+/// Sets the owner (if given, first: that clears set-id bits) and the mode (`0o7777` of it)
+/// of an open file.
+pub fn set_owner_mode(fd: impl AsFd, owner: Option<(Uid, Gid)>, mode: u32) -> io::Result<()> {
+    if let Some((uid, gid)) = owner {
+        fchown(&fd, Some(uid), Some(gid))?;
+    }
+    fchmod(&fd, Mode::from_raw_mode(mode & 0o7777))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,13 +14,11 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{
-    AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Uid, chownat, fchmod, fchown, linkat, openat2, symlinkat,
-};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Uid, chownat, linkat, openat2, symlinkat};
 use rustix::io::Errno;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -355,11 +353,11 @@ fn apply_layer(file: &File, root: &OwnedFd) -> Result<(), LayerError> {
             linkat(&from, from_name, &dir, name, AtFlags::empty()).map_err(|e| at(e.into()))?;
         } else if is_dir {
             let fd = beneath::make_dir(&dir, name).map_err(at)?;
-            set_owner_mode(&fd, owner, entry.header().mode()?).map_err(at)?;
+            beneath::set_owner_mode(&fd, owner, entry.header().mode()?).map_err(at)?;
         } else {
             let mut out = beneath::create(&dir, name).map_err(at)?;
             io::copy(&mut entry, &mut out).map_err(at)?;
-            set_owner_mode(&out, owner, entry.header().mode()?).map_err(at)?;
+            beneath::set_owner_mode(&out, owner, entry.header().mode()?).map_err(at)?;
         }
     }
     Ok(())
@@ -378,15 +376,6 @@ fn owner(header: &tar::Header) -> io::Result<(Uid, Gid)> {
         (Some(uid), Some(gid)) => Ok((Uid::from_raw(uid), Gid::from_raw(gid))),
         _ => Err(io::Error::new(io::ErrorKind::InvalidData, "owner out of range")),
     }
-}
-
-/// Sets the owner (if given, first: it clears set-id bits) and the mode of an open file.
-fn set_owner_mode(fd: impl AsFd, owner: Option<(Uid, Gid)>, mode: u32) -> io::Result<()> {
-    if let Some((uid, gid)) = owner {
-        fchown(&fd, Some(uid), Some(gid))?;
-    }
-    fchmod(&fd, Mode::from_raw_mode(mode & 0o7777))?;
-    Ok(())
 }
 
 #[cfg(test)]

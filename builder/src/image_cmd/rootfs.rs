@@ -5,10 +5,13 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use rustix::fs::{AtFlags, FileType, Gid, Uid, chownat, symlinkat};
+
+use super::beneath;
 use crate::image_cmd::definition::DebianBase;
 
 /// Paths dpkg leaves out of the image: documentation, manuals, translations (copyrights kept).
@@ -284,36 +287,36 @@ pub fn debian(base: &DebianBase, dest: &Path, epoch: u64, work: &Path) -> Result
 }
 
 /// Removes what records the build's time or host, and empties `/dev` (the zone makes its own).
+/// Works beneath `root` without following a symlink (an OCI image may hold `var -> /var`):
+/// a symlink where a folder was expected is left as it is, with nothing beneath it removed.
 pub fn scrub(root: &Path) -> Result<(), RootfsError> {
+    let tree = beneath::open(root).map_err(io(root))?;
     for rel in NOISE {
         let path = root.join(rel);
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => fs::remove_dir_all(&path).map_err(io(&path))?,
-            Ok(_) => fs::remove_file(&path).map_err(io(&path))?,
-            Err(_) => {}
+        let (parent, name) = beneath::split(Path::new(rel)).expect("a relative path");
+        match beneath::dir(&tree, parent, false) {
+            Ok(dir) => beneath::remove(&dir, name).map_err(io(&path))?,
+            Err(e) if beneath::absent(&e) => {}
+            Err(e) => return Err(io(&path)(e)),
         }
     }
-    for dir in ["dev", "var/lib/apt/lists", "var/cache/apt", "tmp", "run"] {
-        let path = root.join(dir);
-        if let Ok(entries) = fs::read_dir(&path) {
-            for e in entries.flatten() {
-                let p = e.path();
-                let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
-                if is_dir {
-                    fs::remove_dir_all(&p)
-                } else {
-                    fs::remove_file(&p)
-                }
-                .map_err(io(&p))?;
-            }
+    for rel in ["dev", "var/lib/apt/lists", "var/cache/apt", "tmp", "run"] {
+        let path = root.join(rel);
+        match beneath::dir(&tree, Path::new(rel), false) {
+            Ok(dir) => beneath::clear(&dir).map_err(io(&path))?,
+            Err(e) if beneath::absent(&e) => {}
+            Err(e) => return Err(io(&path)(e)),
         }
     }
     Ok(())
 }
 
 /// Copies `files/` over the root: folders 0755, files 0755 if executable else 0644, symlinks
-/// as they are; owned by root when running as root. Replaces whatever was there.
+/// as they are; owned by root when running as root. Replaces whatever was there, a symlink
+/// too: the root is written beneath itself, never through a symlink in it.
 pub fn overlay(files: &Path, root: &Path) -> Result<(), RootfsError> {
+    let tree = beneath::open(root).map_err(io(root))?;
+    let owner = is_root().then_some((Uid::ROOT, Gid::ROOT));
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let src = files.join(&rel);
@@ -323,37 +326,35 @@ pub fn overlay(files: &Path, root: &Path) -> Result<(), RootfsError> {
             .collect::<Result<Vec<OsString>, _>>()
             .map_err(io(&src))?;
         entries.sort();
+        // The root, or a real folder made (or kept) one level up.
+        let dir = beneath::dir(&tree, &rel, false).map_err(io(&root.join(&rel)))?;
         for name in entries {
             let rel = rel.join(&name);
             let (from, to) = (files.join(&rel), root.join(&rel));
             let meta = fs::symlink_metadata(&from).map_err(io(&from))?;
-            let existing = fs::symlink_metadata(&to).ok();
-            if let Some(old) = &existing
-                && !(old.is_dir() && meta.is_dir())
+            if let Some(old) = beneath::kind(&dir, &name).map_err(io(&to))?
+                && !(old == FileType::Directory && meta.is_dir())
             {
-                if old.is_dir() {
-                    fs::remove_dir_all(&to)
-                } else {
-                    fs::remove_file(&to)
-                }
-                .map_err(io(&to))?;
+                beneath::remove(&dir, &name).map_err(io(&to))?;
             }
             if meta.is_dir() {
-                fs::create_dir_all(&to).map_err(io(&to))?;
-                fs::set_permissions(&to, fs::Permissions::from_mode(0o755)).map_err(io(&to))?;
+                let fd = beneath::make_dir(&dir, &name).map_err(io(&to))?;
+                beneath::set_owner_mode(&fd, owner, 0o755).map_err(io(&to))?;
                 stack.push(rel);
             } else if meta.file_type().is_symlink() {
                 let target = fs::read_link(&from).map_err(io(&from))?;
-                std::os::unix::fs::symlink(&target, &to).map_err(io(&to))?;
+                symlinkat(&target, &dir, &name).map_err(|e| io(&to)(e.into()))?;
+                if let Some((uid, gid)) = owner {
+                    chownat(&dir, &name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|e| io(&to)(e.into()))?;
+                }
             } else if meta.is_file() {
-                fs::copy(&from, &to).map_err(io(&to))?;
+                let mut out = beneath::create(&dir, &name).map_err(io(&to))?;
+                std::io::copy(&mut fs::File::open(&from).map_err(io(&from))?, &mut out).map_err(io(&to))?;
                 let mode = if meta.mode() & 0o111 != 0 { 0o755 } else { 0o644 };
-                fs::set_permissions(&to, fs::Permissions::from_mode(mode)).map_err(io(&to))?;
+                beneath::set_owner_mode(&out, owner, mode).map_err(io(&to))?;
             } else {
                 return Err(RootfsError::Unsupported { path: from });
-            }
-            if is_root() {
-                std::os::unix::fs::lchown(&to, Some(0), Some(0)).map_err(io(&to))?;
             }
         }
     }
@@ -379,6 +380,7 @@ pub fn installed_packages(root: &Path) -> BTreeMap<String, u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn host_sources_keep_only_the_suite() {
@@ -419,6 +421,64 @@ mod tests {
         assert_eq!(fs::read_to_string(root.join("etc/a")).unwrap(), "new");
         assert_eq!(fs::metadata(root.join("etc/a")).unwrap().mode() & 0o777, 0o644);
         assert_eq!(fs::read_link(root.join("etc/b")).unwrap(), Path::new("a"));
+    }
+
+    /// A folder outside the root with a file in it, as the host's files would be.
+    fn sentinel(dir: &Path) -> PathBuf {
+        let s = dir.join("sentinel");
+        fs::create_dir_all(s.join("log")).unwrap();
+        fs::write(s.join("file"), "keep").unwrap();
+        fs::write(s.join("log/dpkg.log"), "keep").unwrap();
+        s
+    }
+
+    /// The sentinel folder is as it was made.
+    fn untouched(s: &Path) {
+        let mut names: Vec<_> = fs::read_dir(s).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["file", "log"], "the folder outside the root was changed");
+        assert_eq!(fs::read_to_string(s.join("file")).unwrap(), "keep");
+        assert_eq!(fs::read_to_string(s.join("log/dpkg.log")).unwrap(), "keep");
+    }
+
+    #[test]
+    fn scrub_does_not_follow_symlinks_out_of_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, root) = (sentinel(dir.path()), dir.path().join("root"));
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::create_dir_all(root.join("dev")).unwrap();
+        fs::write(root.join("etc/machine-id"), "id").unwrap();
+        fs::write(root.join("dev/console"), "").unwrap();
+        std::os::unix::fs::symlink(&s, root.join("tmp")).unwrap();
+        std::os::unix::fs::symlink(&s, root.join("var")).unwrap();
+        std::os::unix::fs::symlink(s.join("file"), root.join("run")).unwrap();
+        scrub(&root).unwrap();
+        untouched(&s);
+        assert!(!root.join("etc/machine-id").exists());
+        assert_eq!(fs::read_dir(root.join("dev")).unwrap().count(), 0);
+        // The symlinks themselves stay: they are part of the image, just not followed.
+        assert_eq!(fs::read_link(root.join("tmp")).unwrap(), s);
+    }
+
+    #[test]
+    fn overlay_does_not_write_through_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, root, files) = (sentinel(dir.path()), dir.path().join("root"), dir.path().join("files"));
+        fs::create_dir_all(root.join("usr")).unwrap();
+        std::os::unix::fs::symlink(&s, root.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&s, root.join("usr/share")).unwrap();
+        fs::create_dir(root.join("var")).unwrap();
+        std::os::unix::fs::symlink(s.join("file"), root.join("var/file")).unwrap();
+        for f in ["etc/file", "usr/share/log/dpkg.log", "var/file"] {
+            fs::create_dir_all(files.join(f).parent().unwrap()).unwrap();
+            fs::write(files.join(f), "new").unwrap();
+        }
+        overlay(&files, &root).unwrap();
+        untouched(&s);
+        for f in ["etc/file", "usr/share/log/dpkg.log", "var/file"] {
+            assert_eq!(fs::read_to_string(root.join(f)).unwrap(), "new", "{f}");
+            assert!(fs::symlink_metadata(root.join(f)).unwrap().is_file(), "{f}");
+        }
     }
 
     #[test]
