@@ -2,14 +2,17 @@
 //! disk, the host's boot disk, a mounted, held or swapped-on disk, a disk smaller than the
 //! image, a fixed disk without `--force`. Each says what, where and what to do.
 
+use std::fs::File;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use super::FlashError;
 use super::sysfs::{DevNum, Disk, Sysfs};
 
-/// Finds the disk of the block device `path` (device number `dev`) and runs every check.
-/// `capacity` gives the device's size in bytes as the device itself reports it; it is asked
-/// only after the disk is known not to be the boot disk or in use.
+/// Finds the disk of the block device `path` (device number `dev`, the `st_rdev` of the
+/// opened device) and runs every check. `capacity` gives the device's size in bytes as the
+/// device itself reports it; it is asked only after the disk is known not to be the boot
+/// disk or in use.
 pub fn check_block_target(
     sys: &Sysfs,
     path: &Path,
@@ -18,6 +21,29 @@ pub fn check_block_target(
     image_size: u64,
     force: bool,
 ) -> Result<(Disk, u64), FlashError> {
+    let device = path.display().to_string();
+    let disk = check_in_use(sys, path, dev)?;
+    let capacity = capacity()?;
+    if capacity < image_size {
+        return Err(FlashError::TooSmall {
+            target: device,
+            capacity,
+            image_size,
+        });
+    }
+    if disk.removable != Some(true) && !force {
+        return Err(FlashError::NotRemovable {
+            device,
+            model: disk.model.clone(),
+        });
+    }
+    Ok((disk, capacity))
+}
+
+/// The checks that need no access to the device: its disk in sysfs, not a partition, not
+/// the boot disk, not mounted, not swap, not held. They also explain why opening the device
+/// exclusively failed.
+pub fn check_in_use(sys: &Sysfs, path: &Path, dev: DevNum) -> Result<Disk, FlashError> {
     let device = path.display().to_string();
     let sysfs_err = |source| FlashError::Io {
         what: "reading",
@@ -77,29 +103,44 @@ pub fn check_block_target(
             holders: holders.join(", "),
         });
     }
-    let capacity = capacity()?;
-    if capacity < image_size {
-        return Err(FlashError::TooSmall {
-            target: device,
-            capacity,
-            image_size,
-        });
+    Ok(disk)
+}
+
+/// That `file` (opened from `path`) is still the disk the checks found as `name`: a block
+/// device whose `st_rdev` is the number in `/sys/class/block/NAME/dev`. Run after the checks
+/// and again after the question, before the first byte is written.
+pub fn same_device(sys: &Sysfs, path: &Path, file: &File, name: &str) -> Result<(), FlashError> {
+    let meta = file.metadata().map_err(|source| FlashError::Io {
+        what: "inspecting",
+        path: path.into(),
+        source,
+    })?;
+    if !meta.file_type().is_block_device() {
+        return Err(FlashError::NotATarget { path: path.into() });
     }
-    if disk.removable != Some(true) && !force {
-        return Err(FlashError::NotRemovable {
-            device,
-            model: disk.model.clone(),
-        });
+    compare_dev(sys, path, name, DevNum::from_rdev(meta.rdev()))
+}
+
+/// That sysfs still says `name` is device `opened`.
+pub fn compare_dev(sys: &Sysfs, path: &Path, name: &str, opened: DevNum) -> Result<(), FlashError> {
+    match sys.class_dev(name) {
+        Some(found) if found == opened => Ok(()),
+        found => Err(FlashError::DeviceChanged {
+            device: path.display().to_string(),
+            name: name.to_string(),
+            opened: opened.to_string(),
+            found: found.map_or_else(|| "nothing (the disk is gone)".to_string(), |d| d.to_string()),
+        }),
     }
-    Ok((disk, capacity))
 }
 
 /// What the confirmation question shows about the disk.
 pub fn describe(device: &Path, disk: &Disk) -> String {
     let mut text = format!(
-        "{} ({}): {}, {}, {}\n",
+        "{} ({}{}): {}, {}, {}\n",
         device.display(),
         disk.name,
+        disk.dev.map(|d| format!(", {d}")).unwrap_or_default(),
         if disk.model.is_empty() {
             "unknown model"
         } else {
@@ -207,8 +248,36 @@ mod tests {
         assert_eq!(disk.name, "sdb");
         assert_eq!(disk.model, "SanDisk Cruzer");
         let text = describe(Path::new("/dev/sdb"), &disk);
+        assert!(text.starts_with("/dev/sdb (sdb, 8:16): "), "{text}");
         assert!(text.contains("SanDisk Cruzer, 16.0 GB (14.9 GiB), removable"), "{text}");
         assert!(text.contains("  sdb1 15.0 GB"), "{text}");
+    }
+
+    #[test]
+    fn the_opened_device_must_be_the_one_sysfs_names() {
+        let fake = Fake::new();
+        let sdb = Path::new("/dev/sdb");
+        let dev = DevNum::parse("8:16").unwrap();
+        // No /sys/class/block/sdb: the disk is gone.
+        let err = compare_dev(&fake.sys(), sdb, "sdb", dev).unwrap_err();
+        assert!(err.to_string().contains("now says nothing (the disk is gone)"), "{err}");
+        fake.write("sys/class/block/sdb/dev", "8:16\n");
+        compare_dev(&fake.sys(), sdb, "sdb", dev).unwrap();
+        // The name now belongs to another disk.
+        fake.write("sys/class/block/sdb/dev", "8:32\n");
+        let err = compare_dev(&fake.sys(), sdb, "sdb", dev).unwrap_err();
+        assert!(
+            matches!(&err, FlashError::DeviceChanged { opened, found, .. } if opened == "8:16" && found == "8:32"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("nothing written"), "{err}");
+        // A real fstat: /dev/null has the number the fake sysfs gives, but is no block device.
+        let null = File::open("/dev/null").unwrap();
+        let null_dev = DevNum::from_rdev(null.metadata().unwrap().rdev());
+        fake.write("sys/class/block/sdb/dev", &format!("{null_dev}\n"));
+        compare_dev(&fake.sys(), sdb, "sdb", null_dev).unwrap();
+        let err = same_device(&fake.sys(), sdb, &null, "sdb").unwrap_err();
+        assert!(matches!(err, FlashError::NotATarget { .. }), "{err}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `ramkey flash IMAGE DEVICE`: writes a stick image (raw, `.gz` or `.zst`) to a USB disk or
 //! a file, reads it back and compares sha256 sums, and with `--keep-config` carries the
-//! stick's `/config.toml` over. Every check runs before the first byte is written; a refusal
+//! stick's `/config.toml` over. The target is opened once, exclusively, before any check
+//! (`target.rs`); the checks, the question, the write, the read-back and the config all go
+//! through that descriptor. Every check runs before the first byte is written; a refusal
 //! destroys nothing. See `docs/flash-and-run.md`.
 
 pub mod checks;
@@ -8,10 +10,13 @@ pub mod keep_config;
 pub mod progress;
 pub mod source;
 pub mod sysfs;
+mod target;
+#[cfg(test)]
+mod tests;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, IsTerminal, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -19,7 +24,8 @@ use sha2::{Digest, Sha256};
 use progress::Progress;
 pub use progress::ProgressMode;
 use source::{Image, read_up_to};
-use sysfs::{DevNum, Sysfs};
+use sysfs::Sysfs;
+use target::Target;
 
 /// Writes go out in blocks of this size (a multiple of every logical block size).
 pub const BLOCK: usize = 4 << 20;
@@ -32,6 +38,21 @@ pub enum FlashError {
         what: &'static str,
         path: PathBuf,
         source: io::Error,
+    },
+    #[error("no such device: {path}; plug the stick in, `lsblk` lists the disks")]
+    NoSuchDevice { path: PathBuf },
+    #[error(
+        "{path} is a regular file, not a device: nothing but devices belongs in /dev (a write to a stick that was not plugged in leaves such a file); remove it and give the stick's device (see `lsblk`)"
+    )]
+    FileInDev { path: PathBuf },
+    #[error(
+        "{device} changed under ramkey flash: the disk it opened is {opened}, but /sys/class/block/{name}/dev now says {found}; nothing written; plug the stick in again and run ramkey flash again"
+    )]
+    DeviceChanged {
+        device: String,
+        name: String,
+        opened: String,
+        found: String,
     },
     #[error("{path} is empty; is it the right image?")]
     EmptyImage { path: PathBuf },
@@ -164,12 +185,9 @@ pub struct Outcome {
     pub config_kept: bool,
 }
 
-enum Target {
-    File,
-    Block { dev: DevNum },
-}
-
-/// Checks, asks, writes, verifies and (with `keep_config`) carries the config over.
+/// Checks, asks, writes, verifies and (with `keep_config`) carries the config over. The
+/// target is opened once, before any check ([`target::open`]); everything after goes
+/// through that descriptor.
 pub fn flash(opts: &Options, sys: &Sysfs, confirm: &mut dyn Confirm) -> Result<Outcome, FlashError> {
     let image = Image::open(&opts.image)?;
     let path = &opts.target;
@@ -180,38 +198,28 @@ pub fn flash(opts: &Options, sys: &Sysfs, confirm: &mut dyn Confirm) -> Result<O
             source,
         }
     };
-    let target = match std::fs::metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Target::File,
-        Err(e) => return Err(io_err("inspecting")(e)),
-        Ok(meta) => {
-            let src = std::fs::metadata(&opts.image).map_err(|source| FlashError::Io {
-                what: "inspecting",
-                path: opts.image.clone(),
-                source,
-            })?;
-            if (meta.dev(), meta.ino()) == (src.dev(), src.ino()) {
-                return Err(FlashError::SameFile { target: path.clone() });
-            }
-            if meta.file_type().is_block_device() {
-                Target::Block {
-                    dev: DevNum::from_rdev(meta.rdev()),
-                }
-            } else if meta.is_file() {
-                Target::File
-            } else {
-                return Err(FlashError::NotATarget { path: path.clone() });
-            }
+    let target = target::open(path, sys)?;
+    if let Some(file) = target.file() {
+        let meta = file.metadata().map_err(io_err("inspecting"))?;
+        let src = std::fs::metadata(&opts.image).map_err(|source| FlashError::Io {
+            what: "inspecting",
+            path: opts.image.clone(),
+            source,
+        })?;
+        if (meta.dev(), meta.ino()) == (src.dev(), src.ino()) {
+            return Err(FlashError::SameFile { target: path.clone() });
         }
-    };
+    }
     let mut capacity = u64::MAX;
     let mut question = None;
-    if let Target::Block { dev } = target {
+    let mut disk_name = None;
+    if let Target::Block { file, dev } = &target {
         let size = || {
-            File::open(path)
-                .and_then(|mut f| f.seek(SeekFrom::End(0)))
-                .map_err(io_err("finding the size of"))
+            let mut file = file;
+            file.seek(SeekFrom::End(0)).map_err(io_err("finding the size of"))
         };
-        let (disk, size) = checks::check_block_target(sys, path, dev, &size, image.size, opts.force)?;
+        let (disk, size) = checks::check_block_target(sys, path, *dev, &size, image.size, opts.force)?;
+        checks::same_device(sys, path, file, &disk.name)?;
         capacity = size;
         question = Some(format!(
             "{}Write {} ({}) to it, destroying everything on it? Type yes to go on: ",
@@ -219,11 +227,13 @@ pub fn flash(opts: &Options, sys: &Sysfs, confirm: &mut dyn Confirm) -> Result<O
             opts.image.display(),
             checks::human(image.size)
         ));
+        disk_name = Some(disk.name);
     }
     let old_config = if opts.keep_config {
-        let read = File::open(path)
-            .map_err(|e| e.to_string())
-            .and_then(|f| keep_config::read_config(&f));
+        let read = match target.file() {
+            Some(file) => keep_config::read_config(file),
+            None => Err("it does not exist".to_string()),
+        };
         Some(read.map_err(|reason| FlashError::NoConfig {
             target: path.clone(),
             reason,
@@ -240,9 +250,22 @@ pub fn flash(opts: &Options, sys: &Sysfs, confirm: &mut dyn Confirm) -> Result<O
         }
     }
 
-    let block = matches!(target, Target::Block { .. });
-    let (bytes, expected) = write(&image, path, block, capacity, opts.progress)?;
-    let actual = read_back(path, bytes, opts.progress)?;
+    let out = match target {
+        Target::Block { file, .. } => {
+            // The question may have waited for minutes: still the disk that was checked?
+            if let Some(name) = &disk_name {
+                checks::same_device(sys, path, &file, name)?;
+            }
+            file
+        }
+        Target::File(file) => {
+            file.set_len(0).map_err(io_err("truncating"))?;
+            file
+        }
+        Target::New => target::create(path)?,
+    };
+    let (bytes, expected) = write(&image, &out, path, capacity, opts.progress)?;
+    let actual = read_back(&out, path, bytes, opts.progress)?;
     if actual != expected {
         return Err(FlashError::Verify {
             target: path.clone(),
@@ -251,19 +274,16 @@ pub fn flash(opts: &Options, sys: &Sysfs, confirm: &mut dyn Confirm) -> Result<O
             actual,
         });
     }
-    if let Some(config) = &old_config {
-        let carried = open_for_writing(path, block, false)
-            .map_err(|e| e.to_string())
-            .and_then(|f| keep_config::write_config(&f, config));
-        if let Err(reason) = carried {
-            let saved = std::env::temp_dir().join(format!("ramkey-kept-config-{}.toml", std::process::id()));
-            std::fs::write(&saved, config).map_err(|source| FlashError::Io {
-                what: "saving the old config to",
-                path: saved.clone(),
-                source,
-            })?;
-            return Err(FlashError::ConfigNotCarried { reason, saved });
-        }
+    if let Some(config) = &old_config
+        && let Err(reason) = keep_config::write_config(&out, config)
+    {
+        let saved = std::env::temp_dir().join(format!("ramkey-kept-config-{}.toml", std::process::id()));
+        std::fs::write(&saved, config).map_err(|source| FlashError::Io {
+            what: "saving the old config to",
+            path: saved.clone(),
+            source,
+        })?;
+        return Err(FlashError::ConfigNotCarried { reason, saved });
     }
     Ok(Outcome {
         bytes,
@@ -272,44 +292,22 @@ pub fn flash(opts: &Options, sys: &Sysfs, confirm: &mut dyn Confirm) -> Result<O
     })
 }
 
-/// Block devices are opened with `O_EXCL`: the kernel refuses if anything has them mounted
-/// or claimed. Files are created or truncated when `truncate`.
-fn open_for_writing(path: &Path, block: bool, truncate: bool) -> Result<File, FlashError> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(true);
-    if block {
-        options.custom_flags(rustix::fs::OFlags::EXCL.bits() as i32);
-    } else {
-        options.create(true).truncate(truncate);
-    }
-    options.open(path).map_err(|source| {
-        if source.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) {
-            FlashError::Busy { device: path.into() }
-        } else {
-            FlashError::Io {
-                what: "opening",
-                path: path.into(),
-                source,
-            }
-        }
-    })
-}
-
 /// Streams the image onto the target in `BLOCK`-sized writes, never past `capacity`; syncs.
 /// Returns the bytes written and their sha256.
 fn write(
     image: &Image,
+    out: &File,
     path: &Path,
-    block: bool,
     capacity: u64,
     mode: ProgressMode,
 ) -> Result<(u64, String), FlashError> {
-    let mut out = open_for_writing(path, block, true)?;
     let write_err = |source| FlashError::Io {
         what: "writing",
         path: path.into(),
         source,
     };
+    let mut out = out;
+    out.rewind().map_err(write_err)?;
     let mut reader = image.reader()?;
     let mut buf = vec![0u8; BLOCK];
     let mut hash = Sha256::new();
@@ -334,19 +332,21 @@ fn write(
     }
     out.sync_all().map_err(write_err)?;
     // Drop the page cache of what was written so that the read-back comes from the device.
-    let _ = rustix::fs::fadvise(&out, 0, None, rustix::fs::Advice::DontNeed);
+    let _ = rustix::fs::fadvise(out, 0, None, rustix::fs::Advice::DontNeed);
     progress.finish();
     Ok((written, hex(&hash.finalize())))
 }
 
-/// sha256 of the first `len` bytes of `path`.
-fn read_back(path: &Path, len: u64, mode: ProgressMode) -> Result<String, FlashError> {
+/// sha256 of the first `len` bytes of `file` (the target, opened from `path`).
+fn read_back(file: &File, path: &Path, len: u64, mode: ProgressMode) -> Result<String, FlashError> {
     let err = |source| FlashError::Io {
         what: "reading back",
         path: path.into(),
         source,
     };
-    let mut input = File::open(path).map_err(err)?.take(len);
+    let mut file = file;
+    file.rewind().map_err(err)?;
+    let mut input = file.take(len);
     let mut buf = vec![0u8; BLOCK];
     let mut hash = Sha256::new();
     let mut progress = Progress::new(mode, "verifying", len);

@@ -184,6 +184,13 @@ impl Sysfs {
         })
     }
 
+    /// `/sys/class/block/NAME/dev`: the device number of the disk or partition called `name`
+    /// now (the same file as `/sys/block/NAME/dev` for a disk).
+    pub fn class_dev(&self, name: &str) -> Option<DevNum> {
+        let dev = self.path("/sys/class/block").join(name).join("dev");
+        self.read(&dev).as_deref().and_then(DevNum::parse)
+    }
+
     /// The disk owning `dev`, and the partition's name when `dev` is a partition.
     pub fn find_dev(&self, dev: DevNum) -> std::io::Result<Option<(Disk, Option<String>)>> {
         for disk in self.disks()? {
