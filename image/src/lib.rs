@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod footer;
+pub mod ids;
 pub mod keys;
 pub mod manifest;
 pub mod read;

@@ -196,6 +196,13 @@ fn isolation(vm: &mut Machine) {
         "{web}"
     );
     assert!(web.contains("of 256 MiB"), "memory of its cap: {web}");
+    // The same, as JSON (`--json` before the subcommand, as with any other command).
+    let json = probe(vm, "json-list");
+    assert!(
+        json.contains(r#""name":"web","image":"web","version":"1.0.0","state":"online","address":"10.0.2.16/24""#)
+            && json.contains(r#""memory_cap_mib":256"#),
+        "{json}"
+    );
     assert_eq!(probe(vm, "hostname"), "web");
     assert_eq!(probe(vm, "pid1"), "/usr/sbin/ramkey-zone web");
     assert_eq!(probe(vm, "host-processes-seen"), "0");
@@ -254,7 +261,7 @@ const NEVER_IN_WEB: u64 = 1 << 2
 /// among them. The one process there in the host's namespaces is the launcher, out of the
 /// zone's sight, which the zone's OOM kill never picks.
 fn zone_processes(vm: &mut Machine) {
-    const HOST: &str = "mnt,pid,net,uts,ipc,cgroup,";
+    const HOST: &str = "mnt,pid,net,uts,ipc,cgroup,user,";
     let (mut names, mut launchers) = (Vec::new(), Vec::new());
     loop {
         let (_, line) = vm.expect("probe: zone-proc", BOOT).unwrap();
@@ -278,6 +285,9 @@ fn zone_processes(vm: &mut Machine) {
         }
         assert_eq!(field("NoNewPrivs"), Some("1"), "{line}");
         assert_eq!(field("Seccomp"), Some("2"), "{line}");
+        // Host uids of web's range (its root at the range's base, nginx's workers above).
+        let uid: u32 = field("Uid").and_then(|u| u.parse().ok()).unwrap_or(0);
+        assert!(uid >= 1 << 20, "a zone process runs as host uid {uid}: {line}");
         for set in ["CapEff", "CapBnd"] {
             let caps = field(set).and_then(|hex| u64::from_str_radix(hex, 16).ok());
             assert_eq!(caps.map(|c| c & NEVER_IN_WEB), Some(0), "{set}: {line}");
@@ -302,10 +312,11 @@ fn escapes(vm: &mut Machine) {
     let core_pattern = probe(vm, "host-core-pattern-before");
     let modprobe = probe(vm, "host-modprobe-before");
     let attacks = [
-        ("core_pattern", "Read-only file system"),
-        ("modprobe", "Read-only file system"),
-        ("drop_caches", "Read-only file system"),
-        ("sysrq", "Read-only file system"),
+        // The zone's root is not the kernel's root: refused before the read-only mount.
+        ("core_pattern", "Permission denied"),
+        ("modprobe", "Permission denied"),
+        ("drop_caches", "Permission denied"),
+        ("sysrq", "Permission denied"),
         ("kcore", "masked, reads 0 bytes"),
         ("mknod-tmp", "Operation not permitted"),
         ("mknod-volume", "Operation not permitted"),
@@ -315,12 +326,17 @@ fn escapes(vm: &mut Machine) {
         ("unshare-net", "Operation not permitted"),
         ("fsopen", "Operation not permitted"),
         ("mount", "Operation not permitted"),
-        ("setns", "Operation not permitted"),
+        // PID 1's namespace files are out of reach for the zone's root: refused at `open`.
+        ("setns", "Permission denied"),
     ];
     let privileges = [
         ("capset-sys-admin", "Operation not permitted"),
         ("finit_module", "Operation not permitted"),
         ("ptrace-pid1", "Operation not permitted"),
+    ];
+    let interfaces = [
+        ("setuid-outside-range", "Invalid argument"),
+        ("chown-outside-range", "Invalid argument"),
         ("io_uring", "Operation not permitted"),
         ("userfaultfd", "Operation not permitted"),
         ("bpf", "Operation not permitted"),
@@ -347,10 +363,19 @@ fn escapes(vm: &mut Machine) {
         caps.push(line);
     }
     refused(vm, &privileges);
+    // The zone's root is the unprivileged host uid at the start of web's range.
+    let (_, map) = vm.expect("escape: uid-map: 0 ", BOOT).unwrap();
+    let base: u32 = map.rsplit(' ').nth(1).and_then(|b| b.parse().ok()).unwrap_or(0);
+    assert!(base >= 1 << 20 && map.ends_with(" 65536"), "{map}");
+    refused(vm, &interfaces);
     seen.extend(caps);
+    seen.push(map);
     vm.expect("escape: done", BOOT).unwrap();
     assert_eq!(probe(vm, "host-core-pattern"), core_pattern);
     assert_eq!(probe(vm, "host-modprobe"), modprobe);
+    // What the zone's root wrote to its volume is the range's on the pool, not the host's.
+    let owner = probe(vm, "volume-file-owner");
+    assert_eq!(owner, format!("{base}:{base}"), "{owner}");
     // Even host root, moved into the zone's cgroup, cannot read the pool disk.
     let device = probe(vm, "device-program");
     assert!(device.contains("Operation not permitted"), "{device}");
@@ -416,6 +441,7 @@ office='keep-in-[f]oreground'
 cg=/sys/fs/cgroup/ramkey/zone-web
 {
   echo "probe: list"; ramkeyctl personality list
+  echo "probe: json-list $(ramkeyctl --json personality list | tr -d ' \n')"
   echo "probe: hostname $(c 'cat /proc/sys/kernel/hostname')"
   echo "probe: pid1 $(c 'tr "\0" " " </proc/1/cmdline')"
   echo "probe: host-processes-seen $(c 'grep -l isolation-probe-[m]arker /proc/[0-9]*/cmdline 2>/dev/null | wc -l')"
@@ -430,8 +456,8 @@ cg=/sys/fs/cgroup/ramkey/zone-web
   # The zone's own processes, seen from the host (not through the console, which confines
   # itself): name, no_new_privs, seccomp mode, capabilities, namespaces shared with the host.
   for p in $(cat $(find $cg -name cgroup.procs)); do
-    ns=$(for n in mnt pid net uts ipc cgroup; do [ "$(readlink /proc/$p/ns/$n)" = "$(readlink /proc/1/ns/$n)" ] && printf '%s,' $n; done)
-    echo "probe: zone-proc $(awk '/^(Name|NoNewPrivs|Seccomp|CapEff|CapBnd):/{printf "%s%s ", $1, $2}' /proc/$p/status 2>/dev/null)oom:$(cat /proc/$p/oom_score_adj 2>/dev/null) shared:$ns"
+    ns=$(for n in mnt pid net uts ipc cgroup user; do [ "$(readlink /proc/$p/ns/$n)" = "$(readlink /proc/1/ns/$n)" ] && printf '%s,' $n; done)
+    echo "probe: zone-proc $(awk '/^(Name|Uid|NoNewPrivs|Seccomp|CapEff|CapBnd):/{printf "%s%s ", $1, $2}' /proc/$p/status 2>/dev/null)oom:$(cat /proc/$p/oom_score_adj 2>/dev/null) shared:$ns"
   done
   echo "probe: zone-procs-end"
   disk=$(awk '$2=="/pool"{print $1}' /proc/mounts); disk=${disk#/dev/}
@@ -440,6 +466,7 @@ cg=/sys/fs/cgroup/ramkey/zone-web
   c "cat >/tmp/zone-escape && chmod 755 /tmp/zone-escape && /tmp/zone-escape $(cat /sys/class/block/$disk/dev)" </usbkey/zone-escape
   echo "probe: host-core-pattern $(cat /proc/sys/kernel/core_pattern)"
   echo "probe: host-modprobe $(cat /proc/sys/kernel/modprobe)"
+  echo "probe: volume-file-owner $(stat -c %u:%g /pool/instances/web/volumes/www/written-by-zone-root 2>&1)"
   echo "probe: device-program $(sh -c "echo \$\$ >$cg/cgroup.procs && head -c 512 /dev/$disk | wc -c" 2>&1 | tr '\n' ' ')"
   echo "probe: hog-exit $(c 'head -c 600M /dev/zero | tail >/dev/null; echo $?' | tail -1)"
   echo "probe: oom-kills $(sed -n 's/^oom_kill //p' $cg/memory.events)"

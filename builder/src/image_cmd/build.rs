@@ -161,6 +161,7 @@ fn cache_key(p: &Personality, epoch: u64, key: &SigningKey, progress: &Progress)
     k.part("epoch", &epoch.to_le_bytes());
     k.part("key", key.verifying_key().as_bytes());
     k.part("mksquashfs", squashfs::tool_version().as_bytes());
+    k.part("mksquashfs options", squashfs::OPTIONS.join(" ").as_bytes());
     Ok(Some(k.finish()))
 }
 

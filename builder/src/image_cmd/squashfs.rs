@@ -14,6 +14,11 @@ use super::rootfs::{RootfsError, ensure_tool, run};
 /// The compressor.
 pub const COMPRESSION: &str = "zstd";
 
+/// Options that decide the payload's bytes (part of the cache key): the uid/gid table is
+/// left uncompressed (`-noId`), so that a box can shift every owner into a zone's id range
+/// in place (`ramkey_image::ids`).
+pub const OPTIONS: &[&str] = &["-noappend", "-comp", COMPRESSION, "-noId"];
+
 /// Writes the squashfs of `root` to `out` (replaced). `all_root` makes every file owned by
 /// root (for trees a normal user put together, where owners mean nothing).
 pub fn make(root: &Path, out: &Path, epoch: u64, all_root: bool) -> Result<(), RootfsError> {
@@ -22,7 +27,8 @@ pub fn make(root: &Path, out: &Path, epoch: u64, all_root: bool) -> Result<(), R
     let mut cmd = Command::new("mksquashfs");
     cmd.arg(root)
         .arg(out)
-        .args(["-noappend", "-comp", COMPRESSION, "-no-progress", "-quiet"])
+        .args(OPTIONS)
+        .args(["-no-progress", "-quiet"])
         .args(["-mkfs-time", &epoch, "-all-time", &epoch])
         // mksquashfs refuses SOURCE_DATE_EPOCH together with the options that say the same.
         .env_remove("SOURCE_DATE_EPOCH");

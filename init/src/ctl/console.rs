@@ -1,6 +1,6 @@
 //! `ramkeyctl personality console NAME [-- COMMAND...]`, like `zlogin`: enters the zone's
-//! namespaces and cgroup and runs a shell (or the command) there under the zone's own
-//! confinement. When the administrator is at a terminal, the zone gets a new
+//! namespaces and cgroup and runs a shell (or the command) there as the zone's root, under
+//! the zone's own confinement. When the administrator is at a terminal, the zone gets a new
 //! pseudo-terminal and this process copies between the two: the administrator's terminal is
 //! never handed to the zone.
 
@@ -71,6 +71,9 @@ pub fn run(spec: &ZoneSpec, pid: i32, argv: &[String]) -> Result<String, String>
         let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
         namespaces.push((file.into(), flag));
     }
+    // The user namespace last, in the child: inside it this process could not enter the
+    // others (they belong to the host's) and would no longer be the host's root.
+    let user = std::fs::File::open(format!("/proc/{pid}/ns/user")).map_err(|e| format!("/proc/{pid}/ns/user: {e}"))?;
     for (fd, flag) in &namespaces {
         nix::sched::setns(fd, *flag).map_err(|e| format!("entering the zone's {flag:?} namespace: {e}"))?;
     }
@@ -88,7 +91,8 @@ pub fn run(spec: &ZoneSpec, pid: i32, argv: &[String]) -> Result<String, String>
             }
             Relay::None => {}
         }
-        return crate::zone::inside::confine(spec, &[])
+        return crate::zone::inside::become_zone_root(&user)
+            .and_then(|()| crate::zone::inside::confine(spec, &[]))
             .and_then(|()| exec(argv))
             .map(|()| String::new());
     };

@@ -162,10 +162,14 @@ pub fn unblock_signals_on_exec(cmd: &mut std::process::Command) {
     }
 }
 
-/// The uid of the process at the other end of a connected Unix socket (`SO_PEERCRED`).
+/// The uid of the process at the other end of a connected Unix socket (`SO_PEERCRED`), as
+/// this process's user namespace sees it. A peer outside this process's PID namespace (its
+/// pid reads 0) counts as root: for a zone's control socket, beneath the zone's `/run` and
+/// mode 0600, only the host's root reaches in from outside (the readiness check, `ramkeyctl
+/// personality`), and the host's root has no uid inside the zone's user namespace.
 pub fn peer_uid(socket: &impl AsFd) -> Result<u32, SysError> {
     nix::sys::socket::getsockopt(socket, sockopt::PeerCredentials)
-        .map(|c| c.uid())
+        .map(|c| if c.pid() == 0 { 0 } else { c.uid() })
         .map_err(call("getsockopt(SO_PEERCRED)"))
 }
 

@@ -1,5 +1,6 @@
 //! The zone's PID 1: new namespaces, the root built and entered (moved over `/`, then
-//! `chroot`), the address set, privileges dropped, then the manifest's services under the platform's supervisor
+//! `chroot`), the zone's user namespace entered as its root, the address set, privileges
+//! dropped, then the manifest's services under the platform's supervisor
 //! and event loop. It returns (exits) when told to stop, after stopping its services.
 
 use std::fs;
@@ -44,13 +45,14 @@ const KEPT_CAPS: &[u32] = &[
 /// Runs the zone's PID 1; returns its exit status (0 after an orderly stop).
 pub fn run(
     spec: &ZoneSpec,
+    base: u32,
     console: Option<fs::File>,
     to_parent: impl Into<std::os::fd::OwnedFd>,
     from_parent: impl Into<std::os::fd::OwnedFd>,
 ) -> i32 {
     let name = &spec.name;
     let started = sys::boottime();
-    let setup = setup(spec, to_parent.into(), from_parent.into());
+    let setup = setup(spec, base, to_parent.into(), from_parent.into());
     let (level, line) = match &setup {
         Ok(_) => (
             Level::Info,
@@ -76,15 +78,11 @@ pub fn run(
 /// Returns the zone's DHCP lease, if it took one, for renewal.
 fn setup(
     spec: &ZoneSpec,
+    base: u32,
     to_parent: std::os::fd::OwnedFd,
     from_parent: std::os::fd::OwnedFd,
 ) -> Result<Vec<HeldLease>, String> {
-    let flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWNET
-        | CloneFlags::CLONE_NEWCGROUP;
-    nix::sched::unshare(flags).map_err(|e| format!("unshare: {e}"))?;
+    let user = namespaces(base)?;
     let mut byte = [0u8; 1];
     fs::File::from(to_parent)
         .write_all(b"u")
@@ -94,13 +92,14 @@ fn setup(
         return Err("its network interface could not be made (the line above says why)".into());
     }
     mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
-    let root = super::root::build(spec)?;
+    let root = super::root::build(spec, base)?;
     // From here on no process of the zone's cgroup opens or makes a device node but the
     // standard few.
     sys::devices::restrict(&spec.cgroup, sys::devices::STANDARD)
         .map_err(|e| format!("device program on {}: {e}", spec.cgroup.display()))?;
     nix::unistd::sethostname(&spec.name).map_err(|e| format!("sethostname: {e}"))?;
     enter(&root)?;
+    become_zone_root(&user)?;
     let leases = super::network::configure(spec)?;
     // The zone's PID 1 keeps, for itself, only what renewing a DHCP lease takes on top.
     let dhcp: &[u32] = if spec.ip.as_deref() == Some("dhcp") {
@@ -110,6 +109,99 @@ fn setup(
     };
     confine(spec, dhcp)?;
     Ok(leases)
+}
+
+/// The zone's namespaces, for this process (the zone's PID 1, still host root): a user
+/// namespace mapping the zone's ids `0..65536` to host ids `base..`, and network, UTS, IPC
+/// and cgroup namespaces owned by it (so that the zone's root, and nobody else, may bind
+/// its low ports and set its address); a mount namespace owned by the host's, in which
+/// this process builds the root and the zone can never mount. Returns the user namespace,
+/// entered last ([`become_zone_root`]).
+///
+/// A namespace belongs to the user namespace of the process that makes it, so a helper
+/// child makes them all at once (`unshare(CLONE_NEWUSER | ...)`); this process writes its
+/// id maps (as the host's root, which keeps `setgroups` allowed for the zone's services)
+/// and joins the namespaces but the user one, where it keeps the host's privileges.
+fn namespaces(base: u32) -> Result<std::os::fd::OwnedFd, String> {
+    let (from_helper, to_self) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    // The helper waits on `held` until this process drops `hold`.
+    let (held, hold) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let Some(helper) = sys::confine::fork().map_err(|e| e.to_string())? else {
+        drop((from_helper, hold));
+        let flags = CloneFlags::CLONE_NEWUSER
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWCGROUP;
+        let code = match nix::sched::unshare(flags) {
+            Ok(()) => {
+                // Its pid in the host's /proc, which is still this process's: "self" there
+                // names it by its pid in the host's PID namespace, not in the zone's.
+                let pid = fs::read_link("/proc/self").unwrap_or_default();
+                let _ =
+                    fs::File::from(std::os::fd::OwnedFd::from(to_self)).write_all(pid.as_os_str().as_encoded_bytes());
+                // Held until the zone's PID 1 has joined what it made.
+                let _ = fs::File::from(std::os::fd::OwnedFd::from(held)).read(&mut [0u8; 1]);
+                0
+            }
+            Err(e) => {
+                eprintln!("unshare(CLONE_NEWUSER | NEWNET | NEWUTS | NEWIPC | NEWCGROUP): {e}");
+                1
+            }
+        };
+        // SAFETY: `_exit` ends the forked helper without running the parent's exit handlers.
+        unsafe { libc::_exit(code) };
+    };
+    drop((to_self, held));
+    let joined = join(base, from_helper.into());
+    drop(hold);
+    let _ = nix::sys::wait::waitpid(helper, None);
+    let user = joined?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    Ok(user)
+}
+
+/// Writes the helper's id maps once it has made its namespaces (and sent its pid in the
+/// host's /proc), and joins them but its user namespace, which it returns.
+fn join(base: u32, made: std::os::fd::OwnedFd) -> Result<std::os::fd::OwnedFd, String> {
+    let mut pid = String::new();
+    let _ = fs::File::from(made).read_to_string(&mut pid);
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("the zone's user namespace could not be made (the line above says why)".into());
+    }
+    let proc = Path::new("/proc").join(pid);
+    let map = format!("0 {base} {}\n", ramkey_image::ids::RANGE);
+    for file in ["uid_map", "gid_map"] {
+        fs::write(proc.join(file), &map).map_err(|e| format!("{}: {e}", proc.join(file).display()))?;
+    }
+    let open = |kind: &str| -> Result<std::os::fd::OwnedFd, String> {
+        let path = proc.join("ns").join(kind);
+        fs::File::open(&path)
+            .map(Into::into)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
+    for (kind, flag) in [
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ] {
+        nix::sched::setns(open(kind)?, flag).map_err(|e| format!("joining the zone's {kind} namespace: {e}"))?;
+    }
+    open("user")
+}
+
+/// Enters the zone's user namespace as its root (host uid and gid `base`): from here on
+/// this process's capabilities act on the zone's own namespaces only, and any file of the
+/// host's or of another zone's is a stranger's to it.
+pub fn become_zone_root(user: &impl std::os::fd::AsFd) -> Result<(), String> {
+    nix::sched::setns(user, CloneFlags::CLONE_NEWUSER)
+        .map_err(|e| format!("entering the zone's user namespace: {e}"))?;
+    let root = nix::unistd::Gid::from_raw(0);
+    nix::unistd::setgroups(&[root]).map_err(|e| format!("setgroups: {e}"))?;
+    nix::unistd::setresgid(root, root, root).map_err(|e| format!("setresgid: {e}"))?;
+    let root = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresuid(root, root, root).map_err(|e| format!("setresuid: {e}"))
 }
 
 const CAP_NET_ADMIN: u32 = 12;

@@ -57,6 +57,7 @@ pub fn main(args: &[String]) -> i32 {
 
 fn run(name: &str) -> Result<i32, String> {
     let spec = ZoneSpec::read(Path::new("/"), name)?;
+    let base = super::ids::base(&spec.state_dir).map_err(|e| format!("not started: {e}"))?;
     // The supervisor moves the launcher into the zone's cgroup just after starting it; do it
     // here too, so that the zone's processes are inside it however fast they fork. A zone
     // outside its cgroup would run without its caps and its device program: it does not start.
@@ -76,7 +77,7 @@ fn run(name: &str) -> Result<i32, String> {
     let Some(child) = sys::confine::fork().map_err(|e| e.to_string())? else {
         // The zone's PID 1: its status goes back up through `main`.
         drop((from_child, to_child, signals));
-        return Ok(inside::run(&spec, console, to_parent, from_parent));
+        return Ok(inside::run(&spec, base, console, to_parent, from_parent));
     };
     drop((to_parent, from_parent));
     // This launcher stays in the zone's cgroup (as host root, in the host's namespaces, out

@@ -19,6 +19,7 @@
 //!    its address ([`network`]; a DHCP lease is renewed by its event loop), drops capabilities, sets `no_new_privs` and a seccomp filter, then runs
 //!    the manifest's services under the same supervisor and event loop as the platform.
 
+pub mod ids;
 pub mod inside;
 pub mod launch;
 pub mod network;
@@ -35,6 +36,8 @@ use serde::{Deserialize, Serialize};
 pub const RUN_DIR: &str = "run/ramkey/zones";
 /// Where each zone's writable layer and volumes live on the pool (under `/pool`).
 pub const INSTANCES_DIR: &str = "instances";
+/// Where a zone's state lives, under the root, when there is no pool (in RAM).
+pub const RAM_INSTANCES_DIR: &str = "run/ramkey/instances";
 /// The program name the platform links to `/init` for the zone launcher.
 pub const LAUNCHER: &str = "/usr/sbin/ramkey-zone";
 /// The settings file inside the zone (SmartOS `customer_metadata`).

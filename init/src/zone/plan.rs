@@ -13,7 +13,7 @@ use ramkey_image::requirements::PlatformVersion;
 use ramkey_image::service::{Caps, RestartPolicy, ServiceSpec};
 use ramkey_image::verify::{Platform, VerifiedImage};
 
-use super::{INSTANCES_DIR, LAUNCHER, RUN_DIR, ZoneSpec};
+use super::{INSTANCES_DIR, LAUNCHER, RAM_INSTANCES_DIR, RUN_DIR, ZoneSpec};
 
 /// The modules a zone needs: loop devices, the payload's filesystem, the overlay, macvlan.
 pub const MODULES: &[&str] = &["loop", "squashfs", "overlay", "macvlan"];
@@ -92,8 +92,10 @@ fn plan_one(
     let m = verified.manifest();
     let (state_dir, persistent) = match places.pool {
         Some(pool) => (pool.join(INSTANCES_DIR).join(&p.name), true),
-        None => (places.root.join(RUN_DIR).join(&p.name).join("rw"), false),
+        None => (places.root.join(RAM_INSTANCES_DIR).join(&p.name), false),
     };
+    // Recorded beside the zone's state, where its launcher reads it.
+    super::ids::allocate(&state_dir)?;
     let nic = p.nic.clone().or_else(|| config.nics.first().map(|n| n.tag.clone()));
     let ip = p.ip.map(|a| match a {
         Addressing::Dhcp => "dhcp".to_string(),

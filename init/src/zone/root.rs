@@ -1,5 +1,6 @@
 //! The zone's root, built by its PID 1 (still host root, in the zone's fresh mount
-//! namespace) before it enters it: the image's payload read-only through a loop device,
+//! namespace) before it enters it: the image's payload, its owners shifted into the zone's
+//! id range ([`super::ids`]), read-only through a loop device,
 //! the writable layer over it (reset when the image changed), the volumes, a masked `/proc`,
 //! a read-only `/sys`, a `/dev` of the standard few nodes, `/tmp`, `/run` and the settings
 //! file. Every mount target inside the zone is resolved beneath its root without following
@@ -92,16 +93,20 @@ fn remount(target: &Path, flags: MsFlags) -> Result<(), String> {
     mount(None, target, None, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags, None)
 }
 
-/// Builds the zone's root; returns where it is mounted.
-pub fn build(spec: &ZoneSpec) -> Result<PathBuf, String> {
-    let base = Path::new("/").join(RUN_DIR).join(&spec.name);
-    let (lower, root) = (base.join("lower"), base.join("root"));
+/// Builds the zone's root, its files owned by the zone's ids (host ids from `ids`, the
+/// zone's base); returns where it is mounted.
+pub fn build(spec: &ZoneSpec, ids: u32) -> Result<PathBuf, String> {
+    let run = Path::new("/").join(RUN_DIR).join(&spec.name);
+    let (lower, root) = (run.join("lower"), run.join("root"));
     let (upper, work) = (spec.state_dir.join("upper"), spec.state_dir.join("work"));
+    let volumes = spec.state_dir.join("volumes");
     reset_if_image_changed(spec)?;
     for dir in [&lower, &root, &upper, &work] {
         mkdir(dir)?;
     }
-    let image = fs::File::open(&spec.image).map_err(|e| format!("{}: {e}", spec.image.display()))?;
+    super::ids::shift_trees(&spec.state_dir, &[&upper, &volumes], ids)?;
+    super::ids::give(&upper, ids)?;
+    let image = super::ids::payload(&spec.image, spec.payload_size, &spec.sha256, &spec.state_dir, ids)?;
     let (device, held) = sys::confine::attach_loop(&image, spec.payload_size, Path::new("/dev"))
         .map_err(|e| format!("loop device for {}: {e}", spec.image.display()))?;
     let ro = MsFlags::MS_RDONLY | NOSUID_NODEV;
@@ -122,8 +127,9 @@ pub fn build(spec: &ZoneSpec) -> Result<PathBuf, String> {
         Some(&options),
     )?;
     for (inside, volume) in &spec.volumes {
-        let host = spec.state_dir.join("volumes").join(volume);
+        let host = volumes.join(volume);
         mkdir(&host)?;
+        super::ids::give(&host, ids)?;
         let at = target(&root, inside)?;
         mount(Some(&host), &beneath::fd_path(&at), None, MsFlags::MS_BIND, None)?;
         let bound = mounted_on(&at)?;
@@ -152,7 +158,7 @@ pub fn build(spec: &ZoneSpec) -> Result<PathBuf, String> {
     }
     for (dir, mode) in [("tmp", "1777"), ("run", "0755")] {
         let at = target(&root, dir)?;
-        let data = format!("mode={mode}");
+        let data = format!("mode={mode},uid={ids},gid={ids}");
         mount(
             Some(Path::new("tmpfs")),
             &beneath::fd_path(&at),
@@ -164,8 +170,11 @@ pub fn build(spec: &ZoneSpec) -> Result<PathBuf, String> {
     minimal_dev(&root)?;
     // In the fresh /run: nothing of the writable layer is on the way.
     let settings = root.join(SETTINGS_FILE.trim_start_matches('/'));
-    mkdir(settings.parent().unwrap_or(&root))?;
+    let dir = settings.parent().unwrap_or(&root);
+    mkdir(dir)?;
     fs::write(&settings, &spec.settings).map_err(|e| format!("{}: {e}", settings.display()))?;
+    super::ids::give(dir, ids)?;
+    super::ids::give(&settings, ids)?;
     Ok(root)
 }
 

@@ -42,6 +42,7 @@ fn main() {
     devices(&device);
     namespaces_and_mounts();
     privileges();
+    ids();
     kernel_interfaces();
     network();
     println!("escape: done");
@@ -178,6 +179,28 @@ fn privileges() {
     // SAFETY: ptrace attach to PID 1 of the zone; no pointers.
     let r = unsafe { libc::ptrace(libc::PTRACE_ATTACH, 1, 0, 0) };
     report("ptrace-pid1", r, |_| "attached to PID 1".into());
+}
+
+/// The zone's user namespace: its root is an unprivileged host uid, and no id outside its
+/// range can be taken or given.
+fn ids() {
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    println!(
+        "escape: uid-map: {}",
+        map.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    // SAFETY: setresuid takes three ids; this process keeps running as whoever it is after.
+    let r = unsafe { libc::setresuid(70000, 70000, 70000) };
+    report("setuid-outside-range", i64::from(r), |_| "became uid 70000".into());
+    let path = cstr("/tmp/owned");
+    let _ = std::fs::write("/tmp/owned", "");
+    // SAFETY: chown with a valid NUL-terminated path.
+    let r = unsafe { libc::chown(path.as_ptr(), 0, 70000) };
+    report("chown-outside-range", i64::from(r), |_| {
+        "gave /tmp/owned to gid 70000".into()
+    });
+    // What the zone writes on the pool, for the host to check its owner.
+    let _ = std::fs::write("/srv/www/written-by-zone-root", "");
 }
 
 /// Kernel interfaces with a history of privilege escalations.
