@@ -3,6 +3,9 @@
 //! PID 1, then hands over.
 
 fn main() {
+    // One timestamped `PANIC at FILE:LINE: ...` line on standard error (the console, a zone's
+    // log, the administrator's terminal) whichever program this is.
+    ramkey_init::log::install_panic_hook();
     let mut args = std::env::args();
     let name = args.next().unwrap_or_default();
     let called = std::path::Path::new(&name)

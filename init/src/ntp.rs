@@ -36,6 +36,14 @@ pub enum NtpError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// The answer is a time this box must not take.
+    #[error("{server}: {reason}")]
+    Insane {
+        /// The server.
+        server: SocketAddr,
+        /// Why, with the times.
+        reason: String,
+    },
     /// The kernel refused the new time.
     #[error("clock_settime: {0}")]
     SetClock(nix::errno::Errno),
@@ -119,13 +127,64 @@ pub fn servers(names: &[String]) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// Asks each server in turn until one answers within [`WAIT`] in all, then sets the clock.
-/// `realtime` reads `CLOCK_REALTIME` (since the Unix epoch).
+/// The largest step a box whose clock is already past [`Sanity::floor`] takes from one
+/// answer: more is a wrong or hostile server (a box whose clock is before the floor has no
+/// time to keep, and takes any time after it).
+pub const MAX_STEP: Duration = Duration::from_secs(24 * 3600);
+
+/// What an answer must satisfy before it sets the clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Sanity {
+    /// No time before this (the platform's build time, since the Unix epoch): a box is never
+    /// running before it was built.
+    pub floor: Duration,
+    /// The largest step from a clock that is already past the floor.
+    pub max_step: Duration,
+}
+
+impl Sanity {
+    /// Checks `set_to` against the clock as it was (`was`); the reason when refused.
+    fn check(&self, set_to: Duration, was: Duration) -> Result<(), String> {
+        let date = |t: Duration| crate::supervisor::logfile::rfc3339(std::time::UNIX_EPOCH + t);
+        if set_to < self.floor {
+            return Err(format!(
+                "answered {}, before this platform was built ({}): refused",
+                date(set_to),
+                date(self.floor)
+            ));
+        }
+        if was >= self.floor && set_to.abs_diff(was) > self.max_step {
+            return Err(format!(
+                "answered {}, {} h from the clock ({}), more than the {} h a running clock is stepped by: refused",
+                date(set_to),
+                set_to.abs_diff(was).as_secs() / 3600,
+                date(was),
+                self.max_step.as_secs() / 3600
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The platform's build time: every file of the initramfs carries it (`SOURCE_DATE_EPOCH`),
+/// `/init` among them.
+pub fn build_time() -> Duration {
+    std::fs::metadata("/init")
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .unwrap_or_default()
+}
+
+/// Asks each server in turn until one answers within [`WAIT`] in all with a time that
+/// passes `sanity`, then sets the clock. `realtime` reads `CLOCK_REALTIME` (since the Unix
+/// epoch).
 pub fn sync(
     names: &[String],
     net: &mut dyn Network,
     clock: &dyn Clock,
     realtime: &dyn Fn() -> Duration,
+    sanity: Sanity,
 ) -> Result<Synced, Vec<NtpError>> {
     let servers = servers(names);
     if servers.is_empty() {
@@ -151,6 +210,10 @@ pub fn sync(
                 let set_to = server_time + rtt / 2;
                 let was = sent_at + rtt;
                 let offset_ms = set_to.as_millis() as i64 - was.as_millis() as i64;
+                if let Err(reason) = sanity.check(set_to, was) {
+                    errors.push(NtpError::Insane { server, reason });
+                    continue;
+                }
                 net.set_clock(set_to).map_err(|e| vec![NtpError::SetClock(e)])?;
                 return Ok(Synced {
                     server,
@@ -176,7 +239,11 @@ pub fn step(names: &[String], net: &mut dyn Network, clock: &dyn Clock) -> Optio
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
     };
-    match sync(names, net, clock, &realtime) {
+    let sanity = Sanity {
+        floor: build_time(),
+        max_step: MAX_STEP,
+    };
+    match sync(names, net, clock, &realtime, sanity) {
         Ok(s) => {
             crate::notice!(
                 "ntp: clock set from {} (offset {:+}.{:03} s, round trip {} ms)",
@@ -230,6 +297,43 @@ mod tests {
         }
     }
 
+    /// No floor, any step.
+    const ANY: Sanity = Sanity {
+        floor: Duration::ZERO,
+        max_step: Duration::MAX,
+    };
+
+    #[test]
+    fn answers_before_the_build_or_far_from_a_running_clock_are_refused() {
+        let clock = FakeClock::new(Duration::from_secs(5), Duration::from_millis(10));
+        let built = Duration::from_secs(1_796_000_000); // 2026-11-30
+        let sanity = Sanity {
+            floor: built,
+            max_step: MAX_STEP,
+        };
+        let names = ["10.0.2.2".to_owned()];
+        // A server in 2023 while the box was built in 2026.
+        let mut net = Server {
+            reply: Some(Duration::from_secs(1_700_000_000)),
+            set: vec![],
+        };
+        let errors = sync(&names, &mut net, &clock, &|| Duration::ZERO, sanity).unwrap_err();
+        let text = errors[0].to_string();
+        assert!(text.contains("before this platform was built (2026-11-30"), "{text}");
+        assert!(net.set.is_empty());
+        // A running clock in 2026, a server saying 2031.
+        net.reply = Some(built + Duration::from_secs(5 * 365 * 86400));
+        let errors = sync(&names, &mut net, &clock, &|| built + Duration::from_secs(60), sanity).unwrap_err();
+        assert!(errors[0].to_string().contains("more than the 24 h"), "{}", errors[0]);
+        assert!(net.set.is_empty());
+        // A box without a battery, its clock in 1970: any time after the build is taken.
+        let s = sync(&names, &mut net, &clock, &|| Duration::ZERO, sanity).unwrap();
+        assert_eq!(net.set, [s.set_to]);
+        // A running clock an hour off is corrected.
+        net.reply = Some(built + Duration::from_secs(3600));
+        assert!(sync(&names, &mut net, &clock, &|| built, sanity).is_ok());
+    }
+
     #[test]
     fn timestamps_round_trip() {
         let t = Duration::new(1_700_000_000, 250_000_000);
@@ -246,7 +350,7 @@ mod tests {
         };
         let clock = FakeClock::new(Duration::from_secs(5), Duration::from_millis(10));
         let names = ["pool.ntp.org".to_owned(), "10.0.0.1".to_owned(), "10.0.2.2".to_owned()];
-        let s = sync(&names, &mut net, &clock, &|| Duration::from_secs(1_700_000_000)).unwrap();
+        let s = sync(&names, &mut net, &clock, &|| Duration::from_secs(1_700_000_000), ANY).unwrap();
         assert_eq!(s.server, "10.0.2.2:123".parse().unwrap());
         assert_eq!(net.set.len(), 1);
         assert!((s.offset_ms - 100_000).abs() < 50, "{}", s.offset_ms);
@@ -259,9 +363,9 @@ mod tests {
             set: vec![],
         };
         let clock = FakeClock::new(Duration::ZERO, Duration::from_millis(10));
-        let errors = sync(&["10.0.0.1".to_owned()], &mut net, &clock, &|| Duration::ZERO).unwrap_err();
+        let errors = sync(&["10.0.0.1".to_owned()], &mut net, &clock, &|| Duration::ZERO, ANY).unwrap_err();
         assert_eq!(errors.len(), 1);
-        let errors = sync(&["ntp.example".to_owned()], &mut net, &clock, &|| Duration::ZERO).unwrap_err();
+        let errors = sync(&["ntp.example".to_owned()], &mut net, &clock, &|| Duration::ZERO, ANY).unwrap_err();
         assert!(matches!(errors[0], NtpError::NoServer));
         let sent = request(Duration::ZERO);
         let server = "10.0.0.2:123".parse().unwrap();

@@ -28,7 +28,6 @@ use ramkey_image::service::ServiceSpec;
 pub fn run() -> ! {
     let clock = BootClock;
     let mut timeline = Timeline::new(clock.since_boot());
-    crate::log::install_panic_hook();
     crate::notice!("{}", timeline.started_line());
     // Block the signals first, so that none that arrives during boot is lost.
     let signals = sys::signalfd(SIGNALS);

@@ -55,6 +55,21 @@ pub enum UsbkeyError {
         /// How long the boot waited.
         wait: Duration,
     },
+    /// More than one filesystem carries the label: which one holds the box's config and
+    /// platform is a guess, and the stick is the root of trust.
+    #[error(
+        "usbkey: {} filesystems are labelled {label}: {}; the stick is the root of the box's \
+         config and trust, so none is taken: unplug every one but the Ramkey stick (or give \
+         the others another label) and boot again",
+        found.len(),
+        found.join(" and ")
+    )]
+    Ambiguous {
+        /// The label looked for.
+        label: String,
+        /// Each one: `/dev/sda1 (usb: SanDisk Cruzer)`.
+        found: Vec<String>,
+    },
     /// The mount point could not be created.
     #[error("usbkey: cannot create {path}: {source}")]
     Mkdir {
@@ -107,12 +122,24 @@ pub struct FoundKey {
     pub waited: Duration,
 }
 
-/// Probes every block device once; the first partition (else whole disk) labelled `wanted`.
-pub fn find(sys_root: &Path, dev_root: &Path, wanted: &str) -> Option<(BlockDevice, String)> {
-    blockdev::scan(sys_root).into_iter().find_map(|device| {
-        let label = blkid::probe_device(&device.node(dev_root))?.label?;
-        blkid::label_matches(&label, wanted).then_some((device, label))
-    })
+/// Probes every block device once: each filesystem labelled `wanted`, partitions first; a
+/// whole disk only when none of its partitions carries the label (a superfloppy).
+pub fn find(sys_root: &Path, dev_root: &Path, wanted: &str) -> Vec<(BlockDevice, String)> {
+    let mut found: Vec<(BlockDevice, String)> = blockdev::scan(sys_root)
+        .into_iter()
+        .filter_map(|device| {
+            let label = blkid::probe_device(&device.node(dev_root))?.label?;
+            blkid::label_matches(&label, wanted).then_some((device, label))
+        })
+        .collect();
+    found.sort_by_key(|(device, _)| !device.partition);
+    let partitioned: Vec<String> = found
+        .iter()
+        .filter(|(d, _)| d.partition)
+        .map(|(d, _)| d.disk.clone())
+        .collect();
+    found.retain(|(d, _)| d.partition || !partitioned.contains(&d.name));
+    found
 }
 
 /// Waits up to `wait` for a filesystem labelled `wanted`, handling device events meanwhile.
@@ -127,9 +154,18 @@ pub fn wait_for_label(
     let start = clock.since_boot();
     let mut disk_seen: Option<(String, Duration)> = None;
     loop {
-        let found = find(sys_root, dev_root, wanted);
+        let mut found = find(sys_root, dev_root, wanted);
         let elapsed = clock.since_boot().saturating_sub(start);
-        if let Some((device, label)) = found {
+        if found.len() > 1 {
+            return Err(UsbkeyError::Ambiguous {
+                label: wanted.to_owned(),
+                found: found
+                    .iter()
+                    .map(|(d, _)| format!("{} ({})", d.node(Path::new("/dev")).display(), d.description()))
+                    .collect(),
+            });
+        }
+        if let Some((device, label)) = found.pop() {
             let take = device.partition || {
                 let since = match &disk_seen {
                     Some((name, since)) if *name == device.name => *since,
@@ -311,6 +347,37 @@ mod tests {
         assert!(!key.device.partition);
         assert!(!events.waits.is_empty());
         assert!(key.waited >= DISK_GRACE, "{:?}", key.waited);
+    }
+
+    #[test]
+    fn two_sticks_with_the_label_are_refused_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        fake_device(&r.join("sys"), USB, "sda", Some("sda1"), ("SanDisk", "Cruzer"));
+        node(r, "sda", None);
+        node(r, "sda1", Some("RAMKEY"));
+        let other = "pci0000:00/0000:00:02.0/usb2/2-2/2-2:1.0/host1/target1:0:0/1:0:0:0";
+        fake_device(&r.join("sys"), other, "sdb", None, ("Kingston", "DataTraveler"));
+        node(r, "sdb", Some("RAMKEY"));
+        let mut events = FakeEvents {
+            on_wait: |_| {},
+            waits: vec![],
+        };
+        let err = wait_for_label(
+            &r.join("sys"),
+            &r.join("dev"),
+            "RAMKEY",
+            Duration::from_secs(15),
+            &clock(),
+            &mut events,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("2 filesystems are labelled RAMKEY: /dev/sda1 (usb: SanDisk Cruzer) and /dev/sdb (usb: Kingston DataTraveler)"),
+            "{err}"
+        );
+        assert!(err.contains("unplug every one but the Ramkey stick"), "{err}");
     }
 
     #[test]

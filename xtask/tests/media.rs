@@ -49,6 +49,41 @@ fn usb_stick_boots_under_ovmf() {
     usb_boot("usb-uefi", Firmware::Uefi);
 }
 
+/// A second stick labelled RAMKEY beside the one the box boots from (a copy of it, as when
+/// someone leaves last year's stick in the box): the box takes neither, names both and stays
+/// in recovery mode, where the console says what to do.
+#[test]
+fn two_sticks_labelled_ramkey_are_refused_by_name() {
+    let name = "usb-two-sticks";
+    let image = artifacts::usb_copy(name).unwrap();
+    let other = image.with_extension("other.img");
+    std::fs::copy(&image, &other).unwrap();
+    let mut opts = RunOptions::new(Boot::Usb { image });
+    opts.state_dir = Some(artifacts::target_dir().join("ramkey/run").join(name));
+    let mut spec = Spec::run(name, &opts).unwrap();
+    spec.args.extend([
+        "-drive".into(),
+        format!("if=none,id=other,format=raw,file={}", other.display()),
+        "-device".into(),
+        "usb-storage,bus=xhci.0,drive=other,removable=on".into(),
+    ]);
+    let mut vm = Machine::start(&spec).unwrap();
+    vm.forbid(&["ramkey: config: /usbkey/config.toml: ok"]).unwrap();
+    let (_, line) = vm
+        .expect(
+            "RECOVERY MODE: usbkey: 2 filesystems are labelled RAMKEY: /dev/sd",
+            BOOT,
+        )
+        .unwrap();
+    assert!(
+        line.matches("(usb: QEMU QEMU HARDDISK)").count() == 2
+            && line.contains("unplug every one but the Ramkey stick"),
+        "{line}"
+    );
+    eprintln!("{name}: {}", xtask::qemu::message(&line));
+    let _ = std::fs::remove_file(&other);
+}
+
 /// Serves `/configs/<mac>.toml` for one MAC on 127.0.0.1 and records every request line.
 fn config_server(mac: &str, config: &str) -> (u16, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -21,7 +21,9 @@ usage: ramkeyctl COMMAND [--json]
   personality log NAME [SERVICE]  the zone's log, or one of its services' logs
   personality console NAME [-- COMMAND...]   a shell (or a command) inside the zone
 
---json prints the answer as JSON. Talks to PID 1 at /run/ramkey/control.sock (root only).";
+--json prints the answer as JSON, with every command (`personality list` as a list of zones,
+the commands that only report as {\"message\": ...}; not `console`). Talks to PID 1 at
+/run/ramkey/control.sock (root only).";
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,16 +85,24 @@ fn usage(message: impl Into<String>) -> UsageError {
 
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Args, UsageError> {
+    // `--json` anywhere, but not after `console NAME --`, where it is the zone command's.
+    let end = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let json = args[..end].iter().any(|a| a == "--json");
+    let args: Vec<String> = args[..end]
+        .iter()
+        .filter(|a| *a != "--json")
+        .chain(&args[end..])
+        .cloned()
+        .collect();
     if args.first().is_some_and(|a| a == "config") {
         let command = Command::Config(args[1..].to_vec());
-        return Ok(Args { command, json: false });
+        return Ok(Args { command, json });
     }
     if args.first().is_some_and(|a| a == "personality") {
         let command = Command::Personality(args[1..].to_vec());
-        return Ok(Args { command, json: false });
+        return Ok(Args { command, json });
     }
-    let json = args.iter().any(|a| a == "--json");
-    let words: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != "--json").collect();
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
     let (first, rest) = words.split_first().ok_or_else(|| usage("no command given"))?;
     let command = match *first {
         "status" => no_more(rest, Command::Status)?,
@@ -162,6 +172,22 @@ mod tests {
 
     fn p(line: &str) -> Result<Args, UsageError> {
         parse(&line.split_whitespace().map(String::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn json_goes_with_every_command_but_not_into_a_zones_command() {
+        let a = p("--json personality list").unwrap();
+        assert!(a.json);
+        assert_eq!(a.command, Command::Personality(vec!["list".into()]));
+        let a = p("config get hostname --json").unwrap();
+        assert!(a.json);
+        assert_eq!(a.command, Command::Config(vec!["get".into(), "hostname".into()]));
+        let a = p("personality console web -- tool --json").unwrap();
+        assert!(!a.json);
+        assert_eq!(
+            a.command,
+            Command::Personality(["console", "web", "--", "tool", "--json"].map(String::from).to_vec())
+        );
     }
 
     #[test]

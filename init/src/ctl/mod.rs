@@ -76,8 +76,13 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> Result<(), String> {
         Command::Help => print(out, &format!("{}\n", args::USAGE)),
         Command::Config(args) => {
             let text = crate::ctl_config::run(&args).map_err(|e| e.to_string())?;
-            print(out, &text)
+            if as_json {
+                json(out, &serde_json::json!({ "message": text.trim_end() }))
+            } else {
+                print(out, &text)
+            }
         }
+        Command::Personality(args) if as_json => json(out, &personality::run_json(&args)?),
         Command::Personality(args) => print(out, &personality::run(&args)?),
         Command::Status => match ask(&Request::Status)? {
             Response::Status { status } if as_json => json(out, &status),

@@ -72,47 +72,103 @@ pub(super) fn statuses() -> Result<Vec<ServiceStatus>, String> {
     }
 }
 
+/// One zone as `personality list` shows it (and `--json` prints it).
+#[derive(Debug, serde::Serialize)]
+pub struct Zone {
+    /// The personality's name.
+    pub name: String,
+    /// The image's name.
+    pub image: String,
+    /// The image's version.
+    pub version: String,
+    /// Its service's state (`online`, `maintenance`, ...).
+    pub state: String,
+    /// Its address, or `dhcp` before it leased one.
+    pub address: String,
+    /// Bytes of memory in use, when its cgroup says.
+    pub memory_bytes: Option<u64>,
+    /// Its memory cap in MiB, when it has one.
+    pub memory_cap_mib: Option<u32>,
+    /// Whether its writable root is kept across images.
+    pub persistent_root: bool,
+    /// Why it is in that state (a rollback's note, the service's reason).
+    pub reason: String,
+}
+
+/// `personality ARGS --json`: the zones as a list for `list`, the message of the others.
+pub fn run_json(args: &[String]) -> Result<serde_json::Value, String> {
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["list"] | [] => serde_json::to_value(zones()?).map_err(|e| e.to_string()),
+        ["console", ..] => Err("personality console is a terminal session: it has no --json form".into()),
+        _ => Ok(serde_json::json!({ "message": run(args)?.trim_end() })),
+    }
+}
+
 fn list() -> Result<String, String> {
-    let specs = ZoneSpec::all(Path::new("/"));
-    if specs.is_empty() {
+    let zones = zones()?;
+    if zones.is_empty() {
         return Ok("no personalities (none in the config, or all refused at boot: see the boot log)\n".into());
     }
-    let services = statuses()?;
     let mut out = format!(
         "{:<12} {:<20} {:<12} {:<18} {:<20} {}\n",
         "NAME", "IMAGE", "STATE", "ADDRESS", "MEMORY", "REASON"
     );
-    for spec in &specs {
-        let status = services.iter().find(|s| s.name == ZoneSpec::service_name(&spec.name));
-        let state = status.map_or("unknown".to_string(), |s| s.state.to_string());
-        let rollback = ZoneSpec::file(Path::new("/"), &spec.name, swap::ROLLBACK_NOTE);
-        let mut reason = match std::fs::read_to_string(rollback) {
-            Ok(note) => note,
-            Err(_) => status.map_or(String::new(), |s| s.reason.clone()),
-        };
-        if spec.persistent_root {
-            reason.insert_str(0, "root kept across images; ");
-        }
-        let used = std::fs::read_to_string(spec.cgroup.join("memory.current"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok());
-        let memory = match (used, spec.caps.memory_mib) {
+    for zone in zones {
+        let memory = match (zone.memory_bytes, zone.memory_cap_mib) {
             (Some(used), Some(cap)) => format!("{} MiB of {cap} MiB", used >> 20),
             (Some(used), None) => format!("{} MiB", used >> 20),
             (None, _) => "-".to_string(),
         };
+        let mut reason = zone.reason;
+        if zone.persistent_root {
+            reason.insert_str(0, "root kept across images; ");
+        }
         let _ = writeln!(
             out,
             "{:<12} {:<20} {:<12} {:<18} {:<20} {}",
-            spec.name,
-            format!("{} {}", spec.image_name, spec.version),
-            state,
-            address(spec, status),
+            zone.name,
+            format!("{} {}", zone.image, zone.version),
+            zone.state,
+            zone.address,
             memory,
             reason
         );
     }
     Ok(out)
+}
+
+/// Every zone PID 1 planned at boot, with its service's state and its cgroup's memory.
+fn zones() -> Result<Vec<Zone>, String> {
+    let specs = ZoneSpec::all(Path::new("/"));
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let services = statuses()?;
+    let mut zones = Vec::new();
+    for spec in &specs {
+        let status = services.iter().find(|s| s.name == ZoneSpec::service_name(&spec.name));
+        let state = status.map_or("unknown".to_string(), |s| s.state.to_string());
+        let rollback = ZoneSpec::file(Path::new("/"), &spec.name, swap::ROLLBACK_NOTE);
+        let reason = match std::fs::read_to_string(rollback) {
+            Ok(note) => note.trim_end().to_string(),
+            Err(_) => status.map_or(String::new(), |s| s.reason.clone()),
+        };
+        let memory_bytes = std::fs::read_to_string(spec.cgroup.join("memory.current"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        zones.push(Zone {
+            name: spec.name.clone(),
+            image: spec.image_name.clone(),
+            version: spec.version.clone(),
+            state,
+            address: address(spec, status),
+            memory_bytes,
+            memory_cap_mib: spec.caps.memory_mib,
+            persistent_root: spec.persistent_root,
+            reason,
+        });
+    }
+    Ok(zones)
 }
 
 /// The zone's address: the configured one, or on DHCP the one it leased (`status` is its

@@ -60,6 +60,15 @@ pub enum HttpError {
         reason: String,
     },
     /// The body is larger than [`MAX_BODY`].
+    #[error("{addr} did not finish its answer within {:.1} s (it sent {got} bytes); the config server is too slow or stuck", total.as_secs_f64())]
+    Deadline {
+        /// The server.
+        addr: SocketAddr,
+        /// The overall deadline.
+        total: Duration,
+        /// Bytes read by then.
+        got: usize,
+    },
     #[error("the body is larger than {MAX_BODY} bytes")]
     TooLarge,
     /// The body is shorter than its `Content-Length`.
@@ -199,21 +208,43 @@ pub fn parse_response(bytes: &[u8]) -> Result<&[u8], HttpError> {
     }
 }
 
-/// GETs `url` with `timeout` for connecting and for each read; the body of a 200 answer.
-pub fn get(url: &Url, timeout: Duration) -> Result<Vec<u8>, HttpError> {
+/// GETs `url` with `timeout` for connecting and for each read, and `total` for the whole
+/// exchange (a server that sends a byte now and then never ends a per-read timeout); the
+/// body of a 200 answer.
+pub fn get(url: &Url, timeout: Duration, total: Duration) -> Result<Vec<u8>, HttpError> {
     let addr = url.addr;
+    let started = std::time::Instant::now();
     let io = |op| move |source| HttpError::Io { op, addr, source };
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(io("connecting to"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(io("configuring"))?;
     stream.set_write_timeout(Some(timeout)).map_err(io("configuring"))?;
     stream.write_all(request(url).as_bytes()).map_err(io("sending to"))?;
     let mut response = Vec::new();
     // Headers plus the largest body, plus one byte to notice a larger one.
-    let limit = (MAX_BODY + 16 * 1024 + 1) as u64;
-    (&mut stream)
-        .take(limit)
-        .read_to_end(&mut response)
-        .map_err(io("reading from"))?;
+    let limit = MAX_BODY + 16 * 1024 + 1;
+    let mut buf = [0u8; 16 * 1024];
+    while response.len() < limit {
+        let left = total.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(HttpError::Deadline {
+                addr,
+                total,
+                got: response.len(),
+            });
+        }
+        stream
+            .set_read_timeout(Some(left.min(timeout)))
+            .map_err(io("configuring"))?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n.min(limit - response.len())]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // The read ran into the overall deadline: said at the top of the loop.
+            Err(e)
+                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+                    && started.elapsed() >= total => {}
+            Err(e) => return Err(io("reading from")(e)),
+        }
+    }
     parse_response(&response).map(<[u8]>::to_vec)
 }
 
@@ -300,11 +331,38 @@ mod tests {
             req
         });
         let url = Url::parse(&format!("http://127.0.0.1:{port}/aa:bb.toml")).unwrap();
-        let body = get(&url, Duration::from_secs(5)).unwrap();
+        let body = get(&url, Duration::from_secs(5), Duration::from_secs(10)).unwrap();
         assert_eq!(body, b"version = 1\n");
         let req = server.join().unwrap();
         assert!(req.starts_with("GET /aa:bb.toml HTTP/1.0\r\nHost: 127.0.0.1:"), "{req}");
         // Nothing listens there any more.
-        assert!(matches!(get(&url, Duration::from_secs(1)), Err(HttpError::Io { .. })));
+        let gone = get(&url, Duration::from_secs(1), Duration::from_secs(2));
+        assert!(matches!(gone, Err(HttpError::Io { .. })));
+    }
+
+    #[test]
+    fn a_server_that_trickles_meets_the_overall_deadline() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let _ = s.read(&mut [0u8; 1024]);
+            // A byte every 100 ms: every read is well inside the per-read timeout.
+            for byte in b"HTTP/1.0 200 OK\r\n\r\n".iter().cycle().take(100) {
+                if s.write_all(&[*byte]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/c.toml")).unwrap();
+        // Without the deadline the whole trickle (10 s) reads as a 200 answer.
+        let err = get(&url, Duration::from_secs(5), Duration::from_millis(700)).unwrap_err();
+        assert!(matches!(err, HttpError::Deadline { .. }), "{err}");
+        assert!(
+            err.to_string().contains("did not finish its answer within 0.7 s"),
+            "{err}"
+        );
+        drop(server);
     }
 }

@@ -137,7 +137,7 @@ impl Network for KernelNetwork {
     }
 
     fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError> {
-        http::get(url, Duration::from_secs(5))
+        http::get(url, Duration::from_secs(5), Duration::from_secs(30))
     }
 
     fn pause(&mut self, duration: Duration) {
