@@ -728,7 +728,11 @@ say() { echo "swap: $*" >/dev/console; }
 until ramkeyctl personality list 2>/dev/null | grep '^kv ' | grep -q ' online '; do sleep 1; done
 say "kv $(ramkeyctl personality console kv -- /bin/sh -c 'redis-cli set k stored; redis-cli get k; stat -c %U /var/lib/redis; ls /var/lib/redis' 2>&1 | tr '\n' ' ')"
 say "import-tampered $(ramkeyctl personality import /usbkey/personalities/tampered.rkimg 2>&1 | tail -1)"
-say "import $(ramkeyctl personality import /usbkey/personalities/web-2.0.0.rkimg 2>&1 | tail -1)"
+imported=$(ramkeyctl personality import /usbkey/personalities/web-2.0.0.rkimg 2>&1 | tail -1)
+say "import $imported"
+v2=$(echo "$imported" | sed -n 's/.* as \([^;]*\);.*/\1/p')
+# Another personality's image, and (after the swap to v2 below) an older web, are refused.
+say "other-personality $(ramkeyctl personality swap web /usbkey/personalities/kv-1.0.0.rkimg 2>&1 | tail -1)"
 # A file the zone changes outside its volumes: gone with the image it was changed under.
 plant() { ramkeyctl personality console web -- /bin/sh -c 'echo planted >/etc/zone-was-here; cat /etc/zone-was-here'; }
 planted() { ramkeyctl personality console web -- /bin/sh -c 'cat /etc/zone-was-here 2>&1; echo "volume $(cat /srv/www/swap-marker)"'; }
@@ -737,8 +741,14 @@ mark=$(cat /proc/sys/kernel/random/uuid)
 ramkeyctl personality console web -- /bin/sh -c "echo $mark >/srv/www/swap-marker"
 say "marker $mark"
 say "planted-v1 $(plant 2>&1)"
-say "v2 $(ramkeyctl personality swap web /pool/images/web-2.0.0.rkimg 2>&1 | tail -1)"
+say "v2 $(ramkeyctl personality swap web $v2 2>&1 | tail -1)"
 say "config-v2 $(ramkeyctl config get personality.web.image 2>&1)"
+say "downgrade $(ramkeyctl personality swap web /usbkey/personalities/web-1.0.0.rkimg 2>&1 | tail -1)"
+# A key taken out of the config is distrusted at once, without a reboot.
+keys=$(ramkeyctl config get images.trusted_keys)
+ramkeyctl config set 'images.trusted_keys=[]' >/dev/null
+say "key-removed $(ramkeyctl personality swap web $v2 2>&1 | tail -1)"
+ramkeyctl config set "images.trusted_keys=$keys" >/dev/null
 say "after-swap $(planted 2>&1 | tr '\n' ' ')"
 say "planted-v2 $(plant 2>&1)"
 t0=$(date +%s)
@@ -824,10 +834,22 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
         refused.contains("refused: ") && refused.contains("payload sha256 mismatch"),
         "{refused}"
     );
+    // Kept under a name that says its bytes: web-2.0.0-<16 digits of the payload's sha256>.
     let (_, imported) = vm.expect("swap: import ", BOOT).unwrap();
+    let kept = imported
+        .split_once(" as ")
+        .and_then(|(_, rest)| rest.split_once(';'))
+        .map(|(path, _)| path.to_string())
+        .unwrap_or_default();
     assert!(
-        imported.contains("imported web 2.0.0 as /pool/images/web-2.0.0.rkimg"),
+        imported.contains("imported web 2.0.0 as /pool/images/web-2.0.0-")
+            && kept.len() == "/pool/images/web-2.0.0-".len() + 16 + ".rkimg".len(),
         "{imported}"
+    );
+    let (_, other) = vm.expect("swap: other-personality ", BOOT).unwrap();
+    assert!(
+        other.contains("is image kv 1.0.0, and zone web runs web: a swap keeps the personality"),
+        "{other}"
     );
     let (_, marker) = vm.expect("swap: marker ", BOOT).unwrap();
     let marker = marker.rsplit(' ').next().unwrap().to_string();
@@ -840,7 +862,17 @@ fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
     assert!(swapped.contains("the usbkey config names it"), "{swapped}");
     // What the swap wrote to the stick, read back before the rollback rewrites it.
     let (_, config) = vm.expect("swap: config-v2 ", BOOT).unwrap();
-    assert!(config.ends_with("config-v2 /pool/images/web-2.0.0.rkimg"), "{config}");
+    assert!(config.ends_with(&format!("config-v2 {kept}")), "{config}");
+    let (_, downgrade) = vm.expect("swap: downgrade ", BOOT).unwrap();
+    assert!(
+        downgrade.contains("refused: web 1.0.0 is older than 2.0.0, which zone web has run"),
+        "{downgrade}"
+    );
+    let (_, untrusted) = vm.expect("swap: key-removed ", BOOT).unwrap();
+    assert!(
+        untrusted.contains("refused: no [images] trusted_keys in the config"),
+        "{untrusted}"
+    );
     for after in ["after-swap", "planted-v2"] {
         let (_, line) = vm.expect(&format!("swap: {after} "), BOOT).unwrap();
         if after == "after-swap" {

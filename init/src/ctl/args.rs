@@ -15,7 +15,9 @@ usage: ramkeyctl COMMAND [--json]
   config show|get|set|unset|check ...   the usbkey's config.toml (next boot)
   personality list                the zones: image, state, address, memory of cap
   personality start|stop|restart NAME
-  personality swap NAME IMAGE [--wait SECS]   run IMAGE, keep it only if the zone comes up
+  personality swap NAME IMAGE [--wait SECS] [--allow-downgrade]
+                                  run IMAGE (the same personality, not older than
+                                  what the zone ran), keep it only if the zone comes up
   personality rollback NAME       back to the image the last swap replaced
   personality import FILE         verify an image and keep it in /pool/images/
   personality log NAME [SERVICE]  the zone's log, or one of its services' logs

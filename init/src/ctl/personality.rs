@@ -34,12 +34,23 @@ pub fn run(args: &[String]) -> Result<String, String> {
                 other => Err(unexpected(&other)),
             }
         }
-        ["swap", name, image] => swap::swap(name, image, swap::DEFAULT_WAIT),
-        ["swap", name, image, "--wait", secs] => {
-            let secs: u64 = secs
-                .parse()
-                .map_err(|_| format!("--wait {secs:?} is not a number of seconds"))?;
-            swap::swap(name, image, Duration::from_secs(secs))
+        ["swap", name, image, options @ ..] => {
+            let (mut wait, mut allow_downgrade) = (swap::DEFAULT_WAIT, false);
+            let mut options = options.iter();
+            while let Some(option) = options.next() {
+                match *option {
+                    "--allow-downgrade" => allow_downgrade = true,
+                    "--wait" => {
+                        let secs = options.next().unwrap_or(&"");
+                        let secs: u64 = secs
+                            .parse()
+                            .map_err(|_| format!("--wait {secs:?} is not a number of seconds"))?;
+                        wait = Duration::from_secs(secs);
+                    }
+                    other => return Err(format!("swap: unknown option `{other}`")),
+                }
+            }
+            swap::swap(name, image, wait, allow_downgrade)
         }
         ["rollback", name] => swap::rollback(name, swap::DEFAULT_WAIT),
         ["import", image] => swap::import(image),
@@ -52,7 +63,7 @@ pub fn run(args: &[String]) -> Result<String, String> {
             super::console::run(&spec(name)?, zone_init(name)?, &argv)
         }
         _ => Err(
-            "usage: ramkeyctl personality list | start|stop|restart NAME | swap NAME IMAGE [--wait SECS] | \
+            "usage: ramkeyctl personality list | start|stop|restart NAME | swap NAME IMAGE [--wait SECS] [--allow-downgrade] | \
                   rollback NAME | import FILE | log NAME [SERVICE] | console NAME [-- COMMAND...]"
                 .into(),
         ),

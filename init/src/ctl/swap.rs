@@ -1,8 +1,11 @@
 //! `ramkeyctl personality swap NAME IMAGE` and `rollback NAME`: a zone moved to another
 //! image with the same volumes, kept only if it comes up.
 //!
-//! The new image is verified with the keys and platform version the zone was started with,
-//! copied into `/pool/images/` (when there is a pool), and the zone restarted on it. If the
+//! The new image is verified with the keys the usbkey config trusts now and the platform
+//! version the zone was started with, must be the personality the zone runs (its
+//! manifest's name) and no older than any version the zone came up on (unless
+//! `--allow-downgrade`), is copied into `/pool/images/` under a name that says its bytes
+//! (when there is a pool), and the zone restarted on it. If the
 //! zone is not online before the deadline — its setup failed, or one of its services never
 //! got ready — it is restarted on the image it ran before, and the reason is kept for
 //! `personality list`. The image a kept swap replaced stays in `zone.prev.json` until the
@@ -11,6 +14,8 @@
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use ramkey_image::requirements::PlatformVersion;
 
 use super::{ask, unexpected};
 use crate::supervisor::protocol::{Action, Request, Response};
@@ -22,14 +27,33 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(120);
 /// The file, next to `zone.json`, that says why the last swap was rolled back.
 pub const ROLLBACK_NOTE: &str = "rollback.txt";
 
-/// `swap NAME IMAGE [--wait SECS]`.
-pub fn swap(name: &str, image: &str, wait: Duration) -> Result<String, String> {
+/// Where a zone's highest image version that came up is recorded (in its state directory).
+const HIGHEST: &str = "highest-version";
+
+/// `swap NAME IMAGE [--wait SECS] [--allow-downgrade]`. The image must be the same
+/// personality the zone runs (its manifest's name) and, unless `allow_downgrade`, not older
+/// than any version the zone has come up on.
+pub fn swap(name: &str, image: &str, wait: Duration, allow_downgrade: bool) -> Result<String, String> {
     let root = Path::new("/");
     let current = ZoneSpec::read(root, name)?;
     let path = std::fs::canonicalize(image).map_err(|e| format!("{image}: {e}"))?;
-    let verified = plan::verify(&path, &current.trusted(), &current.platform_version)
+    let verified = plan::verify(&path, &trusted_now(&current)?, &current.platform_version)
         .map_err(|reason| format!("refused: {reason}"))?;
-    let path = keep_on_pool(&path)?;
+    let m = verified.manifest();
+    if m.name != current.image_name {
+        return Err(format!(
+            "refused: {} is image {} {}, and zone {name} runs {}: a swap keeps the personality (to run another one, \
+             change [[personality]] {name} in the config)",
+            path.display(),
+            m.name,
+            m.version,
+            current.image_name
+        ));
+    }
+    if !allow_downgrade {
+        floor(&current, &m.version)?;
+    }
+    let path = keep_on_pool(&path, &m.name, &m.version, &m.payload.sha256)?;
     let mut next = current.clone();
     next.take_image(path.clone(), verified.manifest());
     let _ = std::fs::remove_file(ZoneSpec::file(root, name, ROLLBACK_NOTE));
@@ -69,20 +93,71 @@ pub fn rollback(name: &str, wait: Duration) -> Result<String, String> {
     if !previous.exists() {
         return Err(format!("{name} has not been swapped since boot"));
     }
-    swap(name, &ZoneSpec::load(&previous)?.image.to_string_lossy(), wait)
+    // The image a kept swap replaced came up on this box: going back to it is no downgrade
+    // to refuse, and never further back than it.
+    swap(name, &ZoneSpec::load(&previous)?.image.to_string_lossy(), wait, true)
 }
 
-/// The image copied into `/pool/images/` (the place the box keeps what it runs), unless it
-/// is there already or there is no pool.
-fn keep_on_pool(path: &Path) -> Result<PathBuf, String> {
+/// The keys the usbkey config trusts now (a key removed from it is distrusted at once), or,
+/// on a box without a usbkey config (PXE), those it booted with.
+fn trusted_now(spec: &ZoneSpec) -> Result<Vec<ramkey_image::VerifyingKey>, String> {
+    let path = Path::new(CONFIG);
+    match crate::config_load::read_capped(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let config = ramkey_config::Config::parse(&text, CONFIG).map_err(|e| {
+                format!("refused: {CONFIG} does not parse, so which keys are trusted now is unknown; fix it first: {e}")
+            })?;
+            Ok(plan::trusted_keys(&config))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(spec.trusted()),
+        Err(e) => Err(format!("refused: {CONFIG}: {e}")),
+    }
+}
+
+/// The usbkey config, which names the trusted keys.
+const CONFIG: &str = "/usbkey/config.toml";
+
+/// Refuses `version` when it is older than the highest the zone has come up on.
+fn floor(spec: &ZoneSpec, version: &str) -> Result<(), String> {
+    let Some(highest) = highest(spec) else {
+        return Ok(());
+    };
+    let parse = |v: &str| v.parse::<PlatformVersion>().ok();
+    match (parse(version), parse(&highest)) {
+        (Some(new), Some(high)) if new < high => Err(format!(
+            "refused: {} {version} is older than {highest}, which zone {} has run (a downgrade; \
+             --allow-downgrade runs it anyway)",
+            spec.image_name, spec.name
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The highest version the zone came up on (recorded with a pool only).
+fn highest(spec: &ZoneSpec) -> Option<String> {
+    let record = spec.persistent.then(|| spec.state_dir.join(HIGHEST))?;
+    std::fs::read_to_string(record).ok().map(|v| v.trim().to_string())
+}
+
+/// The image copied into `/pool/images/` (the place the box keeps what it runs) as
+/// `NAME-VERSION-SHA.rkimg` (`SHA`: the payload's sha256, 16 digits), unless it is there
+/// already or there is no pool. The name says the bytes: another image with the same
+/// file name never replaces one a zone runs. (Each zone start checks the payload's sha256
+/// again, [`crate::zone::ids::payload`].)
+fn keep_on_pool(path: &Path, name: &str, version: &str, sha256: &str) -> Result<PathBuf, String> {
     let images = Path::new("/pool/images");
-    if !Path::new("/pool").is_dir() || path.starts_with(images) {
+    if !Path::new("/pool").is_dir() {
         return Ok(path.to_path_buf());
     }
-    let file = path
-        .file_name()
-        .ok_or_else(|| format!("{}: not a file", path.display()))?;
-    let dest = images.join(file);
+    let dest = images.join(format!(
+        "{name}-{version}-{}.{}",
+        sha256.get(..16).unwrap_or(sha256),
+        ramkey_image::EXTENSION
+    ));
+    if dest.is_file() {
+        return Ok(dest);
+    }
     std::fs::create_dir_all(images).map_err(|e| format!("{}: {e}", images.display()))?;
     let partial = dest.with_extension("rkimg.partial");
     std::fs::copy(path, &partial)
@@ -156,7 +231,7 @@ pub fn gate(name: &str) -> Result<String, String> {
     let root = Path::new("/");
     let spec = ZoneSpec::read(root, name)?;
     let line = match wait_online(&spec, None, GATE_WAIT) {
-        Ok(()) => match keep_on_pool(&spec.image) {
+        Ok(()) => match keep_on_pool(&spec.image, &spec.image_name, &spec.version, &spec.sha256) {
             Ok(kept) => {
                 let mut good = spec.clone();
                 good.image = kept;
@@ -196,15 +271,27 @@ pub fn gate(name: &str) -> Result<String, String> {
     Ok(format!("{line}\n"))
 }
 
-/// Records `spec`'s image as the one the zone last came up on.
+/// Records `spec`'s image as the one the zone last came up on, and its version as the
+/// highest the zone has run when it is.
 fn record_good(spec: &ZoneSpec) {
-    if let Some(record) = spec.good_record() {
-        let written = serde_json::to_vec_pretty(spec)
-            .map_err(std::io::Error::other)
-            .and_then(|text| std::fs::write(&record, text));
-        if let Err(e) = written {
-            eprintln!("ramkeyctl: {}: {e}", record.display());
-        }
+    let Some(record) = spec.good_record() else {
+        return;
+    };
+    let written = serde_json::to_vec_pretty(spec)
+        .map_err(std::io::Error::other)
+        .and_then(|text| std::fs::write(&record, text));
+    if let Err(e) = written {
+        eprintln!("ramkeyctl: {}: {e}", record.display());
+    }
+    let parse = |v: &str| v.parse::<PlatformVersion>().ok();
+    let higher = match (parse(&spec.version), highest(spec).as_deref().and_then(parse)) {
+        (Some(new), Some(high)) => new > high,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let file = spec.state_dir.join(HIGHEST);
+    if higher && let Err(e) = std::fs::write(&file, format!("{}\n", spec.version)) {
+        eprintln!("ramkeyctl: {}: {e}", file.display());
     }
 }
 
@@ -217,17 +304,16 @@ pub fn import(image: &str) -> Result<String, String> {
             "no pool: imported images live on it; put the image on the stick under /personalities/ instead".into(),
         );
     }
-    let config_path = "/usbkey/config.toml";
-    let text = std::fs::read_to_string(config_path).map_err(|e| format!("{config_path}: {e}"))?;
-    let config = ramkey_config::Config::parse(&text, config_path).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(CONFIG).map_err(|e| format!("{CONFIG}: {e}"))?;
+    let config = ramkey_config::Config::parse(&text, CONFIG).map_err(|e| e.to_string())?;
     let version = crate::paths::Paths::new("/")
         .os_release_field("VERSION_ID")
         .unwrap_or_else(|| "0".into());
     let path = std::fs::canonicalize(image).map_err(|e| format!("{image}: {e}"))?;
     let verified =
         plan::verify(&path, &plan::trusted_keys(&config), &version).map_err(|reason| format!("refused: {reason}"))?;
-    let kept = keep_on_pool(&path)?;
     let m = verified.manifest();
+    let kept = keep_on_pool(&path, &m.name, &m.version, &m.payload.sha256)?;
     Ok(format!(
         "imported {} {} as {}; run it with `ramkeyctl personality swap NAME {}`\n",
         m.name,

@@ -54,7 +54,7 @@ pub fn allocate(state_dir: &Path) -> Result<u32, String> {
 pub fn recorded(state_dir: &Path) -> Option<u32> {
     let text = fs::read_to_string(state_dir.join(BASE_FILE)).ok()?;
     let base: u32 = text.trim().parse().ok()?;
-    (base >= FIRST_BASE && base % RANGE == 0 && base <= u32::MAX - RANGE).then_some(base)
+    (base >= FIRST_BASE && base.is_multiple_of(RANGE) && base <= u32::MAX - RANGE).then_some(base)
 }
 
 /// The zone's base, for its launcher: recorded by PID 1's plan at boot.
