@@ -80,6 +80,9 @@ pub trait System {
     fn sync(&mut self);
     /// Unmounts a path, lazily when `detach` is set.
     fn umount(&mut self, path: &Path, detach: bool) -> Result<(), Errno>;
+    /// Remounts the filesystem at `path` read-only (its dirty data written, its journal
+    /// clean), for one that cannot be unmounted.
+    fn remount_read_only(&mut self, path: &Path) -> Result<(), Errno>;
     /// Calls `reboot(2)`; returns only its failure.
     fn reboot(&mut self, action: Action) -> SysError;
 }
@@ -103,6 +106,10 @@ impl System for KernelSystem {
     }
     fn umount(&mut self, path: &Path, detach: bool) -> Result<(), Errno> {
         sys::umount(path, detach)
+    }
+    fn remount_read_only(&mut self, path: &Path) -> Result<(), Errno> {
+        let flags = nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY;
+        nix::mount::mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
     }
     fn reboot(&mut self, action: Action) -> SysError {
         sys::reboot(action.mode())
@@ -194,10 +201,19 @@ fn unmount_all(plan: &[PathBuf], system: &mut dyn System) {
         let shown = path.display();
         match system.umount(path, false) {
             Ok(()) => crate::notice!("unmount {shown}: ok"),
-            Err(Errno::EBUSY) => match system.umount(path, true) {
-                Ok(()) => crate::notice!("unmount {shown}: ok (busy, detached)"),
-                Err(e) => crate::notice!("unmount {shown}: {e}"),
-            },
+            // Still in use (a process that would not die, a loop device): made read-only
+            // first, so that what the pool holds is on the disk and its filesystem clean
+            // when the power goes, then detached.
+            Err(Errno::EBUSY) => {
+                let read_only = match system.remount_read_only(path) {
+                    Ok(()) => "remounted read-only".to_string(),
+                    Err(e) => format!("read-only remount failed: {e}"),
+                };
+                match system.umount(path, true) {
+                    Ok(()) => crate::notice!("unmount {shown}: ok (busy, {read_only}, detached)"),
+                    Err(e) => crate::notice!("unmount {shown}: {e} (busy, {read_only})"),
+                }
+            }
             Err(e) => crate::notice!("unmount {shown}: {e}"),
         }
     }
@@ -298,6 +314,10 @@ cgroup2 /sys/fs/cgroup cgroup2 rw 0 0
             }
             Ok(())
         }
+        fn remount_read_only(&mut self, path: &Path) -> Result<(), Errno> {
+            self.log.push(format!("remount-ro {}", path.display()));
+            Ok(())
+        }
         fn reboot(&mut self, action: Action) -> SysError {
             self.log.push(format!("reboot {}", action.word()));
             SysError::Call {
@@ -332,6 +352,7 @@ cgroup2 /sys/fs/cgroup cgroup2 rw 0 0
                 "sync",
                 "umount /pool/zones/my web false",
                 "umount /pool false",
+                "remount-ro /pool",
                 "umount /pool true",
                 "umount /usbkey false",
                 "umount /run false",

@@ -336,7 +336,7 @@ impl Machine {
 
     /// Like [`Machine::expect`], but a line matches only when its whole text (after the
     /// kernel's timestamp) is `text`: `unmount /pool: ok` does not match
-    /// `unmount /pool: ok (busy, detached)`.
+    /// `unmount /pool: ok (busy, remounted read-only, detached)`.
     pub fn expect_line(&mut self, text: &str, timeout: Duration) -> Result<(Duration, String)> {
         self.wait_for(
             &format!("the line {text:?}"),
@@ -626,7 +626,7 @@ mod tests {
 
     #[test]
     fn a_lazy_detach_is_not_a_clean_unmount() {
-        let script = "echo '[   30.100000] ramkey: unmount /pool: ok (busy, detached)'; sleep 2";
+        let script = "echo '[   30.100000] ramkey: unmount /pool: ok (busy, remounted read-only, detached)'; sleep 2";
         let mut vm = console("harness-line", script);
         assert!(vm.expect_line("ramkey: unmount /pool: ok", SECOND).is_err());
         let mut clean = console("harness-line-clean", "echo '[   30.100000] ramkey: unmount /pool: ok'");

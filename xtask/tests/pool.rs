@@ -74,7 +74,7 @@ fn millis(line: &str) -> u64 {
 fn power_off(vm: &mut Machine, with_pool: bool) {
     vm.monitor("system_powerdown").unwrap();
     if with_pool {
-        // Whole lines: `ok (busy, detached)` is a lazy detach, not a clean unmount.
+        // Whole lines: `ok (busy, remounted read-only, detached)` is a lazy detach, not a clean unmount.
         vm.expect_line("ramkey: unmount /opt: ok", SHUTDOWN).unwrap();
         vm.expect_line("ramkey: unmount /var: ok", SHUTDOWN).unwrap();
         vm.expect_line("ramkey: unmount /pool: ok", SHUTDOWN).unwrap();
