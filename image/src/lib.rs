@@ -7,6 +7,7 @@
 //! Every error's `Display` is the whole message, context included: print it with `{}`.
 
 pub mod check;
+pub mod detached;
 pub mod footer;
 pub mod ids;
 pub mod keys;

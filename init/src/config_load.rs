@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ramkey_config::{CONFIG_FILE, Config};
+use ramkey_image::VerifyingKey;
 
 use crate::good_config::{self, GOOD_FILE};
 use crate::net::Network;
@@ -166,36 +167,82 @@ pub fn from_usbkey(mount: &Path) -> Loaded {
     }
 }
 
-/// Fetches the config URL (with `${mac}` substituted), retrying; parses it.
+/// Where the platform keeps the public keys a fetched config must be signed by, one key
+/// line each (written by `ramkey build` from the appliance's `[pxe] config_keys`).
+pub const CONFIG_KEYS: &str = "etc/ramkey/config-keys";
+
+/// Whether a fetched config must be signed, and by whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigKeys {
+    /// The platform was built without config keys: any config the URL answers is taken.
+    Unsigned,
+    /// A config is taken only with a `.sig` by one of these.
+    Required(Vec<VerifyingKey>),
+}
+
+impl ConfigKeys {
+    /// The platform's [`CONFIG_KEYS`] under `root`: a missing file means unsigned configs are
+    /// taken; a file without one valid key means none is.
+    pub fn load(root: &Path) -> ConfigKeys {
+        let path = root.join(CONFIG_KEYS);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return ConfigKeys::Unsigned;
+        };
+        let keys = text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .filter_map(|line| {
+                ramkey_image::keys::decode_public(line, "a config key")
+                    .inspect_err(|e| crate::warn!("config: {}: {e}", path.display()))
+                    .ok()
+            })
+            .collect();
+        ConfigKeys::Required(keys)
+    }
+}
+
+/// Fetches the config URL (with `${mac}` substituted), retrying, and with `keys` its
+/// signature (`URL.sig`); parses it.
 ///
-/// A fetched but invalid config gives a [`Loaded`] without a config (there is no good copy
-/// for PXE boots).
-pub fn fetch(net: &mut dyn Network, template: &str, mac: [u8; 6]) -> Result<Loaded, FetchError> {
+/// A fetched but invalid or unsigned config gives a [`Loaded`] without a config (there is
+/// no good copy for PXE boots).
+pub fn fetch(net: &mut dyn Network, template: &str, mac: [u8; 6], keys: &ConfigKeys) -> Result<Loaded, FetchError> {
     let text = http::substitute_mac(template, mac);
     let url = Url::parse(&text).map_err(|source| FetchError::Url {
         url: text.clone(),
         source,
     })?;
-    let mut attempt = 0;
-    let body = loop {
-        attempt += 1;
-        match net.fetch(&url) {
-            Ok(body) => break body,
-            Err(source) if attempt >= FETCH_ATTEMPTS => {
-                return Err(FetchError::Failed {
-                    url: text,
-                    attempts: attempt,
-                    source,
-                });
-            }
-            Err(e) => {
-                let pause = FETCH_PAUSES.get(attempt - 1).copied().unwrap_or(Duration::from_secs(4));
-                crate::warn!("config: {text}: {e}; trying again in {} s", pause.as_secs());
-                net.pause(pause);
-            }
+    let body = fetch_retrying(net, &url)?;
+    crate::notice!("config: fetched {text} ({} bytes)", body.len());
+    let signed = match keys {
+        ConfigKeys::Unsigned => {
+            crate::notice!(
+                "config: {text} is taken unsigned: whoever answers on the boot network configures this box (build the platform with [pxe] config_keys to require a signature)"
+            );
+            Ok(())
+        }
+        ConfigKeys::Required(trusted) => {
+            let sig_url = Url::parse(&format!("{text}.sig")).map_err(|source| FetchError::Url {
+                url: format!("{text}.sig"),
+                source,
+            })?;
+            fetch_retrying(net, &sig_url).map_err(|e| e.to_string()).and_then(|sig| {
+                ramkey_image::detached::verify(trusted, &body, &String::from_utf8_lossy(&sig))
+                    .map(|id| crate::notice!("config: {text}: signed by key {id}"))
+                    .map_err(|e| e.to_string())
+            })
         }
     };
-    crate::notice!("config: fetched {text} ({} bytes)", body.len());
+    if let Err(why) = signed {
+        let error = format!("{text}: refused, the platform takes only signed configs: {why}");
+        crate::error!("config: {error}");
+        return Ok(Loaded {
+            config: None,
+            source: text,
+            text: None,
+            error: Some(error),
+        });
+    }
     let parsed = parse_and_log(&String::from_utf8_lossy(&body), &text);
     Ok(Loaded {
         error: parsed.as_ref().err().cloned(),
@@ -203,6 +250,29 @@ pub fn fetch(net: &mut dyn Network, template: &str, mac: [u8; 6]) -> Result<Load
         source: text,
         text: None,
     })
+}
+
+/// `url`'s body, after up to [`FETCH_ATTEMPTS`] attempts.
+fn fetch_retrying(net: &mut dyn Network, url: &Url) -> Result<Vec<u8>, FetchError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match net.fetch(url) {
+            Ok(body) => return Ok(body),
+            Err(source) if attempt >= FETCH_ATTEMPTS => {
+                return Err(FetchError::Failed {
+                    url: url.text.clone(),
+                    attempts: attempt,
+                    source,
+                });
+            }
+            Err(e) => {
+                let pause = FETCH_PAUSES.get(attempt - 1).copied().unwrap_or(Duration::from_secs(4));
+                crate::warn!("config: {}: {e}; trying again in {} s", url.text, pause.as_secs());
+                net.pause(pause);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -247,7 +317,7 @@ mod tests {
             urls: vec![],
             pauses: vec![],
         };
-        let config = fetch(&mut net, URL, MAC).unwrap().config.unwrap();
+        let config = fetch(&mut net, URL, MAC, &ConfigKeys::Unsigned).unwrap().config.unwrap();
         assert_eq!(config.hostname, "box1");
         assert_eq!(net.urls, ["http://10.0.2.2:8099/52:54:00:12:34:56.toml"; 2]);
         assert_eq!(net.pauses, [Duration::from_secs(1)]);
@@ -260,9 +330,59 @@ mod tests {
             urls: vec![],
             pauses: vec![],
         };
-        let loaded = fetch(&mut net, URL, MAC).unwrap();
+        let loaded = fetch(&mut net, URL, MAC, &ConfigKeys::Unsigned).unwrap();
         assert!(loaded.config.is_none());
         assert!(loaded.error.unwrap().contains(":2:1: unknown key `bogus`"));
+    }
+
+    #[test]
+    fn a_platform_with_config_keys_takes_only_a_signed_config() {
+        let key = ramkey_image::SigningKey::from_bytes(&[7; 32]);
+        let keys = ConfigKeys::Required(vec![key.verifying_key()]);
+        let config = b"version = 1\nhostname = \"box1\"\n".to_vec();
+        let signature = ramkey_image::detached::sign(&key, &config).into_bytes();
+        let mut net = FakeNet {
+            answers: vec![Ok(config.clone()), Ok(signature.clone())],
+            urls: vec![],
+            pauses: vec![],
+        };
+        let loaded = fetch(&mut net, URL, MAC, &keys).unwrap();
+        assert_eq!(loaded.config.unwrap().hostname, "box1");
+        assert_eq!(net.urls[1], "http://10.0.2.2:8099/52:54:00:12:34:56.toml.sig");
+        // Changed on the way, or without a signature: no config (recovery mode).
+        let mut changed = config.clone();
+        changed[20] = b'2';
+        let mut net = FakeNet {
+            answers: vec![Ok(changed), Ok(signature)],
+            urls: vec![],
+            pauses: vec![],
+        };
+        let loaded = fetch(&mut net, URL, MAC, &keys).unwrap();
+        assert!(loaded.config.is_none());
+        let error = loaded.error.unwrap();
+        assert!(error.contains("refused, the platform takes only signed configs: the signature is not by a key"), "{error}");
+        let mut net = FakeNet {
+            answers: [Ok(config)].into_iter().chain((0..4).map(|_| Err(status(404)))).collect(),
+            urls: vec![],
+            pauses: vec![],
+        };
+        let loaded = fetch(&mut net, URL, MAC, &keys).unwrap();
+        assert!(loaded.config.is_none());
+        assert!(loaded.error.unwrap().contains(".sig (4 attempts): HTTP status 404"));
+    }
+
+    #[test]
+    fn config_keys_from_the_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(ConfigKeys::load(dir.path()), ConfigKeys::Unsigned);
+        let key = ramkey_image::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        std::fs::create_dir_all(dir.path().join("etc/ramkey")).unwrap();
+        let line = ramkey_image::keys::encode_public(&key);
+        std::fs::write(dir.path().join(CONFIG_KEYS), format!("# ours\n{line}\nnot a key\n")).unwrap();
+        assert_eq!(ConfigKeys::load(dir.path()), ConfigKeys::Required(vec![key]));
+        // A file with no usable key takes no config at all.
+        std::fs::write(dir.path().join(CONFIG_KEYS), "garbage\n").unwrap();
+        assert_eq!(ConfigKeys::load(dir.path()), ConfigKeys::Required(vec![]));
     }
 
     #[test]
@@ -272,7 +392,7 @@ mod tests {
             urls: vec![],
             pauses: vec![],
         };
-        let err = fetch(&mut net, URL, MAC).unwrap_err().to_string();
+        let err = fetch(&mut net, URL, MAC, &ConfigKeys::Unsigned).unwrap_err().to_string();
         assert_eq!(
             err,
             "cannot fetch the config from http://10.0.2.2:8099/52:54:00:12:34:56.toml (4 attempts): HTTP status 404 (x)"

@@ -25,7 +25,8 @@ pub fn run(boot: &mut Boot<'_>, timeline: &mut Timeline, state: &mut BootState) 
             crate::notice!("{}", report.line());
             let mac = report.mac();
             state.network = Some(report);
-            let loaded = timeline.step(clock, "config", || config_load::fetch(network, &url, mac))?;
+            let keys = config_load::ConfigKeys::load(boot.paths.root());
+            let loaded = timeline.step(clock, "config", || config_load::fetch(network, &url, mac, &keys))?;
             state.set_config(loaded);
         }
     }
