@@ -76,7 +76,27 @@ mod tests {
         assert_eq!(web.settings.get("workers"), Some(&SettingValue::Integer(4)));
         assert!(!c.personality("dns").expect("dns").enabled);
         assert_eq!(c.trusted_keys.len(), 2);
-        assert_eq!(c.pool.map(|p| p.filesystem), Some(Filesystem::Btrfs));
+        let pool = c.pool.expect("[pool]");
+        assert_eq!(pool.filesystem, Filesystem::Btrfs);
+        assert_eq!(pool.create, [pool.disks[0].clone(), pool.mirror[0].clone()]);
+    }
+
+    #[test]
+    fn pool_create_names_the_disk_it_confirms() {
+        let create = |value: &str| {
+            let text = format!("version = 1\nhostname = \"a\"\n[pool]\ndisks = [\"virtio-x\"]\n{value}");
+            Config::parse(&text, "c.toml").map(|c| c.pool.expect("[pool]").create)
+        };
+        assert_eq!(create("create = \"virtio-x\"").unwrap(), ["virtio-x"]);
+        assert_eq!(create("create = [\"virtio-x\"]").unwrap(), ["virtio-x"]);
+        assert!(create("create = false").unwrap().is_empty());
+        assert!(create("").unwrap().is_empty());
+        let e = create("create = true").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "c.toml:5:10: create = true is no longer accepted: write create = \"<the disk id>\" to confirm which \
+             disk may be formatted\n  hint: write create = \"virtio-x\""
+        );
     }
 
     #[test]

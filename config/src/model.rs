@@ -135,8 +135,10 @@ pub struct Pool {
     pub disks: Vec<String>,
     /// The filesystem to create or expect.
     pub filesystem: Filesystem,
-    /// Whether a blank disk may be formatted.
-    pub create: bool,
+    /// The disks (ids from `disks` and `mirror`) that may be formatted when blank:
+    /// `create = "virtio-XYZ"` confirms that disk, `create = ["a", "b"]` a mirror. Empty:
+    /// nothing is formatted.
+    pub create: Vec<String>,
     /// Disks (by id) mirroring `disks` (btrfs raid1).
     pub mirror: Vec<String>,
 }

@@ -2,8 +2,10 @@
 //! Validation turns it into [`crate::Config`].
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::Deserialize;
+use serde::de::{self, Visitor};
 use toml::Spanned;
 
 use crate::model::SettingValue;
@@ -85,10 +87,49 @@ pub(crate) struct RawPool {
     #[serde(default)]
     pub disks: Vec<Spanned<String>>,
     pub filesystem: Option<Spanned<String>>,
-    #[serde(default)]
-    pub create: bool,
+    pub create: Option<Spanned<RawCreate>>,
     #[serde(default)]
     pub mirror: Vec<Spanned<String>>,
+}
+
+/// `[pool] create` as written: the ids of the disks it confirms, or a boolean (the old
+/// form: `false` means none, `true` is refused by validation with the new form).
+#[derive(Debug)]
+pub(crate) enum RawCreate {
+    Bool(bool),
+    Ids(Vec<String>),
+}
+
+struct CreateVisitor;
+
+impl<'de> Visitor<'de> for CreateVisitor {
+    type Value = RawCreate;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a disk id or a list of disk ids")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawCreate, E> {
+        Ok(RawCreate::Bool(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawCreate, E> {
+        Ok(RawCreate::Ids(vec![v.to_owned()]))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawCreate, A::Error> {
+        let mut ids = Vec::new();
+        while let Some(id) = seq.next_element::<String>()? {
+            ids.push(id);
+        }
+        Ok(RawCreate::Ids(ids))
+    }
+}
+
+impl<'de> Deserialize<'de> for RawCreate {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CreateVisitor)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

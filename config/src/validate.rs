@@ -10,7 +10,7 @@ use crate::error::{ConfigError, ErrorKind, Location};
 use crate::keys::{check_password_hash, parse_ssh_key, parse_trusted_key};
 use crate::model::{Admin, Config, Dns, Filesystem, Log, LogLevel, Pool};
 use crate::net::{domain_problem, host_problem, label_problem};
-use crate::raw::{RawAdmin, RawConfigV1, RawDns, RawImages, RawLog, RawNtp, RawPool};
+use crate::raw::{RawAdmin, RawConfigV1, RawCreate, RawDns, RawImages, RawLog, RawNtp, RawPool};
 use crate::suggest::{is_timezone, timezone_hint};
 
 /// Collects problems while checking; each problem is placed in the text by its span.
@@ -214,17 +214,85 @@ fn pool(c: &mut Checker<'_>, raw: &Spanned<RawPool>) -> Pool {
         c.push(raw.span(), ErrorKind::Conflict { message }).hint =
             Some("set filesystem = \"btrfs\" or remove `mirror`".into());
     }
-    if p.create && p.disks.is_empty() {
-        let message = "pool: `create = true` needs the `disks` it may format".to_owned();
-        c.push(raw.span(), ErrorKind::Conflict { message }).hint =
-            Some("name the blank disks by id, e.g. disks = [\"ata-Samsung_SSD_870_S5Y1NX0R\"]".into());
-    }
     Pool {
         disks: p.disks.iter().map(|d| d.get_ref().clone()).collect(),
         filesystem,
-        create: p.create,
+        create: create(c, p),
         mirror: p.mirror.iter().map(|d| d.get_ref().clone()).collect(),
     }
+}
+
+/// `write create = "a"` (or `["a", "b"]`) with the pool's disks.
+fn create_hint(p: &RawPool) -> String {
+    let ids: Vec<String> = p
+        .disks
+        .iter()
+        .chain(&p.mirror)
+        .map(|d| format!("{:?}", d.get_ref()))
+        .collect();
+    match ids.as_slice() {
+        [] => "name the blank disks by id in `disks`, e.g. disks = [\"ata-Samsung_SSD_870_S5Y1NX0R\"], \
+               and confirm each in `create`"
+            .into(),
+        [one] => format!("write create = {one}"),
+        many => format!("write create = [{}]", many.join(", ")),
+    }
+}
+
+/// `[pool] create`: the ids confirmed for formatting, each one of `disks` or `mirror`, and
+/// all of them (the pool is made on every disk). `create = true` is refused with the new form.
+fn create(c: &mut Checker<'_>, p: &RawPool) -> Vec<String> {
+    let Some(value) = &p.create else {
+        return Vec::new();
+    };
+    let ids = match value.get_ref() {
+        RawCreate::Bool(false) => return Vec::new(),
+        RawCreate::Bool(true) => {
+            let message = "create = true is no longer accepted: write create = \"<the disk id>\" to confirm \
+                           which disk may be formatted"
+                .to_owned();
+            c.push(value.span(), ErrorKind::Conflict { message }).hint = Some(create_hint(p));
+            return Vec::new();
+        }
+        RawCreate::Ids(ids) => ids.clone(),
+    };
+    if ids.is_empty() {
+        return ids;
+    }
+    if p.disks.is_empty() {
+        let message = "pool: `create` needs the `disks` it may format".to_owned();
+        c.push(value.span(), ErrorKind::Conflict { message }).hint = Some(create_hint(p));
+        return ids;
+    }
+    let pool_disks: Vec<&String> = p.disks.iter().chain(&p.mirror).map(|d| d.get_ref()).collect();
+    let mut seen = HashMap::new();
+    for id in &ids {
+        if !pool_disks.contains(&id) {
+            let kind = ErrorKind::Invalid {
+                field: "pool create".into(),
+                value: format!("{id:?}"),
+                reason: "it is not in `disks` or `mirror`: create confirms which of the pool's disks may be \
+                         formatted"
+                    .into(),
+            };
+            c.push(value.span(), kind).hint = Some(create_hint(p));
+        }
+        c.unique(&mut seen, "pool create disk", id.clone(), value.span());
+    }
+    let unnamed: Vec<String> = pool_disks
+        .iter()
+        .filter(|d| !ids.contains(d))
+        .map(|d| format!("{d:?}"))
+        .collect();
+    if !unnamed.is_empty() {
+        let message = format!(
+            "pool: create does not name {}: the pool is made on every disk of `disks` and `mirror`, so \
+             create names each of them",
+            unnamed.join(", ")
+        );
+        c.push(value.span(), ErrorKind::Conflict { message }).hint = Some(create_hint(p));
+    }
+    ids
 }
 
 fn log(c: &mut Checker<'_>, raw: RawLog) -> Log {

@@ -156,8 +156,11 @@ fn sha256(path: &Path) -> String {
         .to_owned()
 }
 
-/// `disks` first: each pair is checked as it is set, and `create` needs `disks`.
-const CREATE: &[&str] = &["pool.disks=[\"virtio-ramkey-pool\"]", "pool.create=true"];
+/// `disks` first: each pair is checked as it is set, and `create` names one of `disks`.
+const CREATE: &[&str] = &[
+    "pool.disks=[\"virtio-ramkey-pool\"]",
+    "pool.create=\"virtio-ramkey-pool\"",
+];
 
 #[test]
 fn blank_disk_is_created_then_found_on_the_next_boot() {
@@ -195,14 +198,14 @@ fn blank_disk_is_created_then_found_on_the_next_boot() {
     assert!(var.contains("log"), "/var on the pool: {var}");
 }
 
-/// Boots with `disk` holding data and `[pool] create = true`: nothing may change.
+/// Boots with `disk` holding data and `[pool] create` naming it: nothing may change.
 fn left_alone(name: &str, disk: &Path, said: &str) {
     let image = stick(name, CREATE);
     let before = sha256(disk);
     let mut vm = boot(name, &image, Some(disk), &[]);
-    let line = full(&mut vm, "ramkey: pool: /dev/vd", "wipefs -a /dev/vd");
+    let line = full(&mut vm, "ramkey: pool: /dev/vd", "or remove it from [pool] disks");
     assert!(
-        line.contains(said) && line.contains("): not touching it; to use it as the pool"),
+        line.contains(said) && line.contains("): not touching it; wipe it yourself with wipefs -a /dev/vd"),
         "{line}"
     );
     vm.expect("ramkey: pool: none found: DISKLESS", BOOT).unwrap();
@@ -303,7 +306,7 @@ fn a_btrfs_mirror_missing_a_disk_mounts_degraded() {
             "pool.filesystem=\"btrfs\"",
             "pool.disks=[\"virtio-ramkey-pool\"]",
             "pool.mirror=[\"virtio-ramkey-mirror\"]",
-            "pool.create=true",
+            "pool.create=[\"virtio-ramkey-pool\", \"virtio-ramkey-mirror\"]",
         ],
     );
     let (disk, mirror) = (disk_path("pool-mirror"), disk_path("pool-mirror-2"));

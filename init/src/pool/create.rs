@@ -1,5 +1,6 @@
 //! Formatting a blank disk as the pool: `mke2fs` (e2fsprogs) or `mkfs.btrfs` (btrfs-progs),
-//! both shipped in the platform as extras.
+//! both shipped in the platform as extras, after the platform's own probes (`wipefs`,
+//! `blkid`: see [`super::external`]) found nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,6 +8,7 @@ use std::process::Command;
 use ramkey_config::Filesystem;
 
 use super::LABEL;
+use super::signatures::Found;
 
 /// Where the tools are looked for, below the root.
 const SBIN: &[&str] = &["sbin", "usr/sbin", "bin", "usr/bin"];
@@ -44,10 +46,16 @@ pub enum CreateError {
 
 /// Makes filesystems; the fake records the calls.
 pub trait Mkfs {
+    /// What the platform's own probes (`wipefs --no-act`, `blkid -p`) find on `device`,
+    /// asked right before [`Mkfs::mkfs`]; `Ok(None)` when they find nothing or the platform
+    /// has none of them.
+    fn signatures(&mut self, device: &Path) -> Result<Option<Found>, CreateError>;
+
     /// Formats `devices` (more than one only for a btrfs raid1 mirror) labelled [`LABEL`].
     ///
-    /// The tools run without their force flags and without a terminal: should they see a
-    /// signature the probes missed, they refuse rather than overwrite it.
+    /// The tools run without their force flags and without a terminal. `mkfs.btrfs` then
+    /// refuses a device where libblkid sees a signature; `mke2fs` checks nothing (it asks
+    /// only on a terminal), so the probes before it are the only guard.
     fn mkfs(&mut self, fs: Filesystem, devices: &[PathBuf]) -> Result<(), CreateError>;
 }
 
@@ -58,7 +66,8 @@ pub struct Tools {
     pub root: PathBuf,
 }
 
-fn find_tool(root: &Path, name: &str) -> Option<PathBuf> {
+/// The program `name` in the platform under `root`.
+pub fn find_tool(root: &Path, name: &str) -> Option<PathBuf> {
     SBIN.iter().map(|d| root.join(d).join(name)).find(|p| p.is_file())
 }
 
@@ -79,6 +88,10 @@ pub fn command_line(fs: Filesystem, devices: &[PathBuf]) -> (&'static str, &'sta
 }
 
 impl Mkfs for Tools {
+    fn signatures(&mut self, device: &Path) -> Result<Option<Found>, CreateError> {
+        super::external::probe(&self.root, device)
+    }
+
     fn mkfs(&mut self, fs: Filesystem, devices: &[PathBuf]) -> Result<(), CreateError> {
         let (tool, package, args) = command_line(fs, devices);
         let path = find_tool(&self.root, tool).ok_or(CreateError::Missing { tool, package })?;

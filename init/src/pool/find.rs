@@ -2,12 +2,12 @@
 //! names (`/dev/disk/by-id` names built from sysfs: model, serial, WWN), never by `sdX`.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::blockdev::{self, BlockDevice, Bus};
 
-use super::probe::{self, Found, PoolFs, WINDOW};
+use super::probe::{self, PoolFs};
+use super::signatures::{self, Found};
 
 /// One block device the pool step looked at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,37 +133,12 @@ pub fn scan(sys_root: &Path, dev_root: &Path, skip_disk: Option<&str>) -> Vec<Di
 /// The first 128 KiB of a device (both superblocks); `None` when unreadable.
 fn read_head(node: &Path) -> Option<Vec<u8>> {
     let file = File::open(node).ok()?;
-    let mut buf = vec![0u8; 128 << 10];
-    let n = read_full(&file, &mut buf, 0)?;
-    buf.truncate(n);
-    Some(buf)
+    signatures::read_window(&file, 0, probe::HEAD as u64).ok()
 }
 
-fn read_full(file: &File, buf: &mut [u8], at: u64) -> Option<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], at + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    Some(done)
-}
-
-/// Reads both ends of the device and says why it is not blank (`None`: blank).
+/// Reads the device where the probes look and says why it is not blank (`None`: blank).
 pub fn not_blank(node: &Path) -> std::io::Result<Option<Found>> {
-    let file = File::open(node)?;
-    let size = std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0))?;
-    let mut head = vec![0u8; WINDOW.min(size as usize)];
-    let n = read_full(&file, &mut head, 0).ok_or_else(std::io::Error::last_os_error)?;
-    head.truncate(n);
-    let tail_at = size.saturating_sub(WINDOW as u64);
-    let mut tail = vec![0u8; (size - tail_at) as usize];
-    let n = read_full(&file, &mut tail, tail_at).ok_or_else(std::io::Error::last_os_error)?;
-    tail.truncate(n);
-    Ok(probe::not_blank(&head, &tail, tail_at, size))
+    signatures::probe_device(node)
 }
 
 /// The size of a device in bytes, from sysfs (512-byte sectors).
@@ -174,9 +149,10 @@ pub fn size(sys_root: &Path, device: &BlockDevice) -> Option<u64> {
     Some(sectors * 512)
 }
 
-/// The device named `id` in `disks`: by id, or (tolerated, warned about) by kernel name.
-pub fn by_id<'a>(disks: &'a [Disk], id: &str) -> Option<&'a Disk> {
-    disks.iter().find(|d| d.ids.iter().any(|i| i == id))
+/// The devices `id` names in `disks` (one, unless the id is ambiguous: two disks with the
+/// same serial, say).
+pub fn by_id<'a>(disks: &'a [Disk], id: &str) -> Vec<&'a Disk> {
+    disks.iter().filter(|d| d.ids.iter().any(|i| i == id)).collect()
 }
 
 /// The devices labelled `label` (partitions listed before whole disks).
@@ -222,11 +198,8 @@ mod tests {
         let disks = scan(sys, &sys.join("dev"), None);
         let sda1 = disks.iter().find(|d| d.device.name == "sda1").unwrap();
         assert_eq!(sda1.id(), "ata-Samsung_SSD_870_S5Y1NX0R-part1");
-        assert_eq!(
-            by_id(&disks, "virtio-ramkey-pool").unwrap().node,
-            PathBuf::from("/dev/vdb")
-        );
-        assert!(by_id(&disks, "sdb").is_none());
+        assert_eq!(by_id(&disks, "virtio-ramkey-pool")[0].node, PathBuf::from("/dev/vdb"));
+        assert!(by_id(&disks, "sdb").is_empty());
         assert!(
             scan(sys, &sys.join("dev"), Some("sda"))
                 .iter()
@@ -250,7 +223,7 @@ mod tests {
         assert_eq!(pool.len(), 1);
         assert_eq!(pool[0].device.name, "vdb");
         assert_eq!(not_blank(&dev.join("vdc")).unwrap(), None);
-        assert_eq!(not_blank(&dev.join("vdb")).unwrap().unwrap().offset, 1024);
+        assert_eq!(not_blank(&dev.join("vdb")).unwrap().unwrap().offset, Some(1024));
         assert_eq!(size(&sys, &pool[0].device), Some(131072 * 512));
     }
 }

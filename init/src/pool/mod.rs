@@ -1,15 +1,20 @@
 //! The pool: the box's persistent disk, mounted at `/pool` (SmartOS's `zones` pool).
 //!
 //! Found by the label `ramkey-pool` on any disk but the usbkey, or by the disks `[pool]
-//! disks` names; created only on disks that are blank (`[pool] create = true`); without one
-//! the box runs diskless. See `docs/pool.md`.
+//! disks` names; created only on disks that are blank and that `[pool] create` names
+//! (`create = "virtio-XYZ"`); without one the box runs diskless. See `docs/pool.md`.
 
 pub mod boot_step;
 pub mod create;
+pub mod external;
 pub mod find;
 pub mod layout;
 pub mod mount;
+mod plan;
 pub mod probe;
+#[cfg(test)]
+mod probe_tests;
+pub mod signatures;
 pub mod status;
 #[cfg(test)]
 mod tests;
@@ -27,6 +32,7 @@ pub use status::{Mounted, PoolState, Refused};
 
 use create::Mkfs;
 use find::Disk;
+use plan::{Plan, plan};
 use probe::FsKind;
 
 /// The label of the pool's filesystem.
@@ -85,23 +91,6 @@ pub struct Input<'a> {
     pub now: Option<SystemTime>,
 }
 
-/// What to do after looking at the disks.
-enum Plan {
-    Mount {
-        kind: FsKind,
-        disks: Vec<Disk>,
-        degraded: bool,
-    },
-    Create {
-        fs: Filesystem,
-        disks: Vec<Disk>,
-    },
-    Diskless {
-        refused: Vec<Refused>,
-        problem: Option<String>,
-    },
-}
-
 impl PoolStep<'_> {
     /// Finds (or creates) and mounts the pool, lays it out, and says what happened.
     pub fn run(&mut self, input: &Input<'_>) -> PoolState {
@@ -119,7 +108,10 @@ impl PoolStep<'_> {
                 );
                 (kind, disks, degraded, false)
             }
-            Plan::Create { fs, disks } => {
+            Plan::Create { fs, disks, keys } => {
+                if let Err(state) = self.ask_the_platform(&disks, &keys) {
+                    return state;
+                }
                 let nodes: Vec<PathBuf> = disks.iter().map(|d| d.node.clone()).collect();
                 let t = self.clock.since_boot();
                 if let Err(e) = self.mkfs.mkfs(fs, &nodes) {
@@ -174,6 +166,24 @@ impl PoolStep<'_> {
         state
     }
 
+    /// The platform's probes (wipefs, blkid), right before mkfs: anything found, or a probe
+    /// that fails, leaves the box diskless.
+    fn ask_the_platform(&mut self, disks: &[Disk], keys: &[&str]) -> Result<(), PoolState> {
+        let mut refused = Vec::new();
+        for (disk, key) in disks.iter().zip(keys) {
+            match self.mkfs.signatures(&disk.node) {
+                Ok(None) => {}
+                Ok(Some(found)) => refused.push(plan::refuse(disk, key, found)),
+                Err(e) => return Err(diskless(refused, Some(format!("not creating the pool: {e}")))),
+            }
+        }
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(diskless(refused, None))
+        }
+    }
+
     fn wait_for_disks(&mut self, input: &Input<'_>) -> Vec<Disk> {
         let (sys, dev) = (self.paths.sys(), self.paths.dev());
         let named: Vec<&String> = input
@@ -183,7 +193,7 @@ impl PoolStep<'_> {
         let start = self.clock.since_boot();
         loop {
             let disks = find::scan(&sys, &dev, input.usbkey_disk);
-            let missing = named.iter().filter(|id| find::by_id(&disks, id).is_none()).count();
+            let missing = named.iter().filter(|id| find::by_id(&disks, id).is_empty()).count();
             let waited = self.clock.since_boot().saturating_sub(start);
             if missing == 0 || waited >= WAIT {
                 return disks;
@@ -220,123 +230,4 @@ fn diskless(refused: Vec<Refused>, problem: Option<String>) -> PoolState {
     }
     crate::notice!("{DISKLESS}");
     PoolState::Diskless { refused, problem }
-}
-
-fn refuse(disk: &Disk, found: probe::Found) -> Refused {
-    let node = disk.node.display();
-    crate::notice!(
-        "pool: {node} holds {} (found at offset {}): not touching it; to use it as the pool, \
-         wipe it deliberately on another machine (wipefs -a {node})",
-        found.what,
-        found.offset
-    );
-    Refused {
-        node: disk.node.clone(),
-        id: disk.id(),
-        what: found.what,
-        offset: found.offset,
-    }
-}
-
-/// The labelled devices to mount: the btrfs devices sharing the first one's fsid (degraded
-/// when fewer than it has), or the first ext4 one.
-fn mountable(labelled: &[&Disk]) -> Option<Plan> {
-    let first = labelled.first()?;
-    let fs = first.fs.clone()?;
-    let disks: Vec<Disk> = match fs.kind {
-        FsKind::Btrfs => labelled
-            .iter()
-            .filter(|d| d.fs.as_ref().is_some_and(|f| f.fsid == fs.fsid))
-            .map(|d| (*d).clone())
-            .collect(),
-        FsKind::Ext(_) => vec![(*first).clone()],
-    };
-    if fs.kind != FsKind::Btrfs && labelled.len() > 1 {
-        crate::warn!(
-            "pool: {} disks are labelled {LABEL}; using {}",
-            labelled.len(),
-            first.node.display()
-        );
-    }
-    let degraded = fs.kind == FsKind::Btrfs && (disks.len() as u64) < fs.num_devices;
-    Some(Plan::Mount {
-        kind: fs.kind,
-        disks,
-        degraded,
-    })
-}
-
-/// Decides from the disks and `[pool]`: mount, create, or diskless.
-fn plan(
-    disks: &[Disk],
-    config: Option<&Pool>,
-    not_blank: impl Fn(&Disk) -> std::io::Result<Option<probe::Found>>,
-) -> Plan {
-    let named: Vec<&String> = config
-        .map(|p| p.disks.iter().chain(&p.mirror).collect())
-        .unwrap_or_default();
-    if named.is_empty() {
-        return mountable(&find::labelled(disks, LABEL)).unwrap_or(Plan::Diskless {
-            refused: Vec::new(),
-            problem: None,
-        });
-    }
-    let present: Vec<&Disk> = named.iter().filter_map(|id| find::by_id(disks, id)).collect();
-    let missing: Vec<&str> = named
-        .iter()
-        .filter(|id| find::by_id(disks, id).is_none())
-        .map(|s| s.as_str())
-        .collect();
-    for id in &missing {
-        crate::warn!("pool: disk {id} (named in [pool]) is not attached");
-    }
-    let labelled: Vec<&Disk> = present
-        .iter()
-        .copied()
-        .filter(|d| d.fs.as_ref().is_some_and(|f| f.label == LABEL))
-        .collect();
-    if let Some(plan) = mountable(&labelled) {
-        return plan;
-    }
-    let mut refused = Vec::new();
-    let mut problem = None;
-    for disk in &present {
-        match not_blank(disk) {
-            Ok(None) => {}
-            Ok(Some(found)) => refused.push(refuse(disk, found)),
-            Err(e) => problem = Some(format!("cannot read {}: {e}", disk.node.display())),
-        }
-    }
-    let pool = config.expect("named disks come from a config");
-    if !refused.is_empty() || problem.is_some() {
-        return Plan::Diskless { refused, problem };
-    }
-    if present.is_empty() {
-        let problem = format!("none of the [pool] disks ({}) is attached", missing.join(", "));
-        return Plan::Diskless {
-            refused,
-            problem: Some(problem),
-        };
-    }
-    if !pool.create {
-        let problem = format!(
-            "{} is blank and [pool] create is false",
-            describe(&present.iter().map(|d| (*d).clone()).collect::<Vec<_>>())
-        );
-        return Plan::Diskless {
-            refused,
-            problem: Some(problem),
-        };
-    }
-    if !missing.is_empty() {
-        let problem = format!("not creating the pool while {} is missing", missing.join(", "));
-        return Plan::Diskless {
-            refused,
-            problem: Some(problem),
-        };
-    }
-    Plan::Create {
-        fs: pool.filesystem,
-        disks: present.into_iter().cloned().collect(),
-    }
 }

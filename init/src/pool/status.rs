@@ -14,20 +14,17 @@ pub struct Refused {
     pub id: String,
     /// What is on it (`an ext4 filesystem labelled "data"`).
     pub what: String,
-    /// Where the signature was found.
-    pub offset: u64,
+    /// Where the signature was found (`None`: the probe, blkid, did not say).
+    pub offset: Option<u64>,
 }
 
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({}) holds {} (found at offset {}): not touching it",
-            self.node.display(),
-            self.id,
-            self.what,
-            self.offset
-        )
+        write!(f, "{} ({}) holds {}", self.node.display(), self.id, self.what)?;
+        if let Some(offset) = self.offset {
+            write!(f, " (found at offset {offset})")?;
+        }
+        f.write_str(": not touching it")
     }
 }
 
@@ -142,7 +139,7 @@ mod tests {
                 node: "/dev/vdb".into(),
                 id: "virtio-x".into(),
                 what: "an MBR partition table".into(),
-                offset: 446,
+                offset: Some(446),
             }],
             problem: None,
         };

@@ -9,6 +9,7 @@ use ramkey_config::{Filesystem, Pool};
 
 use super::create::{CreateError, Mkfs};
 use super::probe::tests::{btrfs_head, ext4_head};
+use super::signatures::Found;
 use super::*;
 use crate::blockdev::fake_device;
 use crate::clock::FakeClock;
@@ -65,6 +66,10 @@ struct FakeMkfs {
 }
 
 impl Mkfs for FakeMkfs {
+    fn signatures(&mut self, _: &Path) -> Result<Option<Found>, CreateError> {
+        Ok(None)
+    }
+
     fn mkfs(&mut self, fs: Filesystem, devices: &[PathBuf]) -> Result<(), CreateError> {
         for d in devices {
             let name = d.file_name().unwrap();
@@ -89,23 +94,28 @@ fn disk(root: &Path, parent: &str, name: &str, serial: &str, bytes: &[u8]) {
     std::fs::write(root.join("dev").join(name), data).unwrap();
 }
 
-fn pool(disks: &[&str], create: bool) -> Pool {
+fn pool(disks: &[&str], create: &[&str]) -> Pool {
     Pool {
         disks: disks.iter().map(|s| (*s).to_owned()).collect(),
         filesystem: Filesystem::Ext4,
-        create,
+        create: create.iter().map(|s| (*s).to_owned()).collect(),
         mirror: vec![],
     }
 }
 
 fn run(root: &Path, config: Option<&Pool>) -> (PoolState, Vec<String>, Vec<String>) {
-    let paths = Paths::new(root);
-    let clock = FakeClock::new(Duration::from_secs(5), Duration::from_millis(10));
-    let mut mounter = RecordingMounter::default();
     let mut mkfs = FakeMkfs {
         dev: root.join("dev"),
         calls: vec![],
     };
+    let (state, mounts) = run_with(root, config, &mut mkfs);
+    (state, mounts, mkfs.calls)
+}
+
+fn run_with(root: &Path, config: Option<&Pool>, mkfs: &mut dyn Mkfs) -> (PoolState, Vec<String>) {
+    let paths = Paths::new(root);
+    let clock = FakeClock::new(Duration::from_secs(5), Duration::from_millis(10));
+    let mut mounter = RecordingMounter::default();
     let mut devices = FakeDevices::default();
     let input = Input {
         config,
@@ -117,11 +127,11 @@ fn run(root: &Path, config: Option<&Pool>) -> (PoolState, Vec<String>, Vec<Strin
         paths: &paths,
         clock: &clock,
         mounter: &mut mounter,
-        mkfs: &mut mkfs,
+        mkfs,
         devices: &mut devices,
     }
     .run(&input);
-    (state, mounter.0, mkfs.calls)
+    (state, mounter.0)
 }
 
 #[test]
@@ -159,23 +169,46 @@ fn unclean_ext4_is_reported() {
 }
 
 #[test]
-fn blank_named_disk_is_created_with_create_true() {
+fn a_blank_disk_is_created_only_when_create_names_it() {
     let dir = tempfile::tempdir().unwrap();
     disk(dir.path(), VIRTIO_B, "vdb", "ramkey-pool", &[]);
-    let config = pool(&["virtio-ramkey-pool"], true);
+    let config = pool(&["virtio-ramkey-pool"], &["virtio-ramkey-pool"]);
     let (state, mounts, mkfs) = run(dir.path(), Some(&config));
     assert_eq!(mkfs, ["Ext4 /dev/vdb"]);
     assert_eq!(mounts[0], "vdb pool ext4");
     assert!(matches!(state, PoolState::Mounted(Mounted { created: true, .. })));
-    // Not without create = true.
+    // Not without create naming it.
     let dir = tempfile::tempdir().unwrap();
     disk(dir.path(), VIRTIO_B, "vdb", "ramkey-pool", &[]);
-    let (state, mounts, mkfs) = run(dir.path(), Some(&pool(&["virtio-ramkey-pool"], false)));
+    let (state, mounts, mkfs) = run(dir.path(), Some(&pool(&["virtio-ramkey-pool"], &[])));
     assert!(mkfs.is_empty() && mounts.is_empty());
     assert!(
-        state.to_string().contains("is blank and [pool] create is false"),
+        state.to_string().contains(
+            "/dev/vdb (virtio-ramkey-pool) is blank but [pool] create does not name it: write create = \
+             \"virtio-ramkey-pool\" in [pool] to make it the pool"
+        ),
         "{state}"
     );
+}
+
+#[test]
+fn a_mirror_is_created_only_when_create_names_every_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    disk(r, VIRTIO_B, "vdb", "a", &[]);
+    disk(r, VIRTIO_C, "vdc", "b", &[]);
+    let mut config = pool(&["virtio-a"], &["virtio-a"]);
+    config.filesystem = Filesystem::Btrfs;
+    config.mirror = vec!["virtio-b".into()];
+    let (state, _, mkfs) = run(r, Some(&config));
+    assert!(mkfs.is_empty(), "{mkfs:?}");
+    assert!(
+        state.to_string().contains("[pool] create does not name virtio-b"),
+        "{state}"
+    );
+    config.create.push("virtio-b".into());
+    let (_, _, mkfs) = run(r, Some(&config));
+    assert_eq!(mkfs, ["Btrfs /dev/vdb", "Btrfs /dev/vdc"]);
 }
 
 #[test]
@@ -197,7 +230,10 @@ fn disks_with_data_are_never_touched() {
         let dir = tempfile::tempdir().unwrap();
         disk(dir.path(), VIRTIO_B, "vdb", "ramkey-pool", bytes);
         let before = std::fs::read(dir.path().join("dev/vdb")).unwrap();
-        let (state, mounts, mkfs) = run(dir.path(), Some(&pool(&["virtio-ramkey-pool"], true)));
+        let (state, mounts, mkfs) = run(
+            dir.path(),
+            Some(&pool(&["virtio-ramkey-pool"], &["virtio-ramkey-pool"])),
+        );
         assert!(mkfs.is_empty() && mounts.is_empty(), "{what}");
         assert_eq!(std::fs::read(dir.path().join("dev/vdb")).unwrap(), before);
         let PoolState::Diskless { refused, .. } = &state else {
@@ -222,7 +258,7 @@ fn no_disk_is_diskless_and_a_missing_named_disk_is_waited_for() {
         }
     );
     assert_eq!(state.to_string(), "diskless: data is lost at power-off");
-    let (state, _, _) = run(dir.path(), Some(&pool(&["virtio-gone"], true)));
+    let (state, _, _) = run(dir.path(), Some(&pool(&["virtio-gone"], &["virtio-gone"])));
     assert!(
         state
             .to_string()
@@ -240,7 +276,7 @@ fn btrfs_mirror_with_a_missing_disk_mounts_degraded() {
     assert_eq!(mounts[0], "vdb pool btrfs device=/dev/vdb,degraded");
     assert!(matches!(state, PoolState::Mounted(Mounted { degraded: true, .. })));
     disk(r, VIRTIO_C, "vdc", "b", &btrfs_head(LABEL, 9, 2));
-    let mut config = pool(&["virtio-a"], false);
+    let mut config = pool(&["virtio-a"], &[]);
     config.filesystem = Filesystem::Btrfs;
     config.mirror = vec!["virtio-b".into()];
     let (state, mounts, _) = run(r, Some(&config));
@@ -255,4 +291,103 @@ fn the_usbkey_disk_is_never_the_pool() {
     disk(dir.path(), usb, "sda", "key", &ext4_head(LABEL, true));
     let (state, _, _) = run(dir.path(), None);
     assert!(matches!(state, PoolState::Diskless { .. }));
+}
+
+#[test]
+fn an_id_matching_two_disks_touches_neither() {
+    let dir = tempfile::tempdir().unwrap();
+    disk(dir.path(), VIRTIO_B, "vdb", "twin", &[]);
+    disk(dir.path(), VIRTIO_C, "vdc", "twin", &[]);
+    let (state, mounts, mkfs) = run(dir.path(), Some(&pool(&["virtio-twin"], &["virtio-twin"])));
+    assert!(mkfs.is_empty() && mounts.is_empty(), "{mkfs:?}");
+    let text = state.to_string();
+    assert!(
+        text.contains("[pool] id virtio-twin matches 2 disks: /dev/vdb (virtio-twin), /dev/vdc (virtio-twin)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn one_disk_named_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    disk(dir.path(), VIRTIO_B, "vdb", "a", &[]);
+    let mut config = pool(&["virtio-a"], &["virtio-a", "a"]);
+    config.filesystem = Filesystem::Btrfs;
+    config.mirror = vec!["a".into()];
+    let (state, mounts, mkfs) = run(dir.path(), Some(&config));
+    assert!(mkfs.is_empty() && mounts.is_empty(), "{mkfs:?}");
+    let text = state.to_string();
+    assert!(text.contains("virtio-a and a name the same disk /dev/vdb"), "{text}");
+}
+
+/// Fake platform tools under `root/sbin`: `mke2fs` leaves a mark, `blkid` and `wipefs` say
+/// what they are given (absent when `None`).
+fn fake_tools(root: &Path, blkid: Option<(&str, i32)>, wipefs: Option<(&str, i32)>) {
+    use std::os::unix::fs::PermissionsExt;
+    let sbin = root.join("sbin");
+    std::fs::create_dir_all(&sbin).unwrap();
+    let mark = root.join("mke2fs-ran");
+    let mut scripts = vec![("mke2fs".to_owned(), format!("touch '{}'", mark.display()))];
+    for (name, tool) in [("blkid", blkid), ("wipefs", wipefs)] {
+        if let Some((out, code)) = tool {
+            scripts.push((name.to_owned(), format!("printf '%s' '{out}'; exit {code}")));
+        }
+    }
+    for (name, body) in &scripts {
+        let path = sbin.join(name);
+        let text = format!("#!/bin/sh\n[ \"$1\" = --ready ] && exit 0\n{body}\n");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Wait out ETXTBSY: a child forked by another test may still hold the file open.
+        while let Err(e) = std::process::Command::new(&path).arg("--ready").status() {
+            assert_eq!(e.raw_os_error(), Some(nix::libc::ETXTBSY), "{e}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Runs the step with the real tools found under `root` on a blank `vdb`.
+fn run_tools(blkid: Option<(&str, i32)>, wipefs: Option<(&str, i32)>) -> (PoolState, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    disk(r, VIRTIO_B, "vdb", "x", &[]);
+    fake_tools(r, blkid, wipefs);
+    let mut tools = create::Tools { root: r.to_owned() };
+    let (state, _) = run_with(r, Some(&pool(&["virtio-x"], &["virtio-x"])), &mut tools);
+    (state, r.join("mke2fs-ran").exists())
+}
+
+#[test]
+fn the_platforms_probes_are_asked_before_mkfs() {
+    let (state, ran) = run_tools(Some(("DEVNAME=/dev/vdb\nPTUUID=1\nPTTYPE=gpt\n", 0)), Some(("", 0)));
+    assert!(!ran, "mke2fs ran: {state}");
+    assert!(
+        state
+            .to_string()
+            .contains("a \"gpt\" partition table, as blkid -p says"),
+        "{state}"
+    );
+    let wipefs = "DEVICE OFFSET TYPE UUID LABEL\n/dev/vdb 0x1fe PMBR\n";
+    let (state, ran) = run_tools(Some(("", 2)), Some((wipefs, 0)));
+    assert!(!ran, "mke2fs ran: {state}");
+    assert!(
+        state
+            .to_string()
+            .contains("a \"PMBR\" signature, as wipefs says (found at offset 510)"),
+        "{state}"
+    );
+    let (state, ran) = run_tools(Some(("", 8)), None);
+    assert!(!ran, "mke2fs ran: {state}");
+    assert!(state.to_string().contains("ambivalent"), "{state}");
+    let (state, ran) = run_tools(Some(("", 4)), None);
+    assert!(!ran, "mke2fs ran: {state}");
+    assert!(
+        state.to_string().contains("blkid -p -o export /dev/vdb failed"),
+        "{state}"
+    );
+    // Nothing found, or no tools at all: the Rust probes alone decide.
+    let (state, ran) = run_tools(Some(("", 2)), Some(("", 0)));
+    assert!(ran, "{state}");
+    let (state, ran) = run_tools(None, None);
+    assert!(ran, "{state}");
 }
