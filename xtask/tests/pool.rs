@@ -1,7 +1,8 @@
 //! Boot tests of the pool under QEMU (TCG): created on a blank virtio disk, found again on
-//! the next boot, disks with data left byte-identical, an unclean shutdown recovered, the
-//! diskless mode, and a degraded btrfs mirror. The stick's config is edited with the
-//! builder's `config set`; what the pool holds afterwards is read with `debugfs` on the host.
+//! the next boot, disks with data left byte-identical (also a partition whose table was
+//! wiped), an unclean shutdown recovered, the diskless mode, and a degraded btrfs mirror.
+//! The stick's config is edited with the builder's `config set`; what the pool holds
+//! afterwards is read with `debugfs` on the host.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -251,6 +252,55 @@ fn a_partitioned_disk_is_left_alone() {
         &disk,
         "holds an MBR partition table (found at offset 446)",
     );
+}
+
+/// A disk that had a GPT with an ext4 partition at 1 MiB, whose first MiB (the protective
+/// MBR and the table) was then zeroed: blkid and wipefs, which probe the disk's start, see
+/// nothing; PID 1's probe of the common partition starts must, and leave it byte-identical.
+#[test]
+fn a_partition_past_a_wiped_table_is_left_alone() {
+    use std::os::unix::fs::FileExt;
+    let name = "pool-wiped-table";
+    let disk = disk_path(name);
+    std::fs::File::create(&disk).unwrap().set_len(GIB).unwrap();
+    // The partition a GPT's first one would be: from sector 2048 to 1 MiB before the end.
+    let status = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "data", "-E", "offset=1048576"])
+        .arg(&disk)
+        .arg("1022M")
+        .status();
+    assert!(status.expect("mkfs.ext4 on the host").success());
+    let file = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+    file.write_all_at(&vec![0u8; 1 << 20], 0).unwrap();
+    file.sync_all().unwrap();
+    drop(file);
+    // What the host's util-linux says, where it has it: nothing (blkid -p exits 2).
+    if let Ok(out) = Command::new("blkid").args(["-p", "-o", "export"]).arg(&disk).output() {
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "blkid -p: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let image = stick(name, CREATE);
+    let before = sha256(&disk);
+    let mut vm = boot(name, &image, Some(&disk), &[]);
+    vm.forbid(&["ramkey: pool: running mke2fs", "ramkey: pool: created"])
+        .unwrap();
+    let line = full(&mut vm, "ramkey: pool: /dev/vd", "or remove it from [pool] disks");
+    assert!(
+        line.contains(
+            " (virtio-ramkey-pool) holds an ext4 filesystem labelled \"data\" in a partition starting at 1 MiB \
+             (found at offset 1049600): not touching it; wipefs does not see it: zero the disk's first 3 MiB \
+             yourself with dd if=/dev/zero of=/dev/vd"
+        ),
+        "{line}"
+    );
+    vm.expect("ramkey: pool: none found: DISKLESS", BOOT).unwrap();
+    vm.expect_running(BOOT).unwrap();
+    power_off(&mut vm, false);
+    assert_eq!(sha256(&disk), before, "{name}: the disk changed");
 }
 
 #[test]
