@@ -1,5 +1,5 @@
 //! Platform extras: Debian packages whose files go into the platform (e.g. `busybox-static`
-//! for a rescue shell), taken from their `.deb`s; busybox applet links; and, for dynamically
+//! for a rescue shell), taken from their `.deb`s (checked against apt's index); busybox applet links; and, for dynamically
 //! linked programs, the ELF interpreter and the shared libraries named by `DT_NEEDED`,
 //! resolved recursively (from the extras first, then from the build host's Debian libraries).
 

@@ -1,5 +1,6 @@
 //! Kernel intake: Debian's generic `linux-image-6.1.0-N-amd64` package, downloaded with
-//! `apt-get download` into the cache or given as a path, unpacked once per package file.
+//! `apt-get download` into the cache (checked against apt's index) or given as a path (its
+//! sha256 shown), unpacked once per package sha256.
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,8 @@ pub struct Kernel {
     pub modules_dir: PathBuf,
     /// The package file it came from.
     pub deb: PathBuf,
+    /// The sha256 of that file (lower-case hex).
+    pub deb_sha256: String,
 }
 
 /// What can go wrong getting the kernel.
@@ -58,7 +61,15 @@ pub fn cache_dir() -> PathBuf {
 /// Fetches (if needed) and unpacks (if needed) the kernel, returning its paths.
 pub fn obtain(source: &KernelSource, cache: &Path) -> Result<Kernel, KernelError> {
     let deb = match source {
-        KernelSource::Deb(path) => path.clone(),
+        KernelSource::Deb(path) => {
+            let deb = deb::Deb::given(path)?;
+            eprintln!(
+                "ramkey: kernel package {} as given, not checked against apt's index: sha256 {}",
+                deb.path.display(),
+                deb.sha256
+            );
+            deb
+        }
         KernelSource::Apt => download(cache)?,
     };
     let unpacked = deb::unpack_cached(&deb, cache)?;
@@ -66,7 +77,7 @@ pub fn obtain(source: &KernelSource, cache: &Path) -> Result<Kernel, KernelError
 }
 
 /// Finds the kernel image and module tree inside an unpacked package.
-fn locate(root: &Path, deb: PathBuf) -> Result<Kernel, KernelError> {
+fn locate(root: &Path, deb: deb::Deb) -> Result<Kernel, KernelError> {
     let layout = |what: &str| KernelError::Layout {
         dir: root.to_path_buf(),
         what: what.to_string(),
@@ -86,7 +97,8 @@ fn locate(root: &Path, deb: PathBuf) -> Result<Kernel, KernelError> {
         modules_dir: modules.join(&release),
         release,
         vmlinuz,
-        deb,
+        deb: deb.path,
+        deb_sha256: deb.sha256,
     })
 }
 
@@ -106,8 +118,9 @@ pub fn newest_package(apt_cache_show: &str) -> Option<String> {
         .map(|(_, name)| name)
 }
 
-/// Downloads the newest generic kernel package into the cache, unless it is already there.
-fn download(cache: &Path) -> Result<PathBuf, KernelError> {
+/// Downloads the newest generic kernel package into the cache, unless a copy whose sha256
+/// matches apt's index is already there.
+fn download(cache: &Path) -> Result<deb::Deb, KernelError> {
     let show = deb::apt("apt-cache", &["show", "linux-image-amd64"], Path::new("/"))?;
     let package = newest_package(&show).ok_or(KernelError::NoPackage)?;
     Ok(deb::download(&package, cache)?)
