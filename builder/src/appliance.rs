@@ -99,6 +99,11 @@ impl Default for Usbkey {
 pub struct Pxe {
     /// `ramkey.config=` for PXE boots; `${mac}` is replaced by the booting NIC's address.
     pub config_url: Option<String>,
+    /// Public key lines (`ramkey-ed25519-public ...`, as `ramkey keygen` writes them): the
+    /// platform then takes a fetched config only with a signature by one of them
+    /// (`URL.sig`, `ramkey config --file F sign --key K`).
+    #[serde(default)]
+    pub config_keys: Vec<String>,
 }
 
 /// What can go wrong reading an appliance.
@@ -145,6 +150,12 @@ impl Appliance {
         a.platform.overlay.as_mut().map(resolve);
         a.usbkey.config.as_mut().map(resolve);
         a.usbkey.personalities.iter_mut().for_each(resolve);
+        for line in &a.pxe.config_keys {
+            ramkey_image::keys::decode_public(line, "[pxe] config_keys").map_err(|e| ApplianceError::Parse {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
+        }
         for name in &a.platform.modules {
             if name.is_empty() {
                 return Err(ApplianceError::Parse {

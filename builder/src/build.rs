@@ -16,7 +16,7 @@ pub const INIT_TARGET: &str = "x86_64-unknown-linux-gnu";
 #[derive(Debug, Default)]
 pub struct Options {
     pub out: PathBuf,
-    /// The static init; default: built from the source tree the appliance lives in.
+    /// The static init; default: built from a Ramkey source tree, see [`init_source`].
     pub init: Option<PathBuf>,
     pub kernel_deb: Option<PathBuf>,
     /// `SOURCE_DATE_EPOCH` of every output.
@@ -52,13 +52,101 @@ pub enum BuildError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("the appliance's default config is invalid:\n{0}")]
     Config(String),
+    #[error("--init {0}: no such file")]
+    InitMissing(PathBuf),
     #[error(
-        "no init binary: give --init FILE, or build from a Ramkey source tree (none at {searched}), or build it with\n  \
-         RUSTFLAGS='-C target-feature=+crt-static' cargo build --release -p ramkey-init --target {INIT_TARGET}"
+        "no init binary: ramkey builds the static PID 1 from a Ramkey source tree (one with init/Cargo.toml), and \
+         found none in the appliance's folder ({appliance_dir}){recorded}. Give --init FILE: a static ramkey-init, \
+         built in a Ramkey source tree with\n  \
+         RUSTFLAGS='-C target-feature=+crt-static' cargo build --release -p ramkey-init --target {INIT_TARGET}\n\
+         (it is target/{INIT_TARGET}/release/init there)"
     )]
-    NoInit { searched: PathBuf },
+    NoInit {
+        appliance_dir: PathBuf,
+        /// `, nor at PATH, ...` for the tree this `ramkey` was built from, or empty.
+        recorded: String,
+    },
     #[error("building the static init failed ({0})")]
     InitBuild(String),
+}
+
+/// The source tree this `ramkey` was compiled from (the workspace holding `builder/`),
+/// recorded at compile time; it may be gone or have moved since.
+pub fn recorded_source_tree() -> Option<&'static Path> {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent()
+}
+
+/// Whether `dir` is a Ramkey source tree: a workspace with the `ramkey-init` package.
+pub fn is_source_tree(dir: &Path) -> bool {
+    dir.join("Cargo.toml").is_file()
+        && std::fs::read_to_string(dir.join("init/Cargo.toml"))
+            .is_ok_and(|manifest| manifest.lines().any(|l| l.trim() == r#"name = "ramkey-init""#))
+}
+
+/// Where the static init of a build comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitSource {
+    /// The binary given with `--init`.
+    Given(PathBuf),
+    /// Built from the source tree the appliance lives in (absolute).
+    ApplianceTree(PathBuf),
+    /// Built from the source tree this `ramkey` was compiled from (absolute).
+    RecordedTree(PathBuf),
+}
+
+/// Picks the init, in order: the binary given with `--init` (which must exist); the source
+/// tree the appliance lives in (`appliance_dir`), as in a checkout of Ramkey; the source
+/// tree `ramkey` was compiled from (`recorded`, see [`recorded_source_tree`]), for an
+/// installed `ramkey` building an appliance kept anywhere.
+pub fn init_source(
+    given: Option<&Path>,
+    appliance_dir: &Path,
+    recorded: Option<&Path>,
+) -> Result<InitSource, BuildError> {
+    if let Some(given) = given {
+        return if given.is_file() {
+            Ok(InitSource::Given(given.to_path_buf()))
+        } else {
+            Err(BuildError::InitMissing(given.to_path_buf()))
+        };
+    }
+    let absolute = |dir: &Path| {
+        std::fs::canonicalize(dir).map_err(|source| BuildError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
+    };
+    if is_source_tree(appliance_dir) {
+        return Ok(InitSource::ApplianceTree(absolute(appliance_dir)?));
+    }
+    if let Some(tree) = recorded.filter(|t| is_source_tree(t)) {
+        return Ok(InitSource::RecordedTree(absolute(tree)?));
+    }
+    Err(BuildError::NoInit {
+        appliance_dir: appliance_dir.to_path_buf(),
+        recorded: recorded.map_or_else(String::new, |tree| {
+            format!(
+                ", nor where this ramkey was built from ({}: moved or deleted since?)",
+                tree.display()
+            )
+        }),
+    })
+}
+
+/// The init binary of a build: the given one, or built (printing what runs) from the tree
+/// [`init_source`] picks.
+pub fn resolve_init(given: Option<&Path>, appliance_dir: &Path) -> Result<PathBuf, BuildError> {
+    match init_source(given, appliance_dir, recorded_source_tree())? {
+        InitSource::Given(path) => Ok(path),
+        InitSource::ApplianceTree(tree) => static_init(&tree),
+        InitSource::RecordedTree(tree) => {
+            eprintln!(
+                "ramkey: {} is not a Ramkey source tree; the static init comes from the one this ramkey was built from",
+                appliance_dir.display()
+            );
+            static_init(&tree)
+        }
+    }
 }
 
 /// Builds the static PID 1 from the source tree at `workspace` (into `CARGO_TARGET_DIR`, or
@@ -85,29 +173,41 @@ fn init_rustflags(workspace: &Path) -> String {
     flags
 }
 
-/// [`static_init`] into the target directory `target`.
+/// The arguments of the static init's `cargo` run.
+const INIT_CARGO_ARGS: [&str; 7] = [
+    "build",
+    "--quiet",
+    "--release",
+    "-p",
+    "ramkey-init",
+    "--target",
+    INIT_TARGET,
+];
+
+/// [`static_init`] into the target directory `target`; says on stderr what it runs.
 pub fn static_init_into(workspace: &Path, target: &Path) -> Result<PathBuf, BuildError> {
     if !workspace.join("init/Cargo.toml").exists() {
         return Err(BuildError::NoInit {
-            searched: workspace.into(),
+            appliance_dir: workspace.into(),
+            recorded: String::new(),
         });
     }
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "ramkey-init",
-            "--target",
-            INIT_TARGET,
-        ])
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let rustflags = init_rustflags(workspace);
+    eprintln!(
+        "ramkey: building the static init: cd {} && CARGO_TARGET_DIR={} RUSTFLAGS='{rustflags}' {cargo} {}",
+        workspace.display(),
+        target.display(),
+        INIT_CARGO_ARGS.join(" ")
+    );
+    let status = Command::new(&cargo)
+        .args(INIT_CARGO_ARGS)
         .current_dir(workspace)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env("CARGO_TARGET_DIR", target)
-        .env("RUSTFLAGS", init_rustflags(workspace))
+        .env("RUSTFLAGS", rustflags)
         .status()
-        .map_err(|e| BuildError::InitBuild(e.to_string()))?;
+        .map_err(|e| BuildError::InitBuild(format!("cannot run {cargo}: {e}; give --init FILE")))?;
     if !status.success() {
         return Err(BuildError::InitBuild(status.to_string()));
     }
@@ -122,10 +222,7 @@ pub fn build(appliance: &Appliance, base: &Path, opts: &Options) -> Result<Repor
         None => KernelSource::Apt,
     };
     let kernel = kernel::obtain(&source, &cache)?;
-    let init = match &opts.init {
-        Some(init) => init.clone(),
-        None => static_init(base)?,
-    };
+    let init = resolve_init(opts.init.as_deref(), base)?;
     let inputs = Inputs {
         kernel: &kernel,
         init: &init,
@@ -137,6 +234,11 @@ pub fn build(appliance: &Appliance, base: &Path, opts: &Options) -> Result<Repor
     let libraries = extras::add(&mut tree, &appliance.platform.extras, &cache)?;
     if let Some(motd) = &appliance.platform.motd {
         tree.file("etc/motd", motd.as_bytes(), 0o644);
+    }
+    if !appliance.pxe.config_keys.is_empty() {
+        // The box takes a fetched config only with a signature by one of these.
+        let keys: String = appliance.pxe.config_keys.iter().map(|k| format!("{}\n", k.trim())).collect();
+        tree.file("etc/ramkey/config-keys", keys.into_bytes(), 0o644);
     }
     let platform_dir = opts.out.join("platform");
     let output = platform::write(

@@ -63,6 +63,13 @@ pub enum ConfigCommand {
     Check,
     /// Edit in $EDITOR (default vi); an invalid result is not saved.
     Edit,
+    /// Sign a config file served over the network (--file only): writes FILE.sig, which a
+    /// platform built with `[pxe] config_keys` requires. The config is checked first.
+    Sign {
+        /// The secret key (`ramkey keygen` writes NAME.secret).
+        #[arg(long, value_name = "PATH")]
+        key: PathBuf,
+    },
     /// Convert a SmartOS /usbkey/config; keys that cannot be carried over are listed on stderr.
     ImportSmartos {
         /// The SmartOS config file.
@@ -115,6 +122,10 @@ pub enum ConfigCmdError {
     EditRefused { errors: ConfigErrors, kept: PathBuf },
     #[error("{name}: {error}")]
     Import { name: String, error: Box<ImportError> },
+    #[error("sign takes a config file (--file PATH): the signature goes beside it, FILE.sig, where the box fetches it")]
+    SignNeedsFile,
+    #[error(transparent)]
+    Key(#[from] ramkey_image::keys::KeyError),
 }
 
 /// The result of `set` and `unset`.
@@ -281,9 +292,35 @@ pub fn cli(args: &ConfigArgs) -> Result<(), ConfigCmdError> {
                 Edited::Unchanged => println!("{}: no change", target.name()),
             }
         }
+        ConfigCommand::Sign { key } => {
+            let file = args.file.as_deref().ok_or(ConfigCmdError::SignNeedsFile)?;
+            let sig = sign(&target, file, key)?;
+            println!("{}: signed, {}", target.name(), sig.display());
+        }
         ConfigCommand::ImportSmartos { .. } => {}
     }
     Ok(())
+}
+
+/// Checks the config at `file` and writes `file.sig`, its signature by the secret `key`
+/// ([`ramkey_image::detached`]); returns the signature's path.
+pub fn sign(target: &Target, file: &Path, key: &Path) -> Result<PathBuf, ConfigCmdError> {
+    check(target)?;
+    let key = ramkey_image::keys::read_secret_file(key)?;
+    let bytes = std::fs::read(file).map_err(|source| ConfigCmdError::Io {
+        what: "reading",
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let mut sig = file.as_os_str().to_os_string();
+    sig.push(".sig");
+    let sig = PathBuf::from(sig);
+    std::fs::write(&sig, ramkey_image::detached::sign(&key, &bytes)).map_err(|source| ConfigCmdError::Io {
+        what: "writing",
+        path: sig.clone(),
+        source,
+    })?;
+    Ok(sig)
 }
 
 fn report(target: &Target, changed: &Changed) {
