@@ -70,6 +70,9 @@ pub fn build_appliance(out: &Path, compression: Compression, platform_only: bool
     let root = workspace_root();
     let mut appliance = Appliance::load(&root.join("appliance.toml"))?;
     appliance.platform.compression = compression;
+    // The tested platform takes a config fetched over the network only when [`test_key`]
+    // signed it, as a fleet's platform built with `[pxe] config_keys` does.
+    appliance.pxe.config_keys = vec![test_key()?.1];
     let kernel_deb = match kernel_source() {
         KernelSource::Deb(deb) => Some(deb),
         KernelSource::Apt => None,

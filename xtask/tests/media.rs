@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ramkey_builder::run::{Boot, Firmware, RunOptions};
+use ramkey_image::SigningKey;
 use xtask::artifacts;
 use xtask::qemu::{Machine, Spec};
 
@@ -84,22 +85,32 @@ fn two_sticks_labelled_ramkey_are_refused_by_name() {
     let _ = std::fs::remove_file(&other);
 }
 
-/// Serves `/configs/<mac>.toml` for one MAC on 127.0.0.1 and records every request line.
-fn config_server(mac: &str, config: &str) -> (u16, Arc<Mutex<Vec<String>>>) {
+/// Serves `/configs/<mac>.toml` for one MAC on 127.0.0.1, with its signature by `signer`
+/// (`.toml.sig`; the tested platform takes only configs the test key signed), and records
+/// every request line.
+fn config_server(mac: &str, config: &str, signer: &SigningKey) -> (u16, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (path, body, log) = (format!("/configs/{mac}.toml"), config.to_string(), seen.clone());
+    let signature = ramkey_image::detached::sign(signer, config.as_bytes());
     std::thread::spawn(move || {
         for stream in listener.incoming().take(20) {
             let Ok(mut stream) = stream else { continue };
             let mut request = String::new();
             let _ = BufReader::new(&stream).read_line(&mut request);
             log.lock().unwrap().push(request.trim().to_string());
-            let reply = if request.split_whitespace().nth(1) == Some(path.as_str()) {
-                format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+            let asked = request.split_whitespace().nth(1).unwrap_or_default();
+            let answer = if asked == path {
+                Some(&body)
+            } else if asked == format!("{path}.sig") {
+                Some(&signature)
             } else {
-                "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
+                None
+            };
+            let reply = match answer {
+                Some(body) => format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()),
+                None => "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string(),
             };
             let _ = stream.write_all(reply.as_bytes());
         }
@@ -113,7 +124,7 @@ fn pxe_boot_fetches_its_config_by_mac_over_http() {
     let mac = "52:54:00:12:34:56";
     let config =
         "version = 1\nhostname = \"fleet-box-7\"\n\n[[nic]]\ntag = \"admin\"\nname = \"eth0\"\nip = \"dhcp\"\n";
-    let (port, seen) = config_server(mac, config);
+    let (port, seen) = config_server(mac, config, &test_key());
     let pxe = artifacts::appliance().unwrap().join("pxe");
     let mut opts = RunOptions::new(Boot::Pxe { dir: pxe });
     // The guest reaches the host's loopback at 10.0.2.2 through QEMU's user network.
@@ -140,6 +151,11 @@ fn fetched_by_mac_and_running(
         BOOT,
     )
     .unwrap();
+    vm.expect(
+        &format!("ramkey: config: http://10.0.2.2:{port}/configs/{mac}.toml: signed by key "),
+        BOOT,
+    )
+    .unwrap();
     vm.expect(&format!("(hostname {hostname})"), BOOT).unwrap();
     let at = vm.expect_running(BOOT).unwrap();
     let requests = seen.lock().unwrap().clone();
@@ -155,6 +171,43 @@ fn fetched_by_mac_and_running(
     at
 }
 
+/// The test key, which the tested platform's `[pxe] config_keys` names.
+fn test_key() -> SigningKey {
+    let (secret, _) = artifacts::test_key().unwrap();
+    ramkey_image::keys::read_secret_file(&secret).unwrap()
+}
+
+/// A config fetched over the network but signed by another key (or changed on the way) is
+/// not taken: the box names the URL and why, and stays in recovery mode. A direct kernel
+/// boot with `ramkey.config=`: the firmware and iPXE are the PXE tests' part.
+#[test]
+fn a_fetched_config_signed_by_a_stranger_is_refused() {
+    let mac = "52:54:00:12:34:56";
+    let config =
+        "version = 1\nhostname = \"hijacked\"\n\n[[nic]]\ntag = \"admin\"\nname = \"eth0\"\nip = \"dhcp\"\n";
+    let stranger = SigningKey::from_bytes(&[13; 32]);
+    let (port, seen) = config_server(mac, config, &stranger);
+    let platform = artifacts::platform().unwrap();
+    let url = format!("http://10.0.2.2:{port}/configs/${{mac}}.toml");
+    let spec = Spec::direct("config-stranger", &platform, &format!("ramkey.config={url}")).user_net(&[]);
+    let mut vm = Machine::start(&spec).unwrap();
+    vm.forbid(&["(hostname hijacked)"]).unwrap();
+    let (_, line) = vm
+        .expect(
+            &format!("ramkey: error: config: http://10.0.2.2:{port}/configs/{mac}.toml: refused, the platform takes only signed configs"),
+            BOOT,
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", vm.tail()));
+    assert!(line.contains("the signature is not by a key the platform trusts"), "{line}");
+    vm.expect("RECOVERY MODE: no usable config: http://10.0.2.2:", BOOT).unwrap();
+    let requests = seen.lock().unwrap().clone();
+    assert!(
+        requests.iter().any(|r| r.starts_with(&format!("GET /configs/{mac}.toml.sig "))),
+        "{requests:?}"
+    );
+    eprintln!("config-stranger: {}", xtask::qemu::message(&line));
+}
+
 /// A PXE ROM without iPXE's scripting: QEMU's TFTP hands out `pxelinux.0`, which reads
 /// `pxelinux.cfg/default`. Syslinux does not expand `${mac}`, so PID 1 does it: the config
 /// is fetched by the booting NIC's MAC all the same.
@@ -163,7 +216,7 @@ fn pxelinux_boots_and_pid1_puts_the_mac_in_the_config_url() {
     let mac = "52:54:00:12:34:56";
     let config =
         "version = 1\nhostname = \"pxelinux-box\"\n\n[[nic]]\ntag = \"admin\"\nname = \"eth0\"\nip = \"dhcp\"\n";
-    let (port, seen) = config_server(mac, config);
+    let (port, seen) = config_server(mac, config, &test_key());
     let pxe = artifacts::appliance().unwrap().join("pxe");
     let tftp = artifacts::target_dir().join("ramkey/run/pxelinux.tftp");
     let _ = std::fs::remove_dir_all(&tftp);
