@@ -308,4 +308,62 @@ mod tests {
     fn the_default_config_is_valid() {
         ramkey_config::Config::parse(DEFAULT_CONFIG, "default").unwrap();
     }
+
+    /// A folder that looks like a Ramkey source tree to [`is_source_tree`].
+    fn fake_tree(dir: &Path) {
+        std::fs::create_dir_all(dir.join("init")).unwrap();
+        std::fs::write(dir.join("Cargo.toml"), "[workspace]\nmembers = [\"init\"]\n").unwrap();
+        std::fs::write(dir.join("init/Cargo.toml"), "[package]\nname = \"ramkey-init\"\n").unwrap();
+    }
+
+    #[test]
+    fn the_init_is_the_given_one_then_the_appliances_tree_then_the_recorded_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let canon = |p: &Path| std::fs::canonicalize(p).unwrap();
+        let checkout = dir.path().join("checkout");
+        fake_tree(&checkout);
+        let recorded = dir.path().join("ramkey-src");
+        fake_tree(&recorded);
+        let plain = dir.path().join("my-appliance");
+        std::fs::create_dir_all(plain.join("init")).unwrap();
+        std::fs::write(plain.join("init/Cargo.toml"), "[package]\nname = \"something-else\"\n").unwrap();
+        let given = dir.path().join("init-binary");
+        std::fs::write(&given, b"\x7fELF").unwrap();
+
+        // An existing --init wins over both trees; a missing one is an error, not a fallback.
+        assert_eq!(
+            init_source(Some(&given), &checkout, Some(&recorded)).unwrap(),
+            InitSource::Given(given.clone())
+        );
+        let missing = dir.path().join("no-such-init");
+        let err = init_source(Some(&missing), &checkout, Some(&recorded)).unwrap_err();
+        assert!(matches!(err, BuildError::InitMissing(ref p) if *p == missing), "{err}");
+        // The tree the appliance lives in, before the recorded one.
+        assert_eq!(
+            init_source(None, &checkout, Some(&recorded)).unwrap(),
+            InitSource::ApplianceTree(canon(&checkout))
+        );
+        // An appliance folder that is no Ramkey tree: the tree ramkey was built from.
+        assert_eq!(
+            init_source(None, &plain, Some(&recorded)).unwrap(),
+            InitSource::RecordedTree(canon(&recorded))
+        );
+        // That tree gone: an error naming both places and --init.
+        std::fs::remove_dir_all(&recorded).unwrap();
+        let err = init_source(None, &plain, Some(&recorded)).unwrap_err().to_string();
+        for part in [
+            "--init FILE",
+            &plain.display().to_string(),
+            &recorded.display().to_string(),
+        ] {
+            assert!(err.contains(part), "{part:?} missing from: {err}");
+        }
+    }
+
+    #[test]
+    fn the_recorded_source_tree_is_this_checkout() {
+        let tree = recorded_source_tree().unwrap();
+        assert!(is_source_tree(tree), "{}", tree.display());
+        assert!(tree.join("builder/src/build.rs").is_file());
+    }
 }

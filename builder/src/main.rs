@@ -34,7 +34,8 @@ enum Command {
         /// Output folder.
         #[arg(long, default_value = "out")]
         out: PathBuf,
-        /// The static PID 1 binary; default: built from the appliance's source tree.
+        /// The static PID 1 binary; default: built with cargo from the Ramkey source tree the
+        /// appliance lives in, else from the one this ramkey was built from.
         #[arg(long)]
         init: Option<PathBuf>,
         /// A linux-image-6.1.0-*-amd64 .deb; default: the appliance's, else the newest apt knows.
