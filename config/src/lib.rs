@@ -79,6 +79,28 @@ mod tests {
         let pool = c.pool.expect("[pool]");
         assert_eq!(pool.filesystem, Filesystem::Btrfs);
         assert_eq!(pool.create, [pool.disks[0].clone(), pool.mirror[0].clone()]);
+        assert!(!pool.allow_degraded);
+    }
+
+    #[test]
+    fn pool_allow_degraded_is_a_btrfs_boolean_off_by_default() {
+        let allow = |value: &str| {
+            let text = format!("version = 1\nhostname = \"a\"\n[pool]\nfilesystem = \"btrfs\"\n{value}");
+            Config::parse(&text, "c.toml").map(|c| c.pool.expect("[pool]").allow_degraded)
+        };
+        assert!(allow("allow_degraded = true").unwrap());
+        assert!(!allow("allow_degraded = false").unwrap());
+        assert!(!allow("").unwrap());
+        let ext4 = "version = 1\nhostname = \"a\"\n[pool]\nallow_degraded = true\n";
+        let e = Config::parse(ext4, "c.toml").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "c.toml:4:18: pool: `allow_degraded` is about a btrfs mirror and needs filesystem = \"btrfs\"\n  \
+             hint: set filesystem = \"btrfs\" (the pool's mirror), or remove `allow_degraded`"
+        );
+        // false says nothing about the filesystem: it is the default.
+        let off = "version = 1\nhostname = \"a\"\n[pool]\nallow_degraded = false\n";
+        assert!(!Config::parse(off, "c.toml").unwrap().pool.unwrap().allow_degraded);
     }
 
     #[test]

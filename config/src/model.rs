@@ -141,6 +141,9 @@ pub struct Pool {
     pub create: Vec<String>,
     /// Disks (by id) mirroring `disks` (btrfs raid1).
     pub mirror: Vec<String>,
+    /// A btrfs mirror missing a disk is mounted degraded read-write (`true`), or only
+    /// read-only with the box otherwise diskless (`false`, the default).
+    pub allow_degraded: bool,
 }
 
 /// A log level.

@@ -90,6 +90,7 @@ pub(crate) struct RawPool {
     pub create: Option<Spanned<RawCreate>>,
     #[serde(default)]
     pub mirror: Vec<Spanned<String>>,
+    pub allow_degraded: Option<Spanned<bool>>,
 }
 
 /// `[pool] create` as written: the ids of the disks it confirms, or a boolean (the old

@@ -214,11 +214,21 @@ fn pool(c: &mut Checker<'_>, raw: &Spanned<RawPool>) -> Pool {
         c.push(raw.span(), ErrorKind::Conflict { message }).hint =
             Some("set filesystem = \"btrfs\" or remove `mirror`".into());
     }
+    let allow_degraded = p.allow_degraded.as_ref().is_some_and(|a| *a.get_ref());
+    if let Some(allow) = &p.allow_degraded
+        && *allow.get_ref()
+        && filesystem != Filesystem::Btrfs
+    {
+        let message = "pool: `allow_degraded` is about a btrfs mirror and needs filesystem = \"btrfs\"".to_owned();
+        c.push(allow.span(), ErrorKind::Conflict { message }).hint =
+            Some("set filesystem = \"btrfs\" (the pool's mirror), or remove `allow_degraded`".into());
+    }
     Pool {
         disks: p.disks.iter().map(|d| d.get_ref().clone()).collect(),
         filesystem,
         create: create(c, p),
         mirror: p.mirror.iter().map(|d| d.get_ref().clone()).collect(),
+        allow_degraded,
     }
 }
 

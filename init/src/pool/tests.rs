@@ -100,6 +100,7 @@ fn pool(disks: &[&str], create: &[&str]) -> Pool {
         filesystem: Filesystem::Ext4,
         create: create.iter().map(|s| (*s).to_owned()).collect(),
         mirror: vec![],
+        allow_degraded: false,
     }
 }
 
