@@ -124,13 +124,29 @@ fn io(what: &Path) -> impl Fn(std::io::Error) -> String + '_ {
     move |e| format!("{}: {e}", what.display())
 }
 
-/// The image's payload with its owners in `base`'s range ([`PAYLOAD`] in `state_dir`),
-/// copied from `image` at every start of the zone and refused unless its sha256 is still
-/// `sha256`, the one verified: a file changed since, under the zone or on the pool while
-/// the box was off, never runs. (Reading the payload once more costs 0.1 s for 22 MB on
-/// a box's CPU; under QEMU's TCG about 2 s.)
-pub fn payload(image: &Path, size: u64, sha256: &str, state_dir: &Path, base: u32) -> Result<fs::File, String> {
+/// The image's payload with its owners in `base`'s range ([`PAYLOAD`] in `state_dir`,
+/// read-only), sealed: copied from `image` at the zone's first start of each boot, and
+/// after any change of image, and refused unless its sha256 is still `sha256`, the one
+/// verified, so that a file changed since — under the zone, or on the pool while the box
+/// was off — never runs. `made` (in RAM, gone at the next boot) records which payload and
+/// base the copy holds; the zone's restarts reuse it. (The copy reads and hashes the
+/// payload once more: about 0.1 s for 22 MB on a box's CPU, seconds under QEMU's TCG.)
+pub fn payload(
+    image: &Path,
+    size: u64,
+    sha256: &str,
+    state_dir: &Path,
+    base: u32,
+    made: &Path,
+) -> Result<fs::File, String> {
     let copy = state_dir.join(PAYLOAD);
+    let holds = format!("{sha256} {base}\n");
+    if fs::read_to_string(made).is_ok_and(|m| m == holds)
+        && let Ok(file) = fs::File::open(&copy)
+    {
+        return Ok(file);
+    }
+    let _ = fs::remove_file(made);
     let partial = state_dir.join(format!("{PAYLOAD}.partial"));
     let mut source = fs::File::open(image).map_err(io(image))?.take(size);
     let mut out = fs::OpenOptions::new()
@@ -159,8 +175,10 @@ pub fn payload(image: &Path, size: u64, sha256: &str, state_dir: &Path, base: u3
         ));
     }
     ramkey_image::ids::shift(&mut out, base).map_err(|e| format!("{}: {e}", image.display()))?;
+    out.set_permissions(fs::Permissions::from_mode(0o400)).map_err(io(&partial))?;
     drop(out);
     fs::rename(&partial, &copy).map_err(io(&copy))?;
+    fs::write(made, holds).map_err(io(made))?;
     fs::File::open(&copy).map_err(io(&copy))
 }
 
@@ -223,12 +241,46 @@ mod tests {
     }
 
     #[test]
+    fn the_sealed_copy_is_made_once_per_boot_and_payload() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        fs::create_dir_all(&tree).unwrap();
+        fs::write(tree.join("index.html"), "hello").unwrap();
+        let image = dir.path().join("web.rkimg");
+        let made_it = std::process::Command::new("mksquashfs")
+            .arg(&tree)
+            .arg(&image)
+            .args(["-noappend", "-noId", "-quiet", "-no-progress"])
+            .status()
+            .expect("mksquashfs (squashfs-tools) is installed by `cargo xtask deps`");
+        assert!(made_it.success());
+        let bytes = fs::read(&image).unwrap();
+        let sha = ramkey_image::footer::hex(&Sha256::digest(&bytes));
+        let (state, made) = (dir.path().join("state"), dir.path().join("made"));
+        fs::create_dir_all(&state).unwrap();
+        let size = bytes.len() as u64;
+        payload(&image, size, &sha, &state, FIRST_BASE, &made).unwrap();
+        let copy = fs::read(state.join(PAYLOAD)).unwrap();
+        assert_eq!(copy.len(), bytes.len());
+        assert_ne!(copy, bytes, "the owners moved into the range");
+        assert_eq!(fs::metadata(state.join(PAYLOAD)).unwrap().mode() & 0o777, 0o400);
+        // A restart in the same boot reuses it, even with the image gone.
+        fs::remove_file(&image).unwrap();
+        payload(&image, size, &sha, &state, FIRST_BASE, &made).unwrap();
+        // The next boot (no record in RAM) copies, and checks, again.
+        fs::remove_file(&made).unwrap();
+        let err = payload(&image, size, &sha, &state, FIRST_BASE, &made).unwrap_err();
+        assert!(err.contains("web.rkimg"), "{err}");
+    }
+
+    #[test]
     fn a_payload_changed_since_it_was_verified_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let image = dir.path().join("web.rkimg");
         fs::write(&image, b"not even squashfs, but hashed first").unwrap();
         let size = fs::metadata(&image).unwrap().len();
-        let err = payload(&image, size, &"0".repeat(64), dir.path(), FIRST_BASE).unwrap_err();
+        let made = dir.path().join("made");
+        let err = payload(&image, size, &"0".repeat(64), dir.path(), FIRST_BASE, &made).unwrap_err();
         assert!(err.contains("changed since it was verified"), "{err}");
         assert!(!dir.path().join(PAYLOAD).exists());
     }
