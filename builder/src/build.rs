@@ -216,13 +216,14 @@ pub fn static_init_into(workspace: &Path, target: &Path) -> Result<PathBuf, Buil
 
 /// Builds the appliance at `path` (resolved paths) into `opts.out`.
 pub fn build(appliance: &Appliance, base: &Path, opts: &Options) -> Result<Report, BuildError> {
+    // First: a missing --init or no source tree is said before any download.
+    let init = resolve_init(opts.init.as_deref(), base)?;
     let cache = kernel::cache_dir();
     let source = match opts.kernel_deb.as_ref().or(appliance.kernel.deb.as_ref()) {
         Some(deb) => KernelSource::Deb(deb.clone()),
         None => KernelSource::Apt,
     };
     let kernel = kernel::obtain(&source, &cache)?;
-    let init = resolve_init(opts.init.as_deref(), base)?;
     let inputs = Inputs {
         kernel: &kernel,
         init: &init,
