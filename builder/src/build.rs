@@ -238,7 +238,12 @@ pub fn build(appliance: &Appliance, base: &Path, opts: &Options) -> Result<Repor
     }
     if !appliance.pxe.config_keys.is_empty() {
         // The box takes a fetched config only with a signature by one of these.
-        let keys: String = appliance.pxe.config_keys.iter().map(|k| format!("{}\n", k.trim())).collect();
+        let keys: String = appliance
+            .pxe
+            .config_keys
+            .iter()
+            .map(|k| format!("{}\n", k.trim()))
+            .collect();
         tree.file("etc/ramkey/config-keys", keys.into_bytes(), 0o644);
     }
     let platform_dir = opts.out.join("platform");

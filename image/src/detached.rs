@@ -25,7 +25,9 @@ pub enum SignatureError {
     #[error("the signature file is not `{SIGNATURE_TAG} <base64> [key id]`")]
     Malformed,
     /// Valid form, but no trusted key made it over these bytes.
-    #[error("the signature is not by a key the platform trusts ({trusted}) over this config: a changed config, or one signed with another key")]
+    #[error(
+        "the signature is not by a key the platform trusts ({trusted}) over this config: a changed config, or one signed with another key"
+    )]
     NotTrusted {
         /// The trusted keys' ids.
         trusted: String,
@@ -60,7 +62,11 @@ pub fn verify(trusted: &[VerifyingKey], config: &[u8], text: &str) -> Result<Key
         .find(|key| key.verify_strict(&message, &signature).is_ok())
         .map(KeyId::of)
         .ok_or_else(|| SignatureError::NotTrusted {
-            trusted: trusted.iter().map(|k| KeyId::of(k).to_string()).collect::<Vec<_>>().join(", "),
+            trusted: trusted
+                .iter()
+                .map(|k| KeyId::of(k).to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
         })
 }
 

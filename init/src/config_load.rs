@@ -226,11 +226,13 @@ pub fn fetch(net: &mut dyn Network, template: &str, mac: [u8; 6], keys: &ConfigK
                 url: format!("{text}.sig"),
                 source,
             })?;
-            fetch_retrying(net, &sig_url).map_err(|e| e.to_string()).and_then(|sig| {
-                ramkey_image::detached::verify(trusted, &body, &String::from_utf8_lossy(&sig))
-                    .map(|id| crate::notice!("config: {text}: signed by key {id}"))
-                    .map_err(|e| e.to_string())
-            })
+            fetch_retrying(net, &sig_url)
+                .map_err(|e| e.to_string())
+                .and_then(|sig| {
+                    ramkey_image::detached::verify(trusted, &body, &String::from_utf8_lossy(&sig))
+                        .map(|id| crate::notice!("config: {text}: signed by key {id}"))
+                        .map_err(|e| e.to_string())
+                })
         }
     };
     if let Err(why) = signed {
@@ -317,7 +319,10 @@ mod tests {
             urls: vec![],
             pauses: vec![],
         };
-        let config = fetch(&mut net, URL, MAC, &ConfigKeys::Unsigned).unwrap().config.unwrap();
+        let config = fetch(&mut net, URL, MAC, &ConfigKeys::Unsigned)
+            .unwrap()
+            .config
+            .unwrap();
         assert_eq!(config.hostname, "box1");
         assert_eq!(net.urls, ["http://10.0.2.2:8099/52:54:00:12:34:56.toml"; 2]);
         assert_eq!(net.pauses, [Duration::from_secs(1)]);
@@ -360,9 +365,15 @@ mod tests {
         let loaded = fetch(&mut net, URL, MAC, &keys).unwrap();
         assert!(loaded.config.is_none());
         let error = loaded.error.unwrap();
-        assert!(error.contains("refused, the platform takes only signed configs: the signature is not by a key"), "{error}");
+        assert!(
+            error.contains("refused, the platform takes only signed configs: the signature is not by a key"),
+            "{error}"
+        );
         let mut net = FakeNet {
-            answers: [Ok(config)].into_iter().chain((0..4).map(|_| Err(status(404)))).collect(),
+            answers: [Ok(config)]
+                .into_iter()
+                .chain((0..4).map(|_| Err(status(404))))
+                .collect(),
             urls: vec![],
             pauses: vec![],
         };
@@ -392,7 +403,9 @@ mod tests {
             urls: vec![],
             pauses: vec![],
         };
-        let err = fetch(&mut net, URL, MAC, &ConfigKeys::Unsigned).unwrap_err().to_string();
+        let err = fetch(&mut net, URL, MAC, &ConfigKeys::Unsigned)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "cannot fetch the config from http://10.0.2.2:8099/52:54:00:12:34:56.toml (4 attempts): HTTP status 404 (x)"

@@ -183,8 +183,7 @@ fn test_key() -> SigningKey {
 #[test]
 fn a_fetched_config_signed_by_a_stranger_is_refused() {
     let mac = "52:54:00:12:34:56";
-    let config =
-        "version = 1\nhostname = \"hijacked\"\n\n[[nic]]\ntag = \"admin\"\nname = \"eth0\"\nip = \"dhcp\"\n";
+    let config = "version = 1\nhostname = \"hijacked\"\n\n[[nic]]\ntag = \"admin\"\nname = \"eth0\"\nip = \"dhcp\"\n";
     let stranger = SigningKey::from_bytes(&[13; 32]);
     let (port, seen) = config_server(mac, config, &stranger);
     let platform = artifacts::platform().unwrap();
@@ -198,11 +197,17 @@ fn a_fetched_config_signed_by_a_stranger_is_refused() {
             BOOT,
         )
         .unwrap_or_else(|e| panic!("{e}\n{}", vm.tail()));
-    assert!(line.contains("the signature is not by a key the platform trusts"), "{line}");
-    vm.expect("RECOVERY MODE: no usable config: http://10.0.2.2:", BOOT).unwrap();
+    assert!(
+        line.contains("the signature is not by a key the platform trusts"),
+        "{line}"
+    );
+    vm.expect("RECOVERY MODE: no usable config: http://10.0.2.2:", BOOT)
+        .unwrap();
     let requests = seen.lock().unwrap().clone();
     assert!(
-        requests.iter().any(|r| r.starts_with(&format!("GET /configs/{mac}.toml.sig "))),
+        requests
+            .iter()
+            .any(|r| r.starts_with(&format!("GET /configs/{mac}.toml.sig "))),
         "{requests:?}"
     );
     eprintln!("config-stranger: {}", xtask::qemu::message(&line));

@@ -198,7 +198,10 @@ fn isolation(vm: &mut Machine) {
     assert!(web.contains("of 256 MiB"), "memory of its cap: {web}");
     // The same, as JSON (`--json` before the subcommand, as with any other command).
     let json = probe(vm, "json-list");
-    let web_json = json.split("},{").find(|zone| zone.contains(r#""name":"web""#)).unwrap_or_default();
+    let web_json = json
+        .split("},{")
+        .find(|zone| zone.contains(r#""name":"web""#))
+        .unwrap_or_default();
     for field in [
         r#""image":"web""#,
         r#""version":"1.0.0""#,
