@@ -175,7 +175,8 @@ pub fn payload(
         ));
     }
     ramkey_image::ids::shift(&mut out, base).map_err(|e| format!("{}: {e}", image.display()))?;
-    out.set_permissions(fs::Permissions::from_mode(0o400)).map_err(io(&partial))?;
+    out.set_permissions(fs::Permissions::from_mode(0o400))
+        .map_err(io(&partial))?;
     drop(out);
     fs::rename(&partial, &copy).map_err(io(&copy))?;
     fs::write(made, holds).map_err(io(made))?;

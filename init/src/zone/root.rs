@@ -107,7 +107,14 @@ pub fn build(spec: &ZoneSpec, ids: u32) -> Result<PathBuf, String> {
     super::ids::shift_trees(&spec.state_dir, &[&upper, &volumes], ids)?;
     super::ids::give(&upper, ids)?;
     let made = run.join("payload.made");
-    let image = super::ids::payload(&spec.image, spec.payload_size, &spec.sha256, &spec.state_dir, ids, &made)?;
+    let image = super::ids::payload(
+        &spec.image,
+        spec.payload_size,
+        &spec.sha256,
+        &spec.state_dir,
+        ids,
+        &made,
+    )?;
     let (device, held) = sys::confine::attach_loop(&image, spec.payload_size, Path::new("/dev"))
         .map_err(|e| format!("loop device for {}: {e}", spec.image.display()))?;
     let ro = MsFlags::MS_RDONLY | NOSUID_NODEV;
