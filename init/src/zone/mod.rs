@@ -13,11 +13,15 @@
 //!    zone's PID 1; once the child has its own network namespace it creates the macvlan
 //!    interface on the personality's NIC directly inside it, then waits, forwarding
 //!    SIGTERM.
-//! 3. The zone's PID 1 ([`inside`]) builds the root (overlayfs of the squashfs payload under
-//!    a writable upper on the pool, volumes bound from the pool, a minimal `/dev`, `/proc`,
-//!    read-only `/sys`, `/tmp`, `/run`, the settings file), moves it over `/` and enters it, sets up
-//!    its address ([`network`]; a DHCP lease is renewed by its event loop), drops capabilities, sets `no_new_privs` and a seccomp filter, then runs
-//!    the manifest's services under the same supervisor and event loop as the platform.
+//! 3. The zone's PID 1 ([`inside`]) makes the zone's user namespace (its ids mapped to the
+//!    zone's host id range, [`ids`]) with network, UTS, IPC and cgroup namespaces owned by
+//!    it, builds the root as the host's root (overlayfs of a sealed copy of the squashfs
+//!    payload, its owners in the zone's range, under a writable upper on the pool, volumes
+//!    bound from the pool, a minimal `/dev`, `/proc`, read-only `/sys`, `/tmp`, `/run`, the
+//!    settings file), moves it over `/` and enters it, becomes the zone's root in its user
+//!    namespace, sets up its address ([`network`]; a DHCP lease is renewed by its event
+//!    loop), drops capabilities, sets `no_new_privs` and a seccomp filter, then runs the
+//!    manifest's services under the same supervisor and event loop as the platform.
 
 pub mod ids;
 pub mod inside;
