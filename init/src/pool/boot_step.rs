@@ -33,11 +33,15 @@ pub fn step(boot: &mut Boot<'_>, timeline: &mut Timeline, state: &mut BootState)
     let mut tools = Tools {
         root: paths.root().to_owned(),
     };
+    let mut scrub = Tools {
+        root: paths.root().to_owned(),
+    };
     let mut pool = PoolStep {
         paths,
         clock,
         mounter: &mut *boot.mounter,
         mkfs: &mut tools,
+        scrub: &mut scrub,
         devices: &mut watch,
     };
     timeline.step(clock, "pool", || pool.run(&input))

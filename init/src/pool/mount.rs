@@ -20,7 +20,11 @@ pub enum MountError {
         source: std::io::Error,
     },
     /// `mount(2)` failed.
-    #[error("cannot mount {node} ({fstype}{}) on {MOUNT_POINT}: {source}; the kernel log (dmesg) says why", if data.is_empty() { String::new() } else { format!(", {data}") })]
+    #[error(
+        "cannot mount {node} ({fstype}{}{}) on {MOUNT_POINT}: {source}; the kernel log (dmesg) says why",
+        if data.is_empty() { String::new() } else { format!(", {data}") },
+        if *read_only { ", read-only" } else { "" }
+    )]
     Mount {
         /// The device.
         node: String,
@@ -28,32 +32,64 @@ pub enum MountError {
         fstype: &'static str,
         /// The options.
         data: String,
+        /// Mounted read-only (`MS_RDONLY`).
+        read_only: bool,
         /// The errno.
         source: Errno,
     },
 }
 
+/// How the pool is mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every device of the filesystem is there: read-write.
+    Whole,
+    /// A btrfs mirror missing a disk, with `[pool] allow_degraded = true`: `degraded`,
+    /// read-write.
+    Degraded,
+    /// A btrfs mirror missing a disk otherwise: `degraded`, read-only.
+    DegradedReadOnly,
+}
+
+impl Mode {
+    /// Mounted with devices missing (btrfs `degraded`).
+    pub fn degraded(self) -> bool {
+        self != Mode::Whole
+    }
+
+    /// Mounted read-only.
+    pub fn read_only(self) -> bool {
+        self == Mode::DegradedReadOnly
+    }
+}
+
 /// No atime writes: the pool is flash or a disk, and nobody reads atimes.
 pub const FLAGS: MsFlags = MsFlags::MS_NOATIME;
 
-/// The `mount(2)` type and options for `kind` on `nodes` (the first is the one mounted).
-pub fn options(kind: FsKind, nodes: &[PathBuf], degraded: bool) -> (&'static str, String) {
+/// The `mount(2)` type, options and flags for `kind` on `nodes` (the first is the one
+/// mounted).
+pub fn options(kind: FsKind, nodes: &[PathBuf], mode: Mode) -> (&'static str, String, MsFlags) {
+    let flags = if mode.read_only() {
+        FLAGS | MsFlags::MS_RDONLY
+    } else {
+        FLAGS
+    };
     match kind {
         FsKind::Btrfs => {
             let mut opts: Vec<String> = nodes.iter().map(|n| format!("device={}", n.display())).collect();
-            if degraded {
+            if mode.degraded() {
                 opts.push("degraded".into());
             }
-            ("btrfs", opts.join(","))
+            ("btrfs", opts.join(","), flags)
         }
-        FsKind::Ext(_) => ("ext4", String::new()),
+        FsKind::Ext(_) => ("ext4", String::new(), flags),
     }
 }
 
 /// Loads the filesystem's module (a failure is a warning: it may be built in) and mounts
 /// `nodes[0]` at `/pool` under the step's root.
-pub fn mount(step: &mut PoolStep<'_>, kind: FsKind, nodes: &[PathBuf], degraded: bool) -> Result<PathBuf, MountError> {
-    let (fstype, data) = options(kind, nodes, degraded);
+pub fn mount(step: &mut PoolStep<'_>, kind: FsKind, nodes: &[PathBuf], mode: Mode) -> Result<PathBuf, MountError> {
+    let (fstype, data, flags) = options(kind, nodes, mode);
     step.devices.modprobe(fstype);
     let target = step.paths.root().join(MOUNT_POINT.trim_start_matches('/'));
     step.mounter.mkdir_all(&target).map_err(|source| MountError::Mkdir {
@@ -63,11 +99,12 @@ pub fn mount(step: &mut PoolStep<'_>, kind: FsKind, nodes: &[PathBuf], degraded:
     let first = &nodes[0];
     let host_node = step.paths.dev().join(first.strip_prefix("/dev").unwrap_or(first));
     step.mounter
-        .mount_device(&host_node, &target, fstype, FLAGS, &data)
+        .mount_device(&host_node, &target, fstype, flags, &data)
         .map_err(|source| MountError::Mount {
             node: first.display().to_string(),
             fstype,
             data,
+            read_only: mode.read_only(),
             source,
         })?;
     Ok(target)
@@ -82,13 +119,24 @@ mod tests {
     fn btrfs_options_name_every_device() {
         let nodes = [PathBuf::from("/dev/vdb"), PathBuf::from("/dev/vdc")];
         assert_eq!(
-            options(FsKind::Btrfs, &nodes, false),
-            ("btrfs", "device=/dev/vdb,device=/dev/vdc".into())
+            options(FsKind::Btrfs, &nodes, Mode::Whole),
+            ("btrfs", "device=/dev/vdb,device=/dev/vdc".into(), FLAGS)
         );
-        assert_eq!(options(FsKind::Btrfs, &nodes[..1], true).1, "device=/dev/vdb,degraded");
         assert_eq!(
-            options(FsKind::Ext(ExtVersion::Ext4), &nodes[..1], false),
-            ("ext4", String::new())
+            options(FsKind::Btrfs, &nodes[..1], Mode::Degraded),
+            ("btrfs", "device=/dev/vdb,degraded".into(), FLAGS)
+        );
+        assert_eq!(
+            options(FsKind::Btrfs, &nodes[..1], Mode::DegradedReadOnly),
+            (
+                "btrfs",
+                "device=/dev/vdb,degraded".into(),
+                MsFlags::MS_NOATIME | MsFlags::MS_RDONLY
+            )
+        );
+        assert_eq!(
+            options(FsKind::Ext(ExtVersion::Ext4), &nodes[..1], Mode::Whole),
+            ("ext4", String::new(), FLAGS)
         );
     }
 }

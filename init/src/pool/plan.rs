@@ -5,6 +5,7 @@
 use ramkey_config::{Filesystem, Pool};
 
 use super::find::{self, Disk};
+use super::mirror::Shortfall;
 use super::probe::FsKind;
 use super::signatures::Found;
 use super::status::Refused;
@@ -15,7 +16,10 @@ pub(super) enum Plan {
     Mount {
         kind: FsKind,
         disks: Vec<Disk>,
-        degraded: bool,
+        /// How many devices the filesystem has (1 for ext4).
+        devices: u64,
+        /// A btrfs filesystem with fewer of its devices attached than it has.
+        short: Option<Shortfall>,
     },
     Create {
         fs: Filesystem,
@@ -56,32 +60,93 @@ pub(super) fn refuse(disk: &Disk, key: &str, found: Found) -> Refused {
     }
 }
 
-/// The labelled devices to mount: the btrfs devices sharing the first one's fsid (degraded
-/// when fewer than it has), or the first ext4 one.
-fn mountable(labelled: &[&Disk]) -> Option<Plan> {
-    let first = labelled.first()?;
-    let fs = first.fs.clone()?;
-    let disks: Vec<Disk> = match fs.kind {
+/// The filesystem the labelled devices hold: the btrfs devices sharing the first one's fsid,
+/// or the first ext4 one; with how many devices it has.
+fn chosen<'a>(labelled: &[&'a Disk]) -> Option<(FsKind, Vec<&'a Disk>, u64)> {
+    let first = *labelled.first()?;
+    let fs = first.fs.as_ref()?;
+    let disks: Vec<&Disk> = match fs.kind {
         FsKind::Btrfs => labelled
             .iter()
+            .copied()
             .filter(|d| d.fs.as_ref().is_some_and(|f| f.fsid == fs.fsid))
-            .map(|d| (*d).clone())
             .collect(),
-        FsKind::Ext(_) => vec![(*first).clone()],
+        FsKind::Ext(_) => vec![first],
     };
-    if fs.kind != FsKind::Btrfs && labelled.len() > 1 {
+    Some((fs.kind, disks, fs.num_devices.max(1)))
+}
+
+/// The distinct btrfs devids among `disks`, with the first node of each, by devid.
+fn devids(disks: &[&Disk]) -> Vec<(u64, std::path::PathBuf)> {
+    let mut ids: Vec<(u64, std::path::PathBuf)> = disks
+        .iter()
+        .filter_map(|d| Some((d.fs.as_ref()?.devid, d.node.clone())))
+        .collect();
+    ids.sort_by_key(|(devid, _)| *devid);
+    ids.dedup_by_key(|(devid, _)| *devid);
+    ids
+}
+
+/// The shortfall of a btrfs filesystem on `disks`, when it has more devices than attached;
+/// `missing`: the `[pool]` ids not among them.
+fn shortfall(kind: FsKind, disks: &[&Disk], devices: u64, missing: Vec<String>) -> Option<Shortfall> {
+    let present = devids(disks);
+    (kind == FsKind::Btrfs && (present.len() as u64) < devices).then_some(Shortfall {
+        present,
+        total: devices,
+        missing,
+    })
+}
+
+/// The labelled devices to mount (see [`chosen`]); `named` the `[pool]` ids and keys, to say
+/// which are missing from a btrfs mirror.
+fn mountable(labelled: &[&Disk], named: &[(&str, &str)]) -> Option<Plan> {
+    let (kind, disks, devices) = chosen(labelled)?;
+    if kind != FsKind::Btrfs && labelled.len() > 1 {
         crate::warn!(
             "pool: {} disks are labelled {LABEL}; using {}",
             labelled.len(),
-            first.node.display()
+            disks[0].node.display()
         );
     }
-    let degraded = fs.kind == FsKind::Btrfs && (disks.len() as u64) < fs.num_devices;
+    let missing = named
+        .iter()
+        .filter(|(id, _)| !disks.iter().any(|d| d.ids.iter().any(|i| i == id)))
+        .map(|(id, key)| format!("{id} (named in [pool] {key})"))
+        .collect();
     Some(Plan::Mount {
-        kind: fs.kind,
-        disks,
-        degraded,
+        kind,
+        short: shortfall(kind, &disks, devices, missing),
+        disks: disks.into_iter().cloned().collect(),
+        devices,
     })
+}
+
+/// The pool's labelled devices among `disks`: those `[pool]` names, or all of them when it
+/// names none (an id that names several disks names none here).
+fn labelled_candidates<'a>(disks: &'a [Disk], config: Option<&Pool>) -> Vec<&'a Disk> {
+    let is_pool = |d: &&Disk| d.fs.as_ref().is_some_and(|f| f.label == LABEL);
+    match config.filter(|p| !p.disks.is_empty() || !p.mirror.is_empty()) {
+        None => find::labelled(disks, LABEL),
+        Some(pool) => pool
+            .disks
+            .iter()
+            .chain(&pool.mirror)
+            .filter_map(|id| match find::by_id(disks, id).as_slice() {
+                [one] => Some(*one),
+                _ => None,
+            })
+            .filter(is_pool)
+            .collect(),
+    }
+}
+
+/// While the step waits for disks: the btrfs filesystem it would mount, when fewer of its
+/// devices are attached than it has (how many found, of how many).
+pub(super) fn short_mirror(disks: &[Disk], config: Option<&Pool>) -> Option<(usize, u64)> {
+    let (kind, members, devices) = chosen(&labelled_candidates(disks, config))?;
+    let short = shortfall(kind, &members, devices, Vec::new())?;
+    Some((short.found(), short.total))
 }
 
 /// A disk `[pool]` names: the id as written, under which key, and the device it names.
@@ -150,7 +215,7 @@ pub(super) fn plan(
     not_blank: impl Fn(&Disk) -> std::io::Result<Option<Found>>,
 ) -> Plan {
     let Some(pool) = config.filter(|p| !p.disks.is_empty() || !p.mirror.is_empty()) else {
-        return mountable(&find::labelled(disks, LABEL)).unwrap_or(Plan::Diskless {
+        return mountable(&find::labelled(disks, LABEL), &[]).unwrap_or(Plan::Diskless {
             refused: Vec::new(),
             problem: None,
         });
@@ -167,7 +232,13 @@ pub(super) fn plan(
         .map(|n| n.disk)
         .filter(|d| d.fs.as_ref().is_some_and(|f| f.label == LABEL))
         .collect();
-    if let Some(plan) = mountable(&labelled) {
+    let named: Vec<(&str, &str)> = pool
+        .disks
+        .iter()
+        .map(|id| (id.as_str(), "disks"))
+        .chain(pool.mirror.iter().map(|id| (id.as_str(), "mirror")))
+        .collect();
+    if let Some(plan) = mountable(&labelled, &named) {
         return plan;
     }
     let mut refused = Vec::new();

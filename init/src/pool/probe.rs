@@ -27,6 +27,8 @@ pub struct PoolFs {
     pub fsid: [u8; 16],
     /// btrfs: how many devices the filesystem has (1 for ext4).
     pub num_devices: u64,
+    /// btrfs: this device's id in the filesystem (its superblock's `dev_item`; 1 for ext4).
+    pub devid: u64,
 }
 
 /// The filesystems a pool can be.
@@ -102,6 +104,7 @@ pub fn ext(head: &[u8]) -> Option<PoolFs> {
         unclean: state & 1 == 0 || incompat & 0x4 != 0,
         fsid: sb[0x68..0x78].try_into().ok()?,
         num_devices: 1,
+        devid: 1,
     })
 }
 
@@ -117,6 +120,7 @@ pub fn btrfs(head: &[u8]) -> Option<PoolFs> {
         unclean: false,
         fsid: sb[0x20..0x30].try_into().ok()?,
         num_devices: le64(sb, 0x88)?,
+        devid: le64(sb, 0xc9)?,
     })
 }
 
@@ -141,13 +145,21 @@ pub mod tests {
         d
     }
 
-    /// A zeroed MiB with a btrfs superblock labelled `label` of `devices` devices.
+    /// A zeroed MiB with a btrfs superblock labelled `label` of `devices` devices (this one
+    /// devid 1).
     pub fn btrfs_head(label: &str, fsid: u8, devices: u64) -> Vec<u8> {
+        btrfs_member(label, fsid, devices, 1)
+    }
+
+    /// A zeroed MiB with the superblock of the device `devid` of a btrfs filesystem labelled
+    /// `label` of `devices` devices.
+    pub fn btrfs_member(label: &str, fsid: u8, devices: u64, devid: u64) -> Vec<u8> {
         let mut d = vec![0u8; 1 << 20];
         let sb = &mut d[BTRFS_SB..BTRFS_SB + 4096];
         sb[0x20..0x30].fill(fsid);
         sb[0x40..0x48].copy_from_slice(BTRFS_MAGIC);
         sb[0x88..0x90].copy_from_slice(&devices.to_le_bytes());
+        sb[0xc9..0xd1].copy_from_slice(&devid.to_le_bytes());
         sb[0x12b..0x12b + label.len()].copy_from_slice(label.as_bytes());
         d
     }
@@ -169,10 +181,10 @@ pub mod tests {
 
     #[test]
     fn btrfs_label() {
-        let fs = pool_fs(&btrfs_head("ramkey-pool", 7, 2)).unwrap();
+        let fs = pool_fs(&btrfs_member("ramkey-pool", 7, 2, 3)).unwrap();
         assert_eq!(
-            (fs.kind, fs.label.as_str(), fs.num_devices),
-            (FsKind::Btrfs, "ramkey-pool", 2)
+            (fs.kind, fs.label.as_str(), fs.num_devices, fs.devid),
+            (FsKind::Btrfs, "ramkey-pool", 2, 3)
         );
         assert_eq!(fs.fsid, [7; 16]);
         assert_eq!(pool_fs(&ext4_head("x", true)[..2000]), None, "short");

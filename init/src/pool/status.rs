@@ -43,8 +43,11 @@ pub struct Mounted {
     pub created: bool,
     /// The last shutdown was not clean (ext4 replayed its journal).
     pub unclean: bool,
-    /// btrfs mounted with devices missing.
+    /// btrfs mounted with devices missing (`degraded`).
     pub degraded: bool,
+    /// How many devices the filesystem has (btrfs: its superblock's `num_devices`; 1 for
+    /// ext4); `nodes` are those attached.
+    pub devices: u64,
 }
 
 /// The pool's state after boot.
@@ -52,6 +55,11 @@ pub struct Mounted {
 pub enum PoolState {
     /// A pool is mounted at `/pool`.
     Mounted(Mounted),
+    /// A btrfs mirror missing a disk, without `[pool] allow_degraded = true`: mounted
+    /// read-only at `/pool` for the administrator to read, and nothing else. The rest of
+    /// the box runs as diskless: zones keep their state in RAM, `/var` and `/opt` stay in
+    /// RAM, no config history is written.
+    ReadOnly(Mounted),
     /// No pool: data lives in RAM; `refused` lists disks left alone, `problem` any failure.
     Diskless {
         /// Disks with data that were not used.
@@ -80,17 +88,44 @@ pub fn space(path: &std::path::Path) -> Option<(u64, u64)> {
     Some((st.blocks_available() * frag, st.blocks() * frag))
 }
 
+impl Mounted {
+    /// `btrfs on /dev/vdb + /dev/vdc (virtio-a, virtio-b), 1.2 GiB free of 2.0 GiB`
+    fn head(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes: Vec<String> = self.nodes.iter().map(|n| n.display().to_string()).collect();
+        write!(f, "{} on {} ({})", self.kind, nodes.join(" + "), self.ids.join(", "))?;
+        if let Some((free, total)) = space(&self.mount_point) {
+            write!(f, ", {} free of {}", human(free), human(total))?;
+        }
+        Ok(())
+    }
+
+    /// `1 of 2 disks`
+    fn disks(&self) -> String {
+        format!("{} of {} disks", self.nodes.len(), self.devices)
+    }
+}
+
 impl fmt::Display for PoolState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            PoolState::ReadOnly(m) => {
+                m.head(f)?;
+                write!(
+                    f,
+                    ", READ-ONLY, DEGRADED: {}; zones, /var and /opt are in RAM (lost at power-off): put the \
+                     missing disk back, or set [pool] allow_degraded = true to run without it",
+                    m.disks()
+                )
+            }
             PoolState::Mounted(m) => {
-                let nodes: Vec<String> = m.nodes.iter().map(|n| n.display().to_string()).collect();
-                write!(f, "{} on {} ({})", m.kind, nodes.join(" + "), m.ids.join(", "))?;
-                if let Some((free, total)) = space(&m.mount_point) {
-                    write!(f, ", {} free of {}", human(free), human(total))?;
-                }
+                m.head(f)?;
                 if m.degraded {
-                    f.write_str(", DEGRADED (a mirror disk is missing)")?;
+                    write!(
+                        f,
+                        ", DEGRADED: {}, read-write ([pool] allow_degraded = true): what is written has one \
+                         copy until the missing disk is back",
+                        m.disks()
+                    )?;
                 }
                 if m.created {
                     f.write_str(", created this boot")?;
@@ -130,6 +165,7 @@ mod tests {
             created: true,
             unclean: false,
             degraded: false,
+            devices: 1,
         })
         .to_string();
         assert!(m.starts_with("ext4 on /dev/vdb (virtio-ramkey-pool), "), "{m}");
@@ -147,6 +183,26 @@ mod tests {
             d.to_string(),
             "diskless: data is lost at power-off; /dev/vdb (virtio-x) holds an MBR partition \
              table (found at offset 446): not touching it"
+        );
+        let mirror = Mounted {
+            kind: FsKind::Btrfs,
+            nodes: vec!["/dev/vdb".into()],
+            ids: vec!["virtio-a".into()],
+            mount_point: "/nonexistent".into(),
+            created: false,
+            unclean: false,
+            degraded: true,
+            devices: 2,
+        };
+        assert_eq!(
+            PoolState::Mounted(mirror.clone()).to_string(),
+            "btrfs on /dev/vdb (virtio-a), DEGRADED: 1 of 2 disks, read-write ([pool] allow_degraded = true): \
+             what is written has one copy until the missing disk is back"
+        );
+        assert_eq!(
+            PoolState::ReadOnly(mirror).to_string(),
+            "btrfs on /dev/vdb (virtio-a), READ-ONLY, DEGRADED: 1 of 2 disks; zones, /var and /opt are in RAM \
+             (lost at power-off): put the missing disk back, or set [pool] allow_degraded = true to run without it"
         );
         assert_eq!(human(1288490188), "1.2 GiB");
         assert_eq!(human(512 << 20), "512 MiB");

@@ -1,5 +1,6 @@
 //! The pool step with fake disks, mounts and mkfs.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -8,37 +9,83 @@ use nix::mount::MsFlags;
 use ramkey_config::{Filesystem, Pool};
 
 use super::create::{CreateError, Mkfs};
-use super::probe::tests::{btrfs_head, ext4_head};
+use super::mirror::{self, Scrub};
+use super::probe::tests::{btrfs_member, ext4_head};
 use super::signatures::Found;
 use super::*;
 use crate::blockdev::fake_device;
-use crate::clock::FakeClock;
+use crate::clock::Clock;
 use crate::mounts::MountStep;
 
-#[derive(Default)]
-struct FakeDevices {
-    waits: usize,
-    modules: Vec<String>,
+/// A clock that advances 10 ms at each reading and by the whole timeout at each
+/// [`FakeDevices::wait`], as the real uevent wait does when no event comes.
+struct TestClock(Cell<Duration>);
+
+impl TestClock {
+    fn new() -> Self {
+        TestClock(Cell::new(Duration::from_secs(5)))
+    }
+    fn advance(&self, by: Duration) {
+        self.0.set(self.0.get() + by);
+    }
 }
 
-impl Devices for FakeDevices {
-    fn wait(&mut self, _: Duration) {
+impl Clock for TestClock {
+    fn since_boot(&self) -> Duration {
+        let now = self.0.get();
+        self.advance(Duration::from_millis(10));
+        now
+    }
+}
+
+/// Counts the waits; `late` runs at the wait it names (a disk appearing then).
+struct FakeDevices<'c> {
+    clock: &'c TestClock,
+    waits: usize,
+    modules: Vec<String>,
+    late: Option<(usize, Box<dyn FnMut()>)>,
+}
+
+impl<'c> FakeDevices<'c> {
+    fn new(clock: &'c TestClock) -> Self {
+        FakeDevices {
+            clock,
+            waits: 0,
+            modules: vec![],
+            late: None,
+        }
+    }
+}
+
+impl Devices for FakeDevices<'_> {
+    fn wait(&mut self, timeout: Duration) {
         self.waits += 1;
+        self.clock.advance(timeout);
+        if let Some((at, appear)) = &mut self.late
+            && *at == self.waits
+        {
+            appear();
+        }
     }
     fn modprobe(&mut self, module: &str) {
         self.modules.push(module.to_owned());
     }
 }
 
+/// Records each mount as `DEVICE TARGET FSTYPE DATA`, `[ro]` added for a read-only one;
+/// with `fail_ro`, a read-only mount fails (EINVAL).
 #[derive(Default)]
-struct RecordingMounter(Vec<String>);
+struct RecordingMounter {
+    mounts: Vec<String>,
+    fail_ro: bool,
+}
 
 impl Mounter for RecordingMounter {
     fn mkdir_all(&mut self, path: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(path)
     }
     fn mount(&mut self, step: &MountStep, _: &Path) -> Result<(), Errno> {
-        self.0.push(step.target.to_owned());
+        self.mounts.push(step.target.to_owned());
         Ok(())
     }
     fn mount_device(
@@ -46,16 +93,42 @@ impl Mounter for RecordingMounter {
         device: &Path,
         target: &Path,
         fstype: &str,
-        _: MsFlags,
+        flags: MsFlags,
         data: &str,
     ) -> Result<(), Errno> {
+        let ro = flags.contains(MsFlags::MS_RDONLY);
+        if ro && self.fail_ro {
+            return Err(Errno::EINVAL);
+        }
         let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
-        self.0.push(
-            format!("{} {} {fstype} {data}", name(device), name(target))
-                .trim()
-                .to_owned(),
-        );
+        let mut line = format!("{} {} {fstype} {data}", name(device), name(target))
+            .trim()
+            .to_owned();
+        if ro {
+            line.push_str(" [ro]");
+        }
+        self.mounts.push(line);
         Ok(())
+    }
+}
+
+/// Records the scrubs started; fails with `fail` when set.
+#[derive(Default)]
+struct FakeScrub {
+    started: Vec<PathBuf>,
+    fail: bool,
+}
+
+impl Scrub for FakeScrub {
+    fn start(&mut self, mount_point: &Path) -> Result<String, CreateError> {
+        if self.fail {
+            return Err(CreateError::Missing {
+                tool: "btrfs",
+                package: "btrfs-progs",
+            });
+        }
+        self.started.push(mount_point.to_owned());
+        Ok("scrub started".into())
     }
 }
 
@@ -114,25 +187,44 @@ fn run(root: &Path, config: Option<&Pool>) -> (PoolState, Vec<String>, Vec<Strin
 }
 
 fn run_with(root: &Path, config: Option<&Pool>, mkfs: &mut dyn Mkfs) -> (PoolState, Vec<String>) {
-    let paths = Paths::new(root);
-    let clock = FakeClock::new(Duration::from_secs(5), Duration::from_millis(10));
+    let clock = TestClock::new();
     let mut mounter = RecordingMounter::default();
-    let mut devices = FakeDevices::default();
+    let mut fakes = Fakes {
+        mounter: &mut mounter,
+        mkfs,
+        scrub: &mut FakeScrub::default(),
+        devices: &mut FakeDevices::new(&clock),
+    };
+    let state = step(root, config, &clock, &mut fakes);
+    (state, mounter.mounts)
+}
+
+/// The step's effects.
+struct Fakes<'f, 'c> {
+    mounter: &'f mut RecordingMounter,
+    mkfs: &'f mut dyn Mkfs,
+    scrub: &'f mut FakeScrub,
+    devices: &'f mut FakeDevices<'c>,
+}
+
+/// Runs the pool step with the given fakes.
+fn step(root: &Path, config: Option<&Pool>, clock: &TestClock, fakes: &mut Fakes<'_, '_>) -> PoolState {
+    let paths = Paths::new(root);
     let input = Input {
         config,
         usbkey_disk: Some("sda"),
         config_text: Some("version = 1\n"),
         now: Some(std::time::SystemTime::UNIX_EPOCH),
     };
-    let state = PoolStep {
+    PoolStep {
         paths: &paths,
-        clock: &clock,
-        mounter: &mut mounter,
-        mkfs,
-        devices: &mut devices,
+        clock,
+        mounter: &mut *fakes.mounter,
+        mkfs: &mut *fakes.mkfs,
+        scrub: &mut *fakes.scrub,
+        devices: &mut *fakes.devices,
     }
-    .run(&input);
-    (state, mounter.0)
+    .run(&input)
 }
 
 #[test]
@@ -268,21 +360,215 @@ fn no_disk_is_diskless_and_a_missing_named_disk_is_waited_for() {
     );
 }
 
-#[test]
-fn btrfs_mirror_with_a_missing_disk_mounts_degraded() {
-    let dir = tempfile::tempdir().unwrap();
-    let r = dir.path();
-    disk(r, VIRTIO_B, "vdb", "a", &btrfs_head(LABEL, 9, 2));
-    let (state, mounts, _) = run(r, None);
-    assert_eq!(mounts[0], "vdb pool btrfs device=/dev/vdb,degraded");
-    assert!(matches!(state, PoolState::Mounted(Mounted { degraded: true, .. })));
-    disk(r, VIRTIO_C, "vdc", "b", &btrfs_head(LABEL, 9, 2));
+/// The device `devid` of the btrfs filesystem `fsid` labelled [`LABEL`] of `devices` devices.
+fn member(fsid: u8, devices: u64, devid: u64) -> Vec<u8> {
+    btrfs_member(LABEL, fsid, devices, devid)
+}
+
+/// `[pool]` naming a btrfs mirror of `virtio-a` and `virtio-b`.
+fn mirror_config() -> Pool {
     let mut config = pool(&["virtio-a"], &[]);
     config.filesystem = Filesystem::Btrfs;
     config.mirror = vec!["virtio-b".into()];
-    let (state, mounts, _) = run(r, Some(&config));
-    assert_eq!(mounts[0], "vdb pool btrfs device=/dev/vdb,device=/dev/vdc");
-    assert!(matches!(state, PoolState::Mounted(Mounted { degraded: false, .. })));
+    config
+}
+
+/// What [`run_mirror`] saw.
+struct MirrorRun {
+    state: PoolState,
+    mounts: Vec<String>,
+    /// How long the step took on its clock.
+    took: Duration,
+    /// The scrubs started.
+    scrubs: Vec<PathBuf>,
+}
+
+/// Runs the step on the disks under `root`: a read-only mount fails with `fail_ro`, a scrub
+/// fails with `fail_scrub`.
+fn run_mirror(root: &Path, config: Option<&Pool>, fail_ro: bool, fail_scrub: bool) -> MirrorRun {
+    let clock = TestClock::new();
+    let start = clock.since_boot();
+    let mut mounter = RecordingMounter {
+        fail_ro,
+        ..RecordingMounter::default()
+    };
+    let mut scrub = FakeScrub {
+        fail: fail_scrub,
+        ..FakeScrub::default()
+    };
+    let mut fakes = Fakes {
+        mounter: &mut mounter,
+        mkfs: &mut FakeMkfs {
+            dev: root.join("dev"),
+            calls: vec![],
+        },
+        scrub: &mut scrub,
+        devices: &mut FakeDevices::new(&clock),
+    };
+    let state = step(root, config, &clock, &mut fakes);
+    MirrorRun {
+        state,
+        mounts: mounter.mounts,
+        took: clock.since_boot() - start,
+        scrubs: scrub.started,
+    }
+}
+
+#[test]
+fn a_mirror_disk_that_comes_late_is_waited_for() {
+    // Found by label: the second disk appears at the 8th wait (2 s).
+    // Named in [pool]: at the 30th (7.5 s), past the 5 s a named disk alone is waited for.
+    for (config, at) in [(None, 8), (Some(mirror_config()), 30)] {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path().to_owned();
+        disk(&r, VIRTIO_B, "vdb", "a", &member(9, 2, 1));
+        let clock = TestClock::new();
+        let mut devices = FakeDevices::new(&clock);
+        let root = r.clone();
+        devices.late = Some((
+            at,
+            Box::new(move || disk(&root, VIRTIO_C, "vdc", "b", &member(9, 2, 2))),
+        ));
+        let mut mounter = RecordingMounter::default();
+        let mut fakes = Fakes {
+            mounter: &mut mounter,
+            mkfs: &mut FakeMkfs {
+                dev: r.join("dev"),
+                calls: vec![],
+            },
+            scrub: &mut FakeScrub::default(),
+            devices: &mut devices,
+        };
+        let state = step(&r, config.as_ref(), &clock, &mut fakes);
+        assert_eq!(
+            mounter.mounts[0], "vdb pool btrfs device=/dev/vdb,device=/dev/vdc",
+            "{config:?}"
+        );
+        assert!(
+            matches!(state, PoolState::Mounted(Mounted { degraded: false, .. })),
+            "{state}"
+        );
+        assert_eq!(devices.waits, at, "no wait once every disk is there");
+    }
+}
+
+#[test]
+fn a_mirror_missing_a_disk_is_mounted_read_only_without_allow_degraded() {
+    for config in [None, Some(mirror_config())] {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        disk(r, VIRTIO_B, "vdb", "a", &member(9, 2, 1));
+        let MirrorRun {
+            state, mounts, took, ..
+        } = run_mirror(r, config.as_ref(), false, false);
+        assert!(took >= Duration::from_secs(15), "waited only {took:?}");
+        assert_eq!(
+            mounts,
+            ["vdb pool btrfs device=/dev/vdb,degraded [ro]"],
+            "read-only, and no /var or /opt from it"
+        );
+        assert!(!r.join("pool/config-history").exists(), "nothing written to it");
+        assert!(!r.join("pool").join(mirror::RECORD).exists());
+        let text = state.to_string();
+        assert!(
+            text.starts_with("btrfs on /dev/vdb (virtio-a)")
+                && text.contains(", READ-ONLY, DEGRADED: 1 of 2 disks")
+                && text.contains("set [pool] allow_degraded = true"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_mirror_missing_a_disk_is_diskless_when_the_read_only_mount_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    disk(r, VIRTIO_B, "vdb", "a", &member(9, 2, 1));
+    let MirrorRun { state, mounts, .. } = run_mirror(r, None, true, false);
+    assert!(mounts.is_empty(), "{mounts:?}");
+    let PoolState::Diskless {
+        problem: Some(problem), ..
+    } = &state
+    else {
+        panic!("{state}")
+    };
+    assert!(
+        problem.starts_with("the btrfs mirror has 1 of its 2 disks and mounting it read-only failed: ")
+            && problem.contains("(btrfs, device=/dev/vdb,degraded, read-only)"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn a_mirror_missing_a_disk_runs_degraded_read_write_with_allow_degraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    disk(r, VIRTIO_B, "vdb", "a", &member(9, 2, 1));
+    let mut config = mirror_config();
+    config.allow_degraded = true;
+    let run = run_mirror(r, Some(&config), false, false);
+    assert!(run.took >= Duration::from_secs(15), "waited only {:?}", run.took);
+    assert_eq!(
+        run.mounts,
+        [
+            "vdb pool btrfs device=/dev/vdb,degraded",
+            "var var none",
+            "opt opt none"
+        ]
+    );
+    assert!(
+        matches!(
+            run.state,
+            PoolState::Mounted(Mounted {
+                degraded: true,
+                devices: 2,
+                ..
+            })
+        ),
+        "{}",
+        run.state
+    );
+    assert!(
+        run.state.to_string().contains(", DEGRADED: 1 of 2 disks, read-write"),
+        "{}",
+        run.state
+    );
+    let record = std::fs::read_to_string(r.join("pool").join(mirror::RECORD)).unwrap();
+    assert!(
+        record.contains("since = 1970-01-01T00-00-00Z\n")
+            && record.contains("missing: virtio-b (named in [pool] mirror))"),
+        "{record}"
+    );
+    assert!(run.scrubs.is_empty());
+}
+
+#[test]
+fn the_first_boot_with_every_disk_after_a_degraded_one_starts_a_scrub() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let record = r.join("pool").join(mirror::RECORD);
+    disk(r, VIRTIO_B, "vdb", "a", &member(9, 2, 1));
+    let mut config = mirror_config();
+    config.allow_degraded = true;
+    run_mirror(r, Some(&config), false, false);
+    let first = std::fs::read_to_string(&record).unwrap();
+    // Degraded again: the record keeps the first boot, nothing is scrubbed.
+    let run = run_mirror(r, Some(&config), false, false);
+    assert!(run.scrubs.is_empty());
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), first);
+    // The disk is back, without allow_degraded: the scrub cannot start, the record stays.
+    disk(r, VIRTIO_C, "vdc", "b", &member(9, 2, 2));
+    let run = run_mirror(r, Some(&mirror_config()), false, true);
+    assert_eq!(run.mounts[0], "vdb pool btrfs device=/dev/vdb,device=/dev/vdc");
+    assert!(run.took < Duration::from_secs(1), "no wait: {:?}", run.took);
+    assert!(record.exists(), "kept for the next boot");
+    // It starts: on the pool, and the record is gone.
+    let run = run_mirror(r, Some(&mirror_config()), false, false);
+    assert_eq!(run.scrubs, [r.join("pool")]);
+    assert!(!record.exists());
+    assert!(matches!(run.state, PoolState::Mounted(Mounted { degraded: false, .. })));
+    // Once.
+    assert!(run_mirror(r, None, false, false).scrubs.is_empty());
 }
 
 #[test]
