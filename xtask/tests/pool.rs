@@ -1,6 +1,7 @@
 //! Boot tests of the pool under QEMU (TCG): created on a blank virtio disk, found again on
 //! the next boot, disks with data left byte-identical (also a partition whose table was
-//! wiped), an unclean shutdown recovered, the diskless mode, and a degraded btrfs mirror.
+//! wiped), an unclean shutdown recovered, the diskless mode, and a btrfs mirror missing a
+//! disk (read-only unless `[pool] allow_degraded = true`, then scrubbed when it is back).
 //! The stick's config is edited with the builder's `config set`; what the pool holds
 //! afterwards is read with `debugfs` on the host.
 
@@ -348,10 +349,44 @@ fn no_second_disk_is_diskless() {
     power_off(&mut vm, false);
 }
 
+/// A one-shot service printing on the console what the box says of its pool
+/// (`ramkeyctl status`), how `/pool` is mounted (`pool-mount: DEV TYPE OPTIONS`), whether the
+/// degraded record is there, and the scrub's status once it is no longer running.
+const POOL_PROBE: &str = r#"name = "pool-probe"
+restart = "never"
+argv = ["/bin/sh", "-c", """
+ramkeyctl status >/dev/console 2>&1
+while read -r dev mnt fs opts rest; do
+  [ "$mnt" = /pool ] && echo "pool-mount: $dev $fs $opts" >/dev/console
+done </proc/mounts
+if [ -e /pool/.ramkey/degraded ]; then echo "pool-record: present"; else echo "pool-record: absent"; fi >/dev/console
+n=0
+while [ $n -lt 120 ]; do
+  s=$(btrfs scrub status /pool 2>&1)
+  case "$s" in *running*) sleep 1; n=$((n+1));; *) break;; esac
+done
+echo "pool-scrub:" $s >/dev/console
+"""]
+"#;
+
+/// Powers off a box whose pool is mounted read-only: no /var or /opt from it.
+fn power_off_read_only(vm: &mut Machine) {
+    vm.monitor("system_powerdown").unwrap();
+    vm.expect_line("ramkey: unmount /pool: ok", SHUTDOWN).unwrap();
+    vm.expect_line("ramkey: unmount /usbkey: ok", SHUTDOWN).unwrap();
+    vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
+    assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
+}
+
+/// A two-disk btrfs mirror is created, then booted with its second disk missing: without
+/// `allow_degraded` it is mounted read-only after the mirror wait and the box is otherwise
+/// diskless (nothing on the disk changes); with `[pool] allow_degraded = true` it runs
+/// degraded read-write and records it; with both disks again a scrub starts. Four boots.
 #[test]
-fn a_btrfs_mirror_missing_a_disk_mounts_degraded() {
+fn a_btrfs_mirror_missing_a_disk_is_read_only_unless_allowed() {
+    let name = "pool-mirror";
     let image = stick(
-        "pool-mirror",
+        name,
         &[
             "pool.filesystem=\"btrfs\"",
             "pool.disks=[\"virtio-ramkey-pool\"]",
@@ -359,7 +394,10 @@ fn a_btrfs_mirror_missing_a_disk_mounts_degraded() {
             "pool.create=[\"virtio-ramkey-pool\", \"virtio-ramkey-mirror\"]",
         ],
     );
-    let (disk, mirror) = (disk_path("pool-mirror"), disk_path("pool-mirror-2"));
+    let probe = artifacts::target_dir().join("ramkey/run/pool-probe.toml");
+    std::fs::write(&probe, POOL_PROBE).unwrap();
+    artifacts::put_on_stick(&image, &[(probe.as_path(), "::/services.d/pool-probe.toml")]).unwrap();
+    let (disk, mirror) = (disk_path(name), disk_path("pool-mirror-2"));
     std::fs::File::create(&mirror).unwrap().set_len(GIB).unwrap();
     let second = [
         "-drive".to_owned(),
@@ -367,7 +405,9 @@ fn a_btrfs_mirror_missing_a_disk_mounts_degraded() {
         "-device".to_owned(),
         "virtio-blk-pci,drive=mirror,serial=ramkey-mirror".to_owned(),
     ];
-    let mut vm = boot("pool-mirror", &image, Some(&disk), &second);
+
+    // 1. Both disks: the mirror is created.
+    let mut vm = boot(name, &image, Some(&disk), &second);
     let line = full(&mut vm, "ramkey: pool: created btrfs ramkey-pool on /dev/vd", " ms");
     eprintln!(
         "created a btrfs mirror of two 1 GiB disks in {} ms: {line}",
@@ -387,17 +427,109 @@ fn a_btrfs_mirror_missing_a_disk_mounts_degraded() {
         );
     }
 
-    let mut vm = boot("pool-mirror", &image, Some(&disk), &[]);
-    vm.expect(
-        "ramkey: warning: pool: btrfs mirror is missing a disk: mounting it degraded",
-        BOOT,
-    )
+    // 2. The second disk missing, no allow_degraded: waited for, then read-only.
+    let before = sha256(&disk);
+    let mut vm = boot(name, &image, Some(&disk), &[]);
+    vm.forbid(&[
+        "ramkey: pool: config saved",
+        "allow_degraded = true: mounting it degraded, read-write",
+        "ramkey: unmount /var",
+    ])
     .unwrap();
     full(
         &mut vm,
-        "ramkey: pool: btrfs on /dev/vd",
-        "DEGRADED (a mirror disk is missing)",
+        "ramkey: pool: the btrfs ramkey-pool has 1 of its 2 disks here;",
+        "waiting up to 15 s for the others",
+    );
+    let line = full(
+        &mut vm,
+        "ramkey: warning: pool: btrfs mirror DEGRADED: 1 of 2 disks (present: devid 1 on /dev/vd",
+        " ms",
+    );
+    assert!(
+        line.contains("; missing: virtio-ramkey-mirror (named in [pool] mirror)), after waiting "),
+        "{line}"
+    );
+    assert!(millis(&line) >= 15_000, "waited only {} ms: {line}", millis(&line));
+    full(
+        &mut vm,
+        "ramkey: error: pool: read-only: a disk of the mirror is missing; put it back, or set [pool] \
+         allow_degraded = true to run without it",
+        "zones, /var and /opt are in RAM this boot",
+    );
+    vm.expect("ramkey: pool: mounted /dev/vd", BOOT).unwrap();
+    vm.expect("ramkey: pool: DISKLESS but for reading:", BOOT).unwrap();
+    // The error line above is the point: not `expect_running`, which forbids any.
+    vm.expect("ramkey: ready in ", BOOT).unwrap();
+    // `ramkeyctl status`'s pool line (the pool step's own came before `ready`).
+    let status = full(&mut vm, "btrfs on /dev/vd", "to run without it");
+    assert!(
+        !status.contains("ramkey: pool:")
+            && status.contains(", READ-ONLY, DEGRADED: 1 of 2 disks; zones, /var and /opt are in RAM"),
+        "{status}"
+    );
+    let (_, mount) = vm.expect("pool-mount: /dev/vd", BOOT).unwrap();
+    assert!(mount.contains(" btrfs ro,") && mount.contains("degraded"), "{mount}");
+    vm.expect("pool-record: absent", BOOT).unwrap();
+    power_off_read_only(&mut vm);
+    assert_eq!(sha256(&disk), before, "a read-only boot wrote to the disk");
+
+    // 3. Still missing, allow_degraded = true: degraded read-write, recorded.
+    config_cmd::set(
+        &Target::Disk(image.clone()),
+        &["pool.allow_degraded=true".to_owned()],
+        &Sysfs::host(),
+    )
+    .unwrap();
+    let mut vm = boot(name, &image, Some(&disk), &[]);
+    vm.forbid(&["ramkey: pool: DISKLESS", "READ-ONLY"]).unwrap();
+    full(
+        &mut vm,
+        "ramkey: warning: pool: btrfs mirror DEGRADED: 1 of 2 disks (present: devid 1 on /dev/vd",
+        " ms",
+    );
+    full(
+        &mut vm,
+        "ramkey: warning: pool: [pool] allow_degraded = true: mounting it degraded, read-write:",
+        "a scrub starts at the next boot with every disk",
+    );
+    full(
+        &mut vm,
+        "ramkey: pool: mounted /dev/vd",
+        "at /pool degraded, read-write",
+    );
+    vm.expect(
+        "ramkey: pool: recorded in /pool/.ramkey/degraded that the mirror runs degraded",
+        BOOT,
+    )
+    .unwrap();
+    vm.expect_running(BOOT).unwrap();
+    let status = full(&mut vm, "btrfs on /dev/vd", "until the missing disk is back");
+    assert!(
+        !status.contains("ramkey: pool:")
+            && status.contains(", DEGRADED: 1 of 2 disks, read-write ([pool] allow_degraded = true)"),
+        "{status}"
+    );
+    let (_, mount) = vm.expect("pool-mount: /dev/vd", BOOT).unwrap();
+    assert!(mount.contains(" btrfs rw,") && mount.contains("degraded"), "{mount}");
+    vm.expect("pool-record: present", BOOT).unwrap();
+    power_off(&mut vm, true);
+
+    // 4. Both disks again: mounted whole, the scrub starts, the record goes.
+    let mut vm = boot(name, &image, Some(&disk), &second);
+    vm.forbid(&["DEGRADED", "READ-ONLY"]).unwrap();
+    let line = full(
+        &mut vm,
+        "ramkey: pool: all 2 disks of the btrfs mirror are back after it ran degraded since ",
+        "btrfs scrub status /pool shows how far it is",
+    );
+    assert!(
+        line.contains(": started btrfs scrub start /pool in the background (scrub started on /pool"),
+        "{line}"
     );
     vm.expect_running(BOOT).unwrap();
+    vm.expect("pool-record: absent", BOOT).unwrap();
+    let (_, scrub) = vm.expect("pool-scrub:", BOOT).unwrap();
+    assert!(scrub.contains("finished"), "{scrub}");
     power_off(&mut vm, true);
 }
