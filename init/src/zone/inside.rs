@@ -149,8 +149,7 @@ fn namespaces(base: u32) -> Result<std::os::fd::OwnedFd, String> {
                 1
             }
         };
-        // SAFETY: `_exit` ends the forked helper without running the parent's exit handlers.
-        unsafe { libc::_exit(code) };
+        sys::confine::exit_child(code);
     };
     drop((to_self, held));
     let joined = join(base, from_helper.into());
