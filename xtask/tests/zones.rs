@@ -767,7 +767,17 @@ say "after-rollback $(planted 2>&1 | tr '\n' ' ')"
 # The zone's own log on the host, and a service's log inside it (v2's seed says a line).
 say "log-zone $(ramkeyctl personality log web | grep -c 'starting its services')"
 say "log-seed $(ramkeyctl personality log web seed 2>&1 | tail -1)"
-online() { until ramkeyctl personality list | grep '^web ' | grep -q ' online '; do sleep 1; done; }
+# Waits for web to be online; after 120 s says what the zone and its log show instead.
+online() {
+  n=0
+  until ramkeyctl personality list | grep '^web ' | grep -q ' online '; do
+    sleep 1; n=$((n+1))
+    if [ $n -ge 120 ]; then
+      say "stuck $(ramkeyctl personality list | grep '^web ') LOG $(ramkeyctl personality log web 2>&1 | tail -n 20 | tr '\n' ' ')"
+      return 1
+    fi
+  done
+}
 say "stop $(ramkeyctl personality stop web 2>&1) $(ramkeyctl personality list | grep '^web ')"
 say "start $(ramkeyctl personality start web 2>&1)"
 online

@@ -48,12 +48,17 @@ pub enum CommandError {
 }
 
 impl<S: Spawner, K: Checker, C: Clock> Supervisor<S, K, C> {
-    /// `svcadm enable`: a disabled service waits for its dependencies, then starts.
+    /// `svcadm enable`: a disabled service waits for its dependencies, then starts; one
+    /// still stopping after a `disable` starts again once it has stopped.
     pub fn enable(&mut self, name: &str) -> Result<(), CommandError> {
         let i = self.command_target(name)?;
-        if self.svcs[i].phase == Phase::Disabled {
-            self.enter(i, Phase::Waiting, "enabled by the administrator");
-            self.settle();
+        match &mut self.svcs[i].phase {
+            Phase::Disabled => {
+                self.enter(i, Phase::Waiting, "enabled by the administrator");
+                self.settle();
+            }
+            Phase::Stopping { then, .. } if *then == Then::Disable => *then = Then::Restart,
+            _ => {}
         }
         Ok(())
     }

@@ -29,6 +29,19 @@ fn disable_stops_it_and_what_requires_it_and_enable_brings_them_back() {
 }
 
 #[test]
+fn enable_while_a_disable_is_still_stopping_it_starts_it_again() {
+    let (mut sup, _clock) = boot(vec![svc("web", &[], &[])]);
+    let pid = sup.spawner().pid_of("web").unwrap();
+    sup.disable("web").unwrap();
+    assert_eq!(state(&sup, "web"), State::Stopping);
+    // `personality stop` then `start` at once: the zone is still on its way down.
+    sup.enable("web").unwrap();
+    sup.on_exit(pid, Exit::Signal(15));
+    assert_eq!(state(&sup, "web"), State::Online);
+    assert_eq!(sup.spawner().starts("web"), 2);
+}
+
+#[test]
 fn restart_stops_and_starts_without_backoff_or_budget() {
     let mut spec = svc("web", &[], &[]);
     spec.stop_signal = ramkey_image::service::StopSignal::Sigquit;
