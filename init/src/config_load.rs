@@ -289,6 +289,17 @@ mod tests {
         pauses: Vec<Duration>,
     }
 
+    impl FakeNet {
+        /// A network whose fetches answer `answers`, in order.
+        fn answering(answers: Vec<Result<Vec<u8>, HttpError>>) -> FakeNet {
+            FakeNet {
+                answers,
+                urls: vec![],
+                pauses: vec![],
+            }
+        }
+    }
+
     impl Network for FakeNet {
         fn configure(&mut self, _: &dyn Clock, _: Option<&str>) -> Result<NetReport, NetError> {
             Err(NetError::NoNic)
@@ -314,11 +325,10 @@ mod tests {
 
     #[test]
     fn fetched_after_a_retry() {
-        let mut net = FakeNet {
-            answers: vec![Err(status(503)), Ok(b"version = 1\nhostname = \"box1\"\n".to_vec())],
-            urls: vec![],
-            pauses: vec![],
-        };
+        let mut net = FakeNet::answering(vec![
+            Err(status(503)),
+            Ok(b"version = 1\nhostname = \"box1\"\n".to_vec()),
+        ]);
         let config = fetch(&mut net, URL, MAC, &ConfigKeys::Unsigned)
             .unwrap()
             .config
@@ -330,11 +340,7 @@ mod tests {
 
     #[test]
     fn invalid_fetched_config_is_none() {
-        let mut net = FakeNet {
-            answers: vec![Ok(b"version = 1\nbogus = 1\n".to_vec())],
-            urls: vec![],
-            pauses: vec![],
-        };
+        let mut net = FakeNet::answering(vec![Ok(b"version = 1\nbogus = 1\n".to_vec())]);
         let loaded = fetch(&mut net, URL, MAC, &ConfigKeys::Unsigned).unwrap();
         assert!(loaded.config.is_none());
         assert!(loaded.error.unwrap().contains(":2:1: unknown key `bogus`"));
@@ -346,22 +352,14 @@ mod tests {
         let keys = ConfigKeys::Required(vec![key.verifying_key()]);
         let config = b"version = 1\nhostname = \"box1\"\n".to_vec();
         let signature = ramkey_image::detached::sign(&key, &config).into_bytes();
-        let mut net = FakeNet {
-            answers: vec![Ok(config.clone()), Ok(signature.clone())],
-            urls: vec![],
-            pauses: vec![],
-        };
+        let mut net = FakeNet::answering(vec![Ok(config.clone()), Ok(signature.clone())]);
         let loaded = fetch(&mut net, URL, MAC, &keys).unwrap();
         assert_eq!(loaded.config.unwrap().hostname, "box1");
         assert_eq!(net.urls[1], "http://10.0.2.2:8099/52:54:00:12:34:56.toml.sig");
         // Changed on the way, or without a signature: no config (recovery mode).
         let mut changed = config.clone();
         changed[20] = b'2';
-        let mut net = FakeNet {
-            answers: vec![Ok(changed), Ok(signature)],
-            urls: vec![],
-            pauses: vec![],
-        };
+        let mut net = FakeNet::answering(vec![Ok(changed), Ok(signature)]);
         let loaded = fetch(&mut net, URL, MAC, &keys).unwrap();
         assert!(loaded.config.is_none());
         let error = loaded.error.unwrap();
@@ -369,14 +367,12 @@ mod tests {
             error.contains("refused, the platform takes only signed configs: the signature is not by a key"),
             "{error}"
         );
-        let mut net = FakeNet {
-            answers: [Ok(config)]
+        let mut net = FakeNet::answering(
+            [Ok(config)]
                 .into_iter()
                 .chain((0..4).map(|_| Err(status(404))))
                 .collect(),
-            urls: vec![],
-            pauses: vec![],
-        };
+        );
         let loaded = fetch(&mut net, URL, MAC, &keys).unwrap();
         assert!(loaded.config.is_none());
         assert!(loaded.error.unwrap().contains(".sig (4 attempts): HTTP status 404"));
@@ -398,11 +394,7 @@ mod tests {
 
     #[test]
     fn gives_up_after_the_attempts() {
-        let mut net = FakeNet {
-            answers: (0..4).map(|_| Err(status(404))).collect(),
-            urls: vec![],
-            pauses: vec![],
-        };
+        let mut net = FakeNet::answering((0..4).map(|_| Err(status(404))).collect());
         let err = fetch(&mut net, URL, MAC, &ConfigKeys::Unsigned)
             .unwrap_err()
             .to_string();
