@@ -256,6 +256,17 @@ mod tests {
         std::fs::write(root.join("dev").join(name), bytes).unwrap();
     }
 
+    /// [`wait_for_label`] for `RAMKEY` under `r`, no device coming or going meanwhile; the
+    /// waits it asked for.
+    fn wait_with_no_new_devices(r: &Path, wait: Duration) -> (Result<FoundKey, UsbkeyError>, Vec<Duration>) {
+        let mut events = FakeEvents {
+            on_wait: |_| {},
+            waits: vec![],
+        };
+        let found = wait_for_label(&r.join("sys"), &r.join("dev"), "RAMKEY", wait, &clock(), &mut events);
+        (found, events.waits)
+    }
+
     fn clock() -> FakeClock {
         FakeClock::new(Duration::from_secs(3), Duration::from_millis(50))
     }
@@ -267,20 +278,9 @@ mod tests {
         fake_device(&r.join("sys"), USB, "sda", Some("sda1"), ("QEMU", "QEMU HARDDISK"));
         node(r, "sda", None);
         node(r, "sda1", Some("ramkey"));
-        let mut events = FakeEvents {
-            on_wait: |_| {},
-            waits: vec![],
-        };
-        let key = wait_for_label(
-            &r.join("sys"),
-            &r.join("dev"),
-            "RAMKEY",
-            Duration::from_secs(15),
-            &clock(),
-            &mut events,
-        )
-        .unwrap();
-        assert!(events.waits.is_empty());
+        let (key, waits) = wait_with_no_new_devices(r, Duration::from_secs(15));
+        let key = key.unwrap();
+        assert!(waits.is_empty());
         assert_eq!(key.node, PathBuf::from("/dev/sda1"));
         assert_eq!(
             mounted_line(&key),
@@ -330,22 +330,11 @@ mod tests {
         let r = dir.path();
         fake_device(&r.join("sys"), USB, "sdb", None, ("Kingston", "DataTraveler"));
         node(r, "sdb", Some("RAMKEY"));
-        let mut events = FakeEvents {
-            on_wait: |_| {},
-            waits: vec![],
-        };
-        let key = wait_for_label(
-            &r.join("sys"),
-            &r.join("dev"),
-            "RAMKEY",
-            Duration::from_secs(15),
-            &clock(),
-            &mut events,
-        )
-        .unwrap();
+        let (key, waits) = wait_with_no_new_devices(r, Duration::from_secs(15));
+        let key = key.unwrap();
         assert_eq!(key.device.name, "sdb");
         assert!(!key.device.partition);
-        assert!(!events.waits.is_empty());
+        assert!(!waits.is_empty());
         assert!(key.waited >= DISK_GRACE, "{:?}", key.waited);
     }
 
@@ -359,20 +348,8 @@ mod tests {
         let other = "pci0000:00/0000:00:02.0/usb2/2-2/2-2:1.0/host1/target1:0:0/1:0:0:0";
         fake_device(&r.join("sys"), other, "sdb", None, ("Kingston", "DataTraveler"));
         node(r, "sdb", Some("RAMKEY"));
-        let mut events = FakeEvents {
-            on_wait: |_| {},
-            waits: vec![],
-        };
-        let err = wait_for_label(
-            &r.join("sys"),
-            &r.join("dev"),
-            "RAMKEY",
-            Duration::from_secs(15),
-            &clock(),
-            &mut events,
-        )
-        .unwrap_err()
-        .to_string();
+        let (err, _) = wait_with_no_new_devices(r, Duration::from_secs(15));
+        let err = err.unwrap_err().to_string();
         assert!(
             err.contains("2 filesystems are labelled RAMKEY: /dev/sda1 (usb: SanDisk Cruzer) and /dev/sdb (usb: Kingston DataTraveler)"),
             "{err}"
@@ -386,19 +363,8 @@ mod tests {
         let r = dir.path();
         fake_device(&r.join("sys"), "pci0000:00/0000:00:04.0/virtio2", "vda", None, ("", ""));
         node(r, "vda", Some("OTHER"));
-        let mut events = FakeEvents {
-            on_wait: |_| {},
-            waits: vec![],
-        };
-        let err = wait_for_label(
-            &r.join("sys"),
-            &r.join("dev"),
-            "RAMKEY",
-            Duration::from_secs(1),
-            &clock(),
-            &mut events,
-        )
-        .unwrap_err();
+        let (err, waits) = wait_with_no_new_devices(r, Duration::from_secs(1));
+        let err = err.unwrap_err();
         assert_eq!(
             err.to_string(),
             "no usbkey: no partition labelled RAMKEY appeared within 1 s and there is no \
@@ -407,9 +373,9 @@ mod tests {
         );
         // The fake clock moves 50 ms per probe: 20 probes fill the second, the last
         // waits shorter so as not to overshoot it.
-        assert_eq!(events.waits.len(), 19, "{:?}", events.waits);
-        assert!(events.waits.iter().all(|w| *w <= RESCAN));
-        assert_eq!(events.waits.last(), Some(&Duration::from_millis(50)));
+        assert_eq!(waits.len(), 19, "{:?}", waits);
+        assert!(waits.iter().all(|w| *w <= RESCAN));
+        assert_eq!(waits.last(), Some(&Duration::from_millis(50)));
     }
 
     #[test]
