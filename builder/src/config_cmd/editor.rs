@@ -51,8 +51,11 @@ pub fn edit(
     ask: &mut dyn Ask,
     problems: &mut dyn Write,
 ) -> Result<Edited, ConfigCmdError> {
-    target.check_writable(sys)?;
-    let original = target.read()?;
+    // Opened (a stick exclusively) before the editor starts: a refusal comes first, nothing
+    // mounts the stick meanwhile, and the save goes to what was opened, whatever the path
+    // names by then. The descriptor is close-on-exec: the editor does not get it.
+    let opened = target.open_for_writing(sys)?;
+    let original = opened.read()?;
     let dir = tempfile::tempdir().map_err(io_err("creating a temporary folder in", &std::env::temp_dir()))?;
     // Named config.toml so that editors pick TOML highlighting.
     let copy = dir.path().join(CONFIG_FILE);
@@ -80,7 +83,7 @@ pub fn edit(
         }
         match Config::parse(&text, &target.name()) {
             Ok(_) => {
-                target.write(&text, sys)?;
+                opened.write(&text, sys)?;
                 return Ok(Edited::Saved);
             }
             Err(errors) => {
@@ -101,7 +104,10 @@ pub fn edit(
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
+
     use super::*;
+    use crate::config_cmd::store::tests::{config_of, image};
 
     /// Says yes `n` times, then no.
     struct Yes(usize);
@@ -129,7 +135,7 @@ mod tests {
         let mut out = Vec::new();
         let done = edit(&target, "sed -i s/one/two/", &Sysfs::host(), &mut Yes(0), &mut out).unwrap();
         assert_eq!(done, Edited::Saved);
-        assert_eq!(target.read().unwrap(), START.replace("one", "two"));
+        assert_eq!(target.read(&Sysfs::host()).unwrap(), START.replace("one", "two"));
         assert!(dir.path().join("config.toml.prev").exists());
         let done = edit(&target, "true", &Sysfs::host(), &mut Yes(0), &mut out).unwrap();
         assert_eq!(done, Edited::Unchanged);
@@ -154,13 +160,38 @@ mod tests {
         assert!(std::fs::read_to_string(kept).unwrap().contains("bad_name!"));
         std::fs::remove_file(kept).unwrap();
         assert!(String::from_utf8(out).unwrap().contains(":2:12: hostname"));
-        assert_eq!(target.read().unwrap(), START);
+        assert_eq!(target.read(&Sysfs::host()).unwrap(), START);
         // The second round fixes what the first broke (the editor sees the broken text).
         let script = "sh -c 'if grep -q bad \"$1\"; then sed -i s/bad_name!/three/ \"$1\"; else sed -i s/one/bad_name!/ \"$1\"; fi' --";
         let done = edit(&target, script, &Sysfs::host(), &mut Yes(1), &mut Vec::new()).unwrap();
         assert_eq!(done, Edited::Saved);
-        assert_eq!(target.read().unwrap(), START.replace("one", "three"));
+        assert_eq!(target.read(&Sysfs::host()).unwrap(), START.replace("one", "three"));
         let err = edit(&target, "false", &Sysfs::host(), &mut Yes(0), &mut Vec::new()).unwrap_err();
         assert!(matches!(err, ConfigCmdError::EditorFailed { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_image_opened_before_the_editor_is_the_one_written() {
+        // While the editor runs (minutes, for a person), another image takes the path. The
+        // edit goes to the image that was opened and checked, not to the one now there.
+        let dir = tempfile::tempdir().unwrap();
+        let (img, other) = (dir.path().join("usb.img"), dir.path().join("other.img"));
+        image(&img, START);
+        image(&other, "version = 1\nhostname = \"other\"\n");
+        let (checked, swapped) = (File::open(&img).unwrap(), File::open(&other).unwrap());
+        let script = format!(
+            "sh -c 'mv \"{}\" \"{}\" && sed -i s/one/two/ \"$1\"' --",
+            other.display(),
+            img.display()
+        );
+        let target = Target::Disk(img.clone());
+        let done = edit(&target, &script, &Sysfs::host(), &mut Yes(0), &mut Vec::new()).unwrap();
+        assert_eq!(done, Edited::Saved);
+        assert_eq!(config_of(&checked), START.replace("one", "two"));
+        assert_eq!(
+            config_of(&swapped),
+            "version = 1\nhostname = \"other\"\n",
+            "written by name"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! `config.toml` file, a stick image or a stick, without mounting — and import a SmartOS one.
 //! Values are changed through `ramkey_config::edit::Document`, which keeps comments and
 //! refuses an edit that would make the config invalid; writes are power-safe
-//! ([`store::Target::write`]).
+//! ([`store::Opened::write`]), through the one descriptor an image or a stick was opened
+//! with before the edit.
 
 pub mod editor;
 pub mod store;
@@ -18,7 +19,7 @@ use ramkey_config::{Config, ConfigErrors};
 use crate::flash::sysfs::Sysfs;
 use crate::usbkey_fs::UsbkeyFsError;
 pub use editor::{Ask, Edited, Terminal};
-pub use store::Target;
+pub use store::{Opened, Target};
 
 /// `ramkey config`.
 #[derive(Debug, clap::Args)]
@@ -116,6 +117,23 @@ pub enum ConfigCmdError {
         what: String,
         mount_point: String,
     },
+    #[error("no such device: {}; plug the stick in, `lsblk` lists the disks", path.display())]
+    NoSuchDevice { path: PathBuf },
+    #[error(
+        "{} is a regular file, not a device: nothing but devices belongs in /dev (a write to a stick that was not plugged in leaves such a file); give the stick's device (see `lsblk`), or an image outside /dev",
+        path.display()
+    )]
+    FileInDev { path: PathBuf },
+    #[error(
+        "{} is neither a block device nor a regular file; give a stick (--device /dev/sdX, see `lsblk`) or a stick image (--image usb.img)",
+        path.display()
+    )]
+    NotADisk { path: PathBuf },
+    #[error(
+        "{} is busy: opening it exclusively failed (something has it open or mounted); close that and run ramkey config again",
+        device.display()
+    )]
+    Busy { device: PathBuf },
     #[error("the editor `{editor}` failed ({status}); nothing was saved")]
     EditorFailed { editor: String, status: String },
     #[error("the edited config is not valid; nothing was saved:\n{errors}\nyour text is kept in {}", kept.display())]
@@ -139,18 +157,18 @@ pub struct Changed {
     pub still_invalid: Option<ConfigErrors>,
 }
 
-fn document(target: &Target) -> Result<Document, ConfigCmdError> {
+fn document(target: &Target, text: &str) -> Result<Document, ConfigCmdError> {
     let name = target.name();
-    Document::parse(&target.read()?, &name).map_err(|error| ConfigCmdError::Edit {
+    Document::parse(text, &name).map_err(|error| ConfigCmdError::Edit {
         name,
         error: Box::new(error),
     })
 }
 
 /// `get`: the value at `key`, strings unquoted.
-pub fn get(target: &Target, key: &str) -> Result<String, ConfigCmdError> {
+pub fn get(target: &Target, key: &str, sys: &Sysfs) -> Result<String, ConfigCmdError> {
     let name = target.name();
-    let value = document(target)?
+    let value = document(target, &target.read(sys)?)?
         .get(key)
         .map_err(|error| ConfigCmdError::Edit {
             name: name.clone(),
@@ -208,8 +226,8 @@ fn change(
     sys: &Sysfs,
     apply: impl FnOnce(&mut Document, &mut Changed) -> Result<(), StepError>,
 ) -> Result<Changed, ConfigCmdError> {
-    target.check_writable(sys)?;
-    let mut doc = document(target)?;
+    let opened = target.open_for_writing(sys)?;
+    let mut doc = document(target, &opened.read()?)?;
     let mut changed = Changed::default();
     apply(&mut doc, &mut changed).map_err(|e| match e {
         Ok(error) => ConfigCmdError::Edit {
@@ -222,13 +240,13 @@ fn change(
         return Ok(changed);
     }
     changed.still_invalid = doc.config().err();
-    target.write(&doc.to_string(), sys)?;
+    opened.write(&doc.to_string(), sys)?;
     Ok(changed)
 }
 
 /// `check`: the validated config, or every problem.
-pub fn check(target: &Target) -> Result<Config, ConfigCmdError> {
-    Config::parse(&target.read()?, &target.name()).map_err(ConfigCmdError::Invalid)
+pub fn check(target: &Target, sys: &Sysfs) -> Result<Config, ConfigCmdError> {
+    Config::parse(&target.read(sys)?, &target.name()).map_err(ConfigCmdError::Invalid)
 }
 
 /// `import-smartos`: the converted text and what was not carried over. With `out`, the text
@@ -273,12 +291,12 @@ pub fn cli(args: &ConfigArgs) -> Result<(), ConfigCmdError> {
     }
     let target = Target::from_options(args.file.as_deref(), args.image.as_deref(), args.device.as_deref())?;
     match &args.command {
-        ConfigCommand::Show => print!("{}", target.read()?),
-        ConfigCommand::Get { key } => println!("{}", get(&target, key)?),
+        ConfigCommand::Show => print!("{}", target.read(&sys)?),
+        ConfigCommand::Get { key } => println!("{}", get(&target, key, &sys)?),
         ConfigCommand::Set { pairs } => report(&target, &set(&target, pairs, &sys)?),
         ConfigCommand::Unset { keys } => report(&target, &unset(&target, keys, &sys)?),
         ConfigCommand::Check => {
-            check(&target)?;
+            check(&target, &sys)?;
             println!("{}: valid", target.name());
         }
         ConfigCommand::Edit => {
@@ -294,7 +312,7 @@ pub fn cli(args: &ConfigArgs) -> Result<(), ConfigCmdError> {
         }
         ConfigCommand::Sign { key } => {
             let file = args.file.as_deref().ok_or(ConfigCmdError::SignNeedsFile)?;
-            let sig = sign(&target, file, key)?;
+            let sig = sign(&target, file, key, &sys)?;
             println!("{}: signed, {}", target.name(), sig.display());
         }
         ConfigCommand::ImportSmartos { .. } => {}
@@ -304,8 +322,8 @@ pub fn cli(args: &ConfigArgs) -> Result<(), ConfigCmdError> {
 
 /// Checks the config at `file` and writes `file.sig`, its signature by the secret `key`
 /// ([`ramkey_image::detached`]); returns the signature's path.
-pub fn sign(target: &Target, file: &Path, key: &Path) -> Result<PathBuf, ConfigCmdError> {
-    check(target)?;
+pub fn sign(target: &Target, file: &Path, key: &Path, sys: &Sysfs) -> Result<PathBuf, ConfigCmdError> {
+    check(target, sys)?;
     let key = ramkey_image::keys::read_secret_file(key)?;
     let bytes = std::fs::read(file).map_err(|source| ConfigCmdError::Io {
         what: "reading",
@@ -357,10 +375,10 @@ mod tests {
     #[test]
     fn get_prints_strings_bare_and_the_rest_as_toml() {
         let (_dir, t) = file(TEXT);
-        assert_eq!(get(&t, "hostname").unwrap(), "box1");
-        assert_eq!(get(&t, "dns.resolvers").unwrap(), "[\"1.1.1.1\"]");
-        assert_eq!(get(&t, "dns").unwrap(), "resolvers = [\"1.1.1.1\"]");
-        let err = get(&t, "timezone").unwrap_err();
+        assert_eq!(get(&t, "hostname", &Sysfs::host()).unwrap(), "box1");
+        assert_eq!(get(&t, "dns.resolvers", &Sysfs::host()).unwrap(), "[\"1.1.1.1\"]");
+        assert_eq!(get(&t, "dns", &Sysfs::host()).unwrap(), "resolvers = [\"1.1.1.1\"]");
+        let err = get(&t, "timezone", &Sysfs::host()).unwrap_err();
         assert!(
             err.to_string()
                 .ends_with(&format!("timezone is not set in {}", t.name())),
@@ -378,7 +396,7 @@ mod tests {
             err.contains("config.toml:2:12: hostname \"bad_name!\" is not valid"),
             "{err}"
         );
-        assert_eq!(t.read().unwrap(), TEXT);
+        assert_eq!(t.read(&Sysfs::host()).unwrap(), TEXT);
         assert!(!dir.path().join("config.toml.prev").exists(), "nothing written");
         let err = set(&t, &["hostname".to_owned()], &sys).unwrap_err();
         assert!(matches!(err, ConfigCmdError::NotAPair(_)), "{err}");
@@ -389,21 +407,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(changed.done, ["hostname = \"box2\"", "dns.search = [\"lan\"]"]);
-        assert_eq!(t.read().unwrap(), TEXT.replace("box1", "box2") + "search = [\"lan\"]\n");
+        assert_eq!(
+            t.read(&Sysfs::host()).unwrap(),
+            TEXT.replace("box1", "box2") + "search = [\"lan\"]\n"
+        );
         let changed = unset(&t, &["dns.search".to_owned(), "ntp".to_owned()], &sys).unwrap();
         assert_eq!((changed.done.len(), changed.absent), (1, vec!["ntp".to_owned()]));
-        assert_eq!(t.read().unwrap(), TEXT.replace("box1", "box2"));
+        assert_eq!(t.read(&Sysfs::host()).unwrap(), TEXT.replace("box1", "box2"));
     }
 
     #[test]
     fn check_reports_every_problem() {
         let (_dir, t) = file("version = 1\nhostname = \"a.b\"\ntimezone = \"Nowhere\"\n");
-        let ConfigCmdError::Invalid(errors) = check(&t).unwrap_err() else {
+        let ConfigCmdError::Invalid(errors) = check(&t, &Sysfs::host()).unwrap_err() else {
             panic!("invalid");
         };
         assert_eq!(errors.len(), 2, "{errors}");
         let (_dir, t) = file(TEXT);
-        assert_eq!(check(&t).unwrap().hostname, "box1");
+        assert_eq!(check(&t, &Sysfs::host()).unwrap().hostname, "box1");
     }
 
     #[test]
@@ -411,6 +432,6 @@ mod tests {
         let (_dir, t) = file("version = 1\nhostname = \"a.b\"\ntimezone = \"Nowhere\"\n");
         let changed = set(&t, &["hostname=ab".to_owned()], &Sysfs::host()).unwrap();
         assert_eq!(changed.still_invalid.map(|e| e.len()), Some(1));
-        assert!(t.read().unwrap().contains("hostname = \"ab\""));
+        assert!(t.read(&Sysfs::host()).unwrap().contains("hostname = \"ab\""));
     }
 }

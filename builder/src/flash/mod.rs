@@ -10,9 +10,9 @@ pub mod keep_config;
 pub mod progress;
 pub mod source;
 pub mod sysfs;
-mod target;
+pub(crate) mod target;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fs::File;
 use std::io::{self, BufRead, IsTerminal, Read, Seek, SeekFrom, Write};

@@ -3,7 +3,8 @@
 //! claimed), an existing regular file outside `/dev`, or a path outside `/dev` still to be
 //! created. The checks, the question, the write, the read-back and `--keep-config` all use
 //! the one descriptor; nothing reopens the path. A path under `/dev` is a device or an
-//! error, never a file created or written there.
+//! error, never a file created or written there. [`open_existing`] is that first step
+//! alone, shared with `ramkey config` on an image or a stick.
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
@@ -95,90 +96,153 @@ fn existing_ancestor(path: &Path) -> Option<(PathBuf, PathBuf, Metadata)> {
     })
 }
 
-/// Opens the target once. A block device is opened exclusively; when that fails, the checks
-/// that explain why (mounted, the boot disk, held, swap, a partition) are asked first, by
-/// the device number of the path (nothing is written either way). A missing path or a
-/// regular file under `/dev`, and a dangling symlink anywhere, are refused; a missing path
-/// elsewhere is a file to create.
+/// How [`open_existing`] opens what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// `O_RDONLY`: a block device is not claimed (reading a mounted stick is allowed).
+    Read,
+    /// `O_RDWR`, and `O_EXCL` on a block device: the kernel refuses a disk that is mounted
+    /// or claimed, and nothing can mount or claim it while the descriptor is open.
+    Write,
+}
+
+/// A device or regular file opened by [`open_existing`] (`O_CLOEXEC`: no child inherits it).
+#[derive(Debug)]
+pub(crate) enum Opened {
+    /// `dev` is the `st_rdev` of the opened descriptor, not of the path.
+    Block {
+        file: File,
+        dev: DevNum,
+    },
+    File(File),
+}
+
+/// Why [`open_existing`] opened nothing.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    /// Nothing is there; `device` when the path is under a `/dev` or a dangling symlink: a
+    /// device that is not there, never a file to create.
+    Missing {
+        device: bool,
+        source: io::Error,
+    },
+    /// A regular file under `/dev` (or on the filesystem mounted there).
+    FileInDev,
+    /// Neither a block device nor a regular file (before or after opening).
+    NotATarget,
+    /// Opening the block device failed; `dev` is the path's device number, for the caller's
+    /// checks that say why (`EBUSY`: mounted or claimed).
+    Block {
+        dev: DevNum,
+        source: io::Error,
+    },
+    Io {
+        what: &'static str,
+        source: io::Error,
+    },
+}
+
+/// Opens what is at `path` once, a block device or a regular file outside `/dev`, and
+/// checks the opened descriptor (`fstat`), not the path: what is returned is what was
+/// opened, whatever the path names by now. Never creates anything. The first step of
+/// `ramkey flash` and of `ramkey config` on an image or a stick.
+pub(crate) fn open_existing(path: &Path, dev: &DevRoots, access: Access) -> Result<Opened, OpenError> {
+    use rustix::fs::OFlags;
+    let io_err = |what: &'static str| move |source| OpenError::Io { what, source };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(source) if source.kind() == io::ErrorKind::NotFound => {
+            // A dangling symlink (a by-id link of a stick that is gone) names a device.
+            let device = dev.contains(path) || std::fs::symlink_metadata(path).is_ok();
+            return Err(OpenError::Missing { device, source });
+        }
+        Err(e) => return Err(io_err("inspecting")(e)),
+    };
+    let write = access == Access::Write;
+    let mut options = OpenOptions::new();
+    options.read(true).write(write);
+    let opened = if meta.file_type().is_block_device() {
+        let excl = if write { OFlags::EXCL } else { OFlags::empty() };
+        let file = options
+            .custom_flags((excl | OFlags::CLOEXEC).bits() as i32)
+            .open(path)
+            .map_err(|source| OpenError::Block {
+                dev: DevNum::from_rdev(meta.rdev()),
+                source,
+            })?;
+        let opened = file.metadata().map_err(io_err("inspecting"))?;
+        if !opened.file_type().is_block_device() {
+            return Err(OpenError::NotATarget);
+        }
+        Opened::Block {
+            dev: DevNum::from_rdev(opened.rdev()),
+            file,
+        }
+    } else if meta.is_file() {
+        if dev.contains(path) || dev.holds(&meta) {
+            return Err(OpenError::FileInDev);
+        }
+        let file = options
+            .custom_flags(OFlags::CLOEXEC.bits() as i32)
+            .open(path)
+            .map_err(io_err("opening"))?;
+        let opened = file.metadata().map_err(io_err("inspecting"))?;
+        if !opened.is_file() {
+            return Err(OpenError::NotATarget);
+        }
+        if dev.holds(&opened) {
+            return Err(OpenError::FileInDev);
+        }
+        Opened::File(file)
+    } else {
+        return Err(OpenError::NotATarget);
+    };
+    Ok(opened)
+}
+
+/// Opens the target once ([`open_existing`], for writing). When opening a block device
+/// fails, the checks that explain why (mounted, the boot disk, held, swap, a partition) are
+/// asked first, by the device number of the path (nothing is written either way). A missing
+/// path or a regular file under `/dev`, and a dangling symlink anywhere, are refused; a
+/// missing path elsewhere is a file to create.
 pub fn open(path: &Path, sys: &Sysfs) -> Result<Target, FlashError> {
     open_in(path, sys, &DevRoots::for_sysfs(sys))
 }
 
 /// [`open`] with the `/dev` roots given.
 pub fn open_in(path: &Path, sys: &Sysfs, dev: &DevRoots) -> Result<Target, FlashError> {
-    let io_err = |what: &'static str| {
-        move |source| FlashError::Io {
-            what,
-            path: path.into(),
-            source,
-        }
+    let io_err = |what: &'static str, source| FlashError::Io {
+        what,
+        path: path.into(),
+        source,
     };
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            // Under /dev there is nothing to create; a dangling symlink (a by-id link of a
-            // stick that is gone) names a device that is not there.
-            if dev.contains(path) || std::fs::symlink_metadata(path).is_ok() {
-                return Err(FlashError::NoSuchDevice { path: path.into() });
-            }
-            return Ok(Target::New);
-        }
-        Err(e) => return Err(io_err("inspecting")(e)),
-    };
-    let not_a_target = || FlashError::NotATarget { path: path.into() };
-    if meta.file_type().is_block_device() {
-        let file = open_block(path).map_err(|source| {
+    match open_existing(path, dev, Access::Write) {
+        Ok(Opened::Block { file, dev }) => Ok(Target::Block { file, dev }),
+        Ok(Opened::File(file)) => Ok(Target::File(file)),
+        Err(OpenError::Missing { device: false, .. }) => Ok(Target::New),
+        Err(OpenError::Missing { device: true, .. }) => Err(FlashError::NoSuchDevice { path: path.into() }),
+        Err(OpenError::FileInDev) => Err(FlashError::FileInDev { path: path.into() }),
+        Err(OpenError::NotATarget) => Err(FlashError::NotATarget { path: path.into() }),
+        Err(OpenError::Block { dev, source }) => {
             // Say why, when the checks know: "mounted on /media/stick" rather than EBUSY,
             // "the disk the host booted from" rather than EACCES.
-            match checks::check_in_use(sys, path, DevNum::from_rdev(meta.rdev())) {
+            match checks::check_in_use(sys, path, dev) {
                 Err(FlashError::Io { .. }) | Ok(_) => {}
-                Err(refusal) => return refusal,
+                Err(refusal) => return Err(refusal),
             }
-            if source.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) {
-                FlashError::Busy { device: path.into() }
+            if is_busy(&source) {
+                Err(FlashError::Busy { device: path.into() })
             } else {
-                io_err("opening")(source)
+                Err(io_err("opening", source))
             }
-        })?;
-        let opened = file.metadata().map_err(io_err("inspecting"))?;
-        if !opened.file_type().is_block_device() {
-            return Err(not_a_target());
         }
-        Ok(Target::Block {
-            dev: DevNum::from_rdev(opened.rdev()),
-            file,
-        })
-    } else if meta.is_file() {
-        if dev.contains(path) || dev.holds(&meta) {
-            return Err(FlashError::FileInDev { path: path.into() });
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
-            .open(path)
-            .map_err(io_err("opening"))?;
-        let opened = file.metadata().map_err(io_err("inspecting"))?;
-        if !opened.is_file() {
-            return Err(not_a_target());
-        }
-        if dev.holds(&opened) {
-            return Err(FlashError::FileInDev { path: path.into() });
-        }
-        Ok(Target::File(file))
-    } else {
-        Err(not_a_target())
+        Err(OpenError::Io { what, source }) => Err(io_err(what, source)),
     }
 }
 
-/// `O_RDWR | O_EXCL | O_CLOEXEC`, never `O_CREAT`.
-pub fn open_block(path: &Path) -> io::Result<File> {
-    use rustix::fs::OFlags;
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags((OFlags::EXCL | OFlags::CLOEXEC).bits() as i32)
-        .open(path)
+/// Whether opening failed with `EBUSY` (an exclusive open of a mounted or claimed disk).
+pub(crate) fn is_busy(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error())
 }
 
 /// Creates the file target, which did not exist when it was looked at (`O_CREAT | O_EXCL`:

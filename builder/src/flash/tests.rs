@@ -161,10 +161,10 @@ fn a_regular_file_under_dev_is_refused_and_left_alone() {
 
 // --- as root, with loop devices -----------------------------------------------------------
 
-fn require_root(test: &str) {
+pub(crate) fn require_root(test: &str) {
     assert!(
         fs::metadata("/proc/self").unwrap().uid() == 0,
-        "{test} needs root (it makes loop devices with losetup); run `sudo cargo test -p ramkey-builder flash`"
+        "{test} needs root (it makes loop devices with losetup); run `sudo cargo test -p ramkey-builder {test}`"
     );
 }
 
@@ -179,13 +179,13 @@ fn tool(cmd: &mut Command) -> Vec<u8> {
 }
 
 /// A loop device over a file; unmounted and detached on drop.
-struct Loop {
-    dev: PathBuf,
+pub(crate) struct Loop {
+    pub(crate) dev: PathBuf,
     mount: Option<PathBuf>,
 }
 
 impl Loop {
-    fn new(backing: &Path) -> Loop {
+    pub(crate) fn new(backing: &Path) -> Loop {
         let out = tool(Command::new("losetup").args(["--find", "--show"]).arg(backing));
         Loop {
             dev: PathBuf::from(String::from_utf8(out).unwrap().trim()),
