@@ -104,6 +104,20 @@ mod tests {
     }
 
     #[test]
+    fn personality_allow_downgrade_is_a_boolean_off_by_default() {
+        let allow = |value: &str| {
+            let text =
+                format!("version = 1\nhostname = \"a\"\n[[personality]]\nname = \"web\"\nimage = \"w.rkimg\"\n{value}");
+            Config::parse(&text, "c.toml").map(|c| c.personality("web").expect("web").allow_downgrade)
+        };
+        assert!(allow("allow_downgrade = true").unwrap());
+        assert!(!allow("allow_downgrade = false").unwrap());
+        assert!(!allow("").unwrap());
+        let e = allow("allow_downgrade = \"yes\"").unwrap_err().to_string();
+        assert!(e.starts_with("c.toml:6:19: "), "{e}");
+    }
+
+    #[test]
     fn pool_create_names_the_disk_it_confirms() {
         let create = |value: &str| {
             let text = format!("version = 1\nhostname = \"a\"\n[pool]\ndisks = [\"virtio-x\"]\n{value}");

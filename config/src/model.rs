@@ -271,4 +271,7 @@ pub struct Personality {
     /// Whether its writable root survives a change of image (by default it is reset: only
     /// the volumes persist).
     pub persistent_root: bool,
+    /// Whether the zone may start an image older than the highest version it has come up
+    /// on (by default such a downgrade is refused at boot).
+    pub allow_downgrade: bool,
 }

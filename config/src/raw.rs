@@ -159,6 +159,8 @@ pub(crate) struct RawPersonality {
     pub enabled: bool,
     #[serde(default)]
     pub persistent_root: bool,
+    #[serde(default)]
+    pub allow_downgrade: bool,
 }
 
 fn yes() -> bool {

@@ -278,6 +278,7 @@ pub(crate) fn personalities(
                 .collect(),
             enabled: p.enabled,
             persistent_root: p.persistent_root,
+            allow_downgrade: p.allow_downgrade,
         });
     }
     out
