@@ -15,20 +15,15 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ramkey_image::requirements::PlatformVersion;
-
 use super::{ask, unexpected};
 use crate::supervisor::protocol::{Action, Request, Response};
 use crate::supervisor::{ServiceStatus, State};
-use crate::zone::{PREVIOUS, ZoneSpec, plan};
+use crate::zone::{PREVIOUS, ZoneSpec, binding, plan};
 
 /// The default time a new image gets to come up.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(120);
 /// The file, next to `zone.json`, that says why the last swap was rolled back.
 pub const ROLLBACK_NOTE: &str = "rollback.txt";
-
-/// Where a zone's highest image version that came up is recorded (in its state directory).
-const HIGHEST: &str = "highest-version";
 
 /// `swap NAME IMAGE [--wait SECS] [--allow-downgrade]`. The image must be the same
 /// personality the zone runs (its manifest's name) and, unless `allow_downgrade`, not older
@@ -43,7 +38,7 @@ pub fn swap(name: &str, image: &str, wait: Duration, allow_downgrade: bool) -> R
     if m.name != current.image_name {
         return Err(format!(
             "refused: {} is image {} {}, and zone {name} runs {}: a swap keeps the personality (to run another one, \
-             change [[personality]] {name} in the config)",
+             give it a [[personality]] of another name)",
             path.display(),
             m.name,
             m.version,
@@ -120,24 +115,14 @@ const CONFIG: &str = "/usbkey/config.toml";
 
 /// Refuses `version` when it is older than the highest the zone has come up on.
 fn floor(spec: &ZoneSpec, version: &str) -> Result<(), String> {
-    let Some(highest) = highest(spec) else {
-        return Ok(());
-    };
-    let parse = |v: &str| v.parse::<PlatformVersion>().ok();
-    match (parse(version), parse(&highest)) {
-        (Some(new), Some(high)) if new < high => Err(format!(
+    match binding::floor_above(spec, version) {
+        Some(highest) => Err(format!(
             "refused: {} {version} is older than {highest}, which zone {} has run (a downgrade; \
              --allow-downgrade runs it anyway)",
             spec.image_name, spec.name
         )),
-        _ => Ok(()),
+        None => Ok(()),
     }
-}
-
-/// The highest version the zone came up on (recorded with a pool only).
-fn highest(spec: &ZoneSpec) -> Option<String> {
-    let record = spec.persistent.then(|| spec.state_dir.join(HIGHEST))?;
-    std::fs::read_to_string(record).ok().map(|v| v.trim().to_string())
 }
 
 /// The image copied into `/pool/images/` (the place the box keeps what it runs) as
@@ -283,15 +268,8 @@ fn record_good(spec: &ZoneSpec) {
     if let Err(e) = written {
         eprintln!("ramkeyctl: {}: {e}", record.display());
     }
-    let parse = |v: &str| v.parse::<PlatformVersion>().ok();
-    let higher = match (parse(&spec.version), highest(spec).as_deref().and_then(parse)) {
-        (Some(new), Some(high)) => new > high,
-        (Some(_), None) => true,
-        (None, _) => false,
-    };
-    let file = spec.state_dir.join(HIGHEST);
-    if higher && let Err(e) = std::fs::write(&file, format!("{}\n", spec.version)) {
-        eprintln!("ramkeyctl: {}: {e}", file.display());
+    if let Err(e) = binding::raise_floor(spec) {
+        eprintln!("ramkeyctl: {e}");
     }
 }
 

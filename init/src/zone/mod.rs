@@ -4,9 +4,11 @@
 //! The flow, and who does what:
 //!
 //! 1. At boot PID 1 ([`plan`]) verifies each `[[personality]]`'s image (signature by a key
-//!    of `[images] trusted_keys`, payload hash, requirements) and writes what the zone needs
-//!    to `/run/ramkey/zones/NAME/zone.json` ([`ZoneSpec`]); a refused image is logged with
-//!    its reason and the others still start. Each zone becomes a platform service
+//!    of `[images] trusted_keys`, payload hash, requirements), checks it against what the
+//!    zone ran before (its personality and version floor, [`binding`]; refused, the zone
+//!    runs its last good image if that verifies) and writes what the zone needs to
+//!    `/run/ramkey/zones/NAME/zone.json` ([`ZoneSpec`]); a refused image is logged with its
+//!    reason and the others still start. Each zone becomes a platform service
 //!    `zone-NAME` running `ramkey-zone NAME`, so that the supervisor restarts it, stops it at
 //!    shutdown, and holds it in a cgroup with the zone's caps.
 //! 2. `ramkey-zone NAME` ([`launch`]) joins that cgroup, makes a PID namespace and forks the
@@ -23,6 +25,7 @@
 //!    loop), drops capabilities, sets `no_new_privs` and a seccomp filter, then runs the
 //!    manifest's services under the same supervisor and event loop as the platform.
 
+pub mod binding;
 pub mod ids;
 pub mod inside;
 pub mod launch;

@@ -13,7 +13,7 @@ use ramkey_image::requirements::PlatformVersion;
 use ramkey_image::service::{Caps, RestartPolicy, ServiceSpec};
 use ramkey_image::verify::{Platform, VerifiedImage};
 
-use super::{INSTANCES_DIR, LAUNCHER, RAM_INSTANCES_DIR, RUN_DIR, ZoneSpec};
+use super::{INSTANCES_DIR, LAUNCHER, RAM_INSTANCES_DIR, RUN_DIR, ZoneSpec, binding};
 
 /// The modules a zone needs: loop devices, the payload's filesystem, the overlay, macvlan.
 pub const MODULES: &[&str] = &["loop", "squashfs", "overlay", "macvlan"];
@@ -79,7 +79,9 @@ pub fn trusted_keys(config: &Config) -> Vec<VerifyingKey> {
         .collect()
 }
 
-/// Finds, verifies and describes one personality's zone.
+/// Finds, verifies and describes one personality's zone, bound to what it ran before
+/// ([`super::binding`]): refused there, the zone runs its last good image instead, if that
+/// verifies.
 fn plan_one(
     config: &Config,
     p: &Personality,
@@ -89,7 +91,6 @@ fn plan_one(
 ) -> Result<ZoneSpec, String> {
     let path = find_image(&p.image, places)?;
     let verified = verify(&path, trusted, places.version)?;
-    let m = verified.manifest();
     let (state_dir, persistent) = match places.pool {
         Some(pool) => (pool.join(INSTANCES_DIR).join(&p.name), true),
         None => (places.root.join(RAM_INSTANCES_DIR).join(&p.name), false),
@@ -101,7 +102,6 @@ fn plan_one(
         Addressing::Dhcp => "dhcp".to_string(),
         Addressing::Static { addr, prefix } => format!("{addr}/{prefix}"),
     });
-    let caps = caps(p, &m.caps, memory_mib);
     let mut spec = ZoneSpec {
         name: p.name.clone(),
         image: PathBuf::new(),
@@ -118,10 +118,10 @@ fn plan_one(
         resolvers: config.dns.resolvers.iter().map(ToString::to_string).collect(),
         search: config.dns.search.clone(),
         volumes: BTreeMap::new(),
-        settings: settings_file(p, m),
+        settings: String::new(),
         services: Vec::new(),
         cgroup: places.cgroups.join(ZoneSpec::service_name(&p.name)),
-        caps,
+        caps: Caps::default(),
         capabilities: Vec::new(),
         trusted_keys: trusted
             .iter()
@@ -129,19 +129,50 @@ fn plan_one(
             .collect(),
         platform_version: places.version.to_string(),
     };
-    spec.take_image(path, m);
-    fall_back_to_good(&spec, trusted, places);
+    run_image(&mut spec, p, path, verified.manifest(), memory_mib);
+    let good = binding::last_good(&spec);
+    match binding::check(&spec, good.as_ref(), p.allow_downgrade) {
+        Ok(()) => fall_back_to_good(&spec, good.as_ref(), trusted, places),
+        Err(refused) => {
+            let refused = refused.explain(&spec);
+            let good = good.ok_or_else(|| format!("{refused}; no last good image to run instead"))?;
+            let verified = verify(&good.image, trusted, places.version)
+                .map_err(|e| format!("{refused}; and its last good image is unusable, so the zone stays down: {e}"))?;
+            crate::error!("zone {}: refused: {refused}", p.name);
+            crate::notice!(
+                "zone {}: running its last good image {} {} ({}) instead of {} {}",
+                p.name,
+                good.image_name,
+                good.version,
+                good.image.display(),
+                spec.image_name,
+                spec.version
+            );
+            run_image(&mut spec, p, good.image, verified.manifest(), memory_mib);
+        }
+    }
     Ok(spec)
 }
 
-/// When the configured image is not the one the zone last came up on (its record on the
-/// pool), that one becomes the zone's fallback ([`super::PREVIOUS`]): the gate (`ramkeyctl
-/// personality gate`) goes back to it if the new image does not come up.
-fn fall_back_to_good(spec: &ZoneSpec, trusted: &[VerifyingKey], places: &Places<'_>) {
-    let Some(record) = spec.good_record() else {
-        return;
-    };
-    let Ok(good) = ZoneSpec::load(&record) else {
+/// Makes `spec` run the verified image at `path` (its `manifest`), with the caps and the
+/// settings file of the config and that image.
+fn run_image(
+    spec: &mut ZoneSpec,
+    p: &Personality,
+    path: PathBuf,
+    manifest: &ramkey_image::manifest::Manifest,
+    memory_mib: u32,
+) {
+    spec.caps = caps(p, &manifest.caps, memory_mib);
+    spec.settings = settings_file(p, manifest);
+    spec.take_image(path, manifest);
+}
+
+/// When the configured image is not the one the zone last came up on (`good`, its record
+/// on the pool), that one becomes the zone's fallback ([`super::PREVIOUS`]): the gate
+/// (`ramkeyctl personality gate`) goes back to it if the new image does not come up.
+fn fall_back_to_good(spec: &ZoneSpec, good: Option<&ZoneSpec>, trusted: &[VerifyingKey], places: &Places<'_>) {
+    let Some(good) = good else {
         return;
     };
     if good.sha256 == spec.sha256 {
@@ -310,6 +341,7 @@ fn service(p: &Personality, spec: &ZoneSpec) -> ServiceSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::zone::PREVIOUS;
 
     fn personality(extra: &str) -> Personality {
         let text =
@@ -339,6 +371,104 @@ mod tests {
         );
         let got = caps(&personality("memory = \"128M\"\npids = 32\n"), &image, 2048);
         assert_eq!((got.memory_mib, got.pids), (Some(128), Some(32)));
+    }
+
+    /// A signed image of personality `name` at `version` in `dir`, its payload a fake
+    /// squashfs filled with `tag` (so each tag is another payload).
+    fn image(dir: &Path, name: &str, version: &str, tag: u8) -> PathBuf {
+        let mut payload = vec![tag; 8192];
+        payload[..96].copy_from_slice(&ramkey_image::squashfs::Superblock::fake(8192));
+        let manifest = ramkey_image::manifest::Manifest::parse(&format!(
+            "format_version = 1\nname = \"{name}\"\nversion = \"{version}\"\n\
+             uuid = \"00000000-0000-4000-8000-000000000000\"\ndescription = \"\"\nbuilder_version = \"0.1.0\"\n\
+             created = 0\n[payload]\nsha256 = \"{}\"\nsize = 4096\n[requirements]\nmin_platform = \"0.1.0\"\n\
+             arch = \"{}\"\n",
+            "0".repeat(64),
+            std::env::consts::ARCH
+        ))
+        .unwrap();
+        let path = dir.join(format!("{name}-{version}-{tag}.rkimg"));
+        let file = std::fs::File::create(&path).unwrap();
+        ramkey_image::write::assemble(payload.as_slice(), &manifest, &key(), file).unwrap();
+        path
+    }
+
+    fn key() -> ramkey_image::SigningKey {
+        ramkey_image::SigningKey::from_bytes(&[42; 32])
+    }
+
+    /// Plans the zone `web` with the config's `image` (and `extra` keys) at boot; the image
+    /// its `zone.json` names, or `None` if it was refused.
+    fn boot(dir: &Path, image: &Path, extra: &str) -> Option<(String, String)> {
+        let trusted = ramkey_image::keys::encode_public(&key().verifying_key());
+        let text = format!(
+            "version = 1\nhostname = \"box\"\n[images]\ntrusted_keys = [\"{}\"]\n[[personality]]\n\
+             name = \"web\"\nimage = \"{}\"\n{extra}",
+            trusted.trim(),
+            image.display()
+        );
+        let config = Config::parse(&text, "config.toml").expect("valid config");
+        let (root, pool, cgroups) = (dir.join("root"), dir.join("pool"), dir.join("cgroups"));
+        std::fs::create_dir_all(&pool).unwrap();
+        let places = Places {
+            root: &root,
+            usbkey: None,
+            pool: Some(&pool),
+            cgroups: &cgroups,
+            version: "1.0.0",
+        };
+        let services = prepare(&config, &places);
+        let spec = ZoneSpec::read(&root, "web").ok();
+        assert_eq!(services.is_empty(), spec.is_none(), "{services:?}");
+        spec.map(|s| (s.image_name, s.version))
+    }
+
+    /// What the gate records once the zone came up on what `zone.json` names.
+    fn came_up(dir: &Path) {
+        let spec = ZoneSpec::read(&dir.join("root"), "web").unwrap();
+        let record = spec.good_record().unwrap();
+        std::fs::write(record, serde_json::to_vec(&spec).unwrap()).unwrap();
+        binding::raise_floor(&spec).unwrap();
+    }
+
+    #[test]
+    fn at_boot_a_zone_keeps_its_personality_and_version_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = dir.path().join("images");
+        std::fs::create_dir_all(&images).unwrap();
+        let (web1, web2) = (image(&images, "web", "1.0.0", 1), image(&images, "web", "2.0.0", 2));
+        let kv = image(&images, "kv", "1.0.0", 3);
+        let pair = |name: &str, version: &str| Some((name.to_string(), version.to_string()));
+        // A new zone takes any personality; this one comes up on web 2.0.0.
+        assert_eq!(boot(dir.path(), &web2, ""), pair("web", "2.0.0"));
+        came_up(dir.path());
+        // An older web is refused: the zone runs its last good image instead.
+        assert_eq!(boot(dir.path(), &web1, ""), pair("web", "2.0.0"));
+        assert!(!ZoneSpec::file(&dir.path().join("root"), "web", PREVIOUS).exists());
+        // Unless the config allows it; then the last good image is its fallback.
+        assert_eq!(
+            boot(dir.path(), &web1, "allow_downgrade = true\n"),
+            pair("web", "1.0.0")
+        );
+        let previous = ZoneSpec::load(&ZoneSpec::file(&dir.path().join("root"), "web", PREVIOUS)).unwrap();
+        assert_eq!(previous.version, "2.0.0");
+        // Another personality is refused, allowed downgrade or not.
+        assert_eq!(boot(dir.path(), &kv, "allow_downgrade = true\n"), pair("web", "2.0.0"));
+        // With the last good image changed on its disk, nothing runs: neither kv nor those bytes.
+        let mut bytes = std::fs::read(&web2).unwrap();
+        bytes[4096] ^= 0x55;
+        std::fs::write(&web2, bytes).unwrap();
+        assert_eq!(boot(dir.path(), &kv, ""), None);
+        assert_eq!(boot(dir.path(), &web1, ""), None);
+        // The image the zone came up on last is no downgrade, even below the floor (a rollback).
+        assert_eq!(
+            boot(dir.path(), &web1, "allow_downgrade = true\n"),
+            pair("web", "1.0.0")
+        );
+        came_up(dir.path());
+        assert_eq!(boot(dir.path(), &web1, ""), pair("web", "1.0.0"));
+        let floor = std::fs::read_to_string(dir.path().join("pool/instances/web/highest-version")).unwrap();
+        assert_eq!(floor.trim(), "2.0.0");
     }
 
     #[test]
