@@ -1,8 +1,10 @@
 //! Boot tests of the config on the box (QEMU, TCG): a static address and host name set with
 //! `ramkey config` reach a service through a host forward; a NIC chosen by MAC keeps its
 //! address whatever the discovery order; DHCP on QEMU's user network with router and DNS;
-//! a config broken after a good boot falls back to `config.toml.good`. The time from the
-//! config read to the network being up is printed, not asserted.
+//! a config broken after a good boot falls back to `config.toml.good`; a 64 MiB config is
+//! too large to read, and the box goes to recovery mode, or with a good copy boots on it,
+//! without a panic or the OOM killer. The time from the config read to the network being up
+//! is printed, not asserted.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -251,5 +253,66 @@ fn a_config_broken_after_a_good_boot_falls_back_to_the_good_copy() {
     vm.expect_running(BOOT).unwrap();
     let (_, status) = vm.expect("config:    /usbkey/config.toml.good (", BOOT).unwrap();
     assert!(status.contains("unknown key `bogus`"), "{status}");
+    power_off(vm);
+}
+
+/// What a box reading a huge config never prints: a panic, PID 1's death, the OOM killer.
+const NO_PANIC_NO_OOM: &[&str] = &["Kernel panic", "ramkey: error: PANIC", "Out of memory", "oom-kill"];
+/// The console line of a config over the cap (`config_load::read_capped`).
+const TOO_LARGE: &str = "ramkey: config: /usbkey/config.toml: cannot read it: too large (over 1024 KiB)";
+
+#[test]
+fn a_64_mib_config_is_too_large_the_box_boots_on_the_good_copy_else_recovery() {
+    let image = artifacts::usb_copy("config-huge").unwrap();
+    // 64 MiB: a valid head, then zeros (sparse here; the FAT stores every byte).
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("config.toml");
+    std::fs::write(&huge, "version = 1\nhostname = \"hugebox\"\n").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&huge)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    artifacts::put_on_stick(&image, &[(&huge, "::/config.toml")]).unwrap();
+
+    // No good copy: recovery mode, PID 1 up and answering the power button.
+    let spec = Spec::run("config-huge-recovery", &options("config-huge", &image)).unwrap();
+    let mut vm = Machine::start(&spec).unwrap();
+    let mut forbidden = NO_PANIC_NO_OOM.to_vec();
+    forbidden.push("ramkey: ready");
+    vm.forbid(&forbidden).unwrap();
+    vm.expect(TOO_LARGE, BOOT).unwrap();
+    vm.expect("ramkey: RECOVERY MODE: no usable config: /usbkey/config.toml", BOOT)
+        .unwrap();
+    vm.refute_for("Kernel panic", Duration::from_secs(5)).unwrap();
+    vm.monitor("system_powerdown").unwrap();
+    vm.expect("ramkey: shutdown requested: power button", SHUTDOWN).unwrap();
+    vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
+    assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
+
+    // A good copy beside it (as a good boot leaves it): the box runs on that.
+    let good = dir.path().join("config.toml.good");
+    std::fs::write(
+        &good,
+        "version = 1\nhostname = \"goodbox\"\n[[nic]]\ntag = \"admin\"\nname = \"eth0\"\nip = \"dhcp\"\n",
+    )
+    .unwrap();
+    artifacts::put_on_stick(&image, &[(&good, "::/config.toml.good")]).unwrap();
+    mcopy(&image, STATUS, "::/services.d/status.toml");
+    let mut vm = Machine::start(&Spec::run("config-huge", &options("config-huge", &image)).unwrap()).unwrap();
+    let mut forbidden = NO_PANIC_NO_OOM.to_vec();
+    forbidden.push("config: saved");
+    vm.forbid(&forbidden).unwrap();
+    vm.expect(TOO_LARGE, BOOT).unwrap();
+    vm.expect(
+        "ramkey: config: using the last good config /usbkey/config.toml.good",
+        BOOT,
+    )
+    .unwrap();
+    vm.expect("ramkey: identity: hostname goodbox", BOOT).unwrap();
+    vm.expect_running(BOOT).unwrap();
+    let (_, status) = vm.expect("config:    /usbkey/config.toml.good (", BOOT).unwrap();
+    assert!(status.contains("too large"), "{status}");
     power_off(vm);
 }
