@@ -1,9 +1,11 @@
 //! The event loop of PID 1: one `poll(2)` over signals, uevents, power buttons, the
-//! services (exits, timers, checks, output pipes) and the control socket, with a timer for
-//! renewing DHCP leases.
+//! services (exits, timers, checks, output pipes), the control socket and the results of
+//! DHCP lease renewals, which run on threads of their own ([`Renewals`]): a silent DHCP
+//! server never holds up reaping, control answers or uevents.
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -11,10 +13,9 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
-use crate::clock::BootClock;
 use crate::control::ControlServer;
 use crate::modprobe::{Modprobe, ModuleLoader};
-use crate::net::renew::{HeldLease, next_renewal, renew_due};
+use crate::net::renew::{HeldLease, Renewals, renew_on_box};
 use crate::power::PowerButtons;
 use crate::shutdown::{Action, Request};
 use crate::supervise::Supervision;
@@ -91,85 +92,97 @@ enum Source {
     Checks,
     Output(usize),
     Control(usize),
+    Renewals,
 }
 
 impl EventLoop {
     /// Waits for events until one asks for a shutdown; stops the services in order (up to
     /// [`crate::supervise::SHUTDOWN_DEADLINE`]), then returns the request.
     pub fn run(&mut self) -> Result<Request, EventError> {
+        let mut renewals = Renewals::new(Arc::new(renew_on_box));
         let mut pending: Option<Request> = None;
         loop {
-            let now = sys::boottime();
-            if next_renewal(&self.leases).is_some_and(|at| now >= at) {
-                renew_due(&mut self.leases, &BootClock);
-            }
-            if let Some(services) = self.services.as_mut() {
-                services.tick(now);
-            }
-            if let Some(request) = &pending
-                && self.services.as_ref().is_none_or(|s| s.shutdown_finished(now))
-            {
-                return Ok(request.clone());
-            }
-            let paths: Vec<PathBuf> = self.buttons.devices().map(|(p, _)| p.to_owned()).collect();
-            let ready = self.wait(now)?;
-            let mut outputs = Vec::new();
-            let mut control = Vec::new();
-            let mut asked = None;
-            for (source, is_ready) in ready {
-                match source {
-                    Source::Signals if is_ready => asked = asked.or(self.handle_signals()),
-                    Source::Uevents if is_ready => self.handle_uevents(),
-                    Source::Button(i) if is_ready => {
-                        if let Some(path) = paths.get(i)
-                            && self.buttons.read_pressed(path)
-                        {
-                            asked = asked.or(Some(Request {
-                                action: Action::Poweroff,
-                                reason: format!("power button ({})", path.display()),
-                            }));
-                        }
-                    }
-                    Source::Checks if is_ready => {
-                        if let Some(s) = self.services.as_mut() {
-                            s.on_checks();
-                        }
-                    }
-                    Source::Output(_) => outputs.push(is_ready),
-                    Source::Control(_) => control.push(is_ready),
-                    _ => {}
-                }
-            }
-            if let Some(s) = self.services.as_mut() {
-                s.pump(&outputs);
-            }
-            if let Some(server) = self.control.as_mut() {
-                let services = &mut self.services;
-                server.on_ready(&control, sys::boottime(), &mut |request| match services.as_mut() {
-                    Some(s) => {
-                        let (response, shutdown) = s.answer(request);
-                        asked = asked.take().or(shutdown);
-                        response
-                    }
-                    None => Response::Error {
-                        message: "no services run in recovery mode".into(),
-                    },
-                });
-            }
-            if let Some(request) = asked
-                && pending.is_none()
-            {
-                crate::notice!("shutdown requested: {}", request.reason);
-                if let Some(s) = self.services.as_mut() {
-                    s.begin_shutdown(sys::boottime());
-                }
-                pending = Some(request);
+            if let Some(request) = self.turn(&mut renewals, &mut pending)? {
+                return Ok(request);
             }
         }
     }
 
+    /// One turn of the loop: due lease renewals started (never waited for), the services'
+    /// timers, one `poll(2)` and what it found. Returns the shutdown request once the
+    /// services have stopped for it.
+    fn turn(&mut self, renewals: &mut Renewals, pending: &mut Option<Request>) -> Result<Option<Request>, EventError> {
+        let now = sys::boottime();
+        renewals.start_due(&self.leases, now);
+        if let Some(services) = self.services.as_mut() {
+            services.tick(now);
+        }
+        if let Some(request) = pending.as_ref()
+            && self.services.as_ref().is_none_or(|s| s.shutdown_finished(now))
+        {
+            return Ok(Some(request.clone()));
+        }
+        let paths: Vec<PathBuf> = self.buttons.devices().map(|(p, _)| p.to_owned()).collect();
+        let ready = self.wait(now, renewals)?;
+        // Cheap when nothing came (one non-blocking read); without a wake pipe, the only way.
+        renewals.apply(&mut self.leases, sys::boottime());
+        let mut outputs = Vec::new();
+        let mut control = Vec::new();
+        let mut asked = None;
+        for (source, is_ready) in ready {
+            match source {
+                Source::Signals if is_ready => asked = asked.or(self.handle_signals()),
+                Source::Uevents if is_ready => self.handle_uevents(),
+                Source::Button(i) if is_ready => {
+                    if let Some(path) = paths.get(i)
+                        && self.buttons.read_pressed(path)
+                    {
+                        asked = asked.or(Some(Request {
+                            action: Action::Poweroff,
+                            reason: format!("power button ({})", path.display()),
+                        }));
+                    }
+                }
+                Source::Checks if is_ready => {
+                    if let Some(s) = self.services.as_mut() {
+                        s.on_checks();
+                    }
+                }
+                Source::Output(_) => outputs.push(is_ready),
+                Source::Control(_) => control.push(is_ready),
+                _ => {}
+            }
+        }
+        if let Some(s) = self.services.as_mut() {
+            s.pump(&outputs);
+        }
+        if let Some(server) = self.control.as_mut() {
+            let services = &mut self.services;
+            server.on_ready(&control, sys::boottime(), &mut |request| match services.as_mut() {
+                Some(s) => {
+                    let (response, shutdown) = s.answer(request);
+                    asked = asked.take().or(shutdown);
+                    response
+                }
+                None => Response::Error {
+                    message: "no services run in recovery mode".into(),
+                },
+            });
+        }
+        if let Some(request) = asked
+            && pending.is_none()
+        {
+            crate::notice!("shutdown requested: {}", request.reason);
+            if let Some(s) = self.services.as_mut() {
+                s.begin_shutdown(sys::boottime());
+            }
+            *pending = Some(request);
+        }
+        Ok(None)
+    }
+
     /// One `poll(2)`; returns each watched fd and whether it is readable.
-    fn wait(&mut self, now: Duration) -> Result<Vec<(Source, bool)>, EventError> {
+    fn wait(&mut self, now: Duration, renewals: &Renewals) -> Result<Vec<(Source, bool)>, EventError> {
         let mut sources = vec![Source::Signals];
         let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
         let mut add = |source, fd| {
@@ -197,7 +210,10 @@ impl EventLoop {
             let control = c.next_deadline().map(|d| d.saturating_sub(now));
             timeout = [timeout, control].into_iter().flatten().min();
         }
-        let renewal = next_renewal(&self.leases).map(|at| at.saturating_sub(now));
+        if let Some(fd) = renewals.wake_fd() {
+            add(Source::Renewals, fd);
+        }
+        let renewal = renewals.deadline(&self.leases, now).map(|at| at.saturating_sub(now));
         timeout = [timeout, renewal].into_iter().flatten().min();
         // Round up, so that a deadline a fraction of a millisecond away does not spin.
         let timeout = match timeout {
@@ -304,5 +320,101 @@ mod tests {
                 assert!(SIGNALS.contains(&signal), "{signal}");
             }
         }
+    }
+
+    /// A loop with nothing to watch but `leases`.
+    fn bare_loop(leases: Vec<HeldLease>) -> EventLoop {
+        EventLoop {
+            signals: sys::signalfd(&[]).unwrap(),
+            uevents: None,
+            buttons: crate::power::PowerButtons::default(),
+            modprobe: None,
+            loader: Box::new(crate::modprobe::RecordingLoader::default()),
+            dev_root: PathBuf::from("/nonexistent"),
+            sys_root: PathBuf::from("/nonexistent"),
+            services: None,
+            control: None,
+            leases,
+        }
+    }
+
+    fn lease(name: &str, renew_at: Duration) -> HeldLease {
+        use crate::net::dhcp;
+        use dhcproto::v4::MessageType;
+        let mac = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+        let bytes = dhcp::fixture_reply(MessageType::Ack, 1, mac, std::net::Ipv4Addr::new(10, 0, 2, 15));
+        let reply = dhcp::parse_reply(&bytes, 1, mac).unwrap().lease;
+        let mut held = HeldLease::new(name, name, 2, mac, None, reply, Duration::ZERO);
+        held.renew_at = renew_at;
+        held
+    }
+
+    #[test]
+    fn a_silent_dhcp_server_does_not_hold_up_the_loop() {
+        use crate::net::dhcp::DhcpError;
+        use crate::net::renew::{RETRY, RenewError};
+        use std::sync::Mutex;
+        use std::time::Instant;
+        // `silent` waits for the test (or 10 s; a real silent exchange takes 3 s), then
+        // fails; `quick` is renewed at once.
+        let (gate, wait) = std::sync::mpsc::channel::<()>();
+        let wait = Mutex::new(wait);
+        let renewer = move |held: &mut HeldLease| {
+            let now = sys::boottime();
+            if held.ifname == "silent" {
+                let _ = wait.lock().unwrap().recv_timeout(Duration::from_secs(10));
+                held.renew_at = sys::boottime() + RETRY;
+                let (attempts, elapsed, last) = (2, Duration::from_secs(3), "no ACK");
+                let source = DhcpError::NoLease {
+                    attempts,
+                    elapsed,
+                    last,
+                };
+                return Err(RenewError::Dhcp {
+                    ifname: held.ifname.clone(),
+                    source,
+                });
+            }
+            held.obtained_at = now;
+            held.renew_at = now + Duration::from_secs(600);
+            Ok(())
+        };
+        let mut renewals = Renewals::new(Arc::new(renewer));
+        let now = sys::boottime();
+        let soon = now + Duration::from_millis(300);
+        let far = now + Duration::from_secs(20);
+        let mut events = bare_loop(vec![lease("silent", now), lease("quick", soon), lease("far", far)]);
+        let mut pending = None;
+        let t0 = Instant::now();
+        // The first turn starts the silent renewal and waits only until `quick` is due.
+        assert_eq!(events.turn(&mut renewals, &mut pending).unwrap(), None);
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the loop waited {:?}",
+            t0.elapsed()
+        );
+        assert_eq!(renewals.in_flight(), 1);
+        // The next turns renew `quick` and apply its result while `silent` is still out.
+        for _ in 0..5 {
+            if events.leases[1].renew_at > far {
+                break;
+            }
+            assert_eq!(events.turn(&mut renewals, &mut pending).unwrap(), None);
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the loop waited {:?}",
+            t0.elapsed()
+        );
+        assert!(events.leases[1].renew_at > far, "quick renewed: {:?}", events.leases[1]);
+        assert_eq!(events.leases[0].renew_at, now, "silent still in flight");
+        assert_eq!(renewals.in_flight(), 1);
+        // The silent server's failure is applied when it comes: the retry a minute later.
+        drop(gate);
+        assert_eq!(events.turn(&mut renewals, &mut pending).unwrap(), None);
+        assert_eq!(renewals.in_flight(), 0);
+        assert!(events.leases[0].renew_at >= now + RETRY, "{:?}", events.leases[0]);
+        assert_eq!(events.leases[2].renew_at, far);
+        assert_eq!(pending, None);
     }
 }
