@@ -67,7 +67,10 @@ pub const DEFAULT_MODULES: &[(&str, &[&str])] = &[
             "e1000", "e1000e", "igb", "igc", "ixgbe", "r8169", "tg3", "bnx2", "atlantic",
         ],
     ),
-    ("networking", &["bridge", "macvlan", "veth", "8021q", "tun"]),
+    (
+        "networking",
+        &["bridge", "macvlan", "veth", "8021q", "tun", "sch_ingress", "cls_bpf"],
+    ),
     ("platform", &["button", "evdev", "rtc_cmos"]),
 ];
 

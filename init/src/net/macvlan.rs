@@ -5,14 +5,16 @@
 use super::links::new_child_link;
 use super::netlink::{NetlinkError, RouteSocket, push_attr};
 
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_NET_NS_PID: u16 = 19;
 const IFLA_MACVLAN_MODE: u16 = 1;
 /// Zones on one NIC talk to each other directly; the host's own address on that NIC does
 /// not see them (a macvlan property), so the host reaches a zone through the network.
 const MACVLAN_MODE_BRIDGE: u32 = 4;
 
-/// `RTM_NEWLINK` creating macvlan `name` on `parent` in the network namespace of `pid`.
-pub fn new_macvlan(seq: u32, parent: u32, name: &str, pid: u32) -> Vec<u8> {
+/// `RTM_NEWLINK` creating macvlan `name` with `mac` on `parent` in the network namespace of
+/// `pid`.
+pub fn new_macvlan(seq: u32, parent: u32, name: &str, pid: u32, mac: [u8; 6]) -> Vec<u8> {
     let mut data = Vec::new();
     push_attr(&mut data, IFLA_MACVLAN_MODE, &MACVLAN_MODE_BRIDGE.to_ne_bytes());
     new_child_link(
@@ -21,14 +23,15 @@ pub fn new_macvlan(seq: u32, parent: u32, name: &str, pid: u32) -> Vec<u8> {
         name,
         b"macvlan",
         &data,
-        &[(IFLA_NET_NS_PID, &pid.to_ne_bytes())],
+        &[(IFLA_NET_NS_PID, &pid.to_ne_bytes()), (IFLA_ADDRESS, &mac)],
     )
 }
 
 impl RouteSocket {
-    /// Creates macvlan `name` on `parent` inside the network namespace of process `pid`.
-    pub fn add_macvlan(&mut self, parent: u32, name: &str, pid: u32) -> Result<(), NetlinkError> {
-        self.request("RTM_NEWLINK (macvlan)", |seq| new_macvlan(seq, parent, name, pid))
+    /// Creates macvlan `name` with `mac` on `parent` inside the network namespace of
+    /// process `pid`.
+    pub fn add_macvlan(&mut self, parent: u32, name: &str, pid: u32, mac: [u8; 6]) -> Result<(), NetlinkError> {
+        self.request("RTM_NEWLINK (macvlan)", |seq| new_macvlan(seq, parent, name, pid, mac))
             .map(drop)
     }
 }
@@ -39,12 +42,13 @@ mod tests {
 
     #[test]
     fn the_message_names_the_parent_the_namespace_and_the_kind() {
-        let m = new_macvlan(3, 2, "eth0", 4242);
+        let m = new_macvlan(3, 2, "eth0", 4242, [2, 1, 2, 3, 4, 5]);
         let has = |needle: &[u8]| m.windows(needle.len()).any(|w| w == needle);
         assert!(has(b"eth0\0"));
         assert!(has(b"macvlan"));
         assert!(has(&[8, 0, 19, 0, 0x92, 0x10, 0, 0])); // IFLA_NET_NS_PID = 4242
         assert!(has(&[8, 0, 5, 0, 2, 0, 0, 0])); // IFLA_LINK = 2
+        assert!(has(&[10, 0, 1, 0, 2, 1, 2, 3, 4, 5])); // IFLA_ADDRESS
         assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize, m.len());
     }
 }

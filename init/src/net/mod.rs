@@ -9,6 +9,7 @@ pub mod links;
 pub mod macvlan;
 pub mod netlink;
 pub mod renew;
+pub mod source_check;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -24,14 +24,14 @@
 //! The comparisons use 32-bit jumps (`BPF_JMP32`, Linux 5.1), so every `u32` major and minor
 //! compares exactly. On kernels before 5.11 the program is charged to `RLIMIT_MEMLOCK`.
 
-use std::ffi::CStr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
+use super::bpf::{self, Insn, R0, R1, R2, R3, R4, R5, and, exit, jne, ldx_w, mov, rsh};
 use super::{SysError, call};
 
 /// A device a zone may use: character devices only.
@@ -114,7 +114,6 @@ fn open_cgroup(cgroup: &Path) -> Result<OwnedFd, SysError> {
 }
 
 // `bpf(2)` commands, program type and attach type of `<linux/bpf.h>`.
-const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_PROG_ATTACH: libc::c_int = 8;
 const BPF_PROG_DETACH: libc::c_int = 9;
 const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
@@ -130,90 +129,6 @@ const BPF_DEVCG_ACC_MKNOD: u32 = 1;
 const CTX_ACCESS_TYPE: i16 = 0;
 const CTX_MAJOR: i16 = 4;
 const CTX_MINOR: i16 = 8;
-
-// Instruction classes, operations and sources of the eBPF instruction set.
-const BPF_LDX: u8 = 0x01;
-const BPF_JMP: u8 = 0x05;
-const BPF_JMP32: u8 = 0x06;
-const BPF_ALU64: u8 = 0x07;
-const BPF_W: u8 = 0x00;
-const BPF_MEM: u8 = 0x60;
-const BPF_K: u8 = 0x00;
-const BPF_AND: u8 = 0x50;
-const BPF_RSH: u8 = 0x70;
-const BPF_MOV: u8 = 0xb0;
-const BPF_JNE: u8 = 0x50;
-const BPF_EXIT: u8 = 0x90;
-
-// The opcodes the program is made of.
-const LDX_W: u8 = BPF_LDX | BPF_MEM | BPF_W;
-const AND_K: u8 = BPF_ALU64 | BPF_AND | BPF_K;
-const RSH_K: u8 = BPF_ALU64 | BPF_RSH | BPF_K;
-const MOV_K: u8 = BPF_ALU64 | BPF_MOV | BPF_K;
-const JNE32_K: u8 = BPF_JMP32 | BPF_JNE | BPF_K;
-const EXIT: u8 = BPF_JMP | BPF_EXIT;
-
-// Registers: r0 is the return value, r1 the context pointer on entry.
-const R0: u8 = 0;
-const R1: u8 = 1;
-const R2: u8 = 2;
-const R3: u8 = 3;
-const R4: u8 = 4;
-const R5: u8 = 5;
-
-/// `struct bpf_insn` of `<linux/bpf.h>`: `dst_reg:4, src_reg:4` share one byte, in bitfield
-/// order (the low nibble holds `dst_reg` on little-endian machines).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Insn {
-    code: u8,
-    regs: u8,
-    off: i16,
-    imm: i32,
-}
-
-const _: () = assert!(size_of::<Insn>() == 8);
-
-impl Insn {
-    const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Self {
-        let regs = if cfg!(target_endian = "little") {
-            (src << 4) | dst
-        } else {
-            (dst << 4) | src
-        };
-        Self { code, regs, off, imm }
-    }
-}
-
-/// `dst = *(u32 *)(src + off)`, zero-extended.
-const fn ldx_w(dst: u8, src: u8, off: i16) -> Insn {
-    Insn::new(LDX_W, dst, src, off, 0)
-}
-
-/// `dst &= imm` (64-bit; `imm` is sign-extended, so keep it below `1 << 31`).
-const fn and(dst: u8, imm: u32) -> Insn {
-    Insn::new(AND_K, dst, 0, 0, imm as i32)
-}
-
-/// `dst >>= imm` (64-bit, logical).
-const fn rsh(dst: u8, imm: u32) -> Insn {
-    Insn::new(RSH_K, dst, 0, 0, imm as i32)
-}
-
-/// `dst = imm`.
-const fn mov(dst: u8, imm: i32) -> Insn {
-    Insn::new(MOV_K, dst, 0, 0, imm)
-}
-
-/// `if (u32)dst != imm goto +off`: the comparison is on the low 32 bits, so any `u32` works.
-const fn jne(dst: u8, imm: u32, off: i16) -> Insn {
-    Insn::new(JNE32_K, dst, 0, off, imm as i32)
-}
-
-/// `return r0`.
-const fn exit() -> Insn {
-    Insn::new(EXIT, 0, 0, 0, 0)
-}
 
 /// The program that allows read and write access on the character devices `allowed` and
 /// denies everything else; `E2BIG` if the list is too long for a 16-bit jump over it.
@@ -249,29 +164,6 @@ fn program(allowed: &[Allowed]) -> Result<Vec<Insn>, Errno> {
     Ok(insns)
 }
 
-/// The `BPF_PROG_LOAD` member of `union bpf_attr`, up to `expected_attach_type`. The kernel
-/// zero-fills the rest of its union, which is what every later field needs.
-#[repr(C)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-}
-
-const _: () = assert!(size_of::<ProgLoadAttr>() == 72);
-const _: () = assert!(std::mem::offset_of!(ProgLoadAttr, log_buf) == 32);
-const _: () = assert!(std::mem::offset_of!(ProgLoadAttr, prog_name) == 48);
-const _: () = assert!(std::mem::offset_of!(ProgLoadAttr, expected_attach_type) == 68);
-
 /// The `BPF_PROG_ATTACH` member of `union bpf_attr` (as of Linux 6.6; older kernels check
 /// that the fields they do not know are zero, and they are).
 #[repr(C)]
@@ -287,60 +179,15 @@ struct ProgAttachAttr {
 
 const _: () = assert!(size_of::<ProgAttachAttr>() == 32);
 
-const LICENSE: &CStr = c"GPL";
-/// The name `bpftool prog` shows: at most 15 characters from `[A-Za-z0-9_.]`, NUL-padded.
-const PROG_NAME: [u8; 16] = *b"ramkey_devices\0\0";
-/// How many times a load interrupted by a signal (`EAGAIN`) is retried, as libbpf does.
-const LOAD_ATTEMPTS: u32 = 5;
+/// The device program: what the kernel checks it against on load.
+const KIND: bpf::Kind = bpf::Kind {
+    prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+    attach_type: BPF_CGROUP_DEVICE,
+    name: "ramkey_devices",
+};
 
-/// `bpf(BPF_PROG_LOAD)` of `insns` as a device program; the verifier log is not requested.
 fn load(insns: &[Insn]) -> Result<OwnedFd, SysError> {
-    let attr = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: u32::try_from(insns.len()).map_err(|_| SysError::Call {
-            op: "bpf(BPF_PROG_LOAD)",
-            source: Errno::E2BIG,
-        })?,
-        insns: insns.as_ptr() as u64,
-        license: LICENSE.as_ptr() as u64,
-        log_level: 0,
-        log_size: 0,
-        log_buf: 0,
-        kern_version: 0,
-        prog_flags: 0,
-        prog_name: PROG_NAME,
-        prog_ifindex: 0,
-        expected_attach_type: BPF_CGROUP_DEVICE,
-    };
-    let size = size_of::<ProgLoadAttr>() as libc::c_uint;
-    let mut attempt = 1;
-    loop {
-        // SAFETY: `attr` is a live, fully initialised `#[repr(C)]` struct laid out like the
-        // `BPF_PROG_LOAD` member of `union bpf_attr` (layout checked by the const asserts
-        // above) and `size` is exactly its size, so the kernel reads no byte outside it. The
-        // pointers in it, `insns` (`insn_cnt` 8-byte `struct bpf_insn`s) and the
-        // NUL-terminated `LICENSE`, are borrowed or static and outlive the call; the kernel
-        // only reads through them (no log buffer is passed, nothing is written back).
-        let ret = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &raw const attr, size) };
-        match Errno::result(ret) {
-            Ok(fd) => {
-                let fd = RawFd::try_from(fd).map_err(|_| SysError::Call {
-                    op: "bpf(BPF_PROG_LOAD)",
-                    source: Errno::EBADF,
-                })?;
-                // SAFETY: on success `BPF_PROG_LOAD` returns a new file descriptor (opened
-                // with O_CLOEXEC) that nothing else owns; `OwnedFd` closes it exactly once.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-            Err(Errno::EAGAIN) if attempt < LOAD_ATTEMPTS => attempt += 1,
-            Err(source) => {
-                return Err(SysError::Call {
-                    op: "bpf(BPF_PROG_LOAD)",
-                    source,
-                });
-            }
-        }
-    }
+    bpf::load(KIND, insns)
 }
 
 /// `bpf(command)`, `BPF_PROG_ATTACH` or `BPF_PROG_DETACH`, of the device program `prog`
@@ -368,26 +215,8 @@ fn attach_command(command: libc::c_int, cgroup: &OwnedFd, prog: Option<&OwnedFd>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    impl Insn {
-        /// The destination register.
-        const fn dst(self) -> u8 {
-            if cfg!(target_endian = "little") {
-                self.regs & 0xf
-            } else {
-                self.regs >> 4
-            }
-        }
-
-        /// The source register.
-        const fn src(self) -> u8 {
-            if cfg!(target_endian = "little") {
-                self.regs >> 4
-            } else {
-                self.regs & 0xf
-            }
-        }
-    }
+    use crate::sys::bpf::{AND_K, EXIT, JNE32_K, LDX_W, MOV_K, RSH_K};
+    use std::ffi::CStr;
 
     const BPF_DEVCG_DEV_BLOCK: u32 = 1;
     const BPF_DEVCG_ACC_READ: u32 = 2;
@@ -544,28 +373,6 @@ mod tests {
         assert_eq!(prog.len(), 9 + 7 * 4 + 3 + 2);
         assert_eq!(prog[prog.len() - 2..], [mov(R0, 0), exit()]);
         assert!(prog.len() <= 4096, "over BPF_MAXINSNS");
-    }
-
-    #[test]
-    fn instructions_are_encoded_like_the_kernel() {
-        // r2 = *(u32 *)(r1 + 4) is 61 12 04 00 00 00 00 00 on a little-endian machine.
-        let insn = ldx_w(R2, R1, 4);
-        let bytes: [u8; 8] = [
-            insn.code,
-            insn.regs,
-            insn.off.to_ne_bytes()[0],
-            insn.off.to_ne_bytes()[1],
-            0,
-            0,
-            0,
-            0,
-        ];
-        if cfg!(target_endian = "little") {
-            assert_eq!(bytes, [0x61, 0x12, 0x04, 0, 0, 0, 0, 0]);
-        }
-        assert_eq!((insn.dst(), insn.src()), (R2, R1));
-        assert_eq!(jne(R5, 0xffff_ffff, 2).imm, -1);
-        assert_eq!(exit().code, 0x95);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use nix::unistd::Pid;
 use crate::supervisor::Exit;
 
 pub mod beneath;
+pub mod bpf;
 pub mod confine;
 pub mod devices;
 pub mod seccomp;

@@ -57,6 +57,11 @@ pub fn recorded(state_dir: &Path) -> Option<u32> {
     (base >= FIRST_BASE && base.is_multiple_of(RANGE) && base <= u32::MAX - RANGE).then_some(base)
 }
 
+/// The slot of `base` among the zones' ranges: 0 for the first zone's, 1 for the next.
+pub fn slot(base: u32) -> u32 {
+    base.saturating_sub(FIRST_BASE) / RANGE
+}
+
 /// The zone's base, for its launcher: recorded by PID 1's plan at boot.
 pub fn base(state_dir: &Path) -> Result<u32, String> {
     recorded(state_dir).ok_or_else(|| {

@@ -20,6 +20,7 @@ use nix::unistd::Pid;
 use super::{ZoneSpec, inside, macvlan_name};
 use crate::log::Level;
 use crate::net::netlink::{Netlink, RouteSocket};
+use crate::net::source_check::{self, ZoneSource};
 use crate::supervisor::State;
 use crate::supervisor::protocol::{Request, Response};
 use crate::sys;
@@ -91,8 +92,16 @@ fn run(name: &str) -> Result<i32, String> {
     if let Err(e) = std::fs::write(&pid_file, child.to_string()) {
         crate::warn!("zone {name}: {}: {e}", pid_file.display());
     }
-    give_network(&spec, child, from_child.into(), to_child.into(), console);
-    wait(name, child, &signals)
+    let checked = give_network(&spec, base, child, from_child.into(), to_child.into(), console);
+    let status = wait(name, child, &signals);
+    // The zone's frames are gone with its macvlan; so goes the filter that let them out.
+    if let Some((index, priority)) = checked {
+        let removed = RouteSocket::open().and_then(|mut s| source_check::remove(&mut s, index, priority));
+        if let Err(e) = removed {
+            crate::warn!("zone {name}: removing its source check: {e}");
+        }
+    }
+    status
 }
 
 /// Where the launcher notes the zone's PID 1 (as the host sees it).
@@ -131,20 +140,32 @@ pub fn ready(name: &str) -> Result<(), String> {
     }
 }
 
-/// Waits for the child to have its own network namespace, creates its interface there,
-/// and tells it so. A failure is logged and shown on `console` too, above the zone's own
-/// "not started" line.
-fn give_network(spec: &ZoneSpec, child: Pid, from_child: OwnedFd, to_child: OwnedFd, console: Option<std::fs::File>) {
+/// Waits for the child to have its own network namespace, creates its interface there
+/// with the source check on the parent NIC, and tells it so; returns the NIC and the
+/// priority of the check. A failure is logged and shown on `console` too, above the zone's
+/// own "not started" line.
+fn give_network(
+    spec: &ZoneSpec,
+    base: u32,
+    child: Pid,
+    from_child: OwnedFd,
+    to_child: OwnedFd,
+    console: Option<std::fs::File>,
+) -> Option<(u32, u16)> {
     let mut from_child = std::fs::File::from(from_child);
     let mut to_child = std::fs::File::from(to_child);
     let mut byte = [0u8; 1];
     if from_child.read_exact(&mut byte).is_err() {
-        return; // The child died before unsharing; `wait` reports its status.
+        return None; // The child died before unsharing; `wait` reports its status.
     }
+    let mut checked = None;
     let answer = match &spec.nic {
         None => NET_READY,
-        Some(nic) => match macvlan(nic, child) {
-            Ok(()) => NET_READY,
+        Some(nic) => match macvlan(spec, base, nic, child) {
+            Ok(check) => {
+                checked = Some(check);
+                NET_READY
+            }
             Err(e) => {
                 let line = format!("zone {}: network: {e}", spec.name);
                 crate::error!("{line}");
@@ -156,20 +177,38 @@ fn give_network(spec: &ZoneSpec, child: Pid, from_child: OwnedFd, to_child: Owne
         },
     };
     let _ = to_child.write_all(&[answer]);
+    checked
 }
 
-/// Creates the macvlan interface on host NIC `nic` inside `child`'s network namespace.
-fn macvlan(nic: &str, child: Pid) -> Result<(), String> {
+/// Creates the macvlan interface on host NIC `nic` inside `child`'s network namespace, with
+/// the zone's own MAC, and the source check for it on `nic` (the zone does not start
+/// without it); returns the NIC's index and the check's priority.
+fn macvlan(spec: &ZoneSpec, base: u32, nic: &str, child: Pid) -> Result<(u32, u16), String> {
     let mut socket = RouteSocket::open().map_err(|e| e.to_string())?;
     let links = socket.links().map_err(|e| e.to_string())?;
     let parent = links
         .iter()
         .find(|l| l.name == nic)
         .ok_or_else(|| format!("no NIC {nic:?} on the host (the personality's nic is a [[nic]] tag)"))?;
+    let own = parent
+        .mac
+        .ok_or_else(|| format!("{nic} has no MAC: a zone hangs off an Ethernet NIC"))?;
+    let mac = source_check::zone_mac(own, &spec.name);
     let pid = u32::try_from(child.as_raw()).unwrap_or(0);
     socket
-        .add_macvlan(parent.index, &macvlan_name(child.as_raw()), pid)
-        .map_err(|e| format!("macvlan on {nic}: {e}"))
+        .add_macvlan(parent.index, &macvlan_name(child.as_raw()), pid, mac)
+        .map_err(|e| format!("macvlan on {nic}: {e}"))?;
+    let priority = u16::try_from(super::ids::slot(base) + 1)
+        .ok()
+        .filter(|p| *p < source_check::HOST_PRIORITY)
+        .ok_or("too many zones for the source check's priorities")?;
+    let source = ZoneSource {
+        mac,
+        ipv4: spec.static_ipv4(),
+    };
+    source_check::install(&mut socket, parent.index, own, &spec.name, source, priority)
+        .map_err(|e| format!("source check on {nic}: {e}"))?;
+    Ok((parent.index, priority))
 }
 
 /// Forwards SIGTERM/SIGINT to the zone's PID 1 and returns its exit status when it ends.

@@ -192,14 +192,32 @@ impl ZoneSpec {
         self.persistent.then(|| self.state_dir.join("good.json"))
     }
 
+    /// The zone's static IPv4 address (`None` on DHCP or without one).
+    pub fn static_ipv4(&self) -> Option<std::net::Ipv4Addr> {
+        static_ipv4(self.ip.as_deref())
+    }
+
     /// The supervisor's service that runs this zone.
     pub fn service_name(name: &str) -> String {
         format!("zone-{name}")
     }
 }
 
+/// The IPv4 address of a spec's `ip` (`10.0.2.16/24`); `None` for `dhcp` or IPv6.
+fn static_ipv4(ip: Option<&str>) -> Option<std::net::Ipv4Addr> {
+    ip?.split_once('/')?.0.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_static_ipv4_address_is_checked_as_the_source() {
+        assert_eq!(super::static_ipv4(Some("10.0.2.16/24")), Some([10, 0, 2, 16].into()));
+        assert_eq!(super::static_ipv4(Some("dhcp")), None);
+        assert_eq!(super::static_ipv4(Some("fd00::5/64")), None);
+        assert_eq!(super::static_ipv4(None), None);
+    }
+
     #[test]
     fn macvlan_names_fit_the_kernels_limit() {
         // PID_MAX_LIMIT; IFNAMSIZ is 16 with the terminating NUL.
