@@ -148,7 +148,42 @@ fn boot(name: &str, image: &Path, pool: &Path, port: u16, links: &[Link]) -> Mac
         guest: 80,
         address: Some(WEB_ADDRESS.parse().unwrap()),
     }];
-    Machine::start(&Spec::run(name, &opts).unwrap()).unwrap()
+    let mut spec = Spec::run(name, &opts).unwrap();
+    if !links.is_empty() {
+        // Every frame on the link to the client box, as the wire sees it.
+        spec.args.extend([
+            "-object".to_string(),
+            format!(
+                "filter-dump,id=lan-capture,netdev=link0,file={}",
+                capture(name).display()
+            ),
+        ]);
+    }
+    Machine::start(&spec).unwrap()
+}
+
+/// Where [`boot`] captures the link to the client box (pcap).
+fn capture(name: &str) -> PathBuf {
+    artifacts::target_dir()
+        .join("ramkey/run")
+        .join(format!("{name}.lan.pcap"))
+}
+
+/// The frames of a pcap file (QEMU's `filter-dump`: a 24-byte header, then per frame a
+/// 16-byte record header whose third word is the captured length).
+fn frames(pcap: &Path) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(pcap).unwrap_or_else(|e| panic!("{}: {e}", pcap.display()));
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while let Some(header) = bytes.get(at..at + 16) {
+        let len = u32::from_le_bytes(header[8..12].try_into().unwrap()) as usize;
+        let Some(frame) = bytes.get(at + 16..at + 16 + len) else {
+            break;
+        };
+        frames.push(frame.to_vec());
+        at += 16 + len;
+    }
+    frames
 }
 
 /// The answer to `GET path` through the forward, once it is a 200.
@@ -181,8 +216,9 @@ fn probe(vm: &mut Machine, key: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Reads what the probe found from inside the zone, through `ramkeyctl personality console`.
-fn isolation(vm: &mut Machine) {
+/// Reads what the probe found from inside the zone, through `ramkeyctl personality console`;
+/// returns office's MAC.
+fn isolation(vm: &mut Machine) -> String {
     vm.expect("probe: list", BOOT).unwrap();
     // In name order.
     let (_, office) = vm.expect("office ", BOOT).unwrap();
@@ -236,13 +272,14 @@ fn isolation(vm: &mut Machine) {
     assert!(unfiltered.contains("No such file"), "{unfiltered}");
     zone_processes(vm);
     // Before the fork bomb, whose sleepers fill the zone's pids.max for a while.
-    escapes(vm);
+    let office_mac = escapes(vm);
     assert_eq!(probe(vm, "hog-exit"), "137", "the memory hog is killed");
     let oom = probe(vm, "oom-kills");
     assert!(oom.parse::<u32>().unwrap_or(0) >= 1, "memory.events oom_kill: {oom}");
     let forks = probe(vm, "pids-max-hits");
     assert!(forks.parse::<u32>().unwrap_or(0) >= 1, "pids.events max: {forks}");
     vm.expect("probe: done", BOOT).unwrap();
+    office_mac
 }
 
 /// Capabilities no process of the `web` zone holds, effective or bounding: DAC_READ_SEARCH
@@ -314,9 +351,9 @@ fn zone_processes(vm: &mut Machine) {
     );
 }
 
-/// What each attack of `zone-escape` (run in `web` as its root) got back, and the host
-/// checked afterwards.
-fn escapes(vm: &mut Machine) {
+/// What each attack of `zone-escape` (run in `web` as its root, then its spoofing in
+/// `office`) got back, and the host checked afterwards; returns office's MAC.
+fn escapes(vm: &mut Machine) -> String {
     let core_pattern = probe(vm, "host-core-pattern-before");
     let modprobe = probe(vm, "host-modprobe-before");
     let attacks = [
@@ -379,6 +416,7 @@ fn escapes(vm: &mut Machine) {
     seen.extend(caps);
     seen.push(map);
     vm.expect("escape: done", BOOT).unwrap();
+    let office_mac = spoofs(vm);
     assert_eq!(probe(vm, "host-core-pattern"), core_pattern);
     assert_eq!(probe(vm, "host-modprobe"), modprobe);
     // What the zone's root wrote to its volume is the range's on the pool, not the host's.
@@ -389,6 +427,78 @@ fn escapes(vm: &mut Machine) {
     assert!(device.contains("Operation not permitted"), "{device}");
     eprintln!("escape suite, in the web zone as its root:\n{}", seen.join("\n"));
     eprintln!("host root in web's cgroup reading the pool disk: {device}");
+    office_mac
+}
+
+/// What `zone-escape spoof`, run in `office` (granted `NET_RAW` and `NET_ADMIN`), got
+/// back; whether its frames reached the wire is [`nothing_spoofed_reached_the_wire`]'s to
+/// say. Returns office's MAC.
+fn spoofs(vm: &mut Machine) -> String {
+    let (_, own) = vm.expect("spoof: own-mac: ", BOOT).unwrap();
+    let mac = own.rsplit(' ').next().unwrap_or_default().to_string();
+    // Locally administered, unicast: the zone's own, not the NIC's.
+    let first = u8::from_str_radix(mac.get(..2).unwrap_or("00"), 16).unwrap_or(0);
+    assert_eq!(first & 3, 2, "{own}");
+    // The kernel lets a zone with NET_RAW send them all; the wire must not see them.
+    for (name, bytes) in [
+        ("arp-own", 42),
+        ("arp-claiming-another", 42),
+        ("udp-from-another", 42),
+        ("vlan-tagged", 46),
+    ] {
+        let (_, line) = vm.expect(&format!("spoof: {name}: "), BOOT).unwrap();
+        assert!(line.ends_with(&format!("sent {bytes} bytes")), "{line}");
+    }
+    let (_, host) = vm.expect("escape: mac-of-the-host: ", BOOT).unwrap();
+    assert!(host.contains("refused (Address already in use"), "{host}");
+    // With NET_ADMIN a zone may change its MAC; what it sends from it then goes nowhere.
+    for name in ["mac-made-up", "arp-from-made-up-mac", "mac-restored"] {
+        let (_, line) = vm.expect(name, BOOT).unwrap();
+        assert!(line.contains("SUCCEEDED") || line.contains("sent 42 bytes"), "{line}");
+    }
+    vm.expect("spoof: done", BOOT).unwrap();
+    mac
+}
+
+/// Of the frames `zone-escape spoof` sent to 192.168.1.77, only office's own ARP reply,
+/// from its own MAC and address, is on the wire: the source check on the host's `lan` NIC
+/// dropped the ARP reply claiming the printer's address, the datagram from it, the tagged
+/// frame and the one from a made-up MAC.
+fn nothing_spoofed_reached_the_wire(pcap: &Path, office_mac: &str) {
+    let frames = frames(pcap);
+    assert!(
+        frames.len() > 10,
+        "{} frames captured in {}",
+        frames.len(),
+        pcap.display()
+    );
+    let target = [192, 168, 1, 77];
+    let mac = |f: &[u8]| {
+        f[6..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    let to_target: Vec<&Vec<u8>> = frames.iter().filter(|f| f.windows(4).any(|w| w == target)).collect();
+    let described: Vec<String> = to_target
+        .iter()
+        .map(|f| {
+            format!(
+                "from {} type {:02x}{:02x}: {:02x?}",
+                mac(f),
+                f[12],
+                f[13],
+                &f[14..f.len().min(42)]
+            )
+        })
+        .collect();
+    eprintln!("frames to 192.168.1.77 on the wire:\n{}", described.join("\n"));
+    assert_eq!(to_target.len(), 1, "{described:#?}");
+    let own = to_target[0];
+    assert_eq!(mac(own), office_mac);
+    assert_eq!(own[12..14], [0x08, 0x06], "ARP");
+    assert_eq!(own[28..32], [192, 168, 1, 1], "office's own address");
 }
 
 /// `ramkeyctl personality console web` typed at the serial console as an administrator
@@ -472,6 +582,7 @@ cg=/sys/fs/cgroup/ramkey/zone-web
   echo "probe: host-core-pattern-before $(cat /proc/sys/kernel/core_pattern)"
   echo "probe: host-modprobe-before $(cat /proc/sys/kernel/modprobe)"
   c "cat >/tmp/zone-escape && chmod 755 /tmp/zone-escape && /tmp/zone-escape $(cat /sys/class/block/$disk/dev)" </usbkey/zone-escape
+  ramkeyctl personality console office -- /bin/sh -c "cat >/tmp/zone-escape && chmod 755 /tmp/zone-escape && /tmp/zone-escape spoof 192.168.1.1 $(cat /sys/class/net/lan/address)" </usbkey/zone-escape 2>&1
   echo "probe: host-core-pattern $(cat /proc/sys/kernel/core_pattern)"
   echo "probe: host-modprobe $(cat /proc/sys/kernel/modprobe)"
   echo "probe: volume-file-owner $(stat -c %u:%g /pool/instances/web/volumes/www/written-by-zone-root 2>&1)"
@@ -634,12 +745,13 @@ fn zones_serve_isolated_keep_their_volumes_and_bad_images_are_refused() {
         started.elapsed().as_millis()
     );
     assert!(page.contains("It works"), "{page}");
-    isolation(&mut vm);
+    let office_mac = isolation(&mut vm);
     console_session(&mut vm);
     // The host and both zones survived the memory hog and the fork bomb.
     assert!(http(port, "/").contains("It works"));
     office_serves_the_client(lan);
     power_off(vm);
+    nothing_spoofed_reached_the_wire(&capture(name), &office_mac);
     // The zone let go of the pool before it was unmounted: nothing is left in the journal.
     let header = Command::new("dumpe2fs")
         .arg("-h")

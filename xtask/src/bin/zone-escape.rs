@@ -5,6 +5,12 @@
 //! each refusal and checks the host afterwards. Never run it on a machine you care about.
 //!
 //! Usage: `zone-escape MAJOR:MINOR` (the pool disk's device numbers, as the host sees them).
+//!
+//! `zone-escape spoof OWN_IP HOST_MAC`, run in a zone granted `NET_RAW` and `NET_ADMIN`
+//! (whose address is `OWN_IP` and whose NIC's host side has `HOST_MAC`), sends on its `eth0`
+//! one frame it may send and several it must not get onto the wire, each addressed to
+//! [`SPOOF_TARGET`] so that a capture of the link can tell them apart, and prints `spoof:
+//! NAME: ...` lines; the test reads the capture.
 
 use std::ffi::CString;
 use std::io::Read;
@@ -38,6 +44,15 @@ fn cstr(s: &str) -> CString {
 
 fn main() {
     let device = std::env::args().nth(1).unwrap_or_default();
+    if device == "spoof" {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        spoof(
+            args.first().map_or("", String::as_str),
+            args.get(1).map_or("", String::as_str),
+        );
+        println!("spoof: done");
+        return;
+    }
     sysctls();
     devices(&device);
     namespaces_and_mounts();
@@ -233,4 +248,144 @@ fn network() {
         let sent = unsafe { libc::send(fd, frame.as_ptr().cast(), frame.len(), 0) };
         format!("raw socket open; spoofed ARP reply send returned {sent}")
     });
+}
+
+/// The address every frame of `spoof` is sent to: nobody on the test's link has it.
+const SPOOF_TARGET: [u8; 4] = [192, 168, 1, 77];
+/// An address of someone else on the link (office's `printer`).
+const SPOOF_VICTIM: [u8; 4] = [192, 168, 1, 5];
+/// A MAC nobody gave the zone.
+const MADE_UP_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x77, 0x77];
+
+fn parse_ip(text: &str) -> [u8; 4] {
+    text.parse::<std::net::Ipv4Addr>()
+        .map(|a| a.octets())
+        .unwrap_or_default()
+}
+
+fn parse_mac(text: &str) -> [u8; 6] {
+    let mut mac = [0u8; 6];
+    for (byte, hex) in mac.iter_mut().zip(text.split(':')) {
+        *byte = u8::from_str_radix(hex, 16).unwrap_or(0);
+    }
+    mac
+}
+
+/// An `ifreq` for `eth0`, with `mac` as its hardware address.
+fn ifreq(mac: Option<[u8; 6]>) -> libc::ifreq {
+    // SAFETY: `ifreq` is plain old data: all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"eth0") {
+        *dst = *src as libc::c_char;
+    }
+    if let Some(mac) = mac {
+        // SAFETY: `sockaddr` is plain old data: all zeroes is a valid value.
+        let mut address: libc::sockaddr = unsafe { std::mem::zeroed() };
+        address.sa_family = libc::ARPHRD_ETHER;
+        for (dst, src) in address.sa_data.iter_mut().zip(mac) {
+            *dst = src as libc::c_char;
+        }
+        req.ifr_ifru.ifru_hwaddr = address;
+    }
+    req
+}
+
+/// `eth0`'s MAC, read with `SIOCGIFHWADDR` on `fd`.
+fn own_mac(fd: i32) -> [u8; 6] {
+    let mut req = ifreq(None);
+    // SAFETY: SIOCGIFHWADDR writes into the `ifreq` we own.
+    unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &raw mut req) };
+    // SAFETY: the kernel filled `ifru_hwaddr`, the union member SIOCGIFHWADDR answers in.
+    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    std::array::from_fn(|i| data[i] as u8)
+}
+
+/// `SIOCSIFHWADDR` of `mac` on `eth0`; the raw result.
+fn set_mac(fd: i32, mac: [u8; 6]) -> i64 {
+    let req = ifreq(Some(mac));
+    // SAFETY: SIOCSIFHWADDR reads the `ifreq` we own.
+    i64::from(unsafe { libc::ioctl(fd, libc::SIOCSIFHWADDR, &raw const req) })
+}
+
+/// A broadcast ARP reply from `mac` saying `sender` is at `mac`, to [`SPOOF_TARGET`],
+/// optionally inside an 802.1Q tag.
+fn arp(mac: [u8; 6], sender: [u8; 4], vlan: Option<u16>) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&mac);
+    if let Some(id) = vlan {
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&id.to_be_bytes());
+    }
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 2]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&sender);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&SPOOF_TARGET);
+    f
+}
+
+/// A UDP datagram to [`SPOOF_TARGET`] port 9 from `source`, sent from `mac`.
+fn udp(mac: [u8; 6], source: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+    f.extend_from_slice(&source);
+    f.extend_from_slice(&SPOOF_TARGET);
+    f.extend_from_slice(&[0, 9, 0, 9, 0, 8, 0, 0]);
+    f
+}
+
+/// Sends `frame` on `eth0` through the packet socket `fd`.
+fn send(name: &str, fd: i32, index: i32, frame: &[u8]) {
+    // SAFETY: `sockaddr_ll` is plain old data: all zeroes is a valid value.
+    let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    to.sll_family = libc::AF_PACKET as u16;
+    to.sll_ifindex = index;
+    to.sll_halen = 6;
+    to.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+    // SAFETY: `frame` and `to` are valid for the lengths given, for the whole call.
+    let sent = unsafe {
+        libc::sendto(
+            fd,
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&raw const to).cast(),
+            size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if sent < 0 {
+        println!("spoof: {name}: refused ({})", errno());
+    } else {
+        println!("spoof: {name}: sent {sent} bytes");
+    }
+}
+
+/// What a zone with `NET_RAW` and `NET_ADMIN` would send to impersonate others on its LAN.
+fn spoof(own_ip: &str, host_mac: &str) {
+    let (own_ip, host_mac) = (parse_ip(own_ip), parse_mac(host_mac));
+    // SAFETY: socket takes plain integers.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    if fd < 0 {
+        println!("spoof: packet-socket: refused ({})", errno());
+        return;
+    }
+    let name = cstr("eth0");
+    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
+    let mac = own_mac(fd);
+    println!("spoof: own-mac: {}", mac.map(|b| format!("{b:02x}")).join(":"));
+    send("arp-own", fd, index, &arp(mac, own_ip, None));
+    send("arp-claiming-another", fd, index, &arp(mac, SPOOF_VICTIM, None));
+    send("udp-from-another", fd, index, &udp(mac, SPOOF_VICTIM));
+    send("vlan-tagged", fd, index, &arp(mac, own_ip, Some(5)));
+    report("mac-of-the-host", set_mac(fd, host_mac), |_| {
+        "took the host NIC's MAC".into()
+    });
+    let made_up = set_mac(fd, MADE_UP_MAC);
+    report("mac-made-up", made_up, |_| "changed eth0's MAC".into());
+    if made_up >= 0 {
+        send("arp-from-made-up-mac", fd, index, &arp(MADE_UP_MAC, own_ip, None));
+        report("mac-restored", set_mac(fd, mac), |_| "restored".into());
+    }
 }
