@@ -42,6 +42,7 @@ fn times_file() -> PathBuf {
 const LONGEST_FIRST: &[&str] = &[
     "zones",
     "pool",
+    "trust",
     "config",
     "supervisor",
     "media",
