@@ -2,7 +2,9 @@
 //! the config, the event loop, shutdown.
 //!
 //! `main.rs` only calls [`pid1::run`]; everything else is here, testable without root.
-//! All `unsafe` code and raw syscalls live in [`sys`].
+//! All `unsafe` code and raw syscalls live in [`sys`]: the compiler refuses `unsafe` anywhere else.
+
+#![deny(unsafe_code)]
 
 pub mod blkid;
 pub mod blockdev;
@@ -36,6 +38,7 @@ pub mod services;
 pub mod shutdown;
 pub mod supervise;
 pub mod supervisor;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod timeline;
 pub mod uevent;

@@ -2,6 +2,8 @@
 //! tool, as `ramkey-zone` the zone launcher; otherwise it refuses to run as anything but
 //! PID 1, then hands over.
 
+#![deny(unsafe_code)]
+
 fn main() {
     // One timestamped `PANIC at FILE:LINE: ...` line on standard error (the console, a zone's
     // log, the administrator's terminal) whichever program this is.

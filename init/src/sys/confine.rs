@@ -11,12 +11,51 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::{SysError, call};
 
+/// Why [`fork`] did not fork.
+#[derive(Debug, thiserror::Error)]
+pub enum ForkError {
+    /// Another thread shares this process's memory: a child forked now would run with only a
+    /// copy of this thread, and with any lock another thread held at that moment held forever.
+    #[error(
+        "fork refused: this process runs more than one thread, and a child forked now could \
+         deadlock on a lock another thread holds; fork before any thread starts"
+    )]
+    Threaded,
+    /// The check or the fork itself failed.
+    #[error(transparent)]
+    Sys(#[from] SysError),
+}
+
+/// Checks that the calling thread is the only one in its process (and that no other process
+/// shares its memory): `Err(ForkError::Threaded)` otherwise.
+///
+/// Asks the kernel, not `/proc` (which may be another PID namespace's, as after
+/// `ramkeyctl personality console` entered a zone's mounts, or not mounted at all):
+/// `unshare(CLONE_VM)` changes nothing and succeeds only for a single-threaded caller,
+/// `EINVAL` otherwise (unshare(2); `check_unshare_flags` in the kernel's `fork.c`). It neither
+/// allocates nor takes a lock, so a forked child may call it too.
+pub fn single_threaded() -> Result<(), ForkError> {
+    match nix::sched::unshare(nix::sched::CloneFlags::CLONE_VM) {
+        Ok(()) => Ok(()),
+        Err(Errno::EINVAL) => Err(ForkError::Threaded),
+        Err(source) => Err(ForkError::Sys(SysError::Call {
+            op: "unshare(CLONE_VM) (the single-thread check before fork)",
+            source,
+        })),
+    }
+}
+
 /// `fork(2)`: `Some(child)` in the parent, `None` in the child.
 ///
-/// Only called from the zone launcher, a single-threaded process freshly exec'd by PID 1.
-pub fn fork() -> Result<Option<Pid>, SysError> {
-    // SAFETY: the caller is single-threaded (the zone launcher runs no threads), so the
-    // child cannot inherit a lock held by another thread; it goes on running ordinary code.
+/// Refuses ([`ForkError::Threaded`]) unless the calling thread is the process's only one
+/// ([`single_threaded`]). Its callers fork before they start any thread: the zone launcher,
+/// the zone's PID 1 (in `namespaces()`, before its services, health checks or DHCP renewals)
+/// and `ramkeyctl personality console`.
+pub fn fork() -> Result<Option<Pid>, ForkError> {
+    single_threaded()?;
+    // SAFETY: `single_threaded` has just found this thread to be the process's only one, and
+    // only this thread could have started another since: the child cannot inherit a lock (of
+    // the allocator, of stdio) held by another thread, so it may go on running ordinary code.
     match unsafe { nix::unistd::fork() }.map_err(call("fork"))? {
         ForkResult::Parent { child } => Ok(Some(child)),
         ForkResult::Child => Ok(None),
@@ -196,4 +235,47 @@ pub fn limit_own_caps(keep: &[u32]) -> Result<(), SysError> {
 /// `PR_SET_NO_NEW_PRIVS`: no exec can gain privileges (setuid bits, file capabilities).
 pub fn set_no_new_privs() -> Result<(), SysError> {
     nix::sys::prctl::set_no_new_privs().map_err(call("PR_SET_NO_NEW_PRIVS"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::wait::{WaitStatus, waitpid};
+
+    #[test]
+    fn fork_refuses_while_another_thread_runs() {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || wait.recv());
+        assert!(matches!(single_threaded(), Err(ForkError::Threaded)));
+        match fork() {
+            Err(ForkError::Threaded) => {}
+            // The check let it through: end the child at once, fail in the parent.
+            Ok(None) => exit_child(0),
+            Ok(Some(child)) => {
+                let _reaped = waitpid(child, None);
+                panic!("fork forked a process running two threads");
+            }
+            Err(e) => panic!("fork failed otherwise: {e}"),
+        }
+        assert!(ForkError::Threaded.to_string().contains("more than one thread"));
+        release.send(()).unwrap();
+        other.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_forked_child_is_single_threaded() {
+        // SAFETY: the test binary runs several threads, so the child may only make
+        // async-signal-safe calls: `single_threaded` makes one raw `unshare` syscall and
+        // builds its result on the stack (no allocation, no lock), then `_exit`; the child
+        // never returns into the test harness.
+        let child = match unsafe { nix::unistd::fork() }.unwrap() {
+            ForkResult::Parent { child } => child,
+            ForkResult::Child => exit_child(match single_threaded() {
+                Ok(()) => 0,
+                Err(ForkError::Threaded) => 1,
+                Err(ForkError::Sys(_)) => 2,
+            }),
+        };
+        assert_eq!(waitpid(child, None).unwrap(), WaitStatus::Exited(child, 0));
+    }
 }
