@@ -8,3 +8,5 @@ pub mod http;
 pub mod qemu;
 pub mod suite;
 pub mod tasks;
+#[cfg(test)]
+mod tidy;
