@@ -175,7 +175,7 @@ impl Boot<'_> {
         self.configure(timeline, state)
     }
 
-    /// The steps after `config`: `identity`, `network`, `ntp`, `good-config`; without a
+    /// The steps after `pool`: `identity`, `nics`, `ntp`, `good-config`; without a
     /// config, DHCP on every NIC and recovery mode.
     fn configure(&mut self, timeline: &mut Timeline, state: &mut BootState) -> Result<(), BootError> {
         let (clock, paths) = (self.clock, self.paths);
@@ -619,6 +619,66 @@ mod tests {
             err.to_string()
                 .starts_with("module index unusable: cannot read module index"),
             "{err}"
+        );
+    }
+
+    /// Every boot step, in the order `docs/boot-order.md` lists them (`network` runs instead
+    /// of `usbkey` for a config URL, and again in recovery without a config).
+    const STEPS: &[&str] = &[
+        "early-mounts",
+        "cmdline",
+        "modules-index",
+        "coldplug",
+        "power-button",
+        "usbkey",
+        "network",
+        "config",
+        "pool",
+        "identity",
+        "nics",
+        "ntp",
+        "good-config",
+        "services",
+    ];
+
+    /// The name of every `timeline.step(clock, NAME, ...)` in the crate's non-test code.
+    fn steps_in_code() -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+        while let Some(dir) = dirs.pop() {
+            for path in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                for call in code.split("timeline.step(").skip(1) {
+                    let name = call
+                        .split_once(',')
+                        .and_then(|(_, rest)| rest.trim_start().strip_prefix('"')?.split_once('"'))
+                        .unwrap_or_else(|| panic!("{}: a step not named by a string literal", path.display()));
+                    names.insert(name.0.to_owned());
+                }
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn boot_order_doc_lists_every_step_in_order() {
+        let in_code = steps_in_code();
+        let listed: std::collections::BTreeSet<String> = STEPS.iter().map(|s| s.to_string()).collect();
+        assert_eq!(in_code, listed, "the steps the code runs (left) against STEPS (right)");
+        let doc = include_str!("../../docs/boot-order.md");
+        let in_doc: Vec<&str> = doc
+            .lines()
+            .filter_map(|line| line.strip_prefix("| ")?.split(" | ").nth(1))
+            .filter_map(|step| step.strip_prefix('`')?.strip_suffix('`'))
+            .collect();
+        assert_eq!(
+            in_doc, STEPS,
+            "the steps docs/boot-order.md lists (left) against the code's (right)"
         );
     }
 }
