@@ -227,7 +227,7 @@ fn a_changed_foreign_or_older_image_is_refused_at_boot_and_only_the_last_good_on
         BOOT,
     )
     .unwrap();
-    // The two fallbacks come up; web is not among the zones.
+    // The two fallbacks come up; web is listed as refused, with PID 1's reason.
     let mut listed = Vec::new();
     loop {
         let (_, line) = vm.expect("trust: ", BOOT).unwrap();
@@ -245,7 +245,10 @@ fn a_changed_foreign_or_older_image_is_refused_at_boot_and_only_the_last_good_on
         row("old").is_some_and(|l| l.contains("web 3.0.0") && l.contains(" online ")),
         "{listed:#?}"
     );
-    assert!(row("web").is_none(), "{listed:#?}");
+    assert!(
+        row("web").is_some_and(|l| l.contains(" refused ") && l.contains("payload sha256 mismatch")),
+        "{listed:#?}"
+    );
     power_off(vm);
     // The records are where they were: the floor did not move.
     assert_eq!(debugfs(&disk, "cat /instances/old/highest-version").trim(), "3.0.0");

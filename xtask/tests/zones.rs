@@ -226,6 +226,17 @@ fn isolation(vm: &mut Machine) -> String {
         office.contains("office 1.0.0") && office.contains("online") && office.contains("192.168.1.1/24"),
         "{office}"
     );
+    // The two refused at boot are listed with PID 1's reason.
+    let (_, stranger) = vm.expect("stranger ", BOOT).unwrap();
+    assert!(
+        stranger.contains(" refused ") && stranger.contains("which is not trusted"),
+        "{stranger}"
+    );
+    let (_, tampered) = vm.expect("tampered ", BOOT).unwrap();
+    assert!(
+        tampered.contains(" refused ") && tampered.contains("payload sha256 mismatch"),
+        "{tampered}"
+    );
     let (_, web) = vm.expect("web ", BOOT).unwrap();
     assert!(
         web.contains("web 1.0.0") && web.contains("online") && web.contains("10.0.2.16/24"),

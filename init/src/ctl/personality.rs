@@ -118,7 +118,7 @@ pub fn run_json(args: &[String]) -> Result<serde_json::Value, String> {
 fn list() -> Result<String, String> {
     let zones = zones()?;
     if zones.is_empty() {
-        return Ok("no personalities (none in the config, or all refused at boot: see the boot log)\n".into());
+        return Ok("no personalities in the config\n".into());
     }
     let mut out = format!(
         "{:<12} {:<20} {:<12} {:<18} {:<20} {}\n",
@@ -151,11 +151,25 @@ fn list() -> Result<String, String> {
 /// Every zone PID 1 planned at boot, with its service's state and its cgroup's memory.
 fn zones() -> Result<Vec<Zone>, String> {
     let specs = ZoneSpec::all(Path::new("/"));
+    // Refused at boot: never a service, shown with PID 1's reason.
+    let mut zones: Vec<Zone> = crate::zone::refused(Path::new("/"))
+        .into_iter()
+        .map(|(name, reason)| Zone {
+            name,
+            image: "-".into(),
+            version: String::new(),
+            state: "refused".into(),
+            address: "-".into(),
+            memory_bytes: None,
+            memory_cap_mib: None,
+            persistent_root: false,
+            reason,
+        })
+        .collect();
     if specs.is_empty() {
-        return Ok(Vec::new());
+        return Ok(zones);
     }
     let services = statuses()?;
-    let mut zones = Vec::new();
     for spec in &specs {
         let status = services.iter().find(|s| s.name == ZoneSpec::service_name(&spec.name));
         let state = status.map_or("unknown".to_string(), |s| s.state.to_string());
@@ -179,6 +193,7 @@ fn zones() -> Result<Vec<Zone>, String> {
             reason,
         });
     }
+    zones.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(zones)
 }
 

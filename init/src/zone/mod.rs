@@ -54,6 +54,8 @@ pub const SETTINGS_FILE: &str = "/run/ramkey/settings.toml";
 pub const LEASE_FILE: &str = "/run/ramkey/address";
 /// The spec the zone goes back to: the image a swap replaced, or at boot the last good one.
 pub const PREVIOUS: &str = "zone.prev.json";
+/// The file in a zone's run directory saying why PID 1 refused to plan it at boot.
+pub const REFUSED: &str = "refused";
 /// The zone's interface name inside its network namespace.
 pub const ZONE_IFNAME: &str = "eth0";
 
@@ -208,6 +210,35 @@ fn static_ipv4(ip: Option<&str>) -> Option<std::net::Ipv4Addr> {
     ip?.split_once('/')?.0.parse().ok()
 }
 
+/// The zones PID 1 refused at boot, in name order, each with the reason it gave.
+pub fn refused(root: &Path) -> Vec<(String, String)> {
+    let Ok(entries) = std::fs::read_dir(root.join(RUN_DIR)) else {
+        return Vec::new();
+    };
+    let mut refused: Vec<(String, String)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let reason = std::fs::read_to_string(ZoneSpec::file(root, &name, REFUSED)).ok()?;
+            Some((name, reason.trim_end().to_string()))
+        })
+        .collect();
+    refused.sort();
+    refused
+}
+
+/// Notes why zone `name` was refused, for `ramkeyctl personality list`.
+pub fn note_refused(root: &Path, name: &str, reason: &str) {
+    let path = ZoneSpec::file(root, name, REFUSED);
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&path, format!("{reason}\n")));
+    if let Err(e) = written {
+        crate::warn!("zone {name}: {}: {e}", path.display());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -216,6 +247,25 @@ mod tests {
         assert_eq!(super::static_ipv4(Some("dhcp")), None);
         assert_eq!(super::static_ipv4(Some("fd00::5/64")), None);
         assert_eq!(super::static_ipv4(None), None);
+    }
+
+    #[test]
+    fn refused_zones_are_listed_with_their_reason_in_name_order() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(super::refused(root.path()).is_empty());
+        super::note_refused(root.path(), "tampered", "refused: payload sha256 mismatch");
+        super::note_refused(root.path(), "stranger", "refused: not trusted");
+        // A planned zone has a spec and no note.
+        let planned = super::ZoneSpec::path(root.path(), "web");
+        std::fs::create_dir_all(planned.parent().unwrap()).unwrap();
+        std::fs::write(&planned, "{}").unwrap();
+        assert_eq!(
+            super::refused(root.path()),
+            [
+                ("stranger".to_string(), "refused: not trusted".to_string()),
+                ("tampered".to_string(), "refused: payload sha256 mismatch".to_string()),
+            ]
+        );
     }
 
     #[test]

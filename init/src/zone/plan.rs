@@ -62,9 +62,15 @@ pub fn prepare(config: &Config, places: &Places<'_>) -> Vec<ServiceSpec> {
                         services.push(gate(p));
                     }
                 }
-                Err(e) => crate::error!("zone {}: not started: {e}", p.name),
+                Err(e) => {
+                    crate::error!("zone {}: not started: {e}", p.name);
+                    super::note_refused(places.root, &p.name, &format!("not started: {e}"));
+                }
             },
-            Err(reason) => crate::error!("zone {}: refused: {reason}", p.name),
+            Err(reason) => {
+                crate::error!("zone {}: refused: {reason}", p.name);
+                super::note_refused(places.root, &p.name, &format!("refused: {reason}"));
+            }
         }
     }
     services
