@@ -6,22 +6,23 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
+use crate::base::clock::{BootClock, Clock};
+use crate::base::paths::Paths;
+use crate::base::timeline::Timeline;
+use crate::boot::recovery;
 use crate::boot::{Boot, BootState};
-use crate::clock::{BootClock, Clock};
-use crate::control::ControlServer;
-use crate::events::{EventLoop, SIGNALS};
-use crate::login;
-use crate::modprobe::KernelLoader;
-use crate::mounts::KernelMounter;
+use crate::devices::modprobe::KernelLoader;
 use crate::net::KernelNetwork;
-use crate::paths::Paths;
-use crate::pool::PoolState;
-use crate::services;
-use crate::shutdown::{self, KernelSystem};
-use crate::supervise::Supervision;
+use crate::runtime::control::ControlServer;
+use crate::runtime::events::{EventLoop, SIGNALS};
+use crate::runtime::login;
+use crate::runtime::services;
+use crate::runtime::shutdown::{self, KernelSystem};
+use crate::runtime::supervise::Supervision;
+use crate::storage::mounts::KernelMounter;
+use crate::storage::pool::PoolState;
 use crate::supervisor::protocol::SystemInfo;
-use crate::timeline::Timeline;
-use crate::{recovery, sys, zone};
+use crate::{sys, zone};
 use ramkey_image::service::ServiceSpec;
 
 /// Runs PID 1 with `/` as the root. Never returns.
@@ -134,7 +135,7 @@ fn start_services(paths: &Paths, state: &mut BootState) -> (Option<Supervision>,
     let usbkey = state.usbkey.as_ref().map(|_| paths.root().join("usbkey"));
     let mut defs = services::platform(paths.root(), &paths.sys(), &console, usbkey.as_deref());
     defs.specs.extend(zones(paths, state, usbkey.as_deref()));
-    let control = ControlServer::bind(&paths.root().join(&crate::control::SOCKET[1..]))
+    let control = ControlServer::bind(&paths.root().join(&crate::runtime::control::SOCKET[1..]))
         .inspect_err(|e| crate::error!("{e}; ramkeyctl cannot reach PID 1"))
         .ok();
     let cgroups = paths.sys().join("fs/cgroup");

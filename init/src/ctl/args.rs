@@ -59,7 +59,7 @@ pub enum Command {
     Reboot,
     /// `poweroff`.
     Poweroff,
-    /// `config ...`: the usbkey's config, handled by [`crate::ctl_config`].
+    /// `config ...`: the usbkey's config, handled by [`crate::ctl::usbkey_config`].
     Config(Vec<String>),
     /// `personality ...`: the zones, handled by [`crate::ctl::personality`].
     Personality(Vec<String>),

@@ -9,6 +9,7 @@ pub mod console;
 pub mod personality;
 pub mod render;
 pub mod swap;
+pub mod usbkey_config;
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
@@ -39,13 +40,13 @@ pub fn main(argv: &[String]) -> i32 {
 }
 
 fn socket() -> PathBuf {
-    std::env::var_os(SOCKET_ENV).map_or_else(|| PathBuf::from(crate::control::SOCKET), PathBuf::from)
+    std::env::var_os(SOCKET_ENV).map_or_else(|| PathBuf::from(crate::runtime::control::SOCKET), PathBuf::from)
 }
 
 /// One request and its answer; an error response becomes `Err`.
 pub(crate) fn ask(request: &Request) -> Result<Response, String> {
     let path = socket();
-    match crate::control::call(&path, request, TIMEOUT) {
+    match crate::runtime::control::call(&path, request, TIMEOUT) {
         Ok(Response::Error { message }) => Err(message),
         Ok(response) => Ok(response),
         Err(e) => Err(format!(
@@ -75,7 +76,7 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> Result<(), String> {
     match command {
         Command::Help => print(out, &format!("{}\n", args::USAGE)),
         Command::Config(args) => {
-            let text = crate::ctl_config::run(&args).map_err(|e| e.to_string())?;
+            let text = crate::ctl::usbkey_config::run(&args).map_err(|e| e.to_string())?;
             if as_json {
                 json(out, &serde_json::json!({ "message": text.trim_end() }))
             } else {

@@ -229,7 +229,7 @@ fn log(name: &str, service: Option<&str>) -> Result<String, String> {
     };
     // What the zone writes to its /var/log/ramkey lands in its writable layer, which the
     // zone controls: read beneath it, never through its symlinks, and only the end.
-    let path = Path::new(crate::services::LOG_DIR).join(format!("{service}.log"));
+    let path = Path::new(crate::runtime::services::LOG_DIR).join(format!("{service}.log"));
     crate::sys::beneath::read(&spec.state_dir.join("upper"), &path, LOG_LIMIT)
         .map_err(|e| format!("{e} (is {service:?} a service of {name}?)"))
 }

@@ -23,7 +23,7 @@ impl Times {
     pub fn clock(&self, since_ms: u64) -> String {
         let ago = self.uptime.saturating_sub(Duration::from_millis(since_ms));
         let at = self.now.checked_sub(ago).unwrap_or(self.now);
-        let text = crate::supervisor::logfile::rfc3339(at);
+        let text = crate::base::clock::rfc3339(at);
         text.get(11..19).unwrap_or(&text).to_string()
     }
 }

@@ -97,7 +97,7 @@ pub fn rollback(name: &str, wait: Duration) -> Result<String, String> {
 /// on a box without a usbkey config (PXE), those it booted with.
 fn trusted_now(spec: &ZoneSpec) -> Result<Vec<ramkey_image::VerifyingKey>, String> {
     let path = Path::new(CONFIG);
-    match crate::config_load::read_capped(path) {
+    match crate::boot::config_load::read_capped(path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
             let config = ramkey_config::Config::parse(&text, CONFIG).map_err(|e| {
@@ -199,7 +199,7 @@ fn status(service: &str) -> Result<Option<ServiceStatus>, String> {
 /// Records the kept image in the usbkey config (`personality.NAME.image`).
 fn save_in_config(name: &str, image: &Path) -> String {
     let pair = format!("personality.{name}.image=\"{}\"", image.display());
-    match crate::ctl_config::run(&["set".to_string(), pair]) {
+    match crate::ctl::usbkey_config::run(&["set".to_string(), pair]) {
         Ok(_) => "the usbkey config names it for the next boot".into(),
         Err(e) => format!("not saved in the usbkey config ({e}): the next boot runs the configured image"),
     }
@@ -251,7 +251,7 @@ pub fn gate(name: &str) -> Result<String, String> {
         },
     };
     if let Ok(mut console) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
-        crate::log::to_console(&mut console, crate::log::Level::Info, format_args!("{line}"));
+        crate::base::log::to_console(&mut console, crate::base::log::Level::Info, format_args!("{line}"));
     }
     Ok(format!("{line}\n"))
 }
@@ -284,7 +284,7 @@ pub fn import(image: &str) -> Result<String, String> {
     }
     let text = std::fs::read_to_string(CONFIG).map_err(|e| format!("{CONFIG}: {e}"))?;
     let config = ramkey_config::Config::parse(&text, CONFIG).map_err(|e| e.to_string())?;
-    let version = crate::paths::Paths::new("/")
+    let version = crate::base::paths::Paths::new("/")
         .os_release_field("VERSION_ID")
         .unwrap_or_else(|| "0".into());
     let path = std::fs::canonicalize(image).map_err(|e| format!("{image}: {e}"))?;

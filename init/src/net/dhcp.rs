@@ -9,7 +9,7 @@ use std::time::Duration;
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Encodable};
 
-use crate::clock::Clock;
+use crate::base::clock::Clock;
 
 /// How long each attempt waits for an answer; the sum bounds the whole exchange.
 pub const ATTEMPT_WAITS: &[Duration] = &[
@@ -355,7 +355,7 @@ pub fn fixture_reply(kind: MessageType, xid: u32, mac: [u8; 6], address: Ipv4Add
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::FakeClock;
+    use crate::base::clock::FakeClock;
 
     const MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
     const ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);

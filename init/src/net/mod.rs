@@ -1,4 +1,8 @@
-//! The boot network for PXE boots: links up, DHCP on each NIC until one gets a lease,
+//! The network: netlink (`netlink`, `links`, `macvlan`), DHCP and lease renewal (`dhcp`,
+//! `renew`), HTTP (`http`), SNTP (`ntp`), the config's NICs applied (`netconf`) and the
+//! source check on the NICs zones hang off (`source_check`). Imports `sys` and `base`.
+//!
+//! This file: the boot network for PXE boots: links up, DHCP on each NIC until one gets a lease,
 //! address, default route and `/etc/resolv.conf`; then HTTP for the config URL. The
 //! [`Network`] trait also carries the other effects of the config steps (the config's NICs,
 //! host name, SNTP, the clock), so that the boot can be tested with a fake.
@@ -7,7 +11,9 @@ pub mod dhcp;
 pub mod http;
 pub mod links;
 pub mod macvlan;
+pub mod netconf;
 pub mod netlink;
+pub mod ntp;
 pub mod renew;
 pub mod source_check;
 
@@ -18,8 +24,8 @@ use std::time::Duration;
 use nix::errno::Errno;
 use ramkey_config::{Config, Dns, Nic};
 
-use crate::clock::Clock;
-use crate::netconf::Applied;
+use crate::base::clock::Clock;
+use crate::net::netconf::Applied;
 use dhcp::{DhcpTransport, Lease};
 use http::{HttpError, Url};
 use netlink::{Link, Netlink, NetlinkError, RouteSocket};
@@ -91,11 +97,11 @@ pub trait Network {
     fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError>;
     /// Waits between retries.
     fn pause(&mut self, duration: Duration);
-    /// Applies the config's NICs and DNS ([`crate::netconf::apply`]).
+    /// Applies the config's NICs and DNS ([`crate::net::netconf::apply`]).
     fn apply_config(&mut self, _: &dyn Clock, _: &Config, _: Option<&NetReport>, _: &Path) -> Applied {
         Applied::default()
     }
-    /// DHCP on every NIC, for recovery without a config ([`crate::netconf::dhcp_everywhere`]).
+    /// DHCP on every NIC, for recovery without a config ([`crate::net::netconf::dhcp_everywhere`]).
     fn dhcp_everywhere(&mut self, _: &dyn Clock, _: &Path) -> Applied {
         Applied::default()
     }
@@ -147,12 +153,12 @@ impl Network for KernelNetwork {
 
     fn apply_config(&mut self, clock: &dyn Clock, config: &Config, pxe: Option<&NetReport>, resolv: &Path) -> Applied {
         self.with_env(clock, resolv, Some(&config.hostname), |env| {
-            crate::netconf::apply(env, &config.nics, &config.dns, pxe)
+            crate::net::netconf::apply(env, &config.nics, &config.dns, pxe)
         })
     }
 
     fn dhcp_everywhere(&mut self, clock: &dyn Clock, resolv: &Path) -> Applied {
-        self.with_env(clock, resolv, None, crate::netconf::dhcp_everywhere)
+        self.with_env(clock, resolv, None, crate::net::netconf::dhcp_everywhere)
     }
 
     fn set_hostname(&mut self, name: &str) -> Result<(), Errno> {
@@ -177,11 +183,11 @@ impl Network for KernelNetwork {
 }
 
 impl KernelNetwork {
-    /// Applies `nics` and `dns` ([`crate::netconf::apply`]), e.g. inside a zone.
+    /// Applies `nics` and `dns` ([`crate::net::netconf::apply`]), e.g. inside a zone.
     pub fn apply_nics(&mut self, clock: &dyn Clock, nics: &[Nic], dns: &Dns, hostname: Option<&str>) -> Applied {
         let resolv = self.resolv_conf.clone();
         self.with_env(clock, &resolv, hostname, |env| {
-            crate::netconf::apply(env, nics, dns, None)
+            crate::net::netconf::apply(env, nics, dns, None)
         })
     }
 
@@ -190,7 +196,7 @@ impl KernelNetwork {
         clock: &dyn Clock,
         resolv_conf: &Path,
         hostname: Option<&str>,
-        f: impl FnOnce(&mut crate::netconf::Env<'_>) -> Applied,
+        f: impl FnOnce(&mut crate::net::netconf::Env<'_>) -> Applied,
     ) -> Applied {
         let mut socket = match RouteSocket::open() {
             Ok(s) => s,
@@ -208,7 +214,7 @@ impl KernelNetwork {
         };
         let mut pause = std::thread::sleep;
         let hostname = hostname.filter(|h| !h.is_empty());
-        f(&mut crate::netconf::Env {
+        f(&mut crate::net::netconf::Env {
             netlink: &mut socket,
             open: &mut open,
             clock,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::dhcp::{self, DhcpError, DhcpTransport, Lease};
 use super::netlink::{Netlink, NetlinkError, RouteSocket};
-use crate::clock::{BootClock, Clock};
+use crate::base::clock::{BootClock, Clock};
 
 /// The pause before trying again after a failed renewal (or half the time left, if less).
 pub const RETRY: Duration = Duration::from_secs(60);
@@ -361,7 +361,7 @@ pub fn address(held: &HeldLease) -> (Ipv4Addr, u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::FakeClock;
+    use crate::base::clock::FakeClock;
     use dhcproto::Decodable;
     use dhcproto::v4::{Message, MessageType};
     use nix::poll::{PollFd, PollFlags, PollTimeout};

@@ -8,7 +8,7 @@ use dhcproto::v4::{Message, MessageType};
 
 use super::netlink::{ARPHRD_ETHER, IFF_LOOPBACK, IFF_LOWER_UP, IFF_UP};
 use super::*;
-use crate::clock::FakeClock;
+use crate::base::clock::FakeClock;
 
 #[derive(Default)]
 struct FakeNetlink {

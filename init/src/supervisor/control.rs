@@ -8,7 +8,7 @@
 use super::engine::{Phase, Supervisor, Then};
 use super::spawner::{Checker, Spawner};
 use super::state::{ServiceStatus, State, millis};
-use crate::clock::Clock;
+use crate::base::clock::Clock;
 
 /// A command the supervisor refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

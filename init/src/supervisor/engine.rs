@@ -17,7 +17,7 @@ use super::graph::{Graph, LoadProblem};
 pub(super) use super::phase::{InFlight, Phase, Probing, Svc, Then};
 use super::spawner::{Checker, Launch, Spawner};
 use super::state::{Exit, HISTORY, Transition, millis, secs};
-use crate::clock::Clock;
+use crate::base::clock::Clock;
 
 /// The service supervisor. `S` starts processes, `K` runs network checks, `C` tells time.
 #[derive(Debug)]

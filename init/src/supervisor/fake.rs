@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 use ramkey_image::check::Check;
 
 use super::spawner::{CheckTicket, Checker, Launch, Purpose, SpawnError, Spawner};
-use crate::clock::Clock;
+use crate::base::clock::Clock;
 
 /// A clock that only moves when told; clones share the time.
 #[derive(Debug, Clone, Default)]

@@ -2,7 +2,7 @@
 //!
 //! The engine ([`Supervisor`]) is a pure state machine: the PID 1 event loop feeds it events
 //! (boot, reaped children, timers, check results, administrator commands) and it acts
-//! through small traits ([`Spawner`], [`Checker`], [`Clock`](crate::clock::Clock)), so that
+//! through small traits ([`Spawner`], [`Checker`], [`Clock`](crate::base::clock::Clock)), so that
 //! all of it is tested with fakes. The rest of the module is what the loop needs around it:
 //! the real spawner with per-service cgroups, per-service log files, and the control
 //! socket's protocol.

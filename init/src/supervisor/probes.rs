@@ -19,7 +19,7 @@ use ramkey_image::service::RestartPolicy;
 
 use super::engine::{InFlight, Phase, Supervisor, Then};
 use super::spawner::{CheckOutcome, CheckTicket, Checker, Launch, Spawner};
-use crate::clock::Clock;
+use crate::base::clock::Clock;
 
 impl<S: Spawner, K: Checker, C: Clock> Supervisor<S, K, C> {
     /// The result of a `tcp` or `http` check the [`Checker`] ran. Results for a check that

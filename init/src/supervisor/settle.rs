@@ -6,7 +6,7 @@ use super::engine::Supervisor;
 use super::phase::{Phase, Then};
 use super::spawner::{Checker, Spawner};
 use super::state::State;
-use crate::clock::Clock;
+use crate::base::clock::Clock;
 
 /// Where the services stand once none is on its way up any more (systemd's `running` or
 /// `degraded`): what a boot's `services: running` or `services: degraded` line says.

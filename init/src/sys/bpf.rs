@@ -1,7 +1,7 @@
 //! eBPF programs assembled by hand and loaded with `bpf(BPF_PROG_LOAD)`: the instruction
 //! encoding of `<linux/bpf.h>`, the few instructions PID 1's programs use (the zones' device
-//! controller, [`super::devices`], and the source check on the NICs zones hang off,
-//! `crate::net::source_check`), and the load itself.
+//! controller, [`super::devices`], and the source check the network code puts on the NICs
+//! zones hang off), and the load itself.
 //!
 //! No compiler, no libbpf, no BTF: the programs are a few dozen instructions that read their
 //! context and the packet and compare constants, which the kernel's verifier checks on load.

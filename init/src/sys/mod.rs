@@ -21,12 +21,11 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::time::ClockId;
 use nix::unistd::Pid;
 
-use crate::supervisor::Exit;
-
 pub mod beneath;
 pub mod bpf;
 pub mod confine;
 pub mod devices;
+pub mod exit;
 pub mod seccomp;
 pub mod terminal;
 
@@ -124,7 +123,7 @@ pub struct Reaped {
     /// True when no child at all is left (`ECHILD`).
     pub none_left: bool,
     /// The pid and exit of each child that exited or was killed, in reaping order.
-    pub exits: Vec<(Pid, Exit)>,
+    pub exits: Vec<(Pid, exit::Exit)>,
 }
 
 /// Reaps every exited child with `waitpid(-1, WNOHANG)` until none is ready.
@@ -135,7 +134,7 @@ pub fn reap_children() -> Reaped {
             Ok(WaitStatus::StillAlive) => return reaped,
             Ok(status) => {
                 reaped.count += 1;
-                reaped.exits.extend(Exit::from_wait(status));
+                reaped.exits.extend(exit::Exit::from_wait(status));
             }
             Err(Errno::EINTR) => continue,
             Err(_) => {

@@ -1,5 +1,5 @@
 //! A zone bound to its personality and its version floor, at boot ([`super::plan`]) and in
-//! `ramkeyctl personality swap` ([`crate::ctl::swap`]): a zone runs the personality it last
+//! `ramkeyctl personality swap`: a zone runs the personality it last
 //! came up on (the manifest name in its last good record, `good.json`) and never an image
 //! older than the highest version it has come up on (`highest-version` in its state
 //! directory) unless it is told to. Both records are on the pool: a diskless zone starts

@@ -12,14 +12,14 @@ use nix::sched::CloneFlags;
 
 use super::launch::NET_READY;
 use super::{SETTINGS_FILE, ZoneSpec};
-use crate::control::ControlServer;
-use crate::events::{EventLoop, SIGNALS};
-use crate::log::Level;
-use crate::modprobe::KernelLoader;
+use crate::base::log::Level;
+use crate::devices::modprobe::KernelLoader;
+use crate::devices::power::PowerButtons;
 use crate::net::renew::HeldLease;
-use crate::power::PowerButtons;
-use crate::services::Definitions;
-use crate::supervise::Supervision;
+use crate::runtime::control::ControlServer;
+use crate::runtime::events::{EventLoop, SIGNALS};
+use crate::runtime::services::Definitions;
+use crate::runtime::supervise::Supervision;
 use crate::supervisor::protocol::SystemInfo;
 use crate::sys;
 
@@ -64,7 +64,7 @@ pub fn run(
         Err(e) => (Level::Error, format!("zone {name}: not started: {e}")),
     };
     // To the zone's log, and to the console, where whoever watches the boot is.
-    let text = crate::log::format_line(sys::boottime(), level, format_args!("{line}"));
+    let text = crate::base::log::format_line(sys::boottime(), level, format_args!("{line}"));
     sys::write_console(text.as_bytes());
     if let Some(mut console) = console {
         let _ = console.write_all(text.as_bytes());
@@ -270,7 +270,7 @@ fn serve(spec: &ZoneSpec, leases: Vec<HeldLease>) -> i32 {
             return 1;
         }
     };
-    let control = ControlServer::bind(Path::new(crate::control::SOCKET))
+    let control = ControlServer::bind(Path::new(crate::runtime::control::SOCKET))
         .inspect_err(|e| crate::warn!("zone {name}: {e}"))
         .ok();
     let mut events = EventLoop {

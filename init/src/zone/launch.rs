@@ -18,7 +18,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::{ZoneSpec, inside, macvlan_name};
-use crate::log::Level;
+use crate::base::log::Level;
 use crate::net::netlink::{Netlink, RouteSocket};
 use crate::net::source_check::{self, ZoneSource};
 use crate::supervisor::State;
@@ -116,11 +116,11 @@ pub fn ready(name: &str) -> Result<(), String> {
     let pid = std::fs::read_to_string(pid_file(name)).map_err(|e| format!("no PID 1 yet ({e})"))?;
     // The socket is in the zone's /run, which the zone controls: found beneath its root.
     let root = Path::new("/proc").join(pid.trim()).join("root");
-    let socket = sys::beneath::socket(&root, Path::new(crate::control::SOCKET))
+    let socket = sys::beneath::socket(&root, Path::new(crate::runtime::control::SOCKET))
         .map_err(|e| format!("its supervisor does not answer yet ({e})"))?;
     let timeout = std::time::Duration::from_secs(3);
     let at = sys::beneath::fd_path(&socket);
-    let services = match crate::control::call(&at, &Request::Svcs { all: true }, timeout) {
+    let services = match crate::runtime::control::call(&at, &Request::Svcs { all: true }, timeout) {
         Ok(Response::Svcs { services }) => services,
         Ok(other) => return Err(format!("unexpected answer {other:?}")),
         Err(e) => return Err(format!("its supervisor does not answer yet ({e})")),
@@ -170,7 +170,7 @@ fn give_network(
                 let line = format!("zone {}: network: {e}", spec.name);
                 crate::error!("{line}");
                 if let Some(mut console) = console {
-                    crate::log::to_console(&mut console, Level::Error, format_args!("{line}"));
+                    crate::base::log::to_console(&mut console, Level::Error, format_args!("{line}"));
                 }
                 NET_FAILED
             }

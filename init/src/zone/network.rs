@@ -64,7 +64,7 @@ pub fn configure(spec: &ZoneSpec) -> Result<Vec<HeldLease>, String> {
     let mut net = KernelNetwork {
         resolv_conf: PathBuf::from("/etc/resolv.conf"),
     };
-    let applied = net.apply_nics(&crate::clock::BootClock, &nics, &dns, Some(&spec.name));
+    let applied = net.apply_nics(&crate::base::clock::BootClock, &nics, &dns, Some(&spec.name));
     for line in &applied.lines {
         crate::notice!("zone {}: {line}", spec.name);
     }

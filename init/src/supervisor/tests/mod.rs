@@ -7,7 +7,7 @@ use ramkey_image::service::{Backoff, RestartBudget, RestartPolicy, ServiceSpec};
 
 use super::fake::{FakeChecker, FakeSpawner, ManualClock};
 use super::{Exit, LoadProblem, State, Supervisor};
-use crate::clock::Clock;
+use crate::base::clock::Clock;
 
 mod checks;
 mod commands;
