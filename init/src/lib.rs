@@ -6,17 +6,19 @@
 
 #![deny(unsafe_code)]
 
-pub mod base;
-pub mod boot;
+pub(crate) mod base;
+
+pub use base::log::install_panic_hook;
+pub(crate) mod boot;
 pub mod ctl;
-pub mod devices;
-pub mod net;
+pub(crate) mod devices;
+pub(crate) mod net;
 pub mod pid1;
-pub mod runtime;
-pub mod storage;
-pub mod supervisor;
+pub(crate) mod runtime;
+pub(crate) mod storage;
+pub(crate) mod supervisor;
 #[allow(unsafe_code)]
-pub mod sys;
+pub(crate) mod sys;
 pub mod zone;
 
 #[cfg(test)]

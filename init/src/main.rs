@@ -7,7 +7,7 @@
 fn main() {
     // One timestamped `PANIC at FILE:LINE: ...` line on standard error (the console, a zone's
     // log, the administrator's terminal) whichever program this is.
-    ramkey_init::base::log::install_panic_hook();
+    ramkey_init::install_panic_hook();
     let mut args = std::env::args();
     let name = args.next().unwrap_or_default();
     let called = std::path::Path::new(&name)

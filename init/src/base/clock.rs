@@ -21,11 +21,13 @@ impl Clock for BootClock {
 
 /// A clock for tests: each reading advances by a fixed step.
 #[derive(Debug)]
+#[cfg(test)]
 pub struct FakeClock {
     now: std::cell::Cell<Duration>,
     step: Duration,
 }
 
+#[cfg(test)]
 impl FakeClock {
     /// Starts at `start`; every reading returns the current value and then adds `step`.
     pub fn new(start: Duration, step: Duration) -> Self {
@@ -36,6 +38,7 @@ impl FakeClock {
     }
 }
 
+#[cfg(test)]
 impl Clock for FakeClock {
     fn since_boot(&self) -> Duration {
         let now = self.now.get();

@@ -19,11 +19,6 @@ impl Paths {
         self.root.join(path)
     }
 
-    /// Where procfs is mounted.
-    pub fn proc(&self) -> PathBuf {
-        self.under("proc")
-    }
-
     /// Where sysfs is mounted.
     pub fn sys(&self) -> PathBuf {
         self.under("sys")

@@ -118,6 +118,7 @@ impl DeviceEvents for UeventWatch<'_> {
 }
 
 /// A waiter for tests: runs `on_wait` with the call number and records the timeouts.
+#[cfg(test)]
 pub struct FakeEvents<F: FnMut(usize)> {
     /// Called on each wait with its 0-based number (e.g. to add fake devices).
     pub on_wait: F,
@@ -125,12 +126,14 @@ pub struct FakeEvents<F: FnMut(usize)> {
     pub waits: Vec<Duration>,
 }
 
+#[cfg(test)]
 impl<F: FnMut(usize)> std::fmt::Debug for FakeEvents<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeEvents").field("waits", &self.waits).finish()
     }
 }
 
+#[cfg(test)]
 impl<F: FnMut(usize)> DeviceEvents for FakeEvents<F> {
     fn wait(&mut self, timeout: Duration) {
         let n = self.waits.len();

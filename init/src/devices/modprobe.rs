@@ -100,6 +100,7 @@ impl ModuleLoader for KernelLoader {
 
 /// A loader for tests: records each call and answers as configured.
 #[derive(Debug, Default)]
+#[cfg(test)]
 pub struct RecordingLoader {
     /// `(module, params)` for every call, in order.
     pub calls: Vec<(String, String)>,
@@ -109,6 +110,7 @@ pub struct RecordingLoader {
     pub failing: HashMap<String, Errno>,
 }
 
+#[cfg(test)]
 impl ModuleLoader for RecordingLoader {
     fn load(&mut self, name: &str, path: &Path, params: &str) -> Result<LoadOutcome, ModprobeError> {
         self.calls.push((name.to_owned(), params.to_owned()));
@@ -162,6 +164,7 @@ impl Modprobe {
         }
     }
 
+    #[cfg(test)]
     /// True when `name` is known to be in the kernel.
     pub fn is_loaded(&self, name: &str) -> bool {
         self.state.get(&normalize(name)) == Some(&State::Loaded)

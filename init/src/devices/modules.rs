@@ -132,6 +132,7 @@ impl ModuleIndex {
         self.modules.len()
     }
 
+    #[cfg(test)]
     /// True when `modules.dep` listed no module.
     pub fn is_empty(&self) -> bool {
         self.modules.is_empty()

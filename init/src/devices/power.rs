@@ -72,11 +72,6 @@ impl PowerButtons {
         self.devices.iter().map(|(p, f)| (p.as_path(), f))
     }
 
-    /// Number of open devices.
-    pub fn len(&self) -> usize {
-        self.devices.len()
-    }
-
     /// True when no power button is open.
     pub fn is_empty(&self) -> bool {
         self.devices.is_empty()

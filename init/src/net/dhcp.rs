@@ -337,6 +337,7 @@ pub fn obtain(
 }
 
 /// A server reply for tests: `kind` to `xid`/`mac` offering `address` with the usual options.
+#[cfg(test)]
 pub fn fixture_reply(kind: MessageType, xid: u32, mac: [u8; 6], address: Ipv4Addr) -> Vec<u8> {
     let unspecified = Ipv4Addr::UNSPECIFIED;
     let mut msg = Message::new_with_id(xid, unspecified, address, unspecified, unspecified, &mac);

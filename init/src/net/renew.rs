@@ -114,6 +114,7 @@ impl HeldLease {
     }
 }
 
+#[cfg(test)]
 /// The earliest renewal time among `leases` (for the event loop's timer).
 pub fn next_renewal(leases: &[HeldLease]) -> Option<Duration> {
     leases.iter().map(|l| l.renew_at).filter(|t| *t != Duration::MAX).min()
@@ -282,6 +283,7 @@ impl Renewals {
         self.wake.as_ref().map(|(reader, _)| reader.as_fd())
     }
 
+    #[cfg(test)]
     /// How many renewals are in flight.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()

@@ -51,7 +51,6 @@ struct Connection {
 /// The listening socket and its clients.
 #[derive(Debug)]
 pub struct ControlServer {
-    path: PathBuf,
     listener: UnixListener,
     connections: Vec<Connection>,
 }
@@ -77,15 +76,9 @@ impl ControlServer {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail("chmod 0600"))?;
         listener.set_nonblocking(true).map_err(fail("set non-blocking"))?;
         Ok(ControlServer {
-            path: path.to_owned(),
             listener,
             connections: Vec::new(),
         })
-    }
-
-    /// The socket path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The fds to poll for reading: the listener first (when more clients fit), then each

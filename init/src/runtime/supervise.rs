@@ -97,11 +97,6 @@ impl Supervision {
         Ok(this)
     }
 
-    /// The engine.
-    pub fn supervisor(&self) -> &Platform {
-        &self.sup
-    }
-
     /// The fd that is readable when check results wait.
     pub fn checker_fd(&self) -> BorrowedFd<'_> {
         self.checker_fd.as_fd()

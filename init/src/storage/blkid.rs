@@ -64,6 +64,7 @@ pub fn probe_device(device: &Path) -> Option<FatInfo> {
 }
 
 /// A FAT boot sector for tests and fixtures: `kind` with `label` (11 bytes, padded).
+#[cfg(test)]
 pub fn fixture_sector(kind: FatKind, label: &str) -> Vec<u8> {
     let mut s = vec![0u8; SECTOR];
     s[0..3].copy_from_slice(&[0xEB, 0x58, 0x90]);

@@ -159,6 +159,7 @@ pub fn scan(sys_root: &Path) -> Vec<BlockDevice> {
 
 /// Builds a fake sysfs block device for tests: `<sys>/devices/<parent>/block/<disk>[/<part>]`
 /// with the `class/block` symlink, `size`, and `device/{vendor,model}` on the disk.
+#[cfg(test)]
 pub fn fake_device(sys_root: &Path, parent: &str, disk: &str, part: Option<&str>, vendor_model: (&str, &str)) {
     let disk_dir = sys_root.join("devices").join(parent).join("block").join(disk);
     let class = sys_root.join("class/block");

@@ -207,6 +207,7 @@ impl<S: Spawner, K: Checker, C: Clock> Supervisor<S, K, C> {
         &mut self.spawner
     }
 
+    #[cfg(test)]
     /// The spawner, read-only.
     pub fn spawner(&self) -> &S {
         &self.spawner

@@ -56,6 +56,7 @@ pub enum LoadProblem {
 }
 
 impl LoadProblem {
+    #[cfg(test)]
     /// True when the problem only loses an ordering and every service still starts.
     pub fn is_warning(&self) -> bool {
         matches!(self, LoadProblem::MissingAfter { .. } | LoadProblem::Duplicate { .. })
@@ -174,11 +175,6 @@ impl Graph {
     /// The number of services.
     pub fn len(&self) -> usize {
         self.specs.len()
-    }
-
-    /// True when there are no services.
-    pub fn is_empty(&self) -> bool {
-        self.specs.is_empty()
     }
 
     /// The services `i` waits for: its `requires` then its `after`.

@@ -29,6 +29,7 @@ pub mod cgroup;
 pub mod checker;
 mod control;
 mod engine;
+#[cfg(test)]
 pub mod fake;
 pub mod graph;
 pub mod logfile;
@@ -41,14 +42,11 @@ pub mod spawner;
 pub mod state;
 
 pub use checker::NetChecker;
-pub use control::CommandError;
 pub use engine::Supervisor;
 pub use graph::LoadProblem;
-pub use logfile::LogSink;
 pub use process::ProcessSpawner;
 pub use settle::Settled;
-pub use spawner::{CheckOutcome, CheckTicket, Checker, Launch, Purpose, SpawnError, Spawner};
-pub use state::{Exit, ServiceStatus, State, Transition};
+pub use state::{Exit, ServiceStatus, State};
 
 #[cfg(test)]
 mod tests;

@@ -98,6 +98,7 @@ impl Insn {
         Self { code, regs, off, imm }
     }
 
+    #[cfg(test)]
     /// The destination register.
     pub const fn dst(self) -> u8 {
         if cfg!(target_endian = "little") {
@@ -107,6 +108,7 @@ impl Insn {
         }
     }
 
+    #[cfg(test)]
     /// The source register.
     pub const fn src(self) -> u8 {
         if cfg!(target_endian = "little") {

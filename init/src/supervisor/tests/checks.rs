@@ -4,7 +4,7 @@
 use nix::sys::signal::Signal;
 
 use super::*;
-use crate::supervisor::Purpose;
+use crate::supervisor::spawner::Purpose;
 
 fn with_health(mut s: ServiceSpec, probe: Probe) -> ServiceSpec {
     s.health = Some(probe);
@@ -116,6 +116,6 @@ fn exec_checks_are_processes_and_are_killed_at_their_timeout() {
     sup.on_exit(second, Exit::Code(0));
     assert_eq!(state(&sup, "app"), State::Online);
     // A stale network result is ignored too.
-    sup.on_check_result(crate::supervisor::CheckTicket(999), Err("late".into()));
+    sup.on_check_result(crate::supervisor::spawner::CheckTicket(999), Err("late".into()));
     assert_eq!(state(&sup, "app"), State::Online);
 }

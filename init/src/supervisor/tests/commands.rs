@@ -3,7 +3,7 @@
 use nix::sys::signal::Signal;
 
 use super::*;
-use crate::supervisor::CommandError;
+use crate::supervisor::control::CommandError;
 
 #[test]
 fn disable_stops_it_and_what_requires_it_and_enable_brings_them_back() {
