@@ -9,17 +9,20 @@
 pub(crate) mod base;
 
 pub use base::log::install_panic_hook;
+pub use ctl::main as ramkeyctl;
+pub use pid1::run as pid1;
+pub use zone::launch::main as zone_launcher;
 pub(crate) mod boot;
-pub mod ctl;
+pub(crate) mod ctl;
 pub(crate) mod devices;
 pub(crate) mod net;
-pub mod pid1;
+pub(crate) mod pid1;
 pub(crate) mod runtime;
 pub(crate) mod storage;
 pub(crate) mod supervisor;
 #[allow(unsafe_code)]
 pub(crate) mod sys;
-pub mod zone;
+pub(crate) mod zone;
 
 #[cfg(test)]
 mod layers;

@@ -14,8 +14,8 @@ fn main() {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned());
     match called.as_deref() {
-        Some("ramkeyctl") => std::process::exit(ramkey_init::ctl::main(&args.collect::<Vec<_>>())),
-        Some("ramkey-zone") => std::process::exit(ramkey_init::zone::launch::main(&args.collect::<Vec<_>>())),
+        Some("ramkeyctl") => std::process::exit(ramkey_init::ramkeyctl(&args.collect::<Vec<_>>())),
+        Some("ramkey-zone") => std::process::exit(ramkey_init::zone_launcher(&args.collect::<Vec<_>>())),
         _ => {}
     }
     if std::process::id() != 1 {
@@ -23,5 +23,5 @@ fn main() {
         eprintln!("init: Ramkey's PID 1; it only runs as process 1 (in the initramfs)");
         std::process::exit(2);
     }
-    ramkey_init::pid1::run()
+    ramkey_init::pid1()
 }

@@ -5,7 +5,7 @@
 //! `/usbkey` read-write only for the moment of the write, and are power-safe
 //! (`ramkey_config::atomic::write_config`). Changes take effect at the next boot.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ramkey_config::atomic::{self, AtomicError};
 use ramkey_config::edit::{Document, EditError};
@@ -168,17 +168,13 @@ fn write(key: &Usbkey, mounter: &mut dyn Mounter, doc: &Document) -> Result<(), 
     })
 }
 
-/// Where `ramkeyctl config` reads, for messages.
-pub fn config_path(mount: &Path) -> PathBuf {
-    mount.join(CONFIG_FILE)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::mounts::MountStep;
     use nix::errno::Errno;
     use nix::mount::MsFlags;
+    use std::path::Path;
 
     #[derive(Default)]
     struct Remounts(Vec<bool>);
