@@ -28,7 +28,7 @@ pub use keys::SSH_KEY_TYPES;
 pub use load::SUPPORTED_VERSION;
 pub use model::{
     Addressing, Admin, Cidr, Config, Dns, Filesystem, HostPort, Log, LogLevel, MacAddr, Nic, Personality, Pool,
-    Selector, SettingValue, SshKey, TrustedKey, Volume,
+    Selector, SettingValue, Ssh, SshKey, TrustedKey, Volume,
 };
 pub use units::parse_size;
 
@@ -69,6 +69,9 @@ mod tests {
             Some("192.168.1.2/24")
         );
         assert_eq!(c.nic("external").map(|n| n.ip), Some(Some(Addressing::Dhcp)));
+        assert_eq!((c.admin.ssh.port, c.admin.ssh.nics.as_slice()), (22, ["admin".to_owned()].as_slice()));
+        let minimal = Config::parse("version = 1\nhostname = \"b\"\n", CONFIG_FILE).expect("valid");
+        assert_eq!(minimal.admin.ssh, Ssh::default());
         let web = c.personality("web").expect("web");
         assert_eq!(web.memory, Some(512 << 20));
         assert_eq!(web.cpu, Some(1.5));

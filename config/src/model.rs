@@ -53,10 +53,30 @@ impl Config {
 /// `[admin]`: root's access.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Admin {
-    /// Root's `authorized_keys`.
+    /// Root's `authorized_keys`; without one the box runs no SSH server.
     pub authorized_keys: Vec<SshKey>,
     /// A crypt(3) hash (`$6$` or `$y$`) for the console; `None` locks the password.
     pub password_hash: Option<String>,
+    /// `[admin.ssh]`: where the SSH server listens.
+    pub ssh: Ssh,
+}
+
+/// `[admin.ssh]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ssh {
+    /// The TCP port (default 22).
+    pub port: u16,
+    /// The NIC tags it listens on; empty: every platform NIC (never a zone's).
+    pub nics: Vec<String>,
+}
+
+impl Default for Ssh {
+    fn default() -> Ssh {
+        Ssh {
+            port: 22,
+            nics: Vec::new(),
+        }
+    }
 }
 
 /// How a NIC is chosen among the box's interfaces.

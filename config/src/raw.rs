@@ -51,6 +51,15 @@ pub(crate) struct RawAdmin {
     #[serde(default)]
     pub authorized_keys: Vec<Spanned<String>>,
     pub password_hash: Option<Spanned<String>>,
+    pub ssh: Option<RawSsh>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSsh {
+    pub port: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub nics: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

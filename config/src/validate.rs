@@ -8,9 +8,9 @@ use toml::Spanned;
 
 use crate::error::{ConfigError, ErrorKind, Location};
 use crate::keys::{check_password_hash, parse_ssh_key, parse_trusted_key};
-use crate::model::{Admin, Config, Dns, Filesystem, Log, LogLevel, Pool};
+use crate::model::{Admin, Config, Dns, Filesystem, Log, LogLevel, Pool, Ssh};
 use crate::net::{domain_problem, host_problem, label_problem};
-use crate::raw::{RawAdmin, RawConfigV1, RawCreate, RawDns, RawImages, RawLog, RawNtp, RawPool};
+use crate::raw::{RawAdmin, RawConfigV1, RawCreate, RawDns, RawImages, RawLog, RawNic, RawNtp, RawPool};
 use crate::suggest::{is_timezone, timezone_hint};
 
 /// Collects problems while checking; each problem is placed in the text by its span.
@@ -110,7 +110,7 @@ pub(crate) fn validate(text: &str, raw: RawConfigV1) -> Result<Config, Vec<Confi
         }
         None => "UTC".to_owned(),
     };
-    let admin = admin(&mut c, raw.admin.unwrap_or_default());
+    let admin = admin(&mut c, raw.admin.unwrap_or_default(), &raw.nic);
     let nics = crate::validate_net::nics(&mut c, &raw.nic);
     let personalities = crate::validate_net::personalities(&mut c, &raw.personality, &raw.nic);
     let dns = dns(&mut c, raw.dns.unwrap_or_default());
@@ -135,7 +135,7 @@ pub(crate) fn validate(text: &str, raw: RawConfigV1) -> Result<Config, Vec<Confi
     })
 }
 
-fn admin(c: &mut Checker<'_>, raw: RawAdmin) -> Admin {
+fn admin(c: &mut Checker<'_>, raw: RawAdmin, nics: &[Spanned<RawNic>]) -> Admin {
     let mut authorized_keys = Vec::new();
     for key in &raw.authorized_keys {
         match parse_ssh_key(key.get_ref()) {
@@ -152,9 +152,19 @@ fn admin(c: &mut Checker<'_>, raw: RawAdmin) -> Admin {
         c.invalid(hash, "admin password_hash", reason).hint =
             Some("make one with `mkpasswd -m yescrypt` or `openssl passwd -6`".into());
     }
+    let ssh = raw.ssh.unwrap_or_default();
+    let tags: Vec<&str> = nics.iter().map(|n| n.get_ref().tag.get_ref().as_str()).collect();
+    for tag in &ssh.nics {
+        crate::validate_net::known_tag(c, tag, "admin ssh", &tags);
+    }
+    let port = ssh.port.as_ref().and_then(|p| crate::validate_net::small_int(c, p, "admin ssh port", 1..=65535));
     Admin {
         authorized_keys,
         password_hash: raw.password_hash.map(Spanned::into_inner),
+        ssh: Ssh {
+            port: port.unwrap_or(22),
+            nics: ssh.nics.into_iter().map(Spanned::into_inner).collect(),
+        },
     }
 }
 

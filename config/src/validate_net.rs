@@ -69,7 +69,24 @@ fn gateway(c: &mut Checker<'_>, gw: &Spanned<String>, ip: Option<Addressing>, ow
     Some(addr)
 }
 
-fn small_int(c: &mut Checker<'_>, v: &Spanned<i64>, field: &str, range: std::ops::RangeInclusive<u16>) -> Option<u16> {
+/// Reports `tag` when no `[[nic]]` has it, with the closest tag or the list as the hint.
+pub(crate) fn known_tag(c: &mut Checker<'_>, tag: &Spanned<String>, owner: &str, tags: &[&str]) {
+    if tags.contains(&tag.get_ref().as_str()) {
+        return;
+    }
+    let hint = match closest(tag.get_ref(), tags.iter().copied()) {
+        Some(t) => format!("did you mean {t:?}?"),
+        None if tags.is_empty() => "add a [[nic]] with this tag".to_owned(),
+        None => format!("the nic tags are: {}", tags.join(", ")),
+    };
+    let kind = ErrorKind::UnknownNicTag {
+        owner: owner.to_owned(),
+        tag: tag.get_ref().clone(),
+    };
+    c.push(tag.span(), kind).hint = Some(hint);
+}
+
+pub(crate) fn small_int(c: &mut Checker<'_>, v: &Spanned<i64>, field: &str, range: std::ops::RangeInclusive<u16>) -> Option<u16> {
     match u16::try_from(*v.get_ref()) {
         Ok(n) if range.contains(&n) => Some(n),
         _ => {
@@ -200,19 +217,8 @@ pub(crate) fn personalities(
                 "expected an image file name or path without `..`",
             );
         }
-        if let Some(tag) = &p.nic
-            && !tags.contains(&tag.get_ref().as_str())
-        {
-            let hint = match closest(tag.get_ref(), tags.iter().copied()) {
-                Some(t) => format!("did you mean {t:?}?"),
-                None if tags.is_empty() => "add a [[nic]] with this tag".to_owned(),
-                None => format!("the nic tags are: {}", tags.join(", ")),
-            };
-            let kind = ErrorKind::UnknownNicTag {
-                owner: owner.clone(),
-                tag: tag.get_ref().clone(),
-            };
-            c.push(tag.span(), kind).hint = Some(hint);
+        if let Some(tag) = &p.nic {
+            known_tag(c, tag, &owner, &tags);
         }
         let ip = p.ip.as_ref().and_then(|ip| addressing(c, ip, &owner));
         if let (Some(ip), None) = (&p.ip, &p.nic) {
