@@ -1,45 +1,18 @@
 //! `config.toml.good`: the last config a boot got through with, kept on the usbkey so that a
 //! config broken later still leaves the box reachable.
 //!
-//! The usbkey stays mounted read-only; it is remounted read-write only for the moment of a
-//! write ([`with_rw`]), and the write itself is power-safe: `config.toml.good.new`, fsync,
-//! rename over `config.toml.good`, fsync the directory.
+//! Written like every file on the usbkey ([`crate::storage::usbkey_write`]): remounted
+//! read-write for the moment of the write, `config.toml.good.new`, fsync, rename.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-
-use nix::errno::Errno;
-use nix::mount::MsFlags;
+use std::path::Path;
 
 use crate::storage::mounts::Mounter;
-use crate::storage::usbkey::{MOUNT_FLAGS, MOUNT_OPTIONS, MOUNT_POINT};
+use crate::storage::usbkey::MOUNT_POINT;
+pub use crate::storage::usbkey_write::WriteError;
+use crate::storage::usbkey_write::{with_rw, write_file};
 
 /// The last good config's file name, next to `config.toml`.
 pub const GOOD_FILE: &str = "config.toml.good";
-
-/// Saving the good copy (or any write to the usbkey) failed.
-#[derive(Debug, thiserror::Error)]
-pub enum GoodError {
-    /// The remount failed.
-    #[error("cannot remount {MOUNT_POINT} {mode}: {source}")]
-    Remount {
-        /// `read-write` or `read-only`.
-        mode: &'static str,
-        /// The errno.
-        source: Errno,
-    },
-    /// A file operation failed.
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-}
 
 /// What [`save`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,62 +23,9 @@ pub enum Saved {
     Written(usize),
 }
 
-fn remount(mounter: &mut dyn Mounter, node: &Path, mount: &Path, rw: bool) -> Result<(), GoodError> {
-    let flags = if rw {
-        MOUNT_FLAGS.difference(MsFlags::MS_RDONLY)
-    } else {
-        MOUNT_FLAGS
-    };
-    mounter
-        .mount_device(node, mount, "vfat", flags | MsFlags::MS_REMOUNT, MOUNT_OPTIONS)
-        .map_err(|source| GoodError::Remount {
-            mode: if rw { "read-write" } else { "read-only" },
-            source,
-        })
-}
-
-/// Runs `write` with the usbkey (device `node`, mounted at `mount`) remounted read-write,
-/// then remounts it read-only whatever happened; the first error wins.
-pub fn with_rw<T, E: From<GoodError>>(
-    mounter: &mut dyn Mounter,
-    node: &Path,
-    mount: &Path,
-    write: impl FnOnce() -> Result<T, E>,
-) -> Result<T, E> {
-    remount(mounter, node, mount, true)?;
-    let out = write();
-    let back = remount(mounter, node, mount, false);
-    let value = out?;
-    back?;
-    Ok(value)
-}
-
-fn io<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> GoodError + 'p {
-    move |source| GoodError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    }
-}
-
 /// Writes `dir/config.toml.good` power-safely (the usbkey must be writable).
-pub fn write_good(dir: &Path, text: &str) -> Result<(), GoodError> {
-    let target = dir.join(GOOD_FILE);
-    let new = dir.join(format!("{GOOD_FILE}.new"));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&new)
-        .map_err(io("create", &new))?;
-    file.write_all(text.as_bytes()).map_err(io("write", &new))?;
-    file.sync_all().map_err(io("fsync", &new))?;
-    drop(file);
-    std::fs::rename(&new, &target).map_err(io("rename", &new))?;
-    match File::open(dir).and_then(|d| d.sync_all()) {
-        Err(e) if e.kind() != std::io::ErrorKind::InvalidInput => Err(io("fsync directory", dir)(e)),
-        _ => Ok(()),
-    }
+pub fn write_good(dir: &Path, text: &str) -> Result<(), WriteError> {
+    write_file(dir, GOOD_FILE, text.as_bytes())
 }
 
 /// The good copy's text, if there is one.
@@ -116,7 +36,7 @@ pub fn read_good(mount: &Path) -> Option<String> {
 }
 
 /// Saves `text` (the config the boot used) as the good copy, unless it already is.
-pub fn save(mounter: &mut dyn Mounter, node: &Path, mount: &Path, text: &str) -> Result<Saved, GoodError> {
+pub fn save(mounter: &mut dyn Mounter, node: &Path, mount: &Path, text: &str) -> Result<Saved, WriteError> {
     if read_good(mount).as_deref() == Some(text) {
         return Ok(Saved::UpToDate);
     }
@@ -138,6 +58,8 @@ pub fn step(mounter: &mut dyn Mounter, node: &Path, mount: &Path, text: &str) {
 mod tests {
     use super::*;
     use crate::storage::mounts::MountStep;
+    use nix::errno::Errno;
+    use nix::mount::MsFlags;
 
     #[derive(Default)]
     struct Remounts(Vec<String>);

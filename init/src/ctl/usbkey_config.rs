@@ -11,7 +11,7 @@ use ramkey_config::atomic::{self, AtomicError};
 use ramkey_config::edit::{Document, EditError};
 use ramkey_config::{CONFIG_FILE, ConfigErrors};
 
-use crate::boot::good_config::{self, GoodError};
+use crate::storage::usbkey_write::{self, WriteError};
 use crate::storage::mounts::{KernelMounter, Mounter};
 use crate::storage::usbkey::MOUNT_POINT;
 
@@ -52,7 +52,7 @@ pub enum CtlConfigError {
     Write(AtomicError),
     /// The remount failed.
     #[error(transparent)]
-    Remount(#[from] GoodError),
+    Remount(#[from] WriteError),
 }
 
 impl From<AtomicError> for CtlConfigError {
@@ -163,7 +163,7 @@ pub fn run_on(key: &Usbkey, args: &[String], mounter: &mut dyn Mounter) -> Resul
 fn write(key: &Usbkey, mounter: &mut dyn Mounter, doc: &Document) -> Result<(), CtlConfigError> {
     doc.config().map_err(CtlConfigError::Invalid)?;
     let text = doc.to_string();
-    good_config::with_rw(mounter, &key.node, &key.mount, || {
+    usbkey_write::with_rw(mounter, &key.node, &key.mount, || {
         atomic::write_config(&key.mount, &text).map_err(CtlConfigError::from)
     })
 }

@@ -1,5 +1,5 @@
 //! Disks and filesystems: mounts (`mounts`), block devices (`blockdev`), filesystem
-//! signatures (`blkid`), the usbkey (`usbkey`) and the pool (`pool`). Imports `sys`,
+//! signatures (`blkid`), the usbkey (`usbkey`, written through `usbkey_write`) and the pool (`pool`). Imports `sys`,
 //! `base` and `devices`.
 
 pub mod blkid;
@@ -7,3 +7,4 @@ pub mod blockdev;
 pub mod mounts;
 pub mod pool;
 pub mod usbkey;
+pub mod usbkey_write;
