@@ -15,9 +15,11 @@ use crate::devices::modprobe::KernelLoader;
 use crate::net::KernelNetwork;
 use crate::runtime::control::ControlServer;
 use crate::runtime::events::{EventLoop, SIGNALS};
+use crate::runtime::host_key::Stores;
 use crate::runtime::login;
 use crate::runtime::services;
 use crate::runtime::shutdown::{self, KernelSystem};
+use crate::runtime::sshd::{self, Ssh};
 use crate::runtime::supervise::Supervision;
 use crate::storage::mounts::KernelMounter;
 use crate::storage::pool::PoolState;
@@ -134,15 +136,44 @@ fn start_services(paths: &Paths, state: &mut BootState) -> (Option<Supervision>,
     let console = login::decide(hash);
     let usbkey = state.usbkey.as_ref().map(|_| paths.root().join("usbkey"));
     let mut defs = services::platform(paths.root(), &paths.sys(), &console, usbkey.as_deref());
+    let ssh = ssh(paths, state, usbkey.as_deref());
+    match &ssh {
+        Ssh::On { spec, .. } => defs.specs.push(spec.as_ref().clone()),
+        Ssh::Off { message } => crate::notice!("ssh: off: {message}"),
+    }
     defs.specs.extend(zones(paths, state, usbkey.as_deref()));
     let control = ControlServer::bind(&paths.root().join(&crate::runtime::control::SOCKET[1..]))
         .inspect_err(|e| crate::error!("{e}; ramkeyctl cannot reach PID 1"))
         .ok();
     let cgroups = paths.sys().join("fs/cgroup");
-    let services = Supervision::start(defs, paths.root(), Some(&cgroups), system_info(paths, state))
+    let info = SystemInfo {
+        ssh: ssh.status(),
+        ..system_info(paths, state)
+    };
+    let services = Supervision::start(defs, paths.root(), Some(&cgroups), info)
         .inspect_err(|e| crate::error!("services: not started: {e}"))
         .ok();
     (services, control)
+}
+
+/// The SSH server ([`sshd`]), its host key kept on the pool or else on the usbkey.
+fn ssh(paths: &Paths, state: &BootState, usbkey: Option<&std::path::Path>) -> Ssh {
+    let pool = match &state.pool {
+        Some(PoolState::Mounted(m)) => Some(m.mount_point.as_path()),
+        _ => None,
+    };
+    let node = state.usbkey.as_ref().map(|k| k.node.as_path());
+    let mut mounter = KernelMounter;
+    sshd::prepare(
+        paths.root(),
+        state.config.as_ref().map(|c| &c.admin),
+        || Stores {
+            pool,
+            usbkey: node.zip(usbkey),
+            mounter: &mut mounter,
+        },
+        &sshd::interface_addresses,
+    )
 }
 
 /// The zones of the config's personalities, as services (see [`crate::zone`]).
@@ -205,6 +236,7 @@ fn describe(state: &BootState) -> SystemInfo {
         config_source,
         config_error,
         pool,
+        ssh: String::new(),
     }
 }
 

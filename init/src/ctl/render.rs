@@ -80,6 +80,9 @@ pub fn status(status: &SystemStatus) -> String {
         }
     }
     let _ = writeln!(out, "pool:      {}", info.pool);
+    if !info.ssh.is_empty() {
+        let _ = writeln!(out, "ssh:       {}", info.ssh);
+    }
     let counts: Vec<String> = status
         .by_state
         .iter()

@@ -75,13 +75,15 @@ pub fn write_accounts(root: &Path, hash: Option<&str>) -> Result<(), LoginError>
     let files: [(&str, String, u32); 3] = [
         (
             "etc/passwd",
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n".into(),
+            "root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534:sshd privilege separation:/run/sshd:/usr/sbin/nologin\n\
+             nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+                .into(),
             0o644,
         ),
         ("etc/group", "root:x:0:\nnogroup:x:65534:\n".into(), 0o644),
         (
             "etc/shadow",
-            format!("root:{hash}:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n"),
+            format!("root:{hash}:19000:0:99999:7:::\nsshd:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n"),
             0o600,
         ),
     ];

@@ -6,7 +6,9 @@
 
 pub mod control;
 pub mod events;
+pub mod host_key;
 pub mod login;
 pub mod services;
 pub mod shutdown;
+pub mod sshd;
 pub mod supervise;

@@ -121,6 +121,9 @@ pub struct SystemInfo {
     /// The state of the data pool.
     #[serde(default)]
     pub pool: String,
+    /// The SSH server: port, NICs and host key fingerprint, or why it is off.
+    #[serde(default)]
+    pub ssh: String,
 }
 
 /// The answer to a request.

@@ -262,6 +262,7 @@ fn serve(spec: &ZoneSpec, leases: Vec<HeldLease>) -> i32 {
         config_source: SETTINGS_FILE.to_string(),
         config_error: None,
         pool: if spec.persistent { "on the pool" } else { "in RAM" }.to_string(),
+        ssh: String::new(),
     };
     let services = match Supervision::start(defs, Path::new("/"), None, info) {
         Ok(s) => s,
