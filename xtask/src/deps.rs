@@ -39,6 +39,8 @@ const PACKAGES: &[Package] = &[
     // The pool test reads the btrfs mirror's chunk profiles from its disks.
     pkg("btrfs-progs", "/usr/bin/btrfs", false),
     pkg("openssl", "/usr/bin/openssl", false),
+    // The remote tests log in with `ssh` and copy with `sftp`; `ramkey push` uses them too.
+    pkg("openssh-client", "/usr/bin/ssh", false),
     // The demo test asks office's DNS with `dig`, as the demo tells people to.
     pkg("bind9-dnsutils", "/usr/bin/dig", false),
 ];

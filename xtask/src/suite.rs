@@ -43,6 +43,7 @@ const LONGEST_FIRST: &[&str] = &[
     "zones",
     "pool",
     "trust",
+    "remote",
     "config",
     "supervisor",
     "media",
