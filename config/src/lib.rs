@@ -69,7 +69,10 @@ mod tests {
             Some("192.168.1.2/24")
         );
         assert_eq!(c.nic("external").map(|n| n.ip), Some(Some(Addressing::Dhcp)));
-        assert_eq!((c.admin.ssh.port, c.admin.ssh.nics.as_slice()), (22, ["admin".to_owned()].as_slice()));
+        assert_eq!(
+            (c.admin.ssh.port, c.admin.ssh.nics.as_slice()),
+            (22, ["admin".to_owned()].as_slice())
+        );
         let minimal = Config::parse("version = 1\nhostname = \"b\"\n", CONFIG_FILE).expect("valid");
         assert_eq!(minimal.admin.ssh, Ssh::default());
         let web = c.personality("web").expect("web");

@@ -157,7 +157,10 @@ fn admin(c: &mut Checker<'_>, raw: RawAdmin, nics: &[Spanned<RawNic>]) -> Admin 
     for tag in &ssh.nics {
         crate::validate_net::known_tag(c, tag, "admin ssh", &tags);
     }
-    let port = ssh.port.as_ref().and_then(|p| crate::validate_net::small_int(c, p, "admin ssh port", 1..=65535));
+    let port = ssh
+        .port
+        .as_ref()
+        .and_then(|p| crate::validate_net::small_int(c, p, "admin ssh port", 1..=65535));
     Admin {
         authorized_keys,
         password_hash: raw.password_hash.map(Spanned::into_inner),

@@ -86,7 +86,12 @@ pub(crate) fn known_tag(c: &mut Checker<'_>, tag: &Spanned<String>, owner: &str,
     c.push(tag.span(), kind).hint = Some(hint);
 }
 
-pub(crate) fn small_int(c: &mut Checker<'_>, v: &Spanned<i64>, field: &str, range: std::ops::RangeInclusive<u16>) -> Option<u16> {
+pub(crate) fn small_int(
+    c: &mut Checker<'_>,
+    v: &Spanned<i64>,
+    field: &str,
+    range: std::ops::RangeInclusive<u16>,
+) -> Option<u16> {
     match u16::try_from(*v.get_ref()) {
         Ok(n) if range.contains(&n) => Some(n),
         _ => {

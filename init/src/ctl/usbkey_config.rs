@@ -11,9 +11,9 @@ use ramkey_config::atomic::{self, AtomicError};
 use ramkey_config::edit::{Document, EditError};
 use ramkey_config::{CONFIG_FILE, ConfigErrors};
 
-use crate::storage::usbkey_write::{self, WriteError};
 use crate::storage::mounts::{KernelMounter, Mounter};
 use crate::storage::usbkey::MOUNT_POINT;
+use crate::storage::usbkey_write::{self, WriteError};
 
 /// The usage text.
 pub const USAGE: &str = "usage: ramkeyctl config show | get KEY | set KEY=VALUE... | unset KEY... | check";
