@@ -13,6 +13,7 @@ pub mod initramfs;
 pub mod kernel;
 pub mod modules;
 pub mod platform;
+pub mod push;
 pub mod pxe;
 pub mod records;
 pub mod run;

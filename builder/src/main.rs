@@ -24,6 +24,8 @@ enum Command {
     Config(ramkey_builder::config_cmd::ConfigArgs),
     /// Build, inspect, verify and list personality images (.rkimg).
     Image(ramkey_builder::image_cmd::ImageArgs),
+    /// Deliver personality images to a running box over SSH (and swap one with --swap).
+    Push(ramkey_builder::push::PushArgs),
     /// Write a signing key pair: OUT.secret (0600) and OUT.pub.
     Keygen(ramkey_builder::image_cmd::KeygenArgs),
     /// Build an appliance: OUT/platform/, OUT/usb.img and OUT/pxe/.
@@ -53,6 +55,7 @@ fn main() -> Result<()> {
         Command::Run(args) => ramkey_builder::run::cli(&args).map_err(Into::into),
         Command::Config(args) => ramkey_builder::config_cmd::cli(&args).map_err(Into::into),
         Command::Image(args) => ramkey_builder::image_cmd::cli(&args).map_err(Into::into),
+        Command::Push(args) => ramkey_builder::push::cli(&args).map_err(Into::into),
         Command::Keygen(args) => ramkey_builder::image_cmd::keygen(&args).map_err(Into::into),
         Command::Build {
             appliance,

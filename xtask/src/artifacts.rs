@@ -241,3 +241,50 @@ pub fn resigned(image: &Path, dest: &Path) -> Result<()> {
     ramkey_image::write::assemble(payload, &read.manifest, &other, std::fs::File::create(dest)?)?;
     Ok(())
 }
+
+/// A copy of `image` that says it is version `version`, signed by [`test_key`]: the same
+/// payload, another manifest.
+pub fn as_version(image: &Path, version: &str, dest: &Path) -> Result<()> {
+    let read = ramkey_image::read::open(image)?;
+    let mut manifest = read.manifest.clone();
+    manifest.version = version.to_string();
+    let payload = std::io::Read::take(std::fs::File::open(image)?, manifest.payload.size);
+    let (secret, _) = test_key()?;
+    let key = ramkey_image::keys::decode_secret(&std::fs::read_to_string(secret)?, "the test key")?;
+    ramkey_image::write::assemble(payload, &manifest, &key, std::fs::File::create(dest)?)?;
+    Ok(())
+}
+
+/// `personalities/BASE` copied to `target/ramkey/run/NAME`, given `version`, changed by
+/// `edit` (called with the copy's folder) and built like [`personality`]. `NAME` must be
+/// unique among the tests, which run two at a time.
+pub fn personality_variant(name: &str, base: &str, version: &str, edit: impl FnOnce(&Path)) -> Result<PathBuf> {
+    let dir = target_dir().join("ramkey/run").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&workspace_root().join("personalities").join(base), &dir)?;
+    let definition = dir.join("personality.toml");
+    let text = std::fs::read_to_string(&definition)?;
+    let versioned = text.replace("version = \"1.0.0\"", &format!("version = \"{version}\""));
+    anyhow::ensure!(
+        versioned != text,
+        "{}: no `version = \"1.0.0\"` line",
+        definition.display()
+    );
+    std::fs::write(&definition, versioned)?;
+    edit(&dir);
+    build_personality(&dir)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let dest = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest)?;
+        }
+    }
+    Ok(())
+}

@@ -2,7 +2,11 @@
 //! host forward — `ramkeyctl status` over SSH shows the host key fingerprint the console
 //! printed and the client saw, a wrong key and a password are refused, `scp` (SFTP) copies a
 //! file, sshd's log is the supervisor's — and the host key survives a reboot (kept on the
-//! pool). The host's own OpenSSH client does the talking, as an operator's would.
+//! pool). Then images delivered to a running zone box: `ramkey push --swap` puts `web` 2.0.0
+//! into service, an image served by `python3 -m http.server` on the host is imported by URL,
+//! and a tampered image, a source that is down and a truncated upload are refused with
+//! nothing left on the pool while `web` keeps serving. The host's own OpenSSH client does
+//! the talking, as an operator's would.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -10,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use ramkey_builder::config_cmd::{self, Target};
 use ramkey_builder::flash::sysfs::Sysfs;
+use ramkey_builder::push::{self, PushArgs};
 use ramkey_builder::run::{Boot, Forward, RunOptions};
 use xtask::artifacts;
 use xtask::qemu::{Machine, Spec};
@@ -229,5 +234,230 @@ fn ssh_with_the_configured_key_sees_the_printed_host_key_which_survives_a_reboot
         std::thread::sleep(Duration::from_secs(2));
     };
     assert!(!hostname.trim().is_empty());
+    power_off(vm);
+}
+
+/// The zone box: a static address for the box and one for `web`, a pool, the test key
+/// trusted, root's key.
+fn zone_config(public_key: &str) -> String {
+    let (_, trusted) = artifacts::test_key().unwrap();
+    format!(
+        "version = 1\nhostname = \"pushbox\"\n\n[admin]\nauthorized_keys = [\"{public_key}\"]\n\n\
+         [[nic]]\ntag = \"admin\"\nname = \"eth0\"\nip = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\n\n\
+         [pool]\ndisks = [\"virtio-ramkey-pool\"]\ncreate = \"virtio-ramkey-pool\"\n\n\
+         [images]\ntrusted_keys = [\"{trusted}\"]\n\n\
+         [[personality]]\nname = \"web\"\nimage = \"personalities/web-1.0.0.rkimg\"\nnic = \"admin\"\n\
+         ip = \"10.0.2.16/24\"\nmemory = \"128M\"\n"
+    )
+}
+
+/// `python3 -m http.server` serving `dir` on a free loopback port (QEMU's user network
+/// reaches it from the box as 10.0.2.2); killed when dropped.
+struct Served(std::process::Child, u16);
+
+impl Served {
+    fn start(dir: &Path) -> Served {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+            .arg(dir)
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 on the host");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "python3 -m http.server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Served(child, port)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leave_nothing() {
+    let name = "remote-push";
+    let keys = tempfile::tempdir().unwrap();
+    let key = keygen(keys.path(), "operator");
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let known_hosts = keys.path().join("known_hosts");
+    let web = artifacts::personality("web").unwrap();
+    let v2 = artifacts::personality_variant("remote-web-v2", "web", "2.0.0", |dir| {
+        std::fs::write(dir.join("files/usr/share/ramkey-web/version.html"), "web 2.0.0\n").unwrap();
+        let conf = dir.join("files/etc/nginx/nginx.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        let versioned = text.replace(
+            "        location / {",
+            "        location = /version.html {\n            root /usr/share/ramkey-web;\n        }\n        location / {",
+        );
+        assert_ne!(versioned, text);
+        std::fs::write(conf, versioned).unwrap();
+    })
+    .unwrap();
+    // What the host serves: web 1.0.1 (web's payload, another manifest), a copy of it with
+    // one payload byte flipped, and a file that is no image at all.
+    let served = keys.path().join("www");
+    std::fs::create_dir(&served).unwrap();
+    artifacts::as_version(&web, "1.0.1", &served.join("web-1.0.1.rkimg")).unwrap();
+    let mut bytes = std::fs::read(served.join("web-1.0.1.rkimg")).unwrap();
+    bytes[4096 * 3] ^= 0x55;
+    std::fs::write(served.join("tampered.rkimg"), bytes).unwrap();
+    std::fs::write(served.join("garbage.rkimg"), "<html>not an image</html>\n").unwrap();
+
+    let image = artifacts::usb_copy(name).unwrap();
+    let config = keys.path().join("config.toml");
+    std::fs::write(&config, zone_config(public.trim())).unwrap();
+    artifacts::put_on_stick(
+        &image,
+        &[
+            (web.as_path(), "::/personalities/web-1.0.0.rkimg"),
+            (&config, "::/config.toml"),
+        ],
+    )
+    .unwrap();
+    let disk = artifacts::empty_pool(name).unwrap();
+    let (ssh_port, web_port) = (free_port(), free_port());
+    let mut opts = RunOptions::new(Boot::Usb { image: image.clone() });
+    opts.pool = Some(disk);
+    opts.state_dir = Some(artifacts::target_dir().join("ramkey/run").join(name));
+    opts.forwards = vec![
+        Forward {
+            host: ssh_port,
+            guest: 22,
+            address: Some("10.0.2.15".parse().unwrap()),
+        },
+        Forward {
+            host: web_port,
+            guest: 80,
+            address: Some("10.0.2.16".parse().unwrap()),
+        },
+    ];
+    let mut vm = Machine::start(&Spec::run(name, &opts).unwrap()).unwrap();
+    vm.forbid(&["Kernel panic", "ramkey: error: PANIC", "RECOVERY MODE"])
+        .unwrap();
+    vm.expect("ramkey: zone web: web 1.0.0 came up; kept as the last good image", BOOT)
+        .unwrap();
+    ssh_when_up(ssh_port, &key, &known_hosts, "true");
+
+    // ramkey push, as an operator runs it, with --swap.
+    let args = PushArgs {
+        target: "127.0.0.1".into(),
+        images: vec![v2.clone()],
+        swap: Some("web".into()),
+        port: Some(ssh_port),
+        identity: Some(key.clone()),
+        options: [
+            "BatchMode=yes",
+            "IdentitiesOnly=yes",
+            "IdentityAgent=none",
+            "StrictHostKeyChecking=yes",
+            "LogLevel=ERROR",
+        ]
+        .iter()
+        .map(|o| (*o).to_owned())
+        .chain([format!("UserKnownHostsFile={}", known_hosts.display())])
+        .collect(),
+    };
+    let said = push::push(&args).unwrap_or_else(|e| panic!("ramkey push: {e}"));
+    eprintln!("ramkey push said:\n{said}");
+    assert!(said.contains("imported web 2.0.0 as /pool/images/web-2.0.0-"), "{said}");
+    assert!(said.contains("web: swapped web 1.0.0 -> web 2.0.0 in "), "{said}");
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("web ") && l.contains("web 2.0.0") && l.contains(" online ")),
+        "{said}"
+    );
+    assert_eq!(
+        xtask::http::wait_ok(web_port, "/version.html", BOOT).unwrap(),
+        "web 2.0.0\n"
+    );
+
+    // Pulled by URL from the host.
+    let server = Served::start(&served);
+    let url = |file: &str| format!("http://10.0.2.2:{}/{file}", server.1);
+    let run = |command: &str| ssh(ssh_port, &key, &known_hosts, "yes", command);
+    let pulled = run(&format!("ramkeyctl personality import {}", url("web-1.0.1.rkimg")));
+    assert!(pulled.status.success(), "{}", text(&pulled));
+    let pulled = String::from_utf8_lossy(&pulled.stdout).into_owned();
+    assert!(
+        pulled.starts_with("imported web 1.0.1 as /pool/images/web-1.0.1-"),
+        "{pulled}"
+    );
+    eprintln!("over HTTP: {pulled}");
+    let tampered = run(&format!("ramkeyctl personality import {}", url("tampered.rkimg")));
+    assert!(
+        !tampered.status.success()
+            && text(&tampered).contains("payload sha256 mismatch")
+            && text(&tampered).contains("nothing was kept"),
+        "{}",
+        text(&tampered)
+    );
+    let garbage = run(&format!("ramkeyctl personality import {}", url("garbage.rkimg")));
+    assert!(
+        !garbage.status.success() && text(&garbage).contains("refused: "),
+        "{}",
+        text(&garbage)
+    );
+    let missing = run(&format!("ramkeyctl personality import {}", url("absent.rkimg")));
+    assert!(text(&missing).contains("HTTP status 404"), "{}", text(&missing));
+    let down_port = server.1;
+    drop(server);
+    let down = run(&format!(
+        "ramkeyctl personality import http://10.0.2.2:{down_port}/web-1.0.1.rkimg"
+    ));
+    assert!(
+        !down.status.success() && text(&down).contains(&format!("connecting to 10.0.2.2:{down_port}")),
+        "{}",
+        text(&down)
+    );
+    // An upload cut short: the first MB of v2 on ssh's standard input.
+    let mut cut = client("ssh", ssh_port, &key, &known_hosts)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "root@127.0.0.1",
+            "ramkeyctl personality import -",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let head = std::fs::read(&v2).unwrap()[..1 << 20].to_vec();
+    std::io::Write::write_all(cut.stdin.as_mut().unwrap(), &head).unwrap();
+    drop(cut.stdin.take());
+    let cut = cut.wait_with_output().unwrap();
+    assert!(
+        !cut.status.success() && text(&cut).contains("refused: "),
+        "{}",
+        text(&cut)
+    );
+    // Nothing partial on the pool, and web still serves 2.0.0.
+    let listing = run("ls -a /pool/images");
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(
+        !listing.contains(".import-") && !listing.contains("partial"),
+        "{listing}"
+    );
+    assert_eq!(
+        listing.lines().filter(|l| l.ends_with(".rkimg")).count(),
+        3,
+        "{listing}"
+    );
+    assert_eq!(
+        xtask::http::wait_ok(web_port, "/version.html", BOOT).unwrap(),
+        "web 2.0.0\n"
+    );
     power_off(vm);
 }

@@ -44,16 +44,8 @@ fn config(trusted: &str) -> String {
     text
 }
 
-/// `image` as version `version`, signed by the test key: the same payload, another manifest.
 fn as_version(image: &Path, version: &str, dest: &Path) {
-    let read = ramkey_image::read::open(image).unwrap();
-    let mut manifest = read.manifest.clone();
-    manifest.version = version.to_string();
-    let payload = std::fs::File::open(image).unwrap().take(manifest.payload.size);
-    let (secret, _) = artifacts::test_key().unwrap();
-    let text = std::fs::read_to_string(secret).unwrap();
-    let key = ramkey_image::keys::decode_secret(&text, "the test key").unwrap();
-    ramkey_image::write::assemble(payload, &manifest, &key, std::fs::File::create(dest).unwrap()).unwrap();
+    artifacts::as_version(image, version, dest).unwrap();
 }
 
 fn boot(name: &str, image: &Path, pool: &Path) -> Machine {

@@ -822,31 +822,9 @@ fn zones_serve_isolated_keep_their_volumes_and_bad_images_are_refused() {
     assert!(!www.contains("planted"), "setup followed the planted symlink: {www}");
 }
 
-/// `personalities/web` copied to `target/ramkey/run/NAME` as version `version`, changed by
-/// `edit` (given the copy's folder).
+/// `web` as version `version`, changed by `edit` (given the copy's folder).
 fn web_variant(name: &str, version: &str, edit: impl FnOnce(&Path)) -> PathBuf {
-    let dir = artifacts::target_dir().join("ramkey/run").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
-    let source = artifacts::workspace_root().join("personalities/web");
-    assert!(
-        Command::new("cp")
-            .arg("-r")
-            .arg(&source)
-            .arg(&dir)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let definition = dir.join("personality.toml");
-    let text = std::fs::read_to_string(&definition).unwrap();
-    std::fs::write(
-        &definition,
-        text.replace("version = \"1.0.0\"", &format!("version = \"{version}\"")),
-    )
-    .unwrap();
-    edit(&dir);
-    artifacts::build_personality(&dir).unwrap()
+    artifacts::personality_variant(name, "web", version, edit).unwrap()
 }
 
 /// Swaps `web` to v2, then to a broken v3, from a one-shot service on the box, printing

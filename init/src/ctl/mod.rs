@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod console;
+pub mod import;
 pub mod personality;
 pub mod render;
 pub mod swap;

@@ -53,7 +53,7 @@ pub fn run(args: &[String]) -> Result<String, String> {
             swap::swap(name, image, wait, allow_downgrade)
         }
         ["rollback", name] => swap::rollback(name, swap::DEFAULT_WAIT),
-        ["import", image] => swap::import(image),
+        ["import", source] => super::import::import(Path::new("/"), &super::import::Source::parse(source)),
         ["gate", name] => swap::gate(name),
         ["log", name] => log(name, None),
         ["log", name, service] => log(name, Some(service)),
@@ -64,7 +64,7 @@ pub fn run(args: &[String]) -> Result<String, String> {
         }
         _ => Err(
             "usage: ramkeyctl personality list | start|stop|restart NAME | swap NAME IMAGE [--wait SECS] [--allow-downgrade] | \
-                  rollback NAME | import FILE | log NAME [SERVICE] | console NAME [-- COMMAND...]"
+                  rollback NAME | import FILE|-|URL | log NAME [SERVICE] | console NAME [-- COMMAND...]"
                 .into(),
         ),
     }

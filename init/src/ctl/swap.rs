@@ -111,7 +111,7 @@ fn trusted_now(spec: &ZoneSpec) -> Result<Vec<ramkey_image::VerifyingKey>, Strin
 }
 
 /// The usbkey config, which names the trusted keys.
-const CONFIG: &str = "/usbkey/config.toml";
+pub(super) const CONFIG: &str = "/usbkey/config.toml";
 
 /// Refuses `version` when it is older than the highest the zone has come up on.
 fn floor(spec: &ZoneSpec, version: &str) -> Result<(), String> {
@@ -135,11 +135,7 @@ fn keep_on_pool(path: &Path, name: &str, version: &str, sha256: &str) -> Result<
     if !Path::new("/pool").is_dir() {
         return Ok(path.to_path_buf());
     }
-    let dest = images.join(format!(
-        "{name}-{version}-{}.{}",
-        sha256.get(..16).unwrap_or(sha256),
-        ramkey_image::EXTENSION
-    ));
+    let dest = images.join(super::import::kept_name(name, version, sha256));
     if dest.is_file() {
         return Ok(dest);
     }
@@ -271,32 +267,4 @@ fn record_good(spec: &ZoneSpec) {
     if let Err(e) = binding::raise_floor(spec) {
         eprintln!("ramkeyctl: {e}");
     }
-}
-
-/// `import FILE`: verifies an image against the keys the usbkey config trusts and this
-/// platform, and copies it into `/pool/images/`, where a `[[personality]]` `image` names it
-/// by file name.
-pub fn import(image: &str) -> Result<String, String> {
-    if !Path::new("/pool").is_dir() {
-        return Err(
-            "no pool: imported images live on it; put the image on the stick under /personalities/ instead".into(),
-        );
-    }
-    let text = std::fs::read_to_string(CONFIG).map_err(|e| format!("{CONFIG}: {e}"))?;
-    let config = ramkey_config::Config::parse(&text, CONFIG).map_err(|e| e.to_string())?;
-    let version = crate::base::paths::Paths::new("/")
-        .os_release_field("VERSION_ID")
-        .unwrap_or_else(|| "0".into());
-    let path = std::fs::canonicalize(image).map_err(|e| format!("{image}: {e}"))?;
-    let verified =
-        plan::verify(&path, &plan::trusted_keys(&config), &version).map_err(|reason| format!("refused: {reason}"))?;
-    let m = verified.manifest();
-    let kept = keep_on_pool(&path, &m.name, &m.version, &m.payload.sha256)?;
-    Ok(format!(
-        "imported {} {} as {}; run it with `ramkeyctl personality swap NAME {}`\n",
-        m.name,
-        m.version,
-        kept.display(),
-        kept.display()
-    ))
 }

@@ -1,4 +1,5 @@
-//! A minimal HTTP/1.0 GET over `std::net::TcpStream` for the config URL.
+//! A minimal HTTP/1.0 GET over `std::net::TcpStream` for the config URL (bodies up to
+//! [`MAX_BODY`]); [`super::http_stream`] streams larger ones.
 //!
 //! The PID 1 is statically linked against glibc, which cannot resolve host names
 //! (no NSS): URLs must use a numeric address.
@@ -164,15 +165,10 @@ pub fn request(url: &Url) -> String {
     )
 }
 
-/// Parses a complete response (read to EOF); the body of a 200 answer.
-pub fn parse_response(bytes: &[u8]) -> Result<&[u8], HttpError> {
-    let end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or(HttpError::BadResponse("no end of headers"))?;
-    let head = std::str::from_utf8(bytes.get(..end).unwrap_or_default())
-        .map_err(|_| HttpError::BadResponse("headers are not text"))?;
-    let body = bytes.get(end + 4..).unwrap_or_default();
+/// Checks a response's head (status line and headers, without the blank line): a 200
+/// answer, and its `Content-Length` if it has one.
+pub fn parse_head(head: &[u8]) -> Result<Option<usize>, HttpError> {
+    let head = std::str::from_utf8(head).map_err(|_| HttpError::BadResponse("headers are not text"))?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let mut parts = status_line.splitn(3, ' ');
@@ -190,12 +186,24 @@ pub fn parse_response(bytes: &[u8]) -> Result<&[u8], HttpError> {
             reason: parts.next().unwrap_or_default().to_owned(),
         });
     }
-    let length = lines
+    lines
         .filter_map(|l| l.split_once(':'))
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
         .map(|(_, v)| v.trim().parse::<usize>())
         .transpose()
-        .map_err(|_| HttpError::BadResponse("Content-Length is not a number"))?;
+        .map_err(|_| HttpError::BadResponse("Content-Length is not a number"))
+}
+
+/// Where the head ends: the index of the blank line's `\r\n\r\n`.
+pub fn head_end(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+/// Parses a complete response (read to EOF); the body of a 200 answer.
+pub fn parse_response(bytes: &[u8]) -> Result<&[u8], HttpError> {
+    let end = head_end(bytes).ok_or(HttpError::BadResponse("no end of headers"))?;
+    let length = parse_head(bytes.get(..end).unwrap_or_default())?;
+    let body = bytes.get(end + 4..).unwrap_or_default();
     match length {
         Some(n) if n > MAX_BODY => Err(HttpError::TooLarge),
         Some(n) if body.len() < n => Err(HttpError::Truncated {

@@ -9,6 +9,7 @@
 
 pub mod dhcp;
 pub mod http;
+pub mod http_stream;
 pub mod links;
 pub mod macvlan;
 pub mod netconf;
