@@ -34,6 +34,9 @@ pub struct Config {
     pub personalities: Vec<Personality>,
     /// Keys trusted to sign personality images (`[images] trusted_keys`).
     pub trusted_keys: Vec<TrustedKey>,
+    /// Image repositories (`[images] sources`): `http://` URLs of folders with an
+    /// `index.json`, as `ramkey image publish` writes them.
+    pub image_sources: Vec<String>,
 }
 
 impl Config {

@@ -181,4 +181,6 @@ fn yes() -> bool {
 pub(crate) struct RawImages {
     #[serde(default)]
     pub trusted_keys: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub sources: Vec<Spanned<String>>,
 }

@@ -117,7 +117,7 @@ pub(crate) fn validate(text: &str, raw: RawConfigV1) -> Result<Config, Vec<Confi
     let ntp_servers = ntp(&mut c, raw.ntp.unwrap_or_default());
     let pool = raw.pool.map(|p| pool(&mut c, &p));
     let log = log(&mut c, raw.log.unwrap_or_default());
-    let trusted_keys = images(&mut c, raw.images.unwrap_or_default());
+    let (trusted_keys, image_sources) = images(&mut c, raw.images.unwrap_or_default());
     if !c.errors.is_empty() {
         return Err(c.errors);
     }
@@ -132,6 +132,7 @@ pub(crate) fn validate(text: &str, raw: RawConfigV1) -> Result<Config, Vec<Confi
         log,
         personalities,
         trusted_keys,
+        image_sources,
     })
 }
 
@@ -345,7 +346,7 @@ fn log(c: &mut Checker<'_>, raw: RawLog) -> Log {
     Log { remote, level }
 }
 
-fn images(c: &mut Checker<'_>, raw: RawImages) -> Vec<crate::keys::TrustedKey> {
+fn images(c: &mut Checker<'_>, raw: RawImages) -> (Vec<crate::keys::TrustedKey>, Vec<String>) {
     let mut keys = Vec::new();
     let mut seen = HashMap::new();
     for key in &raw.trusted_keys {
@@ -360,5 +361,34 @@ fn images(c: &mut Checker<'_>, raw: RawImages) -> Vec<crate::keys::TrustedKey> {
             }
         }
     }
-    keys
+    let mut sources = Vec::new();
+    for source in &raw.sources {
+        match source_problem(source.get_ref()) {
+            None => sources.push(source.get_ref().trim_end_matches('/').to_owned()),
+            Some(reason) => {
+                c.invalid(source, "images source", reason).hint = Some(
+                    "a folder served over plain HTTP by a numeric address: \"http://192.0.2.10:8080/images\"".into(),
+                );
+            }
+        }
+    }
+    (keys, sources)
+}
+
+/// What is wrong with an image source URL: the box speaks plain HTTP and resolves no names.
+fn source_problem(url: &str) -> Option<String> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Some("it must start with http:// (the box has no TLS client)".into());
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    if host.parse::<IpAddr>().is_err() {
+        return Some(format!(
+            "the host {host:?} is not a numeric address (the box cannot resolve names)"
+        ));
+    }
+    None
 }

@@ -13,6 +13,7 @@ pub mod ids;
 pub mod keys;
 pub mod manifest;
 pub mod read;
+pub mod repo;
 pub mod requirements;
 pub mod service;
 pub mod squashfs;

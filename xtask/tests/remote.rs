@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use ramkey_builder::config_cmd::{self, Target};
 use ramkey_builder::flash::sysfs::Sysfs;
+use ramkey_builder::image_cmd::publish;
 use ramkey_builder::push::{self, PushArgs};
 use ramkey_builder::run::{Boot, Forward, RunOptions};
 use xtask::artifacts;
@@ -239,15 +240,17 @@ fn ssh_with_the_configured_key_sees_the_printed_host_key_which_survives_a_reboot
 
 /// The zone box: a static address for the box and one for `web`, a pool, the test key
 /// trusted, root's key.
-fn zone_config(public_key: &str) -> String {
+fn zone_config(public_key: &str, sources: &[String]) -> String {
     let (_, trusted) = artifacts::test_key().unwrap();
+    let sources: Vec<String> = sources.iter().map(|s| format!("\"{s}\"")).collect();
     format!(
         "version = 1\nhostname = \"pushbox\"\n\n[admin]\nauthorized_keys = [\"{public_key}\"]\n\n\
          [[nic]]\ntag = \"admin\"\nname = \"eth0\"\nip = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\n\n\
          [pool]\ndisks = [\"virtio-ramkey-pool\"]\ncreate = \"virtio-ramkey-pool\"\n\n\
-         [images]\ntrusted_keys = [\"{trusted}\"]\n\n\
+         [images]\ntrusted_keys = [\"{trusted}\"]\nsources = [{}]\n\n\
          [[personality]]\nname = \"web\"\nimage = \"personalities/web-1.0.0.rkimg\"\nnic = \"admin\"\n\
-         ip = \"10.0.2.16/24\"\nmemory = \"128M\"\n"
+         ip = \"10.0.2.16/24\"\nmemory = \"128M\"\n",
+        sources.join(", ")
     )
 }
 
@@ -306,7 +309,9 @@ fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leav
     })
     .unwrap();
     // What the host serves: web 1.0.1 (web's payload, another manifest), a copy of it with
-    // one payload byte flipped, and a file that is no image at all.
+    // one payload byte flipped, a file that is no image at all; and three repositories:
+    // `good` (web 2.1.0, v2's payload), `lying` (web 9.0.0, whose bytes changed after it was
+    // published) and `garbage` (an index that is not JSON). A fourth source is down.
     let served = keys.path().join("www");
     std::fs::create_dir(&served).unwrap();
     artifacts::as_version(&web, "1.0.1", &served.join("web-1.0.1.rkimg")).unwrap();
@@ -314,10 +319,34 @@ fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leav
     bytes[4096 * 3] ^= 0x55;
     std::fs::write(served.join("tampered.rkimg"), bytes).unwrap();
     std::fs::write(served.join("garbage.rkimg"), "<html>not an image</html>\n").unwrap();
+    let (_, public_test_key) = artifacts::test_key().unwrap();
+    let test_pub = keys.path().join("test.pub");
+    std::fs::write(&test_pub, format!("{public_test_key}\n")).unwrap();
+    let publish = |repo: &str, version: &str, of: &Path| {
+        let file = keys.path().join(format!("web-{version}.rkimg"));
+        artifacts::as_version(of, version, &file).unwrap();
+        let said = publish::publish(&served.join(repo), &[file], &test_pub).unwrap();
+        eprintln!("{said}");
+    };
+    publish("good", "2.1.0", &v2);
+    publish("lying", "9.0.0", &v2);
+    let lie = served.join("lying/web-9.0.0.rkimg");
+    let mut bytes = std::fs::read(&lie).unwrap();
+    bytes[4096 * 5] ^= 0x55;
+    std::fs::write(&lie, bytes).unwrap();
+    std::fs::create_dir(served.join("garbage")).unwrap();
+    std::fs::write(served.join("garbage/index.json"), "<html>moved</html>\n").unwrap();
+    let server = Served::start(&served);
+    let closed = free_port();
+    let sources: Vec<String> = ["good", "lying", "garbage"]
+        .iter()
+        .map(|r| format!("http://10.0.2.2:{}/{r}", server.1))
+        .chain([format!("http://10.0.2.2:{closed}/down")])
+        .collect();
 
     let image = artifacts::usb_copy(name).unwrap();
     let config = keys.path().join("config.toml");
-    std::fs::write(&config, zone_config(public.trim())).unwrap();
+    std::fs::write(&config, zone_config(public.trim(), &sources)).unwrap();
     artifacts::put_on_stick(
         &image,
         &[
@@ -384,7 +413,6 @@ fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leav
     );
 
     // Pulled by URL from the host.
-    let server = Served::start(&served);
     let url = |file: &str| format!("http://10.0.2.2:{}/{file}", server.1);
     let run = |command: &str| ssh(ssh_port, &key, &known_hosts, "yes", command);
     let pulled = run(&format!("ramkeyctl personality import {}", url("web-1.0.1.rkimg")));
@@ -411,13 +439,11 @@ fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leav
     );
     let missing = run(&format!("ramkeyctl personality import {}", url("absent.rkimg")));
     assert!(text(&missing).contains("HTTP status 404"), "{}", text(&missing));
-    let down_port = server.1;
-    drop(server);
     let down = run(&format!(
-        "ramkeyctl personality import http://10.0.2.2:{down_port}/web-1.0.1.rkimg"
+        "ramkeyctl personality import http://10.0.2.2:{closed}/web-1.0.1.rkimg"
     ));
     assert!(
-        !down.status.success() && text(&down).contains(&format!("connecting to 10.0.2.2:{down_port}")),
+        !down.status.success() && text(&down).contains(&format!("connecting to 10.0.2.2:{closed}")),
         "{}",
         text(&down)
     );
@@ -443,7 +469,86 @@ fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leav
         "{}",
         text(&cut)
     );
-    // Nothing partial on the pool, and web still serves 2.0.0.
+    // The repositories, as `imgadm` users know them.
+    let avail = run("ramkeyctl image avail");
+    let avail = text(&avail);
+    eprintln!("image avail: {avail}");
+    let good = format!("http://10.0.2.2:{}/good", server.1);
+    assert!(
+        avail
+            .lines()
+            .any(|l| l.starts_with("web ") && l.contains(" 2.1.0 ") && l.ends_with(&good)),
+        "{avail}"
+    );
+    assert!(
+        avail.contains("unavailable: http://10.0.2.2:") && avail.contains("/garbage/index.json: not an image index"),
+        "{avail}"
+    );
+    assert!(
+        avail.contains(&format!(
+            "unavailable: http://10.0.2.2:{closed}/down/index.json: connecting to"
+        )),
+        "{avail}"
+    );
+    let pulled = run("ramkeyctl image import web@2.1.0");
+    assert!(pulled.status.success(), "{}", text(&pulled));
+    assert!(
+        text(&pulled).contains("imported web 2.1.0 as /pool/images/web-2.1.0-"),
+        "{}",
+        text(&pulled)
+    );
+    eprintln!("from the repository: {}", text(&pulled));
+    let lied = run("ramkeyctl image import web@9.0.0");
+    assert!(
+        !lied.status.success()
+            && text(&lied).contains("where the index says")
+            && text(&lied).contains("nothing was kept"),
+        "{}",
+        text(&lied)
+    );
+    let absent = run("ramkeyctl image import dns");
+    assert!(text(&absent).contains("no source offers dns"), "{}", text(&absent));
+    let kept = push::imported_path(&String::from_utf8_lossy(&pulled.stdout))
+        .unwrap()
+        .to_owned();
+    let swapped = run(&format!("ramkeyctl personality swap web {kept}"));
+    assert!(
+        text(&swapped).contains("web: swapped web 2.0.0 -> web 2.1.0"),
+        "{}",
+        text(&swapped)
+    );
+    let installed = text(&run("ramkeyctl image avail"));
+    assert!(
+        installed
+            .lines()
+            .any(|l| l.starts_with("web ") && l.contains(" 2.1.0 ") && l.contains(" yes ")),
+        "{installed}"
+    );
+    let list = text(&run("ramkeyctl image list"));
+    eprintln!("image list: {list}");
+    assert!(
+        list.lines().any(|l| l.contains(" 2.1.0 ") && l.contains(" web ")),
+        "{list}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.contains(" 2.0.0 ") && l.contains("web (rollback)")),
+        "{list}"
+    );
+    let refused = run("ramkeyctl image delete web@2.1.0");
+    assert!(
+        !refused.status.success() && text(&refused).contains("is used by web"),
+        "{}",
+        text(&refused)
+    );
+    let deleted = run("ramkeyctl image delete web@1.0.1");
+    assert!(
+        text(&deleted).contains("deleted /pool/images/web-1.0.1-"),
+        "{}",
+        text(&deleted)
+    );
+
+    // Nothing partial on the pool, and web still serves.
     let listing = run("ls -a /pool/images");
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
     assert!(

@@ -1,4 +1,4 @@
-//! `ramkey image build|inspect|verify|list` and `ramkey keygen`: personality images (`.rkimg`)
+//! `ramkey image build|inspect|verify|publish|list` and `ramkey keygen`: personality images (`.rkimg`)
 //! from definitions in `personalities/NAME/personality.toml`, and the tools that read them.
 //!
 //! A build is: load the definition ([`definition`]), compute the cache key ([`cache`]), and on
@@ -12,6 +12,7 @@ pub mod definition;
 pub mod keygen;
 pub mod oci;
 pub mod progress;
+pub mod publish;
 pub mod rootfs;
 pub mod squashfs;
 pub mod tools;
@@ -72,6 +73,18 @@ pub enum ImageCommand {
         #[arg(long, default_value = crate::platform::VERSION)]
         platform: String,
     },
+    /// Publish images into a static repository folder (images + index.json) for any web
+    /// server to serve; boxes name it in [images] sources.
+    Publish {
+        /// The repository folder (created if missing).
+        repo: PathBuf,
+        /// The images, each verified with --key first.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// The public key the images must be signed with.
+        #[arg(long, default_value = "keys/ramkey.pub")]
+        key: PathBuf,
+    },
     /// List the images in a folder: name, version, size, signer.
     List {
         /// The folder.
@@ -117,6 +130,10 @@ pub fn cli(args: &ImageArgs) -> Result<(), ImageCmdError> {
         }
         ImageCommand::Verify { file, key, platform } => {
             println!("{}", tools::verify(file, key, platform)?);
+            Ok(())
+        }
+        ImageCommand::Publish { repo, images, key } => {
+            print!("{}", publish::publish(repo, images, key)?);
             Ok(())
         }
         ImageCommand::List { dir } => {

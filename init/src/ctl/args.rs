@@ -63,6 +63,8 @@ pub enum Command {
     Config(Vec<String>),
     /// `personality ...`: the zones, handled by [`crate::ctl::personality`].
     Personality(Vec<String>),
+    /// `image ...`: images and their sources, handled by [`crate::ctl::image`].
+    Image(Vec<String>),
     /// `help`, `-h`, `--help`.
     Help,
 }
@@ -102,6 +104,10 @@ pub fn parse(args: &[String]) -> Result<Args, UsageError> {
     }
     if args.first().is_some_and(|a| a == "personality") {
         let command = Command::Personality(args[1..].to_vec());
+        return Ok(Args { command, json });
+    }
+    if args.first().is_some_and(|a| a == "image") {
+        let command = Command::Image(args[1..].to_vec());
         return Ok(Args { command, json });
     }
     let words: Vec<&str> = args.iter().map(String::as_str).collect();

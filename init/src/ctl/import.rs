@@ -10,6 +10,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
+
 use crate::net::http::Url;
 use crate::net::http_stream;
 use crate::zone::plan;
@@ -78,6 +80,15 @@ pub fn kept_name(name: &str, version: &str, sha256: &str) -> String {
     )
 }
 
+/// What an index says an image's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    /// The whole file's sha256, hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
 /// A temporary file that is removed unless kept.
 struct Partial {
     path: PathBuf,
@@ -108,14 +119,14 @@ fn mib(bytes: u64) -> String {
 }
 
 /// Copies `from` into a new temporary file in `images`, stopping with an error past
-/// `room` bytes; returns the file and the bytes written.
+/// `room` bytes; returns the file, the bytes written and their sha256.
 fn receive(
     from: &mut dyn Read,
     images: &Path,
     room: u64,
     reserve: u64,
     source: &Source,
-) -> Result<(Partial, u64), String> {
+) -> Result<(Partial, u64, String), String> {
     let path = images.join(format!(".import-{}.partial", std::process::id()));
     let mut file = OpenOptions::new()
         .write(true)
@@ -132,6 +143,7 @@ fn receive(
         )
     };
     let mut written = 0u64;
+    let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = match from.read(&mut buf) {
@@ -148,16 +160,33 @@ fn receive(
         if written > room {
             return Err(full());
         }
+        hasher.update(&buf[..n]);
         file.write_all(&buf[..n])
             .map_err(|e| format!("{}: {e}", partial.path.display()))?;
     }
     file.sync_all()
         .map_err(|e| format!("{}: {e}", partial.path.display()))?;
-    Ok((partial, written))
+    Ok((partial, written, hex(&hasher.finalize())))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The usbkey config, which names the trusted keys and the image sources.
+pub fn config(root: &Path) -> Result<ramkey_config::Config, String> {
+    let path = root.join(super::swap::CONFIG.trim_start_matches('/'));
+    let text = fs::read_to_string(&path).map_err(|e| format!("refused: {}: {e}", path.display()))?;
+    ramkey_config::Config::parse(&text, super::swap::CONFIG).map_err(|e| format!("refused: {e}"))
 }
 
 /// `import SOURCE` on a box whose root is `root`.
 pub fn import(root: &Path, source: &Source) -> Result<String, String> {
+    import_checked(root, source, None)
+}
+
+/// [`import`], refusing bytes that are not what `expected` (an index) says.
+pub fn import_checked(root: &Path, source: &Source, expected: Option<&Expected>) -> Result<String, String> {
     let pool = root.join("pool");
     if !pool.is_dir() {
         return Err(
@@ -165,9 +194,7 @@ pub fn import(root: &Path, source: &Source) -> Result<String, String> {
                 .into(),
         );
     }
-    let config_path = root.join(super::swap::CONFIG.trim_start_matches('/'));
-    let text = fs::read_to_string(&config_path).map_err(|e| format!("refused: {}: {e}", config_path.display()))?;
-    let config = ramkey_config::Config::parse(&text, super::swap::CONFIG).map_err(|e| format!("refused: {e}"))?;
+    let config = config(root)?;
     let version = crate::base::paths::Paths::new(root)
         .os_release_field("VERSION_ID")
         .unwrap_or_else(|| "0".into());
@@ -185,8 +212,17 @@ pub fn import(root: &Path, source: &Source) -> Result<String, String> {
         ));
     }
     let started = Instant::now();
-    let (mut partial, size) = receive(&mut from, &images, room, reserve, source)?;
+    let (mut partial, size, sha256) = receive(&mut from, &images, room, reserve, source)?;
     let received = started.elapsed();
+    if let Some(expected) = expected
+        && (expected.sha256 != sha256 || expected.size != size)
+    {
+        return Err(format!(
+            "refused: {source}: {size} bytes with sha256 {sha256}, where the index says {} bytes with sha256 {}: \
+             the source lies or the file changed after it was published; nothing was kept",
+            expected.size, expected.sha256
+        ));
+    }
     let verified = plan::verify(&partial.path, &plan::trusted_keys(&config), &version)
         .map_err(|reason| format!("refused: {source}: {reason}; nothing was kept"))?;
     let checked = started.elapsed() - received;
@@ -245,7 +281,8 @@ mod tests {
         );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "the partial file is gone");
         let mut data: &[u8] = &[1u8; 2000];
-        let (partial, n) = receive(&mut data, dir.path(), 2048, 0, &Source::Stdin).unwrap();
+        let (partial, n, sha256) = receive(&mut data, dir.path(), 2048, 0, &Source::Stdin).unwrap();
+        assert_eq!(sha256, hex(&Sha256::digest([1u8; 2000])));
         assert_eq!((n, fs::metadata(&partial.path).unwrap().len()), (2000, 2000));
         drop(partial);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "unkept, it is removed");

@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod console;
+pub mod image;
 pub mod import;
 pub mod personality;
 pub mod render;
@@ -86,6 +87,7 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> Result<(), String> {
         }
         Command::Personality(args) if as_json => json(out, &personality::run_json(&args)?),
         Command::Personality(args) => print(out, &personality::run(&args)?),
+        Command::Image(args) => print(out, &image::run(std::path::Path::new("/"), &args)?),
         Command::Status => match ask(&Request::Status)? {
             Response::Status { status } if as_json => json(out, &status),
             Response::Status { status } => print(out, &render::status(&status)),

@@ -69,9 +69,10 @@ pub fn decide(hash: Option<&str>) -> Console {
 }
 
 /// The files written under the root: `etc/passwd`, `etc/group`, `etc/shadow` (0600) and
-/// root's home. With no hash, root's password is locked (`!`).
+/// root's home. With no hash, root has no password (`*`: nothing matches it), but the
+/// account is not locked (`!`), which would make `sshd` refuse root's keys too.
 pub fn write_accounts(root: &Path, hash: Option<&str>) -> Result<(), LoginError> {
-    let hash = hash.unwrap_or("!");
+    let hash = hash.unwrap_or("*");
     let files: [(&str, String, u32); 3] = [
         (
             "etc/passwd",
@@ -173,7 +174,9 @@ mod tests {
         let passwd = fs::read_to_string(dir.path().join("etc/passwd")).unwrap();
         assert!(passwd.starts_with("root:x:0:0:root:/root:/bin/sh\n"));
         write_accounts(dir.path(), None).unwrap();
-        assert!(fs::read_to_string(&shadow).unwrap().starts_with("root:!:"));
+        // No password, yet not locked: a locked root would lose SSH too.
+        assert!(fs::read_to_string(&shadow).unwrap().starts_with("root:*:"));
+        assert!(passwd.contains("\nsshd:x:100:65534:"));
         assert!(dir.path().join("root").is_dir());
     }
 
