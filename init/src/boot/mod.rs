@@ -320,30 +320,10 @@ mod tests {
     use crate::net::http::{HttpError, Url};
     use crate::net::netlink::Link;
     use crate::storage::blkid::{FatKind, fixture_sector};
-    use crate::storage::mounts::MountStep;
-    use nix::errno::Errno;
-    use nix::mount::MsFlags;
+    use crate::storage::mounts::fake::RecordingMounter;
     use std::net::Ipv4Addr;
     use std::path::Path;
     use std::time::Duration;
-
-    #[derive(Default)]
-    struct RecordingMounter(Vec<String>);
-
-    impl Mounter for RecordingMounter {
-        fn mkdir_all(&mut self, path: &Path) -> std::io::Result<()> {
-            std::fs::create_dir_all(path)
-        }
-        fn mount(&mut self, step: &MountStep, _: &Path) -> Result<(), Errno> {
-            self.0.push(step.target.to_owned());
-            Ok(())
-        }
-        fn mount_device(&mut self, device: &Path, _: &Path, fstype: &str, _: MsFlags, data: &str) -> Result<(), Errno> {
-            let name = device.file_name().unwrap().to_string_lossy();
-            self.0.push(format!("{name} {fstype} {data}"));
-            Ok(())
-        }
-    }
 
     /// A network that hands out QEMU's user-mode lease and serves `config` for any URL.
     struct FakeNet {
@@ -443,7 +423,7 @@ mod tests {
     fn boot_with(dir: &Path, loader: &mut RecordingLoader, network: &mut FakeNet) -> (Booted, Vec<String>) {
         let paths = Paths::new(dir);
         let clock = FakeClock::new(Duration::from_secs(1), Duration::from_millis(10));
-        let mut mounter = RecordingMounter::default();
+        let mut mounter = RecordingMounter::creating_dirs();
         let mut timeline = Timeline::new(Duration::from_millis(900));
         let mut state = BootState::default();
         let result = Boot {
@@ -456,7 +436,7 @@ mod tests {
         }
         .run(&mut timeline, &mut state);
         crate::base::log::set_level(crate::base::log::Level::Info);
-        ((result, timeline, state), mounter.0)
+        ((result, timeline, state), mounter.lines())
     }
 
     #[test]
@@ -491,9 +471,16 @@ mod tests {
         );
         assert_eq!(loader.calls[1].1, "delay_use=0");
         assert!(state.modprobe.unwrap().is_loaded("usb_storage"));
+        let key = format!("sda1 usbkey vfat {}", crate::storage::usbkey::MOUNT_OPTIONS);
+        let key_mounts: Vec<_> = mounts.iter().filter(|m| m.starts_with("sda1 ")).collect();
         assert_eq!(
-            mounts.last().unwrap(),
-            &format!("sda1 vfat {}", crate::storage::usbkey::MOUNT_OPTIONS)
+            key_mounts,
+            [
+                &format!("{key} [ro]"),
+                &format!("{key} [remount]"),
+                &format!("{key} [remount] [ro]")
+            ],
+            "mounted read-only, read-write only to save the good copy"
         );
         assert_eq!(state.usbkey.unwrap().node, PathBuf::from("/dev/sda1"));
         assert_eq!(state.config.unwrap().hostname, "box1");
