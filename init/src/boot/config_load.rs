@@ -12,8 +12,7 @@ use ramkey_config::{CONFIG_FILE, Config};
 use ramkey_image::VerifyingKey;
 
 use crate::boot::good_config::{self, GOOD_FILE};
-use crate::net::Network;
-use crate::net::http::{self, HttpError, Url};
+use crate::net::http::{self, Fetch, HttpError, Url};
 
 /// Fetch attempts before giving up on the config URL.
 pub const FETCH_ATTEMPTS: usize = 4;
@@ -206,7 +205,7 @@ impl ConfigKeys {
 ///
 /// A fetched but invalid or unsigned config gives a [`Loaded`] without a config (there is
 /// no good copy for PXE boots).
-pub fn fetch(net: &mut dyn Network, template: &str, mac: [u8; 6], keys: &ConfigKeys) -> Result<Loaded, FetchError> {
+pub fn fetch(net: &mut dyn Fetch, template: &str, mac: [u8; 6], keys: &ConfigKeys) -> Result<Loaded, FetchError> {
     let text = http::substitute_mac(template, mac);
     let url = Url::parse(&text).map_err(|source| FetchError::Url {
         url: text.clone(),
@@ -255,7 +254,7 @@ pub fn fetch(net: &mut dyn Network, template: &str, mac: [u8; 6], keys: &ConfigK
 }
 
 /// `url`'s body, after up to [`FETCH_ATTEMPTS`] attempts.
-fn fetch_retrying(net: &mut dyn Network, url: &Url) -> Result<Vec<u8>, FetchError> {
+fn fetch_retrying(net: &mut dyn Fetch, url: &Url) -> Result<Vec<u8>, FetchError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -280,52 +279,14 @@ fn fetch_retrying(net: &mut dyn Network, url: &Url) -> Result<Vec<u8>, FetchErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::base::clock::Clock;
-    use crate::net::{NetError, NetReport};
-
-    struct FakeNet {
-        answers: Vec<Result<Vec<u8>, HttpError>>,
-        urls: Vec<String>,
-        pauses: Vec<Duration>,
-    }
-
-    impl FakeNet {
-        /// A network whose fetches answer `answers`, in order.
-        fn answering(answers: Vec<Result<Vec<u8>, HttpError>>) -> FakeNet {
-            FakeNet {
-                answers,
-                urls: vec![],
-                pauses: vec![],
-            }
-        }
-    }
-
-    impl Network for FakeNet {
-        fn configure(&mut self, _: &dyn Clock, _: Option<&str>) -> Result<NetReport, NetError> {
-            Err(NetError::NoNic)
-        }
-        fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError> {
-            self.urls.push(url.text.clone());
-            self.answers.remove(0)
-        }
-        fn pause(&mut self, d: Duration) {
-            self.pauses.push(d);
-        }
-    }
+    use crate::net::http::fake::{FakeFetch, status};
 
     const MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
     const URL: &str = "http://10.0.2.2:8099/${mac}.toml";
 
-    fn status(code: u16) -> HttpError {
-        HttpError::Status {
-            status: code,
-            reason: "x".into(),
-        }
-    }
-
     #[test]
     fn fetched_after_a_retry() {
-        let mut net = FakeNet::answering(vec![
+        let mut net = FakeFetch::answering(vec![
             Err(status(503)),
             Ok(b"version = 1\nhostname = \"box1\"\n".to_vec()),
         ]);
@@ -340,7 +301,7 @@ mod tests {
 
     #[test]
     fn invalid_fetched_config_is_none() {
-        let mut net = FakeNet::answering(vec![Ok(b"version = 1\nbogus = 1\n".to_vec())]);
+        let mut net = FakeFetch::answering(vec![Ok(b"version = 1\nbogus = 1\n".to_vec())]);
         let loaded = fetch(&mut net, URL, MAC, &ConfigKeys::Unsigned).unwrap();
         assert!(loaded.config.is_none());
         assert!(loaded.error.unwrap().contains(":2:1: unknown key `bogus`"));
@@ -352,14 +313,14 @@ mod tests {
         let keys = ConfigKeys::Required(vec![key.verifying_key()]);
         let config = b"version = 1\nhostname = \"box1\"\n".to_vec();
         let signature = ramkey_image::detached::sign(&key, &config).into_bytes();
-        let mut net = FakeNet::answering(vec![Ok(config.clone()), Ok(signature.clone())]);
+        let mut net = FakeFetch::answering(vec![Ok(config.clone()), Ok(signature.clone())]);
         let loaded = fetch(&mut net, URL, MAC, &keys).unwrap();
         assert_eq!(loaded.config.unwrap().hostname, "box1");
         assert_eq!(net.urls[1], "http://10.0.2.2:8099/52:54:00:12:34:56.toml.sig");
         // Changed on the way, or without a signature: no config (recovery mode).
         let mut changed = config.clone();
         changed[20] = b'2';
-        let mut net = FakeNet::answering(vec![Ok(changed), Ok(signature)]);
+        let mut net = FakeFetch::answering(vec![Ok(changed), Ok(signature)]);
         let loaded = fetch(&mut net, URL, MAC, &keys).unwrap();
         assert!(loaded.config.is_none());
         let error = loaded.error.unwrap();
@@ -367,12 +328,7 @@ mod tests {
             error.contains("refused, the platform takes only signed configs: the signature is not by a key"),
             "{error}"
         );
-        let mut net = FakeNet::answering(
-            [Ok(config)]
-                .into_iter()
-                .chain((0..4).map(|_| Err(status(404))))
-                .collect(),
-        );
+        let mut net = FakeFetch::answering([Ok(config)]); // then 404s
         let loaded = fetch(&mut net, URL, MAC, &keys).unwrap();
         assert!(loaded.config.is_none());
         assert!(loaded.error.unwrap().contains(".sig (4 attempts): HTTP status 404"));
@@ -394,7 +350,7 @@ mod tests {
 
     #[test]
     fn gives_up_after_the_attempts() {
-        let mut net = FakeNet::answering((0..4).map(|_| Err(status(404))).collect());
+        let mut net = FakeFetch::answering((0..4).map(|_| Err(status(404))));
         let err = fetch(&mut net, URL, MAC, &ConfigKeys::Unsigned)
             .unwrap_err()
             .to_string();

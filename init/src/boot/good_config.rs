@@ -57,54 +57,51 @@ pub fn step(mounter: &mut dyn Mounter, node: &Path, mount: &Path, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::mounts::MountStep;
-    use nix::errno::Errno;
+    use crate::storage::mounts::fake::RecordingMounter;
     use nix::mount::MsFlags;
 
-    #[derive(Default)]
-    struct Remounts(Vec<String>);
-
-    impl Mounter for Remounts {
-        fn mkdir_all(&mut self, _: &Path) -> std::io::Result<()> {
-            Ok(())
-        }
-        fn mount(&mut self, _: &MountStep, _: &Path) -> Result<(), Errno> {
-            Ok(())
-        }
-        fn mount_device(&mut self, _: &Path, _: &Path, _: &str, flags: MsFlags, _: &str) -> Result<(), Errno> {
-            assert!(flags.contains(MsFlags::MS_REMOUNT | MsFlags::MS_NOEXEC));
-            self.0
-                .push(if flags.contains(MsFlags::MS_RDONLY) { "ro" } else { "rw" }.to_owned());
-            Ok(())
-        }
+    /// The remounts `m` did, each `rw` or `ro`; every one a remount of the usbkey, noexec.
+    fn remounts(m: &RecordingMounter) -> Vec<&'static str> {
+        let remount = MsFlags::MS_REMOUNT | MsFlags::MS_NOEXEC;
+        m.mounts
+            .iter()
+            .inspect(|c| assert!(c.flags.contains(remount) && c.source == Path::new("/dev/sda1"), "{c}"))
+            .map(|c| {
+                if c.flags.contains(MsFlags::MS_RDONLY) {
+                    "ro"
+                } else {
+                    "rw"
+                }
+            })
+            .collect()
     }
 
     #[test]
     fn saved_once_between_remounts() {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = Remounts::default();
+        let mut m = RecordingMounter::default();
         let node = Path::new("/dev/sda1");
         assert_eq!(
             save(&mut m, node, dir.path(), "version = 1\n").unwrap(),
             Saved::Written(12)
         );
-        assert_eq!(m.0, ["rw", "ro"]);
+        assert_eq!(remounts(&m), ["rw", "ro"]);
         assert_eq!(read_good(dir.path()).unwrap(), "version = 1\n");
         assert!(!dir.path().join("config.toml.good.new").exists());
         assert_eq!(
             save(&mut m, node, dir.path(), "version = 1\n").unwrap(),
             Saved::UpToDate
         );
-        assert_eq!(m.0.len(), 2, "no remount when up to date");
+        assert_eq!(remounts(&m).len(), 2, "no remount when up to date");
     }
 
     #[test]
     fn read_only_again_after_a_failed_write() {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = Remounts::default();
+        let mut m = RecordingMounter::default();
         let missing = dir.path().join("gone");
         let err = save(&mut m, Path::new("/dev/sda1"), &missing, "x").unwrap_err();
         assert!(err.to_string().starts_with("create "), "{err}");
-        assert_eq!(m.0, ["rw", "ro"]);
+        assert_eq!(remounts(&m), ["rw", "ro"]);
     }
 }

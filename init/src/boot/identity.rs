@@ -12,7 +12,7 @@ use std::path::Path;
 
 use ramkey_config::Config;
 
-use crate::net::Network;
+use crate::net::Hostname;
 
 /// Writes `text` to `path` with `mode`, creating parents (0755) as needed.
 fn write_file(path: &Path, text: &str, mode: u32) -> std::io::Result<()> {
@@ -39,7 +39,7 @@ pub fn hosts_text(hostname: &str) -> String {
 }
 
 /// Applies the identity under `root`; returns the warnings (also logged).
-pub fn apply(root: &Path, config: &Config, net: &mut dyn Network) -> Vec<String> {
+pub fn apply(root: &Path, config: &Config, net: &mut dyn Hostname) -> Vec<String> {
     let mut warnings = Vec::new();
     let mut warn = |msg: String| {
         crate::warn!("{msg}");
@@ -89,28 +89,7 @@ pub fn apply(root: &Path, config: &Config, net: &mut dyn Network) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[derive(Default)]
-    struct Names(Vec<String>);
-
-    impl Network for Names {
-        fn configure(
-            &mut self,
-            _: &dyn crate::base::clock::Clock,
-            _: Option<&str>,
-        ) -> Result<crate::net::NetReport, crate::net::NetError> {
-            Err(crate::net::NetError::NoNic)
-        }
-        fn fetch(&mut self, _: &crate::net::http::Url) -> Result<Vec<u8>, crate::net::http::HttpError> {
-            Ok(vec![])
-        }
-        fn pause(&mut self, _: Duration) {}
-        fn set_hostname(&mut self, name: &str) -> Result<(), nix::errno::Errno> {
-            self.0.push(name.to_owned());
-            Ok(())
-        }
-    }
+    use crate::net::fake::RecordingHostname;
 
     #[test]
     fn hostname_timezone_and_keys() {
@@ -118,7 +97,7 @@ mod tests {
         let text = "version = 1\nhostname = \"box1\"\ntimezone = \"Europe/Paris\"\n[admin]\nauthorized_keys = [\n  \
             \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g admin@laptop\",\n]\n";
         let config = Config::parse(text, "config.toml").unwrap();
-        let mut net = Names::default();
+        let mut net = RecordingHostname::default();
         assert!(apply(dir.path(), &config, &mut net).is_empty());
         assert_eq!(net.0, ["box1"]);
         let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap();

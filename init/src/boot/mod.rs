@@ -316,79 +316,15 @@ mod tests {
     use super::*;
     use crate::base::clock::FakeClock;
     use crate::devices::modprobe::RecordingLoader;
-    use crate::net::dhcp::Lease;
-    use crate::net::http::{HttpError, Url};
-    use crate::net::netlink::Link;
+    use crate::net::fake::{FakeLinks, FakeNetwork, qemu_report};
+    use crate::net::http::fake::FakeFetch;
     use crate::storage::blkid::{FatKind, fixture_sector};
-    use crate::storage::mounts::MountStep;
-    use nix::errno::Errno;
-    use nix::mount::MsFlags;
-    use std::net::Ipv4Addr;
+    use crate::storage::mounts::fake::RecordingMounter;
     use std::path::Path;
     use std::time::Duration;
 
-    #[derive(Default)]
-    struct RecordingMounter(Vec<String>);
-
-    impl Mounter for RecordingMounter {
-        fn mkdir_all(&mut self, path: &Path) -> std::io::Result<()> {
-            std::fs::create_dir_all(path)
-        }
-        fn mount(&mut self, step: &MountStep, _: &Path) -> Result<(), Errno> {
-            self.0.push(step.target.to_owned());
-            Ok(())
-        }
-        fn mount_device(&mut self, device: &Path, _: &Path, fstype: &str, _: MsFlags, data: &str) -> Result<(), Errno> {
-            let name = device.file_name().unwrap().to_string_lossy();
-            self.0.push(format!("{name} {fstype} {data}"));
-            Ok(())
-        }
-    }
-
-    /// A network that hands out QEMU's user-mode lease and serves `config` for any URL.
-    struct FakeNet {
-        config: Result<Vec<u8>, u16>,
-        urls: Vec<String>,
-    }
-
-    impl Network for FakeNet {
-        fn configure(&mut self, _: &dyn Clock, _: Option<&str>) -> Result<NetReport, NetError> {
-            Ok(NetReport {
-                link: Link {
-                    index: 2,
-                    name: "eth0".into(),
-                    mac: Some([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
-                    kind: 1,
-                    flags: 0,
-                },
-                lease: Lease {
-                    address: Ipv4Addr::new(10, 0, 2, 15),
-                    prefix: 24,
-                    router: Some(Ipv4Addr::new(10, 0, 2, 2)),
-                    dns: vec![Ipv4Addr::new(10, 0, 2, 3)],
-                    domain: None,
-                    server: None,
-                    lease_secs: None,
-                    renew_secs: None,
-                },
-                dhcp_time: Duration::from_millis(12),
-            })
-        }
-        fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError> {
-            self.urls.push(url.text.clone());
-            self.config.clone().map_err(|status| HttpError::Status {
-                status,
-                reason: "Not Found".into(),
-            })
-        }
-        fn pause(&mut self, _: Duration) {}
-    }
-
-    fn no_net() -> FakeNet {
-        FakeNet {
-            config: Err(500),
-            urls: vec![],
-        }
+    fn no_net() -> FakeNetwork {
+        FakeNetwork::default()
     }
 
     fn write(root: &Path, path: &str, text: &str) {
@@ -440,10 +376,10 @@ mod tests {
 
     type Booted = (Result<(), BootError>, Timeline, BootState);
 
-    fn boot_with(dir: &Path, loader: &mut RecordingLoader, network: &mut FakeNet) -> (Booted, Vec<String>) {
+    fn boot_with(dir: &Path, loader: &mut RecordingLoader, network: &mut FakeNetwork) -> (Booted, Vec<String>) {
         let paths = Paths::new(dir);
         let clock = FakeClock::new(Duration::from_secs(1), Duration::from_millis(10));
-        let mut mounter = RecordingMounter::default();
+        let mut mounter = RecordingMounter::creating_dirs();
         let mut timeline = Timeline::new(Duration::from_millis(900));
         let mut state = BootState::default();
         let result = Boot {
@@ -456,7 +392,7 @@ mod tests {
         }
         .run(&mut timeline, &mut state);
         crate::base::log::set_level(crate::base::log::Level::Info);
-        ((result, timeline, state), mounter.0)
+        ((result, timeline, state), mounter.lines())
     }
 
     #[test]
@@ -491,9 +427,16 @@ mod tests {
         );
         assert_eq!(loader.calls[1].1, "delay_use=0");
         assert!(state.modprobe.unwrap().is_loaded("usb_storage"));
+        let key = format!("sda1 usbkey vfat {}", crate::storage::usbkey::MOUNT_OPTIONS);
+        let key_mounts: Vec<_> = mounts.iter().filter(|m| m.starts_with("sda1 ")).collect();
         assert_eq!(
-            mounts.last().unwrap(),
-            &format!("sda1 vfat {}", crate::storage::usbkey::MOUNT_OPTIONS)
+            key_mounts,
+            [
+                &format!("{key} [ro]"),
+                &format!("{key} [remount]"),
+                &format!("{key} [remount] [ro]")
+            ],
+            "mounted read-only, read-write only to save the good copy"
         );
         assert_eq!(state.usbkey.unwrap().node, PathBuf::from("/dev/sda1"));
         assert_eq!(state.config.unwrap().hostname, "box1");
@@ -567,22 +510,31 @@ mod tests {
     fn pxe_boot_fetches_the_config_by_mac() {
         let dir = fixture("ramkey.config=http://10.0.2.2:8099/${mac}.toml\n");
         let mut loader = RecordingLoader::default();
-        let mut net = FakeNet {
-            config: Ok(b"version = 1\nhostname = \"pxe1\"\n".to_vec()),
-            urls: vec![],
+        let mut net = FakeNetwork {
+            links: FakeLinks {
+                report: Some(qemu_report()),
+                ..FakeLinks::default()
+            },
+            http: FakeFetch::answering([Ok(b"version = 1\nhostname = \"pxe1\"\n".to_vec())]),
+            ..FakeNetwork::default()
         };
         let ((result, timeline, state), _) = boot_with(dir.path(), &mut loader, &mut net);
         result.unwrap();
         let steps: Vec<_> = timeline.steps.iter().map(|s| s.name).collect();
         assert_eq!(steps[5..], ["network", "config", "pool", "identity", "nics", "ntp"]);
-        assert_eq!(net.urls, ["http://10.0.2.2:8099/52:54:00:12:34:56.toml"]);
+        assert_eq!(net.http.urls, ["http://10.0.2.2:8099/52:54:00:12:34:56.toml"]);
+        assert_eq!(net.links.calls, ["configure", "apply_config"]);
+        assert_eq!(net.hostname.0, ["pxe1"]);
         assert_eq!(state.config.unwrap().hostname, "pxe1");
         assert_eq!(state.network.unwrap().link.name, "eth0");
         assert!(state.usbkey.is_none());
 
-        let mut net = FakeNet {
-            config: Err(404),
-            urls: vec![],
+        let mut net = FakeNetwork {
+            links: FakeLinks {
+                report: Some(qemu_report()),
+                ..FakeLinks::default()
+            },
+            ..FakeNetwork::default()
         };
         let ((result, _, _), _) = boot_with(dir.path(), &mut loader, &mut net);
         let err = result.unwrap_err().to_string();
@@ -590,7 +542,7 @@ mod tests {
             err.starts_with("cannot fetch the config from http://10.0.2.2:8099/"),
             "{err}"
         );
-        assert_eq!(net.urls.len(), crate::boot::config_load::FETCH_ATTEMPTS);
+        assert_eq!(net.http.urls.len(), crate::boot::config_load::FETCH_ATTEMPTS);
     }
 
     #[test]

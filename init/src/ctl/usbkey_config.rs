@@ -171,25 +171,12 @@ fn write(key: &Usbkey, mounter: &mut dyn Mounter, doc: &Document) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::mounts::MountStep;
-    use nix::errno::Errno;
+    use crate::storage::mounts::fake::RecordingMounter;
     use nix::mount::MsFlags;
-    use std::path::Path;
 
-    #[derive(Default)]
-    struct Remounts(Vec<bool>);
-
-    impl Mounter for Remounts {
-        fn mkdir_all(&mut self, _: &Path) -> std::io::Result<()> {
-            Ok(())
-        }
-        fn mount(&mut self, _: &MountStep, _: &Path) -> Result<(), Errno> {
-            Ok(())
-        }
-        fn mount_device(&mut self, _: &Path, _: &Path, _: &str, flags: MsFlags, _: &str) -> Result<(), Errno> {
-            self.0.push(flags.contains(MsFlags::MS_RDONLY));
-            Ok(())
-        }
+    /// Whether each mount `m` did was read-only.
+    fn read_only(m: &RecordingMounter) -> Vec<bool> {
+        m.mounts.iter().map(|c| c.flags.contains(MsFlags::MS_RDONLY)).collect()
     }
 
     const TEXT: &str = "# the box\nversion = 1\nhostname = \"box1\"  # its name\n";
@@ -211,7 +198,7 @@ mod tests {
     #[test]
     fn show_get_check() {
         let (_dir, key) = setup();
-        let mut m = Remounts::default();
+        let mut m = RecordingMounter::default();
         assert_eq!(run_on(&key, &args(&["show"]), &mut m).unwrap(), TEXT);
         assert_eq!(run_on(&key, &args(&["get", "hostname"]), &mut m).unwrap(), "box1\n");
         assert_eq!(
@@ -220,7 +207,7 @@ mod tests {
         );
         let err = run_on(&key, &args(&["get", "timezone"]), &mut m).unwrap_err();
         assert_eq!(err.to_string(), "timezone is not set in /usbkey/config.toml");
-        assert!(m.0.is_empty(), "reading never remounts");
+        assert!(m.mounts.is_empty(), "reading never remounts");
         assert!(
             run_on(&key, &args(&["frob"]), &mut m)
                 .unwrap_err()
@@ -232,13 +219,13 @@ mod tests {
     #[test]
     fn set_keeps_comments_and_remounts_around_the_write() {
         let (dir, key) = setup();
-        let mut m = Remounts::default();
+        let mut m = RecordingMounter::default();
         let out = run_on(&key, &args(&["set", "hostname=box2", "timezone=Europe/Paris"]), &mut m).unwrap();
         assert!(
             out.starts_with("hostname = \"box2\"\ntimezone = \"Europe/Paris\"\n"),
             "{out}"
         );
-        assert_eq!(m.0, [false, true], "rw, then ro");
+        assert_eq!(read_only(&m), [false, true], "rw, then ro");
         let text = std::fs::read_to_string(dir.path().join(CONFIG_FILE)).unwrap();
         assert!(text.contains("hostname = \"box2\"  # its name"), "{text}");
         assert_eq!(
@@ -252,10 +239,10 @@ mod tests {
     #[test]
     fn invalid_results_are_refused_with_their_errors() {
         let (dir, key) = setup();
-        let mut m = Remounts::default();
+        let mut m = RecordingMounter::default();
         let err = run_on(&key, &args(&["set", "hostname=not a name"]), &mut m).unwrap_err();
         assert!(err.to_string().contains("/usbkey/config.toml:3:"), "{err}");
-        assert!(m.0.is_empty());
+        assert!(m.mounts.is_empty());
         assert_eq!(std::fs::read_to_string(dir.path().join(CONFIG_FILE)).unwrap(), TEXT);
         assert_eq!(
             find_usbkey("proc /proc proc rw 0 0\n/dev/sda1 /usbkey vfat ro 0 0\n"),

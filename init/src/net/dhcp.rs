@@ -354,31 +354,138 @@ pub fn fixture_reply(kind: MessageType, xid: u32, mac: [u8; 6], address: Ipv4Add
 }
 
 #[cfg(test)]
+pub(crate) mod fake {
+    //! The one [`DhcpTransport`] fake: a scripted server.
+
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::net::Ipv4Addr;
+    use std::rc::Rc;
+    use std::sync::mpsc::Receiver;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use dhcproto::Decodable;
+    use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
+
+    use super::{DhcpTransport, fixture_reply};
+
+    /// The address the usual server hands out.
+    pub(crate) const OFFERED: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
+
+    /// The packets sent, one line each: `IFNAME KIND HOSTNAME` (`-` for no host name),
+    /// shared between the test and the transports it opened.
+    pub(crate) type Log = Rc<RefCell<Vec<String>>>;
+
+    /// How the server answers a packet: the replies it queues.
+    type Answer = Box<dyn FnMut(&Message) -> Vec<Vec<u8>>>;
+
+    /// A DHCP server: each packet sent is answered by `answer` (queued, received in order),
+    /// recorded in `sent` and logged; with a gate, each receive waits for the test to send
+    /// `true` (up to its timeout; a dropped sender is silence at once), then gets the answer
+    /// to the latest packet.
+    pub(crate) struct FakeDhcpServer {
+        /// The interface, for the log.
+        pub(crate) ifname: String,
+        answer: Answer,
+        queue: VecDeque<Vec<u8>>,
+        /// The packets sent.
+        pub(crate) sent: Vec<Message>,
+        /// The shared log.
+        pub(crate) log: Log,
+        /// The gate, if any.
+        pub(crate) gate: Option<Arc<Mutex<Receiver<bool>>>>,
+    }
+
+    impl FakeDhcpServer {
+        /// A server answering with `answer`.
+        pub(crate) fn answering(answer: impl FnMut(&Message) -> Vec<Vec<u8>> + 'static) -> Self {
+            FakeDhcpServer {
+                ifname: String::new(),
+                answer: Box::new(answer),
+                queue: VecDeque::new(),
+                sent: Vec::new(),
+                log: Log::default(),
+                gate: None,
+            }
+        }
+
+        /// The usual server: an OFFER of [`OFFERED`] to a DISCOVER, an ACK to anything else.
+        pub(crate) fn usual() -> Self {
+            Self::answering(|m| {
+                let mac: [u8; 6] = m.chaddr()[..6].try_into().unwrap_or_default();
+                let kind = if m.opts().msg_type() == Some(MessageType::Discover) {
+                    MessageType::Offer
+                } else {
+                    MessageType::Ack
+                };
+                vec![fixture_reply(kind, m.xid(), mac, OFFERED)]
+            })
+        }
+
+        /// A server that never answers.
+        pub(crate) fn silent() -> Self {
+            Self::answering(|_| vec![])
+        }
+    }
+
+    /// Opens a server on each interface, [`FakeDhcpServer::usual`] where `serving` says so
+    /// and silent elsewhere, all logging to `log` (after `open IFNAME`).
+    pub(crate) fn open_servers(
+        serving: impl Fn(&str) -> bool,
+        log: &Log,
+    ) -> impl FnMut(&str) -> std::io::Result<Box<dyn DhcpTransport>> {
+        let log = Rc::clone(log);
+        move |name| {
+            log.borrow_mut().push(format!("open {name}"));
+            let mut server = if serving(name) {
+                FakeDhcpServer::usual()
+            } else {
+                FakeDhcpServer::silent()
+            };
+            server.ifname = name.to_owned();
+            server.log = Rc::clone(&log);
+            Ok(Box::new(server))
+        }
+    }
+
+    impl DhcpTransport for FakeDhcpServer {
+        fn send(&mut self, packet: &[u8]) -> std::io::Result<()> {
+            let m = Message::from_bytes(packet).map_err(std::io::Error::other)?;
+            let host = match m.opts().get(OptionCode::Hostname) {
+                Some(DhcpOption::Hostname(h)) => h.as_str(),
+                _ => "-",
+            };
+            let kind = m.opts().msg_type().map_or_else(|| "?".to_owned(), |k| format!("{k:?}"));
+            let line = format!("{} {kind} {host}", self.ifname);
+            self.log.borrow_mut().push(line.trim_start().to_owned());
+            self.queue.extend((self.answer)(&m));
+            self.sent.push(m);
+            Ok(())
+        }
+
+        fn recv(&mut self, timeout: Duration) -> std::io::Result<Option<Vec<u8>>> {
+            let Some(gate) = &self.gate else {
+                return Ok(self.queue.pop_front());
+            };
+            if gate.lock().map_or(true, |g| g.recv_timeout(timeout) != Ok(true)) {
+                return Ok(None);
+            }
+            let latest = self.queue.pop_back();
+            self.queue.clear();
+            Ok(latest)
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
+    use super::fake::FakeDhcpServer;
     use super::*;
     use crate::base::clock::FakeClock;
 
     const MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
     const ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
-
-    /// Answers each sent packet with the scripted replies (a function of the sent bytes).
-    struct Script<F: FnMut(&Message) -> Vec<Vec<u8>>> {
-        answer: F,
-        queue: Vec<Vec<u8>>,
-        sent: Vec<Message>,
-    }
-
-    impl<F: FnMut(&Message) -> Vec<Vec<u8>>> DhcpTransport for Script<F> {
-        fn send(&mut self, packet: &[u8]) -> std::io::Result<()> {
-            let msg = Message::from_bytes(packet).unwrap();
-            self.queue.extend((self.answer)(&msg));
-            self.sent.push(msg);
-            Ok(())
-        }
-        fn recv(&mut self, _: Duration) -> std::io::Result<Option<Vec<u8>>> {
-            Ok((!self.queue.is_empty()).then(|| self.queue.remove(0)))
-        }
-    }
 
     fn clock() -> FakeClock {
         FakeClock::new(Duration::from_secs(5), Duration::from_millis(100))
@@ -471,17 +578,13 @@ mod tests {
 
     #[test]
     fn full_exchange() {
-        let mut t = Script {
-            answer: |m: &Message| match m.opts().msg_type() {
-                Some(MessageType::Discover) => vec![
-                    fixture_reply(MessageType::Offer, m.xid() + 1, MAC, ADDR), // stale xid
-                    fixture_reply(MessageType::Offer, m.xid(), MAC, ADDR),
-                ],
-                _ => vec![fixture_reply(MessageType::Ack, m.xid(), MAC, ADDR)],
-            },
-            queue: vec![],
-            sent: vec![],
-        };
+        let mut t = FakeDhcpServer::answering(|m: &Message| match m.opts().msg_type() {
+            Some(MessageType::Discover) => vec![
+                fixture_reply(MessageType::Offer, m.xid() + 1, MAC, ADDR), // stale xid
+                fixture_reply(MessageType::Offer, m.xid(), MAC, ADDR),
+            ],
+            _ => vec![fixture_reply(MessageType::Ack, m.xid(), MAC, ADDR)],
+        });
         let lease = obtain(&mut t, MAC, Some("box1"), &clock(), 100).unwrap();
         assert_eq!(lease.address, ADDR);
         assert_eq!(t.sent.len(), 2);
@@ -490,22 +593,18 @@ mod tests {
     #[test]
     fn retries_after_silence_and_nak() {
         let mut discovers = 0;
-        let mut t = Script {
-            answer: |m: &Message| match m.opts().msg_type() {
-                Some(MessageType::Discover) => {
-                    discovers += 1;
-                    if discovers == 1 {
-                        vec![]
-                    } else {
-                        vec![fixture_reply(MessageType::Offer, m.xid(), MAC, ADDR)]
-                    }
+        let mut t = FakeDhcpServer::answering(move |m: &Message| match m.opts().msg_type() {
+            Some(MessageType::Discover) => {
+                discovers += 1;
+                if discovers == 1 {
+                    vec![]
+                } else {
+                    vec![fixture_reply(MessageType::Offer, m.xid(), MAC, ADDR)]
                 }
-                _ if discovers == 2 => vec![fixture_reply(MessageType::Nak, m.xid(), MAC, ADDR)],
-                _ => vec![fixture_reply(MessageType::Ack, m.xid(), MAC, ADDR)],
-            },
-            queue: vec![],
-            sent: vec![],
-        };
+            }
+            _ if discovers == 2 => vec![fixture_reply(MessageType::Nak, m.xid(), MAC, ADDR)],
+            _ => vec![fixture_reply(MessageType::Ack, m.xid(), MAC, ADDR)],
+        });
         let lease = obtain(&mut t, MAC, None, &clock(), 1).unwrap();
         assert_eq!(lease.address, ADDR);
         let kinds: Vec<_> = t.sent.iter().map(|m| m.opts().msg_type().unwrap()).collect();
@@ -515,11 +614,7 @@ mod tests {
 
     #[test]
     fn renewal_sends_ciaddr_and_takes_the_ack() {
-        let mut t = Script {
-            answer: |m: &Message| vec![fixture_reply(MessageType::Ack, m.xid(), MAC, ADDR)],
-            queue: vec![],
-            sent: vec![],
-        };
+        let mut t = FakeDhcpServer::answering(|m: &Message| vec![fixture_reply(MessageType::Ack, m.xid(), MAC, ADDR)]);
         let old = parse_reply(&fixture_reply(MessageType::Ack, 1, MAC, ADDR), 1, MAC)
             .unwrap()
             .lease;
@@ -527,11 +622,7 @@ mod tests {
         assert_eq!(new, old);
         assert_eq!(t.sent[0].ciaddr(), ADDR);
         assert!(t.sent[0].opts().get(OptionCode::RequestedIpAddress).is_none());
-        let mut t = Script {
-            answer: |m: &Message| vec![fixture_reply(MessageType::Nak, m.xid(), MAC, ADDR)],
-            queue: vec![],
-            sent: vec![],
-        };
+        let mut t = FakeDhcpServer::answering(|m: &Message| vec![fixture_reply(MessageType::Nak, m.xid(), MAC, ADDR)]);
         let err = renew_exchange(&mut t, MAC, &old, None, &clock(), 5).unwrap_err();
         assert!(err.to_string().contains("(NAK)"), "{err}");
         assert_eq!(t.sent.len(), 1);
@@ -539,11 +630,7 @@ mod tests {
 
     #[test]
     fn silence_gives_no_lease() {
-        let mut t = Script {
-            answer: |_: &Message| vec![],
-            queue: vec![],
-            sent: vec![],
-        };
+        let mut t = FakeDhcpServer::answering(|_: &Message| vec![]);
         let err = obtain(&mut t, MAC, None, &clock(), 1).unwrap_err();
         assert!(err.to_string().starts_with("no DHCP lease after 4 attempts"), "{err}");
         assert_eq!(t.sent.len(), 4);

@@ -256,6 +256,75 @@ pub fn get(url: &Url, timeout: Duration, total: Duration) -> Result<Vec<u8>, Htt
     parse_response(&response).map(<[u8]>::to_vec)
 }
 
+/// Fetches URLs, pausing between attempts.
+pub trait Fetch {
+    /// GETs a URL.
+    fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError>;
+    /// Waits between retries.
+    fn pause(&mut self, duration: Duration);
+}
+
+impl Fetch for crate::net::KernelNetwork {
+    fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError> {
+        get(url, Duration::from_secs(5), Duration::from_secs(30))
+    }
+
+    fn pause(&mut self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! The one [`Fetch`] fake.
+
+    use std::collections::VecDeque;
+    use std::time::Duration;
+
+    use super::{Fetch, HttpError, Url};
+
+    /// Answers each fetch with the next of `answers`, then with 404 once they are used up;
+    /// records the URLs fetched and the pauses.
+    #[derive(Debug, Default)]
+    pub(crate) struct FakeFetch {
+        /// The answers still to give, in order.
+        pub(crate) answers: VecDeque<Result<Vec<u8>, HttpError>>,
+        /// The URLs fetched.
+        pub(crate) urls: Vec<String>,
+        /// The pauses asked for.
+        pub(crate) pauses: Vec<Duration>,
+    }
+
+    impl FakeFetch {
+        /// A fetcher that answers `answers`, in order.
+        pub(crate) fn answering(answers: impl IntoIterator<Item = Result<Vec<u8>, HttpError>>) -> Self {
+            FakeFetch {
+                answers: answers.into_iter().collect(),
+                ..FakeFetch::default()
+            }
+        }
+    }
+
+    /// An HTTP status error.
+    pub(crate) fn status(status: u16) -> HttpError {
+        HttpError::Status {
+            status,
+            reason: "x".into(),
+        }
+    }
+
+    impl Fetch for FakeFetch {
+        fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError> {
+            self.urls.push(url.text.clone());
+            self.answers.pop_front().unwrap_or_else(|| Err(status(404)))
+        }
+
+        fn pause(&mut self, duration: Duration) {
+            self.pauses.push(duration);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

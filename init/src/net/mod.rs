@@ -3,9 +3,10 @@
 //! source check on the NICs zones hang off (`source_check`). Imports `sys` and `base`.
 //!
 //! This file: the boot network for PXE boots: links up, DHCP on each NIC until one gets a lease,
-//! address, default route and `/etc/resolv.conf`; then HTTP for the config URL. The
-//! [`Network`] trait also carries the other effects of the config steps (the config's NICs,
-//! host name, SNTP, the clock), so that the boot can be tested with a fake.
+//! address, default route and `/etc/resolv.conf`; then HTTP for the config URL. The boot's
+//! network effects are traits that each do one thing ([`LinkSetup`], [`http::Fetch`],
+//! [`Hostname`], [`ntp::Sntp`]), [`Network`] all of them, so that the boot can be tested
+//! with fakes.
 
 pub mod dhcp;
 pub mod http;
@@ -28,8 +29,9 @@ use ramkey_config::{Config, Dns, Nic};
 use crate::base::clock::Clock;
 use crate::net::netconf::Applied;
 use dhcp::{DhcpTransport, Lease};
-use http::{HttpError, Url};
+use http::Fetch;
 use netlink::{Link, Netlink, NetlinkError, RouteSocket};
+use ntp::Sntp;
 
 /// How long to wait for a first Ethernet interface to exist.
 pub const NIC_WAIT: Duration = Duration::from_secs(5);
@@ -90,41 +92,27 @@ impl NetReport {
     }
 }
 
-/// The network effects the boot uses; the real ones on the box, a fake in tests.
-pub trait Network {
+/// Sets the links up: DHCP for a PXE boot, the config's NICs, or DHCP everywhere.
+pub trait LinkSetup {
     /// Brings up the links and gets a DHCP lease on one NIC.
     fn configure(&mut self, clock: &dyn Clock, hostname: Option<&str>) -> Result<NetReport, NetError>;
-    /// GETs a URL.
-    fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError>;
-    /// Waits between retries.
-    fn pause(&mut self, duration: Duration);
     /// Applies the config's NICs and DNS ([`crate::net::netconf::apply`]).
-    fn apply_config(&mut self, _: &dyn Clock, _: &Config, _: Option<&NetReport>, _: &Path) -> Applied {
-        Applied::default()
-    }
+    fn apply_config(&mut self, clock: &dyn Clock, config: &Config, pxe: Option<&NetReport>, resolv: &Path) -> Applied;
     /// DHCP on every NIC, for recovery without a config ([`crate::net::netconf::dhcp_everywhere`]).
-    fn dhcp_everywhere(&mut self, _: &dyn Clock, _: &Path) -> Applied {
-        Applied::default()
-    }
-    /// `sethostname(2)`.
-    fn set_hostname(&mut self, _: &str) -> Result<(), Errno> {
-        Err(Errno::ENOSYS)
-    }
-    /// Sends one SNTP request to `server` and waits up to `timeout` for the answer.
-    fn sntp(&mut self, _: SocketAddr, _: &[u8], _: Duration) -> std::io::Result<Vec<u8>> {
-        Err(std::io::ErrorKind::Unsupported.into())
-    }
-    /// Sets `CLOCK_REALTIME` to this time since the Unix epoch.
-    fn set_clock(&mut self, _: Duration) -> Result<(), Errno> {
-        Err(Errno::ENOSYS)
-    }
+    fn dhcp_everywhere(&mut self, clock: &dyn Clock, resolv: &Path) -> Applied;
 }
 
-impl std::fmt::Debug for dyn Network + '_ {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Network")
-    }
+/// Sets the host name.
+pub trait Hostname {
+    /// `sethostname(2)`.
+    fn set_hostname(&mut self, name: &str) -> Result<(), Errno>;
 }
+
+/// The network effects the boot uses: links, HTTP, host name, SNTP and the clock; the
+/// real ones on the box ([`KernelNetwork`]), fakes in tests.
+pub trait Network: LinkSetup + Fetch + Hostname + Sntp {}
+
+impl<T: LinkSetup + Fetch + Hostname + Sntp> Network for T {}
 
 /// The real network: rtnetlink, UDP sockets bound to each NIC, TCP.
 #[derive(Debug)]
@@ -133,7 +121,7 @@ pub struct KernelNetwork {
     pub resolv_conf: PathBuf,
 }
 
-impl Network for KernelNetwork {
+impl LinkSetup for KernelNetwork {
     fn configure(&mut self, clock: &dyn Clock, hostname: Option<&str>) -> Result<NetReport, NetError> {
         let mut socket = RouteSocket::open()?;
         let mut open = |name: &str| -> std::io::Result<Box<dyn DhcpTransport>> {
@@ -142,14 +130,6 @@ impl Network for KernelNetwork {
         };
         let mut pause = std::thread::sleep;
         configure(&mut socket, &mut open, clock, &mut pause, &self.resolv_conf, hostname)
-    }
-
-    fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError> {
-        http::get(url, Duration::from_secs(5), Duration::from_secs(30))
-    }
-
-    fn pause(&mut self, duration: Duration) {
-        std::thread::sleep(duration);
     }
 
     fn apply_config(&mut self, clock: &dyn Clock, config: &Config, pxe: Option<&NetReport>, resolv: &Path) -> Applied {
@@ -161,25 +141,11 @@ impl Network for KernelNetwork {
     fn dhcp_everywhere(&mut self, clock: &dyn Clock, resolv: &Path) -> Applied {
         self.with_env(clock, resolv, None, crate::net::netconf::dhcp_everywhere)
     }
+}
 
+impl Hostname for KernelNetwork {
     fn set_hostname(&mut self, name: &str) -> Result<(), Errno> {
         nix::unistd::sethostname(name)
-    }
-
-    fn sntp(&mut self, server: SocketAddr, request: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
-        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-        socket.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
-        socket.connect(server)?;
-        socket.send(request)?;
-        let mut buf = vec![0u8; 512];
-        let n = socket.recv(&mut buf)?;
-        buf.truncate(n);
-        Ok(buf)
-    }
-
-    fn set_clock(&mut self, since_epoch: Duration) -> Result<(), Errno> {
-        let ts = nix::sys::time::TimeSpec::from_duration(since_epoch);
-        nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts)
     }
 }
 
@@ -380,6 +346,148 @@ pub fn resolv_conf_text(nic: &str, lease: &Lease) -> String {
         text.push_str(&format!("nameserver {server}\n"));
     }
     text
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! The [`LinkSetup`] and [`Hostname`] fakes, and [`FakeNetwork`], one fake of each
+    //! network trait in one [`Network`].
+
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::path::Path;
+    use std::time::Duration;
+
+    use nix::errno::Errno;
+    use ramkey_config::Config;
+
+    use super::http::fake::FakeFetch;
+    use super::http::{Fetch, HttpError, Url};
+    use super::ntp::Sntp;
+    use super::ntp::fake::FakeSntp;
+    use super::{Applied, Hostname, LinkSetup, NetError, NetReport};
+    use crate::base::clock::Clock;
+    use crate::net::dhcp::Lease;
+    use crate::net::netlink::Link;
+
+    /// QEMU's user-mode network as DHCP gives it to `eth0` (52:54:00:12:34:56).
+    pub(crate) fn qemu_report() -> NetReport {
+        NetReport {
+            link: Link {
+                index: 2,
+                name: "eth0".into(),
+                mac: Some([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
+                kind: 1,
+                flags: 0,
+            },
+            lease: Lease {
+                address: Ipv4Addr::new(10, 0, 2, 15),
+                prefix: 24,
+                router: Some(Ipv4Addr::new(10, 0, 2, 2)),
+                dns: vec![Ipv4Addr::new(10, 0, 2, 3)],
+                domain: None,
+                server: None,
+                lease_secs: None,
+                renew_secs: None,
+            },
+            dhcp_time: Duration::from_millis(12),
+        }
+    }
+
+    /// Hands out `report` (none: no NIC) and applies nothing; records each call by name.
+    #[derive(Debug, Default)]
+    pub(crate) struct FakeLinks {
+        /// What `configure` answers.
+        pub(crate) report: Option<NetReport>,
+        /// `configure`, `apply_config` or `dhcp_everywhere`, in order.
+        pub(crate) calls: Vec<&'static str>,
+    }
+
+    impl LinkSetup for FakeLinks {
+        fn configure(&mut self, _: &dyn Clock, _: Option<&str>) -> Result<NetReport, NetError> {
+            self.calls.push("configure");
+            self.report.clone().ok_or(NetError::NoNic)
+        }
+
+        fn apply_config(&mut self, _: &dyn Clock, _: &Config, _: Option<&NetReport>, _: &Path) -> Applied {
+            self.calls.push("apply_config");
+            Applied::default()
+        }
+
+        fn dhcp_everywhere(&mut self, _: &dyn Clock, _: &Path) -> Applied {
+            self.calls.push("dhcp_everywhere");
+            Applied::default()
+        }
+    }
+
+    /// Records the host names set.
+    #[derive(Debug, Default)]
+    pub(crate) struct RecordingHostname(pub(crate) Vec<String>);
+
+    impl Hostname for RecordingHostname {
+        fn set_hostname(&mut self, name: &str) -> Result<(), Errno> {
+            self.0.push(name.to_owned());
+            Ok(())
+        }
+    }
+
+    /// The boot's whole network: each trait answered by its own fake.
+    #[derive(Debug, Default)]
+    pub(crate) struct FakeNetwork {
+        /// The links.
+        pub(crate) links: FakeLinks,
+        /// HTTP.
+        pub(crate) http: FakeFetch,
+        /// The host name.
+        pub(crate) hostname: RecordingHostname,
+        /// SNTP and the clock.
+        pub(crate) sntp: FakeSntp,
+    }
+
+    impl LinkSetup for FakeNetwork {
+        fn configure(&mut self, clock: &dyn Clock, hostname: Option<&str>) -> Result<NetReport, NetError> {
+            self.links.configure(clock, hostname)
+        }
+
+        fn apply_config(
+            &mut self,
+            clock: &dyn Clock,
+            config: &Config,
+            pxe: Option<&NetReport>,
+            resolv: &Path,
+        ) -> Applied {
+            self.links.apply_config(clock, config, pxe, resolv)
+        }
+
+        fn dhcp_everywhere(&mut self, clock: &dyn Clock, resolv: &Path) -> Applied {
+            self.links.dhcp_everywhere(clock, resolv)
+        }
+    }
+
+    impl Fetch for FakeNetwork {
+        fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError> {
+            self.http.fetch(url)
+        }
+
+        fn pause(&mut self, duration: Duration) {
+            self.http.pause(duration);
+        }
+    }
+
+    impl Hostname for FakeNetwork {
+        fn set_hostname(&mut self, name: &str) -> Result<(), Errno> {
+            self.hostname.set_hostname(name)
+        }
+    }
+
+    impl Sntp for FakeNetwork {
+        fn exchange(&mut self, server: SocketAddr, request: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+            self.sntp.exchange(server, request, timeout)
+        }
+
+        fn set_clock(&mut self, since_epoch: Duration) -> Result<(), Errno> {
+            self.sntp.set_clock(since_epoch)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -376,6 +376,134 @@ impl Netlink for RouteSocket {
 }
 
 #[cfg(test)]
+pub(crate) mod fake {
+    //! The one [`Netlink`] fake.
+
+    use std::net::Ipv4Addr;
+
+    use super::{ARPHRD_ETHER, IFF_LOOPBACK, IFF_LOWER_UP, IFF_UP, Link, Netlink, NetlinkError};
+
+    /// An Ethernet link `name` with MAC 52:54:00:12:34:`last`, down.
+    pub(crate) fn ether(index: u32, name: &str, last: u8) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            mac: Some([0x52, 0x54, 0, 0x12, 0x34, last]),
+            kind: ARPHRD_ETHER,
+            flags: 0,
+        }
+    }
+
+    /// The loopback link, index 1.
+    pub(crate) fn lo() -> Link {
+        Link {
+            index: 1,
+            name: "lo".into(),
+            mac: Some([0; 6]),
+            kind: 772,
+            flags: IFF_LOOPBACK,
+        }
+    }
+
+    /// Links kept in memory, changed as the calls say (up sets carrier too; down leaves the
+    /// flags; a rename renames,
+    /// a VLAN is a new link with index 100 + id); each change recorded as a line naming the
+    /// link as it was called then (by index when there is no such link), e.g. `up eth0`,
+    /// `addr admin 10.0.2.15/24`. `late` adds a link once `links` has been listed that
+    /// many times (a NIC that comes late).
+    #[derive(Debug, Default)]
+    pub(crate) struct RecordingNetlink {
+        /// The links.
+        pub(crate) links: Vec<Link>,
+        /// The changes, in order.
+        pub(crate) calls: Vec<String>,
+        /// A link that appears after that many listings.
+        pub(crate) late: Option<(usize, Link)>,
+        listed: usize,
+    }
+
+    impl RecordingNetlink {
+        /// A netlink with these links.
+        pub(crate) fn with(links: Vec<Link>) -> Self {
+            RecordingNetlink {
+                links,
+                ..RecordingNetlink::default()
+            }
+        }
+
+        fn name(&self, index: u32) -> String {
+            self.links
+                .iter()
+                .find(|l| l.index == index)
+                .map_or_else(|| index.to_string(), |l| l.name.clone())
+        }
+
+        fn record(&mut self, what: &str, index: u32, rest: &str) {
+            let line = format!("{what} {} {rest}", self.name(index));
+            self.calls.push(line.trim_end().to_owned());
+        }
+
+        fn link(&mut self, index: u32) -> impl Iterator<Item = &mut Link> {
+            self.links.iter_mut().filter(move |l| l.index == index)
+        }
+    }
+
+    impl Netlink for RecordingNetlink {
+        fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
+            self.listed += 1;
+            if let Some((_, link)) = self.late.take_if(|(after, _)| self.listed > *after) {
+                self.links.push(link);
+            }
+            Ok(self.links.clone())
+        }
+
+        fn set_up(&mut self, index: u32) -> Result<(), NetlinkError> {
+            self.record("up", index, "");
+            self.link(index).for_each(|l| l.flags |= IFF_UP | IFF_LOWER_UP);
+            Ok(())
+        }
+
+        fn add_address(&mut self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<(), NetlinkError> {
+            self.record("addr", index, &format!("{addr}/{prefix}"));
+            Ok(())
+        }
+
+        fn add_default_route(&mut self, index: u32, gateway: Ipv4Addr) -> Result<(), NetlinkError> {
+            self.record("route", index, &format!("via {gateway}"));
+            Ok(())
+        }
+
+        fn set_down(&mut self, index: u32) -> Result<(), NetlinkError> {
+            self.record("down", index, "");
+            Ok(())
+        }
+
+        fn rename(&mut self, index: u32, name: &str) -> Result<(), NetlinkError> {
+            self.record("rename", index, name);
+            self.link(index).for_each(|l| l.name = name.to_owned());
+            Ok(())
+        }
+
+        fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<(), NetlinkError> {
+            self.record("mtu", index, &mtu.to_string());
+            Ok(())
+        }
+
+        fn add_vlan(&mut self, parent: u32, name: &str, id: u16) -> Result<(), NetlinkError> {
+            self.record("vlan", parent, &format!("{name} {id}"));
+            self.links.push(Link {
+                index: 100 + u32::from(id),
+                name: name.to_owned(),
+                mac: None,
+                kind: ARPHRD_ETHER,
+                flags: 0,
+            });
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::net::links::IFLA_VLAN_ID;

@@ -1,11 +1,11 @@
 //! SNTP (RFC 4330) at boot: one request to each numeric server of `[ntp]` in turn, within
 //! [`WAIT`] in all; the first good answer sets `CLOCK_REALTIME`. Failing is a warning.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use crate::base::clock::Clock;
-use crate::net::Network;
+use crate::net::KernelNetwork;
 
 /// The whole wait at boot, over all servers.
 pub const WAIT: Duration = Duration::from_secs(2);
@@ -176,12 +176,38 @@ pub fn build_time() -> Duration {
         .unwrap_or_default()
 }
 
+/// The effects of the clock sync: SNTP exchanges, then setting the clock.
+pub trait Sntp {
+    /// Sends one SNTP request to `server` and waits up to `timeout` for the answer.
+    fn exchange(&mut self, server: SocketAddr, request: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>>;
+    /// Sets `CLOCK_REALTIME` to this time since the Unix epoch.
+    fn set_clock(&mut self, since_epoch: Duration) -> Result<(), nix::errno::Errno>;
+}
+
+impl Sntp for KernelNetwork {
+    fn exchange(&mut self, server: SocketAddr, request: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        socket.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        socket.connect(server)?;
+        socket.send(request)?;
+        let mut buf = vec![0u8; 512];
+        let n = socket.recv(&mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    fn set_clock(&mut self, since_epoch: Duration) -> Result<(), nix::errno::Errno> {
+        let ts = nix::sys::time::TimeSpec::from_duration(since_epoch);
+        nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts)
+    }
+}
+
 /// Asks each server in turn until one answers within [`WAIT`] in all with a time that
 /// passes `sanity`, then sets the clock. `realtime` reads `CLOCK_REALTIME` (since the Unix
 /// epoch).
 pub fn sync(
     names: &[String],
-    net: &mut dyn Network,
+    net: &mut dyn Sntp,
     clock: &dyn Clock,
     realtime: &dyn Fn() -> Duration,
     sanity: Sanity,
@@ -201,7 +227,7 @@ pub fn sync(
         let packet = request(sent_at);
         let t0 = clock.since_boot();
         let answer = net
-            .sntp(server, &packet, left)
+            .exchange(server, &packet, left)
             .map_err(|source| NtpError::Io { server, source })
             .and_then(|reply| parse(server, &reply, &packet));
         let rtt = clock.since_boot().saturating_sub(t0);
@@ -229,7 +255,7 @@ pub fn sync(
 }
 
 /// Runs [`sync`] and logs the outcome (the boot's `ntp` step).
-pub fn step(names: &[String], net: &mut dyn Network, clock: &dyn Clock) -> Option<Synced> {
+pub fn step(names: &[String], net: &mut dyn Sntp, clock: &dyn Clock) -> Option<Synced> {
     if names.is_empty() {
         crate::notice!("ntp: no servers in the config; the clock stays as the hardware clock set it");
         return None;
@@ -263,25 +289,32 @@ pub fn step(names: &[String], net: &mut dyn Network, clock: &dyn Clock) -> Optio
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::base::clock::FakeClock;
+pub(crate) mod fake {
+    //! The one [`Sntp`] fake.
 
-    struct Server {
-        reply: Option<Duration>,
-        set: Vec<Duration>,
+    use std::net::{IpAddr, SocketAddr};
+    use std::time::Duration;
+
+    use super::{LEN, Sntp, to_ntp};
+
+    /// A server that answers every request with `reply` (none: a timeout), except from the
+    /// addresses in `silent`; records the servers asked and the times the clock was set to.
+    #[derive(Debug, Default)]
+    pub(crate) struct FakeSntp {
+        /// The time every server says (since the Unix epoch).
+        pub(crate) reply: Option<Duration>,
+        /// Servers that never answer.
+        pub(crate) silent: Vec<IpAddr>,
+        /// The servers asked, in order.
+        pub(crate) asked: Vec<SocketAddr>,
+        /// The times the clock was set to.
+        pub(crate) set: Vec<Duration>,
     }
 
-    impl Network for Server {
-        fn configure(&mut self, _: &dyn Clock, _: Option<&str>) -> Result<crate::net::NetReport, crate::net::NetError> {
-            Err(crate::net::NetError::NoNic)
-        }
-        fn fetch(&mut self, _: &crate::net::http::Url) -> Result<Vec<u8>, crate::net::http::HttpError> {
-            Ok(vec![])
-        }
-        fn pause(&mut self, _: Duration) {}
-        fn sntp(&mut self, server: SocketAddr, req: &[u8], _: Duration) -> std::io::Result<Vec<u8>> {
-            let Some(t) = self.reply.filter(|_| server.ip() != IpAddr::from([10, 0, 0, 1])) else {
+    impl Sntp for FakeSntp {
+        fn exchange(&mut self, server: SocketAddr, req: &[u8], _: Duration) -> std::io::Result<Vec<u8>> {
+            self.asked.push(server);
+            let Some(t) = self.reply.filter(|_| !self.silent.contains(&server.ip())) else {
                 return Err(std::io::ErrorKind::WouldBlock.into());
             };
             let mut p = [0u8; LEN];
@@ -291,11 +324,19 @@ mod tests {
             p[40..48].copy_from_slice(&to_ntp(t));
             Ok(p.to_vec())
         }
+
         fn set_clock(&mut self, t: Duration) -> Result<(), nix::errno::Errno> {
             self.set.push(t);
             Ok(())
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::FakeSntp;
+    use super::*;
+    use crate::base::clock::FakeClock;
 
     /// No floor, any step.
     const ANY: Sanity = Sanity {
@@ -313,9 +354,9 @@ mod tests {
         };
         let names = ["10.0.2.2".to_owned()];
         // A server in 2023 while the box was built in 2026.
-        let mut net = Server {
+        let mut net = FakeSntp {
             reply: Some(Duration::from_secs(1_700_000_000)),
-            set: vec![],
+            ..FakeSntp::default()
         };
         let errors = sync(&names, &mut net, &clock, &|| Duration::ZERO, sanity).unwrap_err();
         let text = errors[0].to_string();
@@ -344,24 +385,24 @@ mod tests {
 
     #[test]
     fn second_server_sets_the_clock() {
-        let mut net = Server {
+        let mut net = FakeSntp {
             reply: Some(Duration::from_secs(1_700_000_100)),
-            set: vec![],
+            silent: vec![IpAddr::from([10, 0, 0, 1])],
+            ..FakeSntp::default()
         };
         let clock = FakeClock::new(Duration::from_secs(5), Duration::from_millis(10));
         let names = ["pool.ntp.org".to_owned(), "10.0.0.1".to_owned(), "10.0.2.2".to_owned()];
         let s = sync(&names, &mut net, &clock, &|| Duration::from_secs(1_700_000_000), ANY).unwrap();
         assert_eq!(s.server, "10.0.2.2:123".parse().unwrap());
+        let asked: Vec<_> = net.asked.iter().map(ToString::to_string).collect();
+        assert_eq!(asked, ["10.0.0.1:123", "10.0.2.2:123"], "host names are skipped");
         assert_eq!(net.set.len(), 1);
         assert!((s.offset_ms - 100_000).abs() < 50, "{}", s.offset_ms);
     }
 
     #[test]
     fn failures_are_reported() {
-        let mut net = Server {
-            reply: None,
-            set: vec![],
-        };
+        let mut net = FakeSntp::default();
         let clock = FakeClock::new(Duration::ZERO, Duration::from_millis(10));
         let errors = sync(&["10.0.0.1".to_owned()], &mut net, &clock, &|| Duration::ZERO, ANY).unwrap_err();
         assert_eq!(errors.len(), 1);

@@ -364,62 +364,15 @@ pub fn address(held: &HeldLease) -> (Ipv4Addr, u8) {
 mod tests {
     use super::*;
     use crate::base::clock::FakeClock;
-    use dhcproto::Decodable;
-    use dhcproto::v4::{Message, MessageType};
+    use crate::net::dhcp::fake::FakeDhcpServer;
+    use crate::net::netlink::fake::RecordingNetlink;
+    use dhcproto::v4::MessageType;
     use nix::poll::{PollFd, PollFlags, PollTimeout};
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Instant;
 
     const MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
-
-    struct Acks(Vec<Vec<u8>>, bool);
-
-    impl DhcpTransport for Acks {
-        fn send(&mut self, packet: &[u8]) -> std::io::Result<()> {
-            let m = Message::from_bytes(packet).unwrap();
-            if self.1 {
-                self.0
-                    .push(dhcp::fixture_reply(MessageType::Ack, m.xid(), MAC, m.ciaddr()));
-            }
-            Ok(())
-        }
-        fn recv(&mut self, _: Duration) -> std::io::Result<Option<Vec<u8>>> {
-            Ok((!self.0.is_empty()).then(|| self.0.remove(0)))
-        }
-    }
-
-    #[derive(Default)]
-    struct Calls(Vec<String>);
-
-    impl Netlink for Calls {
-        fn links(&mut self) -> Result<Vec<super::super::netlink::Link>, NetlinkError> {
-            Ok(vec![])
-        }
-        fn set_up(&mut self, _: u32) -> Result<(), NetlinkError> {
-            Ok(())
-        }
-        fn add_address(&mut self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<(), NetlinkError> {
-            self.0.push(format!("addr {index} {addr}/{prefix}"));
-            Ok(())
-        }
-        fn add_default_route(&mut self, index: u32, gw: Ipv4Addr) -> Result<(), NetlinkError> {
-            self.0.push(format!("route {index} via {gw}"));
-            Ok(())
-        }
-        fn set_down(&mut self, _: u32) -> Result<(), NetlinkError> {
-            Ok(())
-        }
-        fn rename(&mut self, _: u32, _: &str) -> Result<(), NetlinkError> {
-            Ok(())
-        }
-        fn set_mtu(&mut self, _: u32, _: u32) -> Result<(), NetlinkError> {
-            Ok(())
-        }
-        fn add_vlan(&mut self, _: u32, _: &str, _: u16) -> Result<(), NetlinkError> {
-            Ok(())
-        }
-    }
 
     fn held(now: Duration) -> HeldLease {
         let bytes = dhcp::fixture_reply(MessageType::Ack, 1, MAC, Ipv4Addr::new(10, 0, 2, 15));
@@ -435,9 +388,9 @@ mod tests {
         assert!(!h.due(Duration::from_secs(609)) && h.due(Duration::from_secs(610)));
         assert_eq!(next_renewal(std::slice::from_ref(&h)), Some(Duration::from_secs(610)));
         let clock = FakeClock::new(Duration::from_secs(700), Duration::from_millis(10));
-        let mut nl = Calls::default();
-        renew(&mut h, &mut Acks(vec![], true), &mut nl, &clock).unwrap();
-        assert_eq!(nl.0, ["addr 2 10.0.2.15/24"]);
+        let mut nl = RecordingNetlink::default();
+        renew(&mut h, &mut FakeDhcpServer::usual(), &mut nl, &clock).unwrap();
+        assert_eq!(nl.calls, ["addr 2 10.0.2.15/24"]);
         assert!(h.renew_at > Duration::from_secs(1300), "{:?}", h.renew_at);
         assert!(renewed_line(&h).starts_with("network: admin: DHCP lease 10.0.2.15/24 renewed for 86400 s"));
     }
@@ -446,32 +399,18 @@ mod tests {
     fn failure_retries_a_minute_later() {
         let mut h = held(Duration::ZERO);
         let clock = FakeClock::new(Duration::from_secs(600), Duration::from_millis(100));
-        let err = renew(&mut h, &mut Acks(vec![], false), &mut Calls::default(), &clock).unwrap_err();
+        let err = renew(
+            &mut h,
+            &mut FakeDhcpServer::silent(),
+            &mut RecordingNetlink::default(),
+            &clock,
+        )
+        .unwrap_err();
         assert!(
             err.to_string().starts_with("DHCP renewal on admin: no DHCP lease"),
             "{err}"
         );
         assert_eq!(h.renew_at, Duration::from_secs(660));
-    }
-
-    /// A server that answers (the usual ACK) only when the test sends `true` on `gate`:
-    /// each wait for a reply waits on the gate, up to the exchange's own timeout (1 s,
-    /// then 2 s); a dropped sender is silence at once.
-    struct Gated {
-        gate: Arc<Mutex<Receiver<bool>>>,
-        queue: Vec<Vec<u8>>,
-    }
-
-    impl DhcpTransport for Gated {
-        fn send(&mut self, packet: &[u8]) -> std::io::Result<()> {
-            let m = Message::from_bytes(packet).unwrap();
-            self.queue = vec![dhcp::fixture_reply(MessageType::Ack, m.xid(), MAC, m.ciaddr())];
-            Ok(())
-        }
-        fn recv(&mut self, timeout: Duration) -> std::io::Result<Option<Vec<u8>>> {
-            let answer = self.gate.lock().unwrap().recv_timeout(timeout) == Ok(true);
-            Ok(answer.then(|| self.queue.remove(0)))
-        }
     }
 
     /// What the renewal threads did.
@@ -481,7 +420,7 @@ mod tests {
         calls: Mutex<Vec<String>>,
     }
 
-    /// A renewer using the real [`renew`] and clock over a [`Gated`] server.
+    /// A renewer using the real [`renew`] and clock over a gated [`FakeDhcpServer`].
     fn gated_server() -> (Sender<bool>, Arc<Seen>, Arc<Renewer>) {
         let (gate, rx) = channel();
         let rx = Arc::new(Mutex::new(rx));
@@ -489,13 +428,11 @@ mod tests {
         let record = Arc::clone(&seen);
         let renewer = move |held: &mut HeldLease| {
             record.runs.fetch_add(1, Ordering::SeqCst);
-            let mut transport = Gated {
-                gate: Arc::clone(&rx),
-                queue: vec![],
-            };
-            let mut nl = Calls::default();
+            let mut transport = FakeDhcpServer::usual();
+            transport.gate = Some(Arc::clone(&rx));
+            let mut nl = RecordingNetlink::default();
             let result = renew(held, &mut transport, &mut nl, &BootClock);
-            record.calls.lock().unwrap().extend(nl.0);
+            record.calls.lock().unwrap().extend(nl.calls);
             result
         };
         (gate, seen, Arc::new(renewer))

@@ -2,7 +2,7 @@
 //! here; where the key is kept and what happens when it cannot be.
 
 use super::*;
-use crate::storage::mounts::MountStep;
+use crate::storage::mounts::fake::RecordingMounter;
 use nix::errno::Errno;
 use nix::mount::MsFlags;
 
@@ -64,24 +64,9 @@ fn damaged_keys_are_refused_with_a_reason() {
     assert!(err(&forged).contains("does not match"), "{}", err(&forged));
 }
 
-/// Records remounts; fails them with `fail`.
-#[derive(Default)]
-struct Remounts {
-    flags: Vec<bool>,
-    fail: Option<Errno>,
-}
-
-impl Mounter for Remounts {
-    fn mkdir_all(&mut self, _: &Path) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn mount(&mut self, _: &MountStep, _: &Path) -> Result<(), Errno> {
-        Ok(())
-    }
-    fn mount_device(&mut self, _: &Path, _: &Path, _: &str, flags: MsFlags, _: &str) -> Result<(), Errno> {
-        self.flags.push(flags.contains(MsFlags::MS_RDONLY));
-        self.fail.map_or(Ok(()), Err)
-    }
+/// Whether each remount was read-only, in order.
+fn read_only(m: &RecordingMounter) -> Vec<bool> {
+    m.mounts.iter().map(|c| c.flags.contains(MsFlags::MS_RDONLY)).collect()
 }
 
 #[test]
@@ -89,7 +74,7 @@ fn made_once_on_the_pool_then_kept() {
     let dir = tempfile::tempdir().unwrap();
     let pool = dir.path().join("pool");
     fs::create_dir(&pool).unwrap();
-    let mut m = Remounts::default();
+    let mut m = RecordingMounter::default();
     let (first, origin) = load_or_make(Stores {
         pool: Some(&pool),
         usbkey: None,
@@ -104,13 +89,13 @@ fn made_once_on_the_pool_then_kept() {
     })
     .unwrap();
     assert_eq!((again, origin), (first, Origin::Kept(pool.join("ssh").join(KEY_FILE))));
-    assert!(m.flags.is_empty(), "the usbkey was not touched");
+    assert!(m.mounts.is_empty(), "the usbkey was not touched");
 }
 
 #[test]
 fn without_a_pool_it_goes_on_the_usbkey_between_remounts() {
     let dir = tempfile::tempdir().unwrap();
-    let mut m = Remounts::default();
+    let mut m = RecordingMounter::default();
     let node = Path::new("/dev/sda1");
     let (key, origin) = load_or_make(Stores {
         pool: None,
@@ -120,7 +105,7 @@ fn without_a_pool_it_goes_on_the_usbkey_between_remounts() {
     .unwrap();
     let path = dir.path().join("ssh").join(KEY_FILE);
     assert_eq!(origin, Origin::Made(path.clone()));
-    assert_eq!(m.flags, [false, true], "read-write, then read-only again");
+    assert_eq!(read_only(&m), [false, true], "read-write, then read-only again");
     assert_eq!(HostKey::parse(&fs::read_to_string(&path).unwrap()), Ok(key));
 }
 
@@ -130,7 +115,7 @@ fn an_unusable_kept_key_is_left_alone_and_one_is_made_for_this_boot() {
     let kept = dir.path().join("ssh");
     fs::create_dir(&kept).unwrap();
     fs::write(kept.join(KEY_FILE), "garbage").unwrap();
-    let mut m = Remounts::default();
+    let mut m = RecordingMounter::default();
     let (_, origin) = load_or_make(Stores {
         pool: Some(dir.path()),
         usbkey: None,
@@ -147,9 +132,9 @@ fn an_unusable_kept_key_is_left_alone_and_one_is_made_for_this_boot() {
 #[test]
 fn a_usbkey_that_cannot_be_written_leaves_a_key_for_this_boot() {
     let dir = tempfile::tempdir().unwrap();
-    let mut m = Remounts {
-        fail: Some(Errno::EROFS),
-        ..Remounts::default()
+    let mut m = RecordingMounter {
+        fail: vec![(dir.path().to_owned(), Errno::EROFS)],
+        ..RecordingMounter::default()
     };
     let (_, origin) = load_or_make(Stores {
         pool: None,

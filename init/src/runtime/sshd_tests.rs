@@ -2,24 +2,8 @@
 //! writes, the addresses it listens on.
 
 use super::*;
-use crate::storage::mounts::MountStep;
-use nix::errno::Errno;
-use nix::mount::MsFlags;
+use crate::storage::mounts::fake::RecordingMounter;
 use ramkey_config::Config;
-
-struct NoRemounts;
-
-impl crate::storage::mounts::Mounter for NoRemounts {
-    fn mkdir_all(&mut self, _: &Path) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn mount(&mut self, _: &MountStep, _: &Path) -> Result<(), Errno> {
-        Err(Errno::EPERM)
-    }
-    fn mount_device(&mut self, _: &Path, _: &Path, _: &str, _: MsFlags, _: &str) -> Result<(), Errno> {
-        Err(Errno::EPERM)
-    }
-}
 
 const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g admin@laptop";
 
@@ -49,7 +33,7 @@ fn root() -> tempfile::TempDir {
 
 fn run(root: &Path, admin: Option<&Admin>) -> Ssh {
     let pool = root.join("pool");
-    let mut mounter = NoRemounts;
+    let mut mounter = RecordingMounter::default();
     prepare(
         root,
         admin,

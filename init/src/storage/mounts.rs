@@ -210,31 +210,149 @@ pub fn mount_all(root: &Path, steps: &[MountStep], mounter: &mut dyn Mounter) ->
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fake {
+    //! The one [`Mounter`] fake: it records every call and fails the ones it is told to.
 
-    #[derive(Default)]
-    struct FakeMounter {
-        dirs: Vec<PathBuf>,
-        mounts: Vec<(String, PathBuf)>,
-        answers: Vec<(&'static str, Errno)>,
+    use std::fmt;
+    use std::path::{Path, PathBuf};
+
+    use nix::errno::Errno;
+    use nix::mount::MsFlags;
+
+    use super::{MountStep, Mounter};
+
+    /// One `mount` or `mount_device` call.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) struct Mount {
+        /// The step's source, or the device node.
+        pub(crate) source: PathBuf,
+        /// Where it was mounted.
+        pub(crate) target: PathBuf,
+        /// The filesystem type.
+        pub(crate) fstype: String,
+        /// The mount flags.
+        pub(crate) flags: MsFlags,
+        /// The options (empty for none).
+        pub(crate) data: String,
     }
 
-    impl Mounter for FakeMounter {
-        fn mkdir_all(&mut self, path: &Path) -> std::io::Result<()> {
-            self.dirs.push(path.to_owned());
+    /// `SOURCE TARGET FSTYPE DATA`, the paths by their last component, then `[remount]`
+    /// and `[ro]` for those flags.
+    impl fmt::Display for Mount {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let name = |p: &Path| {
+                p.file_name()
+                    .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+            };
+            let line = format!(
+                "{} {} {} {}",
+                name(&self.source),
+                name(&self.target),
+                self.fstype,
+                self.data
+            );
+            f.write_str(line.trim_end())?;
+            if self.flags.contains(MsFlags::MS_REMOUNT) {
+                f.write_str(" [remount]")?;
+            }
+            if self.flags.contains(MsFlags::MS_RDONLY) {
+                f.write_str(" [ro]")?;
+            }
             Ok(())
         }
-        fn mount(&mut self, step: &MountStep, target: &Path) -> Result<(), Errno> {
-            if let Some((_, e)) = self.answers.iter().find(|(t, _)| *t == step.target) {
+    }
+
+    /// Records the directories made and the mounts done, in order. A mount fails when its
+    /// target is in `fail`, or with `EINVAL` when it is read-only and `fail_ro` is set; a
+    /// failed mount is not recorded. With `create_dirs`, `mkdir_all` makes the directories
+    /// for real (for code that writes below them).
+    #[derive(Debug, Default)]
+    pub(crate) struct RecordingMounter {
+        /// The directories `mkdir_all` was asked for.
+        pub(crate) dirs: Vec<PathBuf>,
+        /// The mounts that succeeded.
+        pub(crate) mounts: Vec<Mount>,
+        /// Targets whose mount fails, with the errno.
+        pub(crate) fail: Vec<(PathBuf, Errno)>,
+        /// A read-only mount fails with `EINVAL`.
+        pub(crate) fail_ro: bool,
+        /// `mkdir_all` creates the directories.
+        pub(crate) create_dirs: bool,
+    }
+
+    impl RecordingMounter {
+        /// A mounter that creates the directories it is asked for.
+        pub(crate) fn creating_dirs() -> Self {
+            RecordingMounter {
+                create_dirs: true,
+                ..RecordingMounter::default()
+            }
+        }
+
+        /// The mounts as [`Mount`]'s display lines.
+        pub(crate) fn lines(&self) -> Vec<String> {
+            self.mounts.iter().map(ToString::to_string).collect()
+        }
+
+        fn record(&mut self, mount: Mount) -> Result<(), Errno> {
+            if let Some((_, e)) = self.fail.iter().find(|(t, _)| *t == mount.target) {
                 return Err(*e);
             }
-            self.mounts.push((step.fstype.to_owned(), target.to_owned()));
+            if self.fail_ro && mount.flags.contains(MsFlags::MS_RDONLY) {
+                return Err(Errno::EINVAL);
+            }
+            self.mounts.push(mount);
             Ok(())
         }
-        fn mount_device(&mut self, _: &Path, target: &Path, fstype: &str, _: MsFlags, _: &str) -> Result<(), Errno> {
-            self.mounts.push((fstype.to_owned(), target.to_owned()));
+    }
+
+    impl Mounter for RecordingMounter {
+        fn mkdir_all(&mut self, path: &Path) -> std::io::Result<()> {
+            self.dirs.push(path.to_owned());
+            if self.create_dirs {
+                std::fs::create_dir_all(path)?;
+            }
             Ok(())
+        }
+
+        fn mount(&mut self, step: &MountStep, target: &Path) -> Result<(), Errno> {
+            self.record(Mount {
+                source: step.source.into(),
+                target: target.to_owned(),
+                fstype: step.fstype.to_owned(),
+                flags: step.flags,
+                data: step.data.unwrap_or_default().to_owned(),
+            })
+        }
+
+        fn mount_device(
+            &mut self,
+            device: &Path,
+            target: &Path,
+            fstype: &str,
+            flags: MsFlags,
+            data: &str,
+        ) -> Result<(), Errno> {
+            self.record(Mount {
+                source: device.to_owned(),
+                target: target.to_owned(),
+                fstype: fstype.to_owned(),
+                flags,
+                data: data.to_owned(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::RecordingMounter;
+    use super::*;
+
+    fn failing(target: &str, e: Errno) -> RecordingMounter {
+        RecordingMounter {
+            fail: vec![(target.into(), e)],
+            ..RecordingMounter::default()
         }
     }
 
@@ -256,24 +374,22 @@ mod tests {
 
     #[test]
     fn mounts_everything_under_root_in_order() {
-        let mut m = FakeMounter::default();
+        let mut m = RecordingMounter::default();
         let report = mount_all(Path::new("/tmp/r"), EARLY_MOUNTS, &mut m).unwrap();
-        let types: Vec<_> = m.mounts.iter().map(|(t, _)| t.as_str()).collect();
+        let types: Vec<_> = m.mounts.iter().map(|m| m.fstype.as_str()).collect();
         assert_eq!(
             types,
             ["proc", "sysfs", "devtmpfs", "devpts", "tmpfs", "tmpfs", "cgroup2"]
         );
-        assert_eq!(m.mounts[6].1, PathBuf::from("/tmp/r/sys/fs/cgroup"));
+        assert_eq!(m.mounts[6].target, PathBuf::from("/tmp/r/sys/fs/cgroup"));
+        assert_eq!(m.lines()[2], "devtmpfs dev devtmpfs mode=0755");
         assert_eq!(m.dirs.len(), EARLY_MOUNTS.len());
         assert_eq!(report.mounted.len(), EARLY_MOUNTS.len());
     }
 
     #[test]
     fn ebusy_is_tolerated() {
-        let mut m = FakeMounter {
-            answers: vec![("/dev", Errno::EBUSY)],
-            ..Default::default()
-        };
+        let mut m = failing("/dev", Errno::EBUSY);
         let report = mount_all(Path::new("/"), EARLY_MOUNTS, &mut m).unwrap();
         assert_eq!(report.already, vec![PathBuf::from("/dev")]);
         assert_eq!(report.mounted.len(), EARLY_MOUNTS.len() - 1);
@@ -281,17 +397,11 @@ mod tests {
 
     #[test]
     fn optional_failure_warns_required_failure_stops() {
-        let mut m = FakeMounter {
-            answers: vec![("/sys/fs/cgroup", Errno::ENODEV)],
-            ..Default::default()
-        };
+        let mut m = failing("/sys/fs/cgroup", Errno::ENODEV);
         let report = mount_all(Path::new("/"), EARLY_MOUNTS, &mut m).unwrap();
         assert_eq!(report.failed_optional, vec!["/sys/fs/cgroup".to_owned()]);
 
-        let mut m = FakeMounter {
-            answers: vec![("/sys", Errno::ENODEV)],
-            ..Default::default()
-        };
+        let mut m = failing("/sys", Errno::ENODEV);
         let err = mount_all(Path::new("/"), EARLY_MOUNTS, &mut m).unwrap_err();
         assert!(err.to_string().contains("mount sysfs on /sys"), "{err}");
         assert_eq!(m.mounts.len(), 1);

@@ -4,8 +4,6 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::mount::MsFlags;
 use ramkey_config::{Filesystem, Pool};
 
 use super::create::{CreateError, Mkfs};
@@ -15,7 +13,7 @@ use super::signatures::Found;
 use super::*;
 use crate::base::clock::Clock;
 use crate::storage::blockdev::fake_device;
-use crate::storage::mounts::MountStep;
+use crate::storage::mounts::fake::RecordingMounter;
 
 /// A clock that advances 10 ms at each reading and by the whole timeout at each
 /// [`FakeDevices::wait`], as the real uevent wait does when no event comes.
@@ -69,46 +67,6 @@ impl Devices for FakeDevices<'_> {
     }
     fn modprobe(&mut self, module: &str) {
         self.modules.push(module.to_owned());
-    }
-}
-
-/// Records each mount as `DEVICE TARGET FSTYPE DATA`, `[ro]` added for a read-only one;
-/// with `fail_ro`, a read-only mount fails (EINVAL).
-#[derive(Default)]
-struct RecordingMounter {
-    mounts: Vec<String>,
-    fail_ro: bool,
-}
-
-impl Mounter for RecordingMounter {
-    fn mkdir_all(&mut self, path: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(path)
-    }
-    fn mount(&mut self, step: &MountStep, _: &Path) -> Result<(), Errno> {
-        self.mounts.push(step.target.to_owned());
-        Ok(())
-    }
-    fn mount_device(
-        &mut self,
-        device: &Path,
-        target: &Path,
-        fstype: &str,
-        flags: MsFlags,
-        data: &str,
-    ) -> Result<(), Errno> {
-        let ro = flags.contains(MsFlags::MS_RDONLY);
-        if ro && self.fail_ro {
-            return Err(Errno::EINVAL);
-        }
-        let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
-        let mut line = format!("{} {} {fstype} {data}", name(device), name(target))
-            .trim()
-            .to_owned();
-        if ro {
-            line.push_str(" [ro]");
-        }
-        self.mounts.push(line);
-        Ok(())
     }
 }
 
@@ -191,7 +149,7 @@ fn run(root: &Path, config: Option<&Pool>) -> (PoolState, Vec<String>, Vec<Strin
 
 fn run_with(root: &Path, config: Option<&Pool>, mkfs: &mut dyn Mkfs) -> (PoolState, Vec<String>) {
     let clock = TestClock::new();
-    let mut mounter = RecordingMounter::default();
+    let mut mounter = RecordingMounter::creating_dirs();
     let mut fakes = Fakes {
         mounter: &mut mounter,
         mkfs,
@@ -199,7 +157,7 @@ fn run_with(root: &Path, config: Option<&Pool>, mkfs: &mut dyn Mkfs) -> (PoolSta
         devices: &mut FakeDevices::new(&clock),
     };
     let state = step(root, config, &clock, &mut fakes);
-    (state, mounter.mounts)
+    (state, mounter.lines())
 }
 
 /// The step's effects.

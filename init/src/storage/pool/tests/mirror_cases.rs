@@ -33,7 +33,7 @@ fn run_mirror(root: &Path, config: Option<&Pool>, fail_ro: bool, fail_scrub: boo
     let start = clock.since_boot();
     let mut mounter = RecordingMounter {
         fail_ro,
-        ..RecordingMounter::default()
+        ..RecordingMounter::creating_dirs()
     };
     let mut scrub = FakeScrub {
         fail: fail_scrub,
@@ -51,7 +51,7 @@ fn run_mirror(root: &Path, config: Option<&Pool>, fail_ro: bool, fail_scrub: boo
     let state = step(root, config, &clock, &mut fakes);
     MirrorRun {
         state,
-        mounts: mounter.mounts,
+        mounts: mounter.lines(),
         took: clock.since_boot() - start,
         scrubs: scrub.started,
     }
@@ -72,7 +72,7 @@ fn a_mirror_disk_that_comes_late_is_waited_for() {
             at,
             Box::new(move || disk(&root, VIRTIO_C, "vdc", "b", &member(9, 2, 2))),
         ));
-        let mut mounter = RecordingMounter::default();
+        let mut mounter = RecordingMounter::creating_dirs();
         let mut fakes = Fakes {
             mounter: &mut mounter,
             mkfs: &mut FakeMkfs {
@@ -84,7 +84,8 @@ fn a_mirror_disk_that_comes_late_is_waited_for() {
         };
         let state = step(&r, config.as_ref(), &clock, &mut fakes);
         assert_eq!(
-            mounter.mounts[0], "vdb pool btrfs device=/dev/vdb,device=/dev/vdc",
+            mounter.lines()[0],
+            "vdb pool btrfs device=/dev/vdb,device=/dev/vdc",
             "{config:?}"
         );
         assert!(
