@@ -23,8 +23,6 @@ use crate::supervisor::protocol::{Request, Response};
 
 /// Overrides the socket path (for tests off the box).
 pub const SOCKET_ENV: &str = "RAMKEY_CONTROL_SOCKET";
-/// Where the logs are on the box (for `log -f` and `svcs -x`).
-pub const LOG_DIR: &str = "/var/log/ramkey";
 /// How long to wait for PID 1's answer.
 const TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -37,6 +35,13 @@ pub fn main(argv: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// Where the logs are on the box (for `log -f` and `svcs -x`).
+fn log_dir() -> PathBuf {
+    crate::base::paths::Paths::system()
+        .root()
+        .join(crate::runtime::services::LOG_DIR)
 }
 
 fn socket() -> PathBuf {
@@ -99,7 +104,7 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> Result<(), String> {
                 if as_json {
                     json(out, &services)
                 } else if explain {
-                    print(out, &render::explain(&services, &times, Path::new(LOG_DIR)))
+                    print(out, &render::explain(&services, &times, &log_dir()))
                 } else {
                     print(out, &render::svcs(&services, &times))
                 }
@@ -122,7 +127,7 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> Result<(), String> {
                     }
                     out.flush().map_err(|e| e.to_string())?;
                     if follow {
-                        follow_file(&Path::new(LOG_DIR).join(format!("{service}.log")), out)?;
+                        follow_file(&log_dir().join(format!("{service}.log")), out)?;
                     }
                     Ok(())
                 }

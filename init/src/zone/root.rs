@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::MsFlags;
 
 use super::{RUN_DIR, SETTINGS_FILE, ZoneSpec};
+use crate::base::paths::Paths;
 use crate::sys;
 use crate::sys::beneath;
 
@@ -94,9 +95,9 @@ fn remount(target: &Path, flags: MsFlags) -> Result<(), String> {
 }
 
 /// Builds the zone's root, its files owned by the zone's ids (host ids from `ids`, the
-/// zone's base); returns where it is mounted.
-pub fn build(spec: &ZoneSpec, ids: u32) -> Result<PathBuf, String> {
-    let run = Path::new("/").join(RUN_DIR).join(&spec.name);
+/// zone's base); returns where it is mounted. `paths` are the host's.
+pub fn build(paths: &Paths, spec: &ZoneSpec, ids: u32) -> Result<PathBuf, String> {
+    let run = paths.root().join(RUN_DIR).join(&spec.name);
     let (lower, root) = (run.join("lower"), run.join("root"));
     let (upper, work) = (spec.state_dir.join("upper"), spec.state_dir.join("work"));
     let volumes = spec.state_dir.join("volumes");
@@ -115,7 +116,7 @@ pub fn build(spec: &ZoneSpec, ids: u32) -> Result<PathBuf, String> {
         ids,
         &made,
     )?;
-    let (device, held) = sys::confine::attach_loop(&image, spec.payload_size, Path::new("/dev"))
+    let (device, held) = sys::confine::attach_loop(&image, spec.payload_size, &paths.dev())
         .map_err(|e| format!("loop device for {}: {e}", spec.image.display()))?;
     let ro = MsFlags::MS_RDONLY | NOSUID_NODEV;
     mount(Some(&device), &lower, Some("squashfs"), ro, None)?;
@@ -143,7 +144,7 @@ pub fn build(spec: &ZoneSpec, ids: u32) -> Result<PathBuf, String> {
         let bound = mounted_on(&at)?;
         remount(&bound, NOSUID_NODEV)?;
     }
-    proc(&root)?;
+    proc(paths, &root)?;
     let at = target(&root, "sys")?;
     mount(
         Some(Path::new("sysfs")),
@@ -162,7 +163,7 @@ pub fn build(spec: &ZoneSpec, ids: u32) -> Result<PathBuf, String> {
         None,
     )?;
     for masked in SYS_MASKED {
-        mask(&sys.join(masked))?;
+        mask(paths, &sys.join(masked))?;
     }
     for (dir, mode) in [("tmp", "1777"), ("run", "0755")] {
         let at = target(&root, dir)?;
@@ -175,9 +176,9 @@ pub fn build(spec: &ZoneSpec, ids: u32) -> Result<PathBuf, String> {
             Some(&data),
         )?;
     }
-    minimal_dev(&root)?;
+    minimal_dev(paths, &root)?;
     // In the fresh /run: nothing of the writable layer is on the way.
-    let settings = root.join(SETTINGS_FILE.trim_start_matches('/'));
+    let settings = root.join(SETTINGS_FILE);
     let dir = settings.parent().unwrap_or(&root);
     mkdir(dir)?;
     fs::write(&settings, &spec.settings).map_err(|e| format!("{}: {e}", settings.display()))?;
@@ -215,7 +216,7 @@ fn reset_if_image_changed(spec: &ZoneSpec) -> Result<(), String> {
 
 /// A fresh `/proc` for the zone's PID namespace, with [`MASKED`] entries emptied and
 /// [`READ_ONLY`] ones read-only, but for the zone's own network settings.
-fn proc(root: &Path) -> Result<(), String> {
+fn proc(paths: &Paths, root: &Path) -> Result<(), String> {
     let at = target(root, "proc")?;
     let proc = beneath::fd_path(&at);
     mount(
@@ -228,7 +229,7 @@ fn proc(root: &Path) -> Result<(), String> {
     // From here on, paths under the new /proc are the kernel's, not the zone's.
     let proc = mounted_on(&at)?;
     for masked in MASKED {
-        mask(&proc.join(masked))?;
+        mask(paths, &proc.join(masked))?;
     }
     for entry in READ_ONLY {
         let path = proc.join(entry);
@@ -241,8 +242,8 @@ fn proc(root: &Path) -> Result<(), String> {
 }
 
 /// Hides `path` (when it exists): `/dev/null` over a file, an empty read-only tmpfs over a
-/// directory.
-fn mask(path: &Path) -> Result<(), String> {
+/// directory (`paths` are the host's).
+fn mask(paths: &Paths, path: &Path) -> Result<(), String> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => mount(
             Some(Path::new("tmpfs")),
@@ -251,13 +252,13 @@ fn mask(path: &Path) -> Result<(), String> {
             NOSUID_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
             Some("size=0"),
         ),
-        Ok(_) => mount(Some(Path::new("/dev/null")), path, None, MsFlags::MS_BIND, None),
+        Ok(_) => mount(Some(&paths.dev().join("null")), path, None, MsFlags::MS_BIND, None),
         Err(_) => Ok(()),
     }
 }
 
-/// A tmpfs `/dev` with the [`DEVICES`] bound from the host's, `pts`, `shm`.
-fn minimal_dev(root: &Path) -> Result<(), String> {
+/// A tmpfs `/dev` with the [`DEVICES`] bound from the host's (under `paths`), `pts`, `shm`.
+fn minimal_dev(paths: &Paths, root: &Path) -> Result<(), String> {
     let at = target(root, "dev")?;
     let dev = beneath::fd_path(&at);
     let data = "mode=0755,size=1m";
@@ -273,17 +274,19 @@ fn minimal_dev(root: &Path) -> Result<(), String> {
         let target = dev.join(node);
         fs::write(&target, b"").map_err(|e| format!("{}: {e}", target.display()))?;
         bind(
-            &Path::new("/dev").join(node),
+            &paths.dev().join(node),
             &target,
             MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         )?;
     }
+    // The links are read inside the zone: to its own /proc, at its root `/`.
+    let fds = Paths::system().proc_of("self").join("fd");
     for (link, to) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("ptmx", "pts/ptmx"),
+        ("fd", fds.clone()),
+        ("stdin", fds.join("0")),
+        ("stdout", fds.join("1")),
+        ("stderr", fds.join("2")),
+        ("ptmx", PathBuf::from("pts/ptmx")),
     ] {
         std::os::unix::fs::symlink(to, dev.join(link)).map_err(|e| format!("{}: {e}", dev.join(link).display()))?;
     }
