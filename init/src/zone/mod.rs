@@ -32,6 +32,7 @@ pub mod launch;
 pub mod network;
 pub mod plan;
 pub mod root;
+pub mod root_plan;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
