@@ -38,7 +38,7 @@ pub fn run() -> ! {
         crate::warn!("{e}; ctrl-alt-del will reboot at once");
     }
 
-    let paths = Paths::new("/");
+    let paths = Paths::system();
     let mut state = BootState::default();
     let mut loader = KernelLoader;
     let booted = catch_unwind(AssertUnwindSafe(|| {

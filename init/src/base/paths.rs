@@ -15,6 +15,12 @@ impl Paths {
         Paths { root: root.into() }
     }
 
+    /// The running system's own root, `/`: the box's for PID 1, `ramkeyctl` and the zone
+    /// launcher; a zone's own once its PID 1 entered it.
+    pub fn system() -> Self {
+        Paths::new("/")
+    }
+
     fn under(&self, path: &str) -> PathBuf {
         self.root.join(path)
     }
@@ -27,6 +33,46 @@ impl Paths {
     /// Where devtmpfs is mounted.
     pub fn dev(&self) -> PathBuf {
         self.under("dev")
+    }
+
+    /// The console device.
+    pub fn console(&self) -> PathBuf {
+        self.under("dev/console")
+    }
+
+    /// Where procfs is mounted.
+    pub fn proc(&self) -> PathBuf {
+        self.under("proc")
+    }
+
+    /// `/proc/PID` (`self` for this process).
+    pub fn proc_of(&self, pid: impl std::fmt::Display) -> PathBuf {
+        self.proc().join(pid.to_string())
+    }
+
+    /// The highest capability number the kernel knows.
+    pub fn cap_last_cap(&self) -> PathBuf {
+        self.under("proc/sys/kernel/cap_last_cap")
+    }
+
+    /// Where the pool is mounted.
+    pub fn pool(&self) -> PathBuf {
+        self.under("pool")
+    }
+
+    /// The usbkey's config file (the usbkey mounted at `/usbkey`).
+    pub fn usbkey_config(&self) -> PathBuf {
+        self.under("usbkey/config.toml")
+    }
+
+    /// The resolver configuration.
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.under("etc/resolv.conf")
+    }
+
+    /// Root's home directory.
+    pub fn root_home(&self) -> PathBuf {
+        self.under("root")
     }
 
     /// The kernel command line.
@@ -94,5 +140,7 @@ mod tests {
             PathBuf::from("/tmp/x/lib/modules/6.1.0-28-amd64")
         );
         assert_eq!(Paths::new("/").sys(), PathBuf::from("/sys"));
+        assert_eq!(p.proc_of(42).join("root"), PathBuf::from("/tmp/x/proc/42/root"));
+        assert_eq!(Paths::system().usbkey_config(), PathBuf::from("/usbkey/config.toml"));
     }
 }

@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use nix::sched::CloneFlags;
 use nix::sys::wait::{WaitStatus, waitpid};
 
+use crate::base::paths::Paths;
 use crate::sys::terminal;
 use crate::zone::ZoneSpec;
 
@@ -28,6 +29,7 @@ enum Relay {
 
 /// Runs `argv` in the zone `spec` whose PID 1 is `pid` (as the host sees it).
 pub fn run(spec: &ZoneSpec, pid: i32, argv: &[String]) -> Result<String, String> {
+    let paths = Paths::system();
     let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
     // Opened before anything is entered (the pseudo-terminal on the host's devpts): an
     // interactive session gets a terminal of its own; output to a terminal goes through a
@@ -67,13 +69,14 @@ pub fn run(spec: &ZoneSpec, pid: i32, argv: &[String]) -> Result<String, String>
     ];
     let mut namespaces: Vec<(OwnedFd, CloneFlags)> = Vec::new();
     for (kind, flag) in kinds {
-        let path = format!("/proc/{pid}/ns/{kind}");
-        let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        let path = paths.proc_of(pid).join("ns").join(kind);
+        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         namespaces.push((file.into(), flag));
     }
     // The user namespace last, in the child: inside it this process could not enter the
     // others (they belong to the host's) and would no longer be the host's root.
-    let user = std::fs::File::open(format!("/proc/{pid}/ns/user")).map_err(|e| format!("/proc/{pid}/ns/user: {e}"))?;
+    let path = paths.proc_of(pid).join("ns/user");
+    let user = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     for (fd, flag) in &namespaces {
         nix::sched::setns(fd, *flag).map_err(|e| format!("entering the zone's {flag:?} namespace: {e}"))?;
     }
@@ -92,8 +95,8 @@ pub fn run(spec: &ZoneSpec, pid: i32, argv: &[String]) -> Result<String, String>
             Relay::None => {}
         }
         return crate::zone::inside::become_zone_root(&user)
-            .and_then(|()| crate::zone::inside::confine(spec, &[]))
-            .and_then(|()| exec(argv))
+            .and_then(|()| crate::zone::inside::confine(&paths, spec, &[]))
+            .and_then(|()| exec(&paths, argv))
             .map(|()| String::new());
     };
     let copied = match relay {
@@ -122,16 +125,17 @@ pub fn run(spec: &ZoneSpec, pid: i32, argv: &[String]) -> Result<String, String>
     }
 }
 
-/// Replaces this process with `argv`; returns only on failure.
-fn exec(argv: &[String]) -> Result<(), String> {
+/// Replaces this process with `argv` (in the zone: `paths` are its own); returns only on
+/// failure.
+fn exec(paths: &Paths, argv: &[String]) -> Result<(), String> {
     use std::os::unix::process::CommandExt;
     let error = std::process::Command::new(&argv[0])
         .args(&argv[1..])
         .env_clear()
         .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         .env("TERM", std::env::var("TERM").unwrap_or_else(|_| "vt100".into()))
-        .env("HOME", "/root")
-        .current_dir("/")
+        .env("HOME", paths.root_home())
+        .current_dir(paths.root())
         .exec();
     Err(format!("{}: {error}", argv[0]))
 }

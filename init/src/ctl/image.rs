@@ -14,6 +14,7 @@ use std::time::Duration;
 use ramkey_image::repo::{Entry, INDEX_FILE, Index};
 
 use super::import::{self, Expected, Source};
+use crate::base::paths::Paths;
 use crate::net::http::{self, Url};
 use crate::zone::{PREVIOUS, ZoneSpec, binding};
 
@@ -164,7 +165,7 @@ fn list(root: &Path) -> String {
             };
             let users = users(root, &zones, &file).join(", ");
             let users = if users.is_empty() { "-".to_owned() } else { users };
-            let shown = Path::new("/").join(file.strip_prefix(root).unwrap_or(&file));
+            let shown = Paths::system().root().join(file.strip_prefix(root).unwrap_or(&file));
             let _ = writeln!(out, "{name:<16} {version:<12} {users:<24} {}", shown.display());
         }
     }
@@ -174,10 +175,7 @@ fn list(root: &Path) -> String {
 /// Which zones hold on to `file`, and how: `web` (running it), `web (rollback)`,
 /// `web (last good)`.
 fn users(root: &Path, zones: &[ZoneSpec], file: &Path) -> Vec<String> {
-    let same = |image: &Path| {
-        let image = Path::new("/").join(image.strip_prefix("/").unwrap_or(image));
-        root.join(image.strip_prefix("/").unwrap_or(&image)) == file
-    };
+    let same = |image: &Path| root.join(image.strip_prefix(Paths::system().root()).unwrap_or(image)) == file;
     let mut out = Vec::new();
     for zone in zones {
         if same(&zone.image) {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::base::paths::Paths;
 use crate::net::http::Url;
 use crate::net::http_stream;
 use crate::zone::plan;
@@ -175,9 +176,9 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The usbkey config, which names the trusted keys and the image sources.
 pub fn config(root: &Path) -> Result<ramkey_config::Config, String> {
-    let path = root.join(super::swap::CONFIG.trim_start_matches('/'));
+    let path = Paths::new(root).usbkey_config();
     let text = fs::read_to_string(&path).map_err(|e| format!("refused: {}: {e}", path.display()))?;
-    ramkey_config::Config::parse(&text, super::swap::CONFIG).map_err(|e| format!("refused: {e}"))
+    ramkey_config::Config::parse(&text, &path.to_string_lossy()).map_err(|e| format!("refused: {e}"))
 }
 
 /// `import SOURCE` on a box whose root is `root`.
@@ -195,7 +196,7 @@ pub fn import_checked(root: &Path, source: &Source, expected: Option<&Expected>)
         );
     }
     let config = config(root)?;
-    let version = crate::base::paths::Paths::new(root)
+    let version = Paths::new(root)
         .os_release_field("VERSION_ID")
         .unwrap_or_else(|| "0".into());
     let images = pool.join("images");

@@ -25,8 +25,6 @@ use crate::supervisor::protocol::{Request, Response};
 
 /// Overrides the socket path (for tests off the box).
 pub const SOCKET_ENV: &str = "RAMKEY_CONTROL_SOCKET";
-/// Where the logs are on the box (for `log -f` and `svcs -x`).
-pub const LOG_DIR: &str = "/var/log/ramkey";
 /// How long to wait for PID 1's answer.
 const TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -39,6 +37,13 @@ pub fn main(argv: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// Where the logs are on the box (for `log -f` and `svcs -x`).
+fn log_dir() -> PathBuf {
+    crate::base::paths::Paths::system()
+        .root()
+        .join(crate::runtime::services::LOG_DIR)
 }
 
 fn socket() -> PathBuf {
@@ -87,7 +92,7 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> Result<(), String> {
         }
         Command::Personality(args) if as_json => json(out, &personality::run_json(&args)?),
         Command::Personality(args) => print(out, &personality::run(&args)?),
-        Command::Image(args) => print(out, &image::run(std::path::Path::new("/"), &args)?),
+        Command::Image(args) => print(out, &image::run(crate::base::paths::Paths::system().root(), &args)?),
         Command::Status => match ask(&Request::Status)? {
             Response::Status { status } if as_json => json(out, &status),
             Response::Status { status } => print(out, &render::status(&status)),
@@ -102,7 +107,7 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> Result<(), String> {
                 if as_json {
                     json(out, &services)
                 } else if explain {
-                    print(out, &render::explain(&services, &times, Path::new(LOG_DIR)))
+                    print(out, &render::explain(&services, &times, &log_dir()))
                 } else {
                     print(out, &render::svcs(&services, &times))
                 }
@@ -125,7 +130,7 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> Result<(), String> {
                     }
                     out.flush().map_err(|e| e.to_string())?;
                     if follow {
-                        follow_file(&Path::new(LOG_DIR).join(format!("{service}.log")), out)?;
+                        follow_file(&log_dir().join(format!("{service}.log")), out)?;
                     }
                     Ok(())
                 }

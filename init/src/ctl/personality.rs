@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{ask, swap, unexpected};
+use crate::base::paths::Paths;
 use crate::supervisor::protocol::{Action, Request, Response};
 use crate::supervisor::{ServiceStatus, State};
 use crate::zone::ZoneSpec;
@@ -53,7 +54,9 @@ pub fn run(args: &[String]) -> Result<String, String> {
             swap::swap(name, image, wait, allow_downgrade)
         }
         ["rollback", name] => swap::rollback(name, swap::DEFAULT_WAIT),
-        ["import", source] => super::import::import(Path::new("/"), &super::import::Source::parse(source)),
+        ["import", source] => {
+            super::import::import(Paths::system().root(), &super::import::Source::parse(source))
+        }
         ["gate", name] => swap::gate(name),
         ["log", name] => log(name, None),
         ["log", name, service] => log(name, Some(service)),
@@ -71,7 +74,7 @@ pub fn run(args: &[String]) -> Result<String, String> {
 }
 
 fn spec(name: &str) -> Result<ZoneSpec, String> {
-    ZoneSpec::read(Path::new("/"), name)
+    ZoneSpec::read(Paths::system().root(), name)
         .map_err(|e| format!("no personality {name:?} started at boot ({e}); `ramkeyctl personality list` shows them"))
 }
 
@@ -150,9 +153,10 @@ fn list() -> Result<String, String> {
 
 /// Every zone PID 1 planned at boot, with its service's state and its cgroup's memory.
 fn zones() -> Result<Vec<Zone>, String> {
-    let specs = ZoneSpec::all(Path::new("/"));
+    let paths = Paths::system();
+    let specs = ZoneSpec::all(paths.root());
     // Refused at boot: never a service, shown with PID 1's reason.
-    let mut zones: Vec<Zone> = crate::zone::refused(Path::new("/"))
+    let mut zones: Vec<Zone> = crate::zone::refused(paths.root())
         .into_iter()
         .map(|(name, reason)| Zone {
             name,
@@ -173,7 +177,7 @@ fn zones() -> Result<Vec<Zone>, String> {
     for spec in &specs {
         let status = services.iter().find(|s| s.name == ZoneSpec::service_name(&spec.name));
         let state = status.map_or("unknown".to_string(), |s| s.state.to_string());
-        let rollback = ZoneSpec::file(Path::new("/"), &spec.name, swap::ROLLBACK_NOTE);
+        let rollback = ZoneSpec::file(paths.root(), &spec.name, swap::ROLLBACK_NOTE);
         let reason = match std::fs::read_to_string(rollback) {
             Ok(note) => note.trim_end().to_string(),
             Err(_) => status.map_or(String::new(), |s| s.reason.clone()),
@@ -204,7 +208,7 @@ fn address(spec: &ZoneSpec, status: Option<&ServiceStatus>) -> String {
         Some("dhcp") => zone_init_of(&spec.name, status)
             .ok()
             .and_then(|pid| {
-                let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+                let root = Paths::system().proc_of(pid).join("root");
                 crate::sys::beneath::read(&root, Path::new(crate::zone::LEASE_FILE), 256).ok()
             })
             .map_or_else(|| "dhcp".to_string(), |a| a.trim().to_string()),
@@ -246,7 +250,12 @@ fn zone_init_of(name: &str, status: Option<&ServiceStatus>) -> Result<i32, Strin
         .filter(|s| s.state != State::Disabled)
         .and_then(|s| s.pid)
         .ok_or_else(|| format!("zone {name} is not running (`ramkeyctl personality start {name}`)"))?;
-    let children = std::fs::read_to_string(format!("/proc/{launcher}/task/{launcher}/children")).unwrap_or_default();
+    let children = std::fs::read_to_string(
+        Paths::system()
+            .proc_of(launcher)
+            .join(format!("task/{launcher}/children")),
+    )
+    .unwrap_or_default();
     children
         .split_whitespace()
         .next()

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{ask, unexpected};
+use crate::base::paths::Paths;
 use crate::supervisor::protocol::{Action, Request, Response};
 use crate::supervisor::{ServiceStatus, State};
 use crate::zone::{PREVIOUS, ZoneSpec, binding, plan};
@@ -29,7 +30,8 @@ pub const ROLLBACK_NOTE: &str = "rollback.txt";
 /// personality the zone runs (its manifest's name) and, unless `allow_downgrade`, not older
 /// than any version the zone has come up on.
 pub fn swap(name: &str, image: &str, wait: Duration, allow_downgrade: bool) -> Result<String, String> {
-    let root = Path::new("/");
+    let paths = Paths::system();
+    let root = paths.root();
     let current = ZoneSpec::read(root, name)?;
     let path = std::fs::canonicalize(image).map_err(|e| format!("{image}: {e}"))?;
     let verified = plan::verify(&path, &trusted_now(&current)?, &current.platform_version)
@@ -48,7 +50,7 @@ pub fn swap(name: &str, image: &str, wait: Duration, allow_downgrade: bool) -> R
     if !allow_downgrade {
         floor(&current, &m.version)?;
     }
-    let path = keep_on_pool(&path, &m.name, &m.version, &m.payload.sha256)?;
+    let path = keep_on_pool(&paths, &path, &m.name, &m.version, &m.payload.sha256)?;
     let mut next = current.clone();
     next.take_image(path.clone(), verified.manifest());
     let _ = std::fs::remove_file(ZoneSpec::file(root, name, ROLLBACK_NOTE));
@@ -84,7 +86,7 @@ pub fn swap(name: &str, image: &str, wait: Duration, allow_downgrade: bool) -> R
 
 /// `rollback NAME`: back to the image the last swap replaced.
 pub fn rollback(name: &str, wait: Duration) -> Result<String, String> {
-    let previous = ZoneSpec::file(Path::new("/"), name, PREVIOUS);
+    let previous = ZoneSpec::file(Paths::system().root(), name, PREVIOUS);
     if !previous.exists() {
         return Err(format!("{name} has not been swapped since boot"));
     }
@@ -96,22 +98,20 @@ pub fn rollback(name: &str, wait: Duration) -> Result<String, String> {
 /// The keys the usbkey config trusts now (a key removed from it is distrusted at once), or,
 /// on a box without a usbkey config (PXE), those it booted with.
 fn trusted_now(spec: &ZoneSpec) -> Result<Vec<ramkey_image::VerifyingKey>, String> {
-    let path = Path::new(CONFIG);
-    match crate::boot::config_load::read_capped(path) {
+    let path = Paths::system().usbkey_config();
+    let shown = path.display();
+    match crate::boot::config_load::read_capped(&path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
-            let config = ramkey_config::Config::parse(&text, CONFIG).map_err(|e| {
-                format!("refused: {CONFIG} does not parse, so which keys are trusted now is unknown; fix it first: {e}")
+            let config = ramkey_config::Config::parse(&text, &shown.to_string()).map_err(|e| {
+                format!("refused: {shown} does not parse, so which keys are trusted now is unknown; fix it first: {e}")
             })?;
             Ok(plan::trusted_keys(&config))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(spec.trusted()),
-        Err(e) => Err(format!("refused: {CONFIG}: {e}")),
+        Err(e) => Err(format!("refused: {shown}: {e}")),
     }
 }
-
-/// The usbkey config, which names the trusted keys.
-pub(super) const CONFIG: &str = "/usbkey/config.toml";
 
 /// Refuses `version` when it is older than the highest the zone has come up on.
 fn floor(spec: &ZoneSpec, version: &str) -> Result<(), String> {
@@ -130,9 +130,9 @@ fn floor(spec: &ZoneSpec, version: &str) -> Result<(), String> {
 /// already or there is no pool. The name says the bytes: another image with the same
 /// file name never replaces one a zone runs. (Each zone start checks the payload's sha256
 /// again, [`crate::zone::ids::payload`].)
-fn keep_on_pool(path: &Path, name: &str, version: &str, sha256: &str) -> Result<PathBuf, String> {
-    let images = Path::new("/pool/images");
-    if !Path::new("/pool").is_dir() {
+fn keep_on_pool(paths: &Paths, path: &Path, name: &str, version: &str, sha256: &str) -> Result<PathBuf, String> {
+    let images = &paths.pool().join("images");
+    if !paths.pool().is_dir() {
         return Ok(path.to_path_buf());
     }
     let dest = images.join(super::import::kept_name(name, version, sha256));
@@ -151,7 +151,7 @@ fn keep_on_pool(path: &Path, name: &str, version: &str, sha256: &str) -> Result<
 /// Writes `spec` as the zone's spec, restarts the zone, and waits until it is online again
 /// (a new process that passed its readiness check), or says what kept it from it.
 fn restart_on(spec: &ZoneSpec, wait: Duration) -> Result<(), String> {
-    spec.write(Path::new("/"), "zone.json")?;
+    spec.write(Paths::system().root(), "zone.json")?;
     let service = ZoneSpec::service_name(&spec.name);
     let before = status(&service)?.and_then(|s| s.pid);
     match ask(&Request::Svcadm {
@@ -209,10 +209,11 @@ pub const GATE_WAIT: Duration = Duration::from_secs(90);
 /// changed since the last good boot, the zone goes back to that image. Says so on the
 /// console.
 pub fn gate(name: &str) -> Result<String, String> {
-    let root = Path::new("/");
+    let paths = Paths::system();
+    let root = paths.root();
     let spec = ZoneSpec::read(root, name)?;
     let line = match wait_online(&spec, None, GATE_WAIT) {
-        Ok(()) => match keep_on_pool(&spec.image, &spec.image_name, &spec.version, &spec.sha256) {
+        Ok(()) => match keep_on_pool(&paths, &spec.image, &spec.image_name, &spec.version, &spec.sha256) {
             Ok(kept) => {
                 let mut good = spec.clone();
                 good.image = kept;
@@ -246,7 +247,7 @@ pub fn gate(name: &str) -> Result<String, String> {
             }
         },
     };
-    if let Ok(mut console) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
+    if let Ok(mut console) = std::fs::OpenOptions::new().write(true).open(paths.console()) {
         crate::base::log::to_console(&mut console, crate::base::log::Level::Info, format_args!("{line}"));
     }
     Ok(format!("{line}\n"))

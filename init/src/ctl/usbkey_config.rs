@@ -84,7 +84,7 @@ pub fn find_usbkey(mounts: &str) -> Option<PathBuf> {
 
 /// Runs `ramkeyctl config ARGS...` on the box; the text to print on success.
 pub fn run(args: &[String]) -> Result<String, CtlConfigError> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mounts = std::fs::read_to_string(crate::base::paths::Paths::system().mounts()).unwrap_or_default();
     let node = find_usbkey(&mounts).ok_or(CtlConfigError::NotMounted)?;
     let key = Usbkey {
         node,

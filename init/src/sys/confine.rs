@@ -177,9 +177,10 @@ fn open_when_there(path: &Path) -> Result<File, SysError> {
 }
 
 /// Removes every capability not in `keep` from the bounding set: programs the process
-/// executes afterwards (as root) get at most `keep`.
-pub fn limit_bounding_set(keep: &[u32]) -> Result<(), SysError> {
-    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+/// executes afterwards (as root) get at most `keep`. `cap_last_cap` is
+/// `/proc/sys/kernel/cap_last_cap`, which says how many there are.
+pub fn limit_bounding_set(keep: &[u32], cap_last_cap: &Path) -> Result<(), SysError> {
+    let last = std::fs::read_to_string(cap_last_cap)
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
         .unwrap_or(40);

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
@@ -13,6 +13,7 @@ use nix::sched::CloneFlags;
 use super::launch::NET_READY;
 use super::{SETTINGS_FILE, ZoneSpec};
 use crate::base::log::Level;
+use crate::base::paths::Paths;
 use crate::devices::modprobe::KernelLoader;
 use crate::devices::power::PowerButtons;
 use crate::net::renew::HeldLease;
@@ -42,8 +43,10 @@ const KEPT_CAPS: &[u32] = &[
     31, // CAP_SETFCAP
 ];
 
-/// Runs the zone's PID 1; returns its exit status (0 after an orderly stop).
+/// Runs the zone's PID 1; returns its exit status (0 after an orderly stop). `paths` are
+/// the running system's (`/`): the host's until the zone enters its root, its own after.
 pub fn run(
+    paths: &Paths,
     spec: &ZoneSpec,
     base: u32,
     console: Option<fs::File>,
@@ -52,7 +55,7 @@ pub fn run(
 ) -> i32 {
     let name = &spec.name;
     let started = sys::boottime();
-    let setup = setup(spec, base, to_parent.into(), from_parent.into());
+    let setup = setup(paths, spec, base, to_parent.into(), from_parent.into());
     let (level, line) = match &setup {
         Ok(_) => (
             Level::Info,
@@ -70,19 +73,20 @@ pub fn run(
         let _ = console.write_all(text.as_bytes());
     }
     match setup {
-        Ok(leases) => serve(spec, leases),
+        Ok(leases) => serve(paths, spec, leases),
         Err(_) => 1,
     }
 }
 
 /// Returns the zone's DHCP lease, if it took one, for renewal.
 fn setup(
+    paths: &Paths,
     spec: &ZoneSpec,
     base: u32,
     to_parent: std::os::fd::OwnedFd,
     from_parent: std::os::fd::OwnedFd,
 ) -> Result<Vec<HeldLease>, String> {
-    let user = namespaces(base)?;
+    let user = namespaces(paths, base)?;
     let mut byte = [0u8; 1];
     fs::File::from(to_parent)
         .write_all(b"u")
@@ -91,23 +95,23 @@ fn setup(
     if byte[0] != NET_READY {
         return Err("its network interface could not be made (the line above says why)".into());
     }
-    mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
-    let root = super::root::build(spec, base)?;
+    mount(None, paths.root(), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
+    let root = super::root::build(paths, spec, base)?;
     // From here on no process of the zone's cgroup opens or makes a device node but the
     // standard few.
     sys::devices::restrict(&spec.cgroup, sys::devices::STANDARD)
         .map_err(|e| format!("device program on {}: {e}", spec.cgroup.display()))?;
     nix::unistd::sethostname(&spec.name).map_err(|e| format!("sethostname: {e}"))?;
-    enter(&root)?;
+    enter(paths, &root)?;
     become_zone_root(&user)?;
-    let leases = super::network::configure(spec)?;
+    let leases = super::network::configure(paths, spec)?;
     // The zone's PID 1 keeps, for itself, only what renewing a DHCP lease takes on top.
     let dhcp: &[u32] = if spec.ip.as_deref() == Some("dhcp") {
         &[CAP_NET_ADMIN, CAP_NET_RAW]
     } else {
         &[]
     };
-    confine(spec, dhcp)?;
+    confine(paths, spec, dhcp)?;
     Ok(leases)
 }
 
@@ -122,7 +126,7 @@ fn setup(
 /// child makes them all at once (`unshare(CLONE_NEWUSER | ...)`); this process writes its
 /// id maps (as the host's root, which keeps `setgroups` allowed for the zone's services)
 /// and joins the namespaces but the user one, where it keeps the host's privileges.
-fn namespaces(base: u32) -> Result<std::os::fd::OwnedFd, String> {
+fn namespaces(paths: &Paths, base: u32) -> Result<std::os::fd::OwnedFd, String> {
     let (from_helper, to_self) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
     // The helper waits on `held` until this process drops `hold`.
     let (held, hold) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
@@ -137,7 +141,7 @@ fn namespaces(base: u32) -> Result<std::os::fd::OwnedFd, String> {
             Ok(()) => {
                 // Its pid in the host's /proc, which is still this process's: "self" there
                 // names it by its pid in the host's PID namespace, not in the zone's.
-                let pid = fs::read_link("/proc/self").unwrap_or_default();
+                let pid = fs::read_link(paths.proc_of("self")).unwrap_or_default();
                 let _ =
                     fs::File::from(std::os::fd::OwnedFd::from(to_self)).write_all(pid.as_os_str().as_encoded_bytes());
                 // Held until the zone's PID 1 has joined what it made.
@@ -152,7 +156,7 @@ fn namespaces(base: u32) -> Result<std::os::fd::OwnedFd, String> {
         sys::confine::exit_child(code);
     };
     drop((to_self, held));
-    let joined = join(base, from_helper.into());
+    let joined = join(paths, base, from_helper.into());
     drop(hold);
     let _ = nix::sys::wait::waitpid(helper, None);
     let user = joined?;
@@ -162,13 +166,13 @@ fn namespaces(base: u32) -> Result<std::os::fd::OwnedFd, String> {
 
 /// Writes the helper's id maps once it has made its namespaces (and sent its pid in the
 /// host's /proc), and joins them but its user namespace, which it returns.
-fn join(base: u32, made: std::os::fd::OwnedFd) -> Result<std::os::fd::OwnedFd, String> {
+fn join(paths: &Paths, base: u32, made: std::os::fd::OwnedFd) -> Result<std::os::fd::OwnedFd, String> {
     let mut pid = String::new();
     let _ = fs::File::from(made).read_to_string(&mut pid);
     if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
         return Err("the zone's user namespace could not be made (the line above says why)".into());
     }
-    let proc = Path::new("/proc").join(pid);
+    let proc = paths.proc_of(pid);
     let map = format!("0 {base} {}\n", ramkey_image::ids::RANGE);
     for file in ["uid_map", "gid_map"] {
         fs::write(proc.join(file), &map).map_err(|e| format!("{}: {e}", proc.join(file).display()))?;
@@ -210,12 +214,12 @@ const CAP_NET_RAW: u32 = 13;
 /// cut to `KEPT_CAPS` and the ones its image asks for, `no_new_privs`, this process's own
 /// capabilities cut to the same plus `own_extra`, and the seccomp allow-list
 /// ([`sys::seccomp`]).
-pub fn confine(spec: &ZoneSpec, own_extra: &[u32]) -> Result<(), String> {
+pub fn confine(paths: &Paths, spec: &ZoneSpec, own_extra: &[u32]) -> Result<(), String> {
     let mut keep = KEPT_CAPS.to_vec();
     for name in &spec.capabilities {
         keep.push(ramkey_image::requirements::grantable_capability(name)?);
     }
-    sys::confine::limit_bounding_set(&keep).map_err(|e| e.to_string())?;
+    sys::confine::limit_bounding_set(&keep, &paths.cap_last_cap()).map_err(|e| e.to_string())?;
     sys::confine::set_no_new_privs().map_err(|e| e.to_string())?;
     keep.extend_from_slice(own_extra);
     sys::confine::limit_own_caps(&keep).map_err(|e| e.to_string())?;
@@ -236,15 +240,16 @@ fn mount(
 /// refuses to move that root (`EINVAL`), so the new root is moved over `/` and entered with
 /// `chroot` (as `switch_root` does); what lies beneath is out of reach because the zone can
 /// neither `chroot` again (no `CAP_SYS_CHROOT`, `chroot` denied) nor mount.
-fn enter(root: &Path) -> Result<(), String> {
+fn enter(paths: &Paths, root: &Path) -> Result<(), String> {
     nix::unistd::chdir(root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
-    mount(Some("."), Path::new("/"), None, MsFlags::MS_MOVE, None)?;
+    mount(Some("."), paths.root(), None, MsFlags::MS_MOVE, None)?;
     nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;
-    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))
+    let slash = paths.root();
+    nix::unistd::chdir(slash).map_err(|e| format!("chdir {}: {e}", slash.display()))
 }
 
 /// The manifest's services under the supervisor, and the lease's renewal, until told to stop.
-fn serve(spec: &ZoneSpec, leases: Vec<HeldLease>) -> i32 {
+fn serve(paths: &Paths, spec: &ZoneSpec, leases: Vec<HeldLease>) -> i32 {
     let name = &spec.name;
     let signals = match sys::signalfd(SIGNALS) {
         Ok(s) => s,
@@ -259,12 +264,12 @@ fn serve(spec: &ZoneSpec, leases: Vec<HeldLease>) -> i32 {
     };
     let info = SystemInfo {
         platform: format!("zone {name}: {} {}", spec.image_name, spec.version),
-        config_source: SETTINGS_FILE.to_string(),
+        config_source: paths.root().join(SETTINGS_FILE).display().to_string(),
         config_error: None,
         pool: if spec.persistent { "on the pool" } else { "in RAM" }.to_string(),
         ssh: String::new(),
     };
-    let services = match Supervision::start(defs, Path::new("/"), None, info) {
+    let services = match Supervision::start(defs, paths.root(), None, info) {
         Ok(s) => s,
         Err(e) => {
             crate::error!("zone {name}: services not started: {e}");
@@ -280,8 +285,8 @@ fn serve(spec: &ZoneSpec, leases: Vec<HeldLease>) -> i32 {
         buttons: PowerButtons::default(),
         modprobe: None,
         loader: Box::new(KernelLoader),
-        dev_root: PathBuf::from("/dev"),
-        sys_root: PathBuf::from("/sys"),
+        dev_root: paths.dev(),
+        sys_root: paths.sys(),
         services: Some(services),
         control,
         leases,

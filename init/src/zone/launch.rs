@@ -19,6 +19,7 @@ use nix::unistd::Pid;
 
 use super::{ZoneSpec, inside, macvlan_name};
 use crate::base::log::Level;
+use crate::base::paths::Paths;
 use crate::net::netlink::{Netlink, RouteSocket};
 use crate::net::source_check::{self, ZoneSource};
 use crate::supervisor::State;
@@ -57,7 +58,8 @@ pub fn main(args: &[String]) -> i32 {
 }
 
 fn run(name: &str) -> Result<i32, String> {
-    let spec = ZoneSpec::read(Path::new("/"), name)?;
+    let paths = Paths::system();
+    let spec = ZoneSpec::read(paths.root(), name)?;
     let base = super::ids::base(&spec.state_dir).map_err(|e| format!("not started: {e}"))?;
     // The supervisor moves the launcher into the zone's cgroup just after starting it; do it
     // here too, so that the zone's processes are inside it however fast they fork. A zone
@@ -74,21 +76,21 @@ fn run(name: &str) -> Result<i32, String> {
     let (from_parent, to_child) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
     // Setup failures also go to the console, where an administrator watching the boot is;
     // the zone's log (this process's output) has them too.
-    let console = std::fs::OpenOptions::new().write(true).open("/dev/console").ok();
+    let console = std::fs::OpenOptions::new().write(true).open(paths.console()).ok();
     let Some(child) = sys::confine::fork().map_err(|e| e.to_string())? else {
         // The zone's PID 1: its status goes back up through `main`.
         drop((from_child, to_child, signals));
-        return Ok(inside::run(&spec, base, console, to_parent, from_parent));
+        return Ok(inside::run(&paths, &spec, base, console, to_parent, from_parent));
     };
     drop((to_parent, from_parent));
     // This launcher stays in the zone's cgroup (as host root, in the host's namespaces, out
     // of the zone's sight) to wait for its PID 1: the zone's own out-of-memory kill must
     // never pick it, or a zone could end its own supervision. Set after the fork, so the
     // zone's processes keep the default.
-    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
+    if let Err(e) = std::fs::write(paths.proc_of("self").join("oom_score_adj"), "-1000") {
         crate::warn!("zone {name}: the launcher stays killable by the zone's OOM: {e}");
     }
-    let pid_file = pid_file(name);
+    let pid_file = pid_file(&paths, name);
     if let Err(e) = std::fs::write(&pid_file, child.to_string()) {
         crate::warn!("zone {name}: {}: {e}", pid_file.display());
     }
@@ -105,17 +107,18 @@ fn run(name: &str) -> Result<i32, String> {
 }
 
 /// Where the launcher notes the zone's PID 1 (as the host sees it).
-fn pid_file(name: &str) -> std::path::PathBuf {
-    ZoneSpec::file(Path::new("/"), name, "pid")
+fn pid_file(paths: &Paths, name: &str) -> std::path::PathBuf {
+    ZoneSpec::file(paths.root(), name, "pid")
 }
 
 /// `ramkey-zone --ready NAME`, the zone service's readiness check: the zone is set up and
 /// every one of its services is online, or has finished cleanly (a one-shot), or is disabled.
 /// Asked over the zone's own control socket.
 pub fn ready(name: &str) -> Result<(), String> {
-    let pid = std::fs::read_to_string(pid_file(name)).map_err(|e| format!("no PID 1 yet ({e})"))?;
+    let paths = Paths::system();
+    let pid = std::fs::read_to_string(pid_file(&paths, name)).map_err(|e| format!("no PID 1 yet ({e})"))?;
     // The socket is in the zone's /run, which the zone controls: found beneath its root.
-    let root = Path::new("/proc").join(pid.trim()).join("root");
+    let root = paths.proc_of(pid.trim()).join("root");
     let socket = sys::beneath::socket(&root, Path::new(crate::runtime::control::SOCKET))
         .map_err(|e| format!("its supervisor does not answer yet ({e})"))?;
     let timeout = std::time::Duration::from_secs(3);

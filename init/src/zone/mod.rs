@@ -32,6 +32,7 @@ pub mod launch;
 pub mod network;
 pub mod plan;
 pub mod root;
+pub mod root_plan;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,11 +48,11 @@ pub const INSTANCES_DIR: &str = "instances";
 pub const RAM_INSTANCES_DIR: &str = "run/ramkey/instances";
 /// The program name the platform links to `/init` for the zone launcher.
 pub const LAUNCHER: &str = "/usr/sbin/ramkey-zone";
-/// The settings file inside the zone (SmartOS `customer_metadata`).
-pub const SETTINGS_FILE: &str = "/run/ramkey/settings.toml";
-/// Where a zone on DHCP notes the address it leased (`192.168.1.23/24`), inside the zone,
-/// for `ramkeyctl personality list`.
-pub const LEASE_FILE: &str = "/run/ramkey/address";
+/// The settings file inside the zone (SmartOS `customer_metadata`), under its root.
+pub const SETTINGS_FILE: &str = "run/ramkey/settings.toml";
+/// Where a zone on DHCP notes the address it leased (`192.168.1.23/24`), under the zone's
+/// root, for `ramkeyctl personality list`.
+pub const LEASE_FILE: &str = "run/ramkey/address";
 /// The spec the zone goes back to: the image a swap replaced, or at boot the last good one.
 pub const PREVIOUS: &str = "zone.prev.json";
 /// The file in a zone's run directory saying why PID 1 refused to plan it at boot.

@@ -4,19 +4,19 @@
 
 use std::fs;
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use ramkey_config::{Addressing, Dns, Nic, Selector};
 
 use super::{LEASE_FILE, MACVLAN_PREFIX, ZONE_IFNAME, ZoneSpec};
+use crate::base::paths::Paths;
 use crate::net::KernelNetwork;
 use crate::net::netlink::{Netlink, RouteSocket};
 use crate::net::renew::HeldLease;
 
 /// Loopback, then the zone's interface with its static address or a DHCP lease, the
 /// default route and `/etc/resolv.conf`, through the platform's own network code; returns
-/// the lease to renew.
-pub fn configure(spec: &ZoneSpec) -> Result<Vec<HeldLease>, String> {
+/// the lease to renew. `paths` are the zone's own (it entered its root).
+pub fn configure(paths: &Paths, spec: &ZoneSpec) -> Result<Vec<HeldLease>, String> {
     let ip = match spec.ip.as_deref() {
         None => None,
         Some("dhcp") => Some(Addressing::Dhcp),
@@ -62,7 +62,7 @@ pub fn configure(spec: &ZoneSpec) -> Result<Vec<HeldLease>, String> {
         search: spec.search.clone(),
     };
     let mut net = KernelNetwork {
-        resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        resolv_conf: paths.resolv_conf(),
     };
     let applied = net.apply_nics(&crate::base::clock::BootClock, &nics, &dns, Some(&spec.name));
     for line in &applied.lines {
@@ -70,8 +70,9 @@ pub fn configure(spec: &ZoneSpec) -> Result<Vec<HeldLease>, String> {
     }
     if let Some(held) = applied.leases.first() {
         let (address, prefix) = crate::net::renew::address(held);
-        if let Err(e) = fs::write(LEASE_FILE, format!("{address}/{prefix}\n")) {
-            crate::warn!("zone {}: {LEASE_FILE}: {e}", spec.name);
+        let file = paths.root().join(LEASE_FILE);
+        if let Err(e) = fs::write(&file, format!("{address}/{prefix}\n")) {
+            crate::warn!("zone {}: {}: {e}", spec.name, file.display());
         }
     }
     match applied.failures.first() {

@@ -4,46 +4,25 @@
 //! the writable layer over it (reset when the image changed), the volumes, a masked `/proc`,
 //! a read-only `/sys`, a `/dev` of the standard few nodes, `/tmp`, `/run` and the settings
 //! file. Every mount target inside the zone is resolved beneath its root without following
-//! symlinks ([`sys::beneath`]), every mount the zone can write to is `nodev,nosuid`.
+//! symlinks ([`sys::beneath`]), every mount the zone can write to is `nodev,nosuid`. The
+//! mounts are the [`super::root_plan`]'s steps, run here in order.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 
+use super::root_plan::{At, Step, plan};
 use super::{RUN_DIR, SETTINGS_FILE, ZoneSpec};
+use crate::base::paths::Paths;
 use crate::sys;
 use crate::sys::beneath;
 
 /// Where the writable layer notes the payload it was made over (in the zone's state
 /// directory, beside `upper/`).
 const ROOT_IMAGE: &str = "root-image";
-
-/// `/proc` entries the zone reads as empty (runc's masked paths): kernel memory, keys,
-/// timers and scheduler internals of the whole machine.
-const MASKED: &[&str] = &[
-    "acpi",
-    "asound",
-    "kcore",
-    "keys",
-    "latency_stats",
-    "timer_list",
-    "timer_stats",
-    "sched_debug",
-    "scsi",
-];
-
-/// `/proc` entries the zone reads but cannot write (runc's read-only paths): the kernel's
-/// settings (`sys`; its own network's settings, `sys/net`, stay writable), `sysrq-trigger`.
-const READ_ONLY: &[&str] = &["bus", "fs", "irq", "sys", "sysrq-trigger"];
-
-/// `/sys` entries masked inside the read-only `/sys`.
-const SYS_MASKED: &[&str] = &["firmware", "devices/virtual/powercap"];
-
-/// The standard device nodes bound from the host's `/dev` (the device program of
-/// [`sys::devices`] allows these and nothing else).
-pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
 const NOSUID_NODEV: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV);
 
@@ -94,9 +73,9 @@ fn remount(target: &Path, flags: MsFlags) -> Result<(), String> {
 }
 
 /// Builds the zone's root, its files owned by the zone's ids (host ids from `ids`, the
-/// zone's base); returns where it is mounted.
-pub fn build(spec: &ZoneSpec, ids: u32) -> Result<PathBuf, String> {
-    let run = Path::new("/").join(RUN_DIR).join(&spec.name);
+/// zone's base); returns where it is mounted. `paths` are the host's.
+pub fn build(paths: &Paths, spec: &ZoneSpec, ids: u32) -> Result<PathBuf, String> {
+    let run = paths.root().join(RUN_DIR).join(&spec.name);
     let (lower, root) = (run.join("lower"), run.join("root"));
     let (upper, work) = (spec.state_dir.join("upper"), spec.state_dir.join("work"));
     let volumes = spec.state_dir.join("volumes");
@@ -115,69 +94,22 @@ pub fn build(spec: &ZoneSpec, ids: u32) -> Result<PathBuf, String> {
         ids,
         &made,
     )?;
-    let (device, held) = sys::confine::attach_loop(&image, spec.payload_size, Path::new("/dev"))
+    let (device, held) = sys::confine::attach_loop(&image, spec.payload_size, &paths.dev())
         .map_err(|e| format!("loop device for {}: {e}", spec.image.display()))?;
-    let ro = MsFlags::MS_RDONLY | NOSUID_NODEV;
-    mount(Some(&device), &lower, Some("squashfs"), ro, None)?;
-    // The mount holds the device now; it is cleared when the zone's mounts go away.
+    let mut steps = plan(spec, paths, ids, device, lower, root.clone()).into_iter();
+    let mut run = Run {
+        root: &root,
+        ids,
+        at: BTreeMap::new(),
+    };
+    // The payload's mount holds the device now; it is cleared when the zone's mounts go away.
+    steps.next().map_or(Ok(()), |first| run.step(first))?;
     drop(held);
-    let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
-        upper.display(),
-        work.display()
-    );
-    mount(
-        Some(Path::new("overlay")),
-        &root,
-        Some("overlay"),
-        NOSUID_NODEV,
-        Some(&options),
-    )?;
-    for (inside, volume) in &spec.volumes {
-        let host = volumes.join(volume);
-        mkdir(&host)?;
-        super::ids::give(&host, ids)?;
-        let at = target(&root, inside)?;
-        mount(Some(&host), &beneath::fd_path(&at), None, MsFlags::MS_BIND, None)?;
-        let bound = mounted_on(&at)?;
-        remount(&bound, NOSUID_NODEV)?;
+    for step in steps {
+        run.step(step)?;
     }
-    proc(&root)?;
-    let at = target(&root, "sys")?;
-    mount(
-        Some(Path::new("sysfs")),
-        &beneath::fd_path(&at),
-        Some("sysfs"),
-        ro | MsFlags::MS_NOEXEC,
-        None,
-    )?;
-    let sys = mounted_on(&at)?;
-    let cgroup = sys.join("fs/cgroup");
-    mount(
-        Some(Path::new("cgroup2")),
-        &cgroup,
-        Some("cgroup2"),
-        ro | MsFlags::MS_NOEXEC,
-        None,
-    )?;
-    for masked in SYS_MASKED {
-        mask(&sys.join(masked))?;
-    }
-    for (dir, mode) in [("tmp", "1777"), ("run", "0755")] {
-        let at = target(&root, dir)?;
-        let data = format!("mode={mode},uid={ids},gid={ids}");
-        mount(
-            Some(Path::new("tmpfs")),
-            &beneath::fd_path(&at),
-            Some("tmpfs"),
-            NOSUID_NODEV,
-            Some(&data),
-        )?;
-    }
-    minimal_dev(&root)?;
     // In the fresh /run: nothing of the writable layer is on the way.
-    let settings = root.join(SETTINGS_FILE.trim_start_matches('/'));
+    let settings = root.join(SETTINGS_FILE);
     let dir = settings.parent().unwrap_or(&root);
     mkdir(dir)?;
     fs::write(&settings, &spec.settings).map_err(|e| format!("{}: {e}", settings.display()))?;
@@ -213,36 +145,73 @@ fn reset_if_image_changed(spec: &ZoneSpec) -> Result<(), String> {
     fs::write(&record, format!("{}\n", spec.sha256)).map_err(|e| format!("{}: {e}", record.display()))
 }
 
-/// A fresh `/proc` for the zone's PID namespace, with [`MASKED`] entries emptied and
-/// [`READ_ONLY`] ones read-only, but for the zone's own network settings.
-fn proc(root: &Path) -> Result<(), String> {
-    let at = target(root, "proc")?;
-    let proc = beneath::fd_path(&at);
-    mount(
-        Some(Path::new("proc")),
-        &proc,
-        Some("proc"),
-        NOSUID_NODEV | MsFlags::MS_NOEXEC,
-        None,
-    )?;
-    // From here on, paths under the new /proc are the kernel's, not the zone's.
-    let proc = mounted_on(&at)?;
-    for masked in MASKED {
-        mask(&proc.join(masked))?;
-    }
-    for entry in READ_ONLY {
-        let path = proc.join(entry);
-        if path.exists() {
-            bind(&path, &path, NOSUID_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY)?;
-        }
-    }
-    let net = proc.join("sys/net");
-    bind(&net, &net, NOSUID_NODEV | MsFlags::MS_NOEXEC)
+/// Runs a plan's steps beneath `root`, keeping the directories mounted on by name.
+struct Run<'a> {
+    root: &'a Path,
+    ids: u32,
+    at: BTreeMap<String, OwnedFd>,
 }
 
-/// Hides `path` (when it exists): `/dev/null` over a file, an empty read-only tmpfs over a
-/// directory.
-fn mask(path: &Path) -> Result<(), String> {
+impl Run<'_> {
+    /// Where `at` is now (a descriptor's path for a directory beneath the root, kept).
+    fn path(&mut self, at: &At) -> Result<PathBuf, String> {
+        match at {
+            At::Host(path) => Ok(path.clone()),
+            At::Beneath(inside) => {
+                let fd = target(self.root, inside)?;
+                let path = beneath::fd_path(&fd);
+                self.at.insert(inside.clone(), fd);
+                Ok(path)
+            }
+            At::Mounted(inside, sub) => {
+                let fd = self
+                    .at
+                    .get(inside)
+                    .ok_or_else(|| format!("{inside}: nothing mounted there in the plan"))?;
+                let path = mounted_on(fd)?;
+                Ok(if sub.is_empty() { path } else { path.join(sub) })
+            }
+        }
+    }
+
+    fn step(&mut self, step: Step) -> Result<(), String> {
+        match step {
+            Step::Mount {
+                source,
+                at,
+                fstype,
+                flags,
+                data,
+            } => mount(source.as_deref(), &self.path(&at)?, fstype, flags, data.as_deref()),
+            Step::Remount(at, flags) => remount(&self.path(&at)?, flags),
+            Step::Restrict { at, flags, optional } => {
+                let path = self.path(&at)?;
+                if optional && !path.exists() {
+                    return Ok(());
+                }
+                bind(&path, &path, flags)
+            }
+            Step::Mask { at, null } => mask(&self.path(&at)?, &null),
+            Step::HostDir(path) => {
+                mkdir(&path)?;
+                super::ids::give(&path, self.ids)
+            }
+            Step::File(at) => {
+                let path = self.path(&at)?;
+                fs::write(&path, b"").map_err(|e| format!("{}: {e}", path.display()))
+            }
+            Step::Dir(at) => mkdir(&self.path(&at)?),
+            Step::Symlink(at, to) => {
+                let path = self.path(&at)?;
+                std::os::unix::fs::symlink(to, &path).map_err(|e| format!("{}: {e}", path.display()))
+            }
+        }
+    }
+}
+
+/// Hides `path` (when it exists): an empty read-only tmpfs over a directory, `null` bound
+/// over a file.
+fn mask(path: &Path, null: &Path) -> Result<(), String> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => mount(
             Some(Path::new("tmpfs")),
@@ -251,57 +220,7 @@ fn mask(path: &Path) -> Result<(), String> {
             NOSUID_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
             Some("size=0"),
         ),
-        Ok(_) => mount(Some(Path::new("/dev/null")), path, None, MsFlags::MS_BIND, None),
+        Ok(_) => mount(Some(null), path, None, MsFlags::MS_BIND, None),
         Err(_) => Ok(()),
     }
-}
-
-/// A tmpfs `/dev` with the [`DEVICES`] bound from the host's, `pts`, `shm`.
-fn minimal_dev(root: &Path) -> Result<(), String> {
-    let at = target(root, "dev")?;
-    let dev = beneath::fd_path(&at);
-    let data = "mode=0755,size=1m";
-    mount(
-        Some(Path::new("tmpfs")),
-        &dev,
-        Some("tmpfs"),
-        NOSUID_NODEV | MsFlags::MS_NOEXEC,
-        Some(data),
-    )?;
-    let dev = mounted_on(&at)?;
-    for node in DEVICES {
-        let target = dev.join(node);
-        fs::write(&target, b"").map_err(|e| format!("{}: {e}", target.display()))?;
-        bind(
-            &Path::new("/dev").join(node),
-            &target,
-            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        )?;
-    }
-    for (link, to) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("ptmx", "pts/ptmx"),
-    ] {
-        std::os::unix::fs::symlink(to, dev.join(link)).map_err(|e| format!("{}: {e}", dev.join(link).display()))?;
-    }
-    mkdir(&dev.join("pts"))?;
-    let pts = "newinstance,ptmxmode=0666,mode=0620";
-    mount(
-        Some(Path::new("devpts")),
-        &dev.join("pts"),
-        Some("devpts"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some(pts),
-    )?;
-    mkdir(&dev.join("shm"))?;
-    mount(
-        Some(Path::new("tmpfs")),
-        &dev.join("shm"),
-        Some("tmpfs"),
-        NOSUID_NODEV,
-        Some("mode=1777"),
-    )
 }

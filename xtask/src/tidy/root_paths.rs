@@ -1,0 +1,218 @@
+//! No root-path literal in PID 1's code outside its paths module (`init/src/base/paths.rs`):
+//! where the box keeps things goes through `Paths`, which tests point at a temporary root.
+//!
+//! A *root-path literal* is a string literal, in init's non-test code (outside comments),
+//! that names a place in a filesystem from its root:
+//!
+//! - its text starts with `/` and a letter (`"/proc/self/mounts"`, `"/dev"`,
+//!   `format!("/proc/{pid}/root")`), but for program paths under `/usr`, `/bin` and
+//!   `/sbin` (`"/usr/sbin/ramkey-zone"`, `"/bin/sh"`, a `PATH` value): those are what a
+//!   service execs, resolved by the kernel in whichever root runs it, not a place PID 1
+//!   reads, writes or mounts;
+//! - or it is `"/"` itself built into a path (`Path::new("/")`, `PathBuf::from("/")`,
+//!   `Paths::new("/")`): the root everything else is under. A bare `"/"` elsewhere is an
+//!   HTTP path, a mount table's entry or a service's working directory.
+//!
+//! Non-test code is a file's text before its first `#[cfg(test)]`; files that are test
+//! modules of their own (`tests.rs`, `*_tests.rs`, a `tests/` folder, the `fake.rs`
+//! fakes) hold fixtures, not the box's layout. [`NOT_YET`] names the files that still have
+//! such literals, each with its exact count, so that the count can only go down.
+
+use std::path::Path;
+
+/// The paths module: the one place the root's layout is written down.
+pub const PATHS_MODULE: &str = "init/src/base/paths.rs";
+
+/// Files still holding root-path literals, with how many: a file's count may not grow, and
+/// is lowered (the entry removed at zero) when one goes. Each in a layer this round did not
+/// take on.
+pub const NOT_YET: &[(&str, usize, &str)] = &[
+    (
+        "init/src/storage/mounts.rs",
+        7,
+        "EARLY_MOUNTS targets, joined under the root",
+    ),
+    (
+        "init/src/storage/usbkey.rs",
+        3,
+        "MOUNT_POINT and the /dev of node names",
+    ),
+    (
+        "init/src/runtime/control.rs",
+        1,
+        "the control SOCKET, also read beneath a zone's root",
+    ),
+    ("init/src/net/ntp.rs", 1, "the /init whose mtime is the clock's floor"),
+    (
+        "init/src/storage/pool/find.rs",
+        1,
+        "the /dev of the pool's device nodes",
+    ),
+    (
+        "init/src/storage/pool/mount.rs",
+        1,
+        "/dev stripped from a node to put it under Paths::dev",
+    ),
+    (
+        "init/src/storage/pool/layout.rs",
+        2,
+        "the /var and /opt bind targets, joined under the root",
+    ),
+    (
+        "init/src/sys/beneath.rs",
+        1,
+        "sys cannot use Paths (level 0): /proc/self/fd/N",
+    ),
+];
+
+/// Whether a file (from the workspace root) is checked at all.
+pub fn checked(path: &Path) -> bool {
+    let slash = path.to_string_lossy();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    slash.starts_with("init/src/")
+        && slash != PATHS_MODULE
+        && !slash.contains("/tests/")
+        && name != "tests.rs"
+        && name != "fake.rs"
+        && !name.ends_with("_tests.rs")
+}
+
+/// The root-path literals of `code` (non-test code), each with its line number (from 1).
+pub fn literals(code: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let chars: Vec<char> = code.chars().collect();
+    let (mut at, mut line) = (0, 1);
+    while at < chars.len() {
+        let c = chars[at];
+        let next = chars.get(at + 1).copied();
+        if c == '\n' {
+            line += 1;
+        }
+        if c == '/' && next == Some('/') {
+            while at < chars.len() && chars[at] != '\n' {
+                at += 1;
+            }
+            continue;
+        }
+        if c == '\'' {
+            // A char literal ('"', '\''), or a lifetime ('a), which has no closing quote.
+            at += match (next, chars.get(at + 2)) {
+                (Some('\\'), _) => 1 + chars[at + 1..].iter().skip(2).position(|c| *c == '\'').unwrap_or(0) + 3,
+                (Some(_), Some('\'')) => 3,
+                _ => 1,
+            };
+            continue;
+        }
+        let raw = c == 'r' && matches!(next, Some('"' | '#')) && !ident(chars.get(at.wrapping_sub(1)));
+        if c == '"' || raw {
+            let start_line = line;
+            let hashes = if raw {
+                chars[at + 1..].iter().take_while(|c| **c == '#').count()
+            } else {
+                0
+            };
+            let before: String = chars[at.saturating_sub(16)..at].iter().collect();
+            at += if raw { 2 + hashes } else { 1 };
+            let mut text = String::new();
+            while at < chars.len() {
+                let c = chars[at];
+                if c == '\n' {
+                    line += 1;
+                }
+                if !raw && c == '\\' {
+                    text.push(c);
+                    text.extend(chars.get(at + 1));
+                    at += 2;
+                    continue;
+                }
+                if c == '"' && chars[at + 1..].iter().take(hashes).all(|c| *c == '#') {
+                    at += 1 + hashes;
+                    break;
+                }
+                text.push(c);
+                at += 1;
+            }
+            if is_root_path(&text, &before) {
+                found.push((start_line, text));
+            }
+            continue;
+        }
+        at += 1;
+    }
+    found
+}
+
+fn ident(c: Option<&char>) -> bool {
+    c.is_some_and(|c| c.is_alphanumeric() || *c == '_')
+}
+
+/// Whether a literal's `text`, written right after `before`, is a root-path literal.
+fn is_root_path(text: &str, before: &str) -> bool {
+    if text == "/" {
+        return ["Path::new(", "PathBuf::from(", "Paths::new("]
+            .iter()
+            .any(|call| before.ends_with(call));
+    }
+    let Some(rest) = text.strip_prefix('/') else {
+        return false;
+    };
+    let first = rest.split(['/', ':']).next().unwrap_or_default();
+    rest.starts_with(|c: char| c.is_ascii_alphabetic()) && !["usr", "bin", "sbin"].contains(&first)
+}
+
+/// What is wrong with one file's root-path literals (`path` from the workspace root).
+pub fn problems(path: &Path, non_test: &str) -> Vec<String> {
+    if !checked(path) {
+        return Vec::new();
+    }
+    let found = literals(non_test);
+    let slash = path.to_string_lossy();
+    let allowed = NOT_YET.iter().find(|(p, ..)| *p == slash).map_or(0, |(_, n, _)| *n);
+    if found.len() > allowed {
+        let list: Vec<String> = found.iter().map(|(n, t)| format!("{slash}:{n}: {t:?}")).collect();
+        vec![format!(
+            "{slash}: {} root-path literal(s), {allowed} allowed: take the path from `Paths` ({PATHS_MODULE})\n  {}",
+            found.len(),
+            list.join("\n  ")
+        )]
+    } else if found.len() < allowed {
+        vec![format!(
+            "{slash}: {} root-path literal(s), fewer than the {allowed} NOT_YET allows: lower its count",
+            found.len()
+        )]
+    } else {
+        Vec::new()
+    }
+}
+
+#[test]
+fn root_path_literals_are_found_and_only_they() {
+    let code = concat!(
+        "//! Doc: \"/proc\" in a comment.\n",
+        "let a = Path::new(\"/\");\n",
+        "let b = format!(\"/proc/{pid}/root\"); // \"/dev\"\n",
+        "let c = (rest, \"/\"); let d = '\"'; let e: &'static str = \"/usr/bin/x\";\n",
+        "let f = r#\"/sys/fs\"#; let g = \"a \\\" /run\"; let h = \"/pool\";\n",
+        "let i = \"/{path}\"; let j = \"/bin/sh\";\n",
+    );
+    let found = literals(code);
+    let got: Vec<(usize, &str)> = found.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    assert_eq!(got, [(2, "/"), (3, "/proc/{pid}/root"), (5, "/sys/fs"), (5, "/pool")]);
+}
+
+#[test]
+fn a_new_literal_outside_the_paths_module_is_a_problem() {
+    let code = "fn f() -> PathBuf { PathBuf::from(\"/run/ramkey\") }\n";
+    assert_eq!(problems(Path::new("init/src/zone/x.rs"), code).len(), 1);
+    assert!(problems(Path::new(PATHS_MODULE), code).is_empty());
+    assert!(problems(Path::new("init/src/zone/tests.rs"), code).is_empty());
+    assert!(problems(Path::new("builder/src/x.rs"), code).is_empty());
+    // A file on the list may not gain one, nor keep a count it no longer needs.
+    let (listed, count, _) = NOT_YET[0];
+    let more = code.repeat(count + 1);
+    assert_eq!(problems(Path::new(listed), &more).len(), 1);
+    assert_eq!(problems(Path::new(listed), "").len(), 1);
+}
