@@ -149,10 +149,17 @@ fn ssh_with_the_configured_key_sees_the_printed_host_key_which_survives_a_reboot
     let port = free_port();
 
     let mut vm = boot(name, &image, &disk, port);
+    let (started, _) = vm.expect("ramkey: step services: start", BOOT).unwrap();
     let (fingerprint, origin) = printed_fingerprint(&mut vm);
     assert_eq!(origin, "(new, saved to /pool/ssh/ssh_host_ed25519_key)");
-    vm.expect("ramkey: ssh: port 22 on every platform NIC for 1 key", BOOT)
+    let (prepared, _) = vm
+        .expect("ramkey: ssh: port 22 on every platform NIC for 1 key", BOOT)
         .unwrap();
+    // Console arrival times, not the box's clock: a measure, not an assertion.
+    eprintln!(
+        "ssh: host key made and sshd prepared {} ms into the services step",
+        prepared.saturating_sub(started).as_millis()
+    );
     vm.expect_running(BOOT).unwrap();
     let status = ssh_when_up(port, &key, &known_hosts, "ramkeyctl status");
     let ssh_line = format!("ssh:       port 22 on every platform NIC; host key ED25519 {fingerprint}");
@@ -207,6 +214,10 @@ fn ssh_with_the_configured_key_sees_the_printed_host_key_which_survives_a_reboot
         "{}",
         text(&back)
     );
+    let memory = ssh(port, &key, &known_hosts, "yes", "cat /sys/fs/cgroup/ramkey/sshd/memory.current");
+    let memory: u64 = String::from_utf8_lossy(&memory.stdout).trim().parse().unwrap_or(0);
+    assert!(memory > 0, "sshd's cgroup has no memory.current");
+    eprintln!("ssh: sshd's cgroup with one session uses {:.1} MiB", memory as f64 / f64::from(1 << 20));
     let log = ssh(port, &key, &known_hosts, "yes", "ramkeyctl log -n 50 sshd");
     let log = String::from_utf8_lossy(&log.stdout).into_owned();
     assert!(log.contains("Accepted publickey for root"), "sshd's log: {log}");
@@ -545,6 +556,18 @@ fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leav
         "{}",
         text(&deleted)
     );
+
+    // A zone cannot reach the host's sshd through its own interface (a macvlan never talks
+    // to its parent), while the same probe reaches the host's web server past the router.
+    let probe = |address: &str, port: u16| {
+        let command = format!(
+            "ramkeyctl personality console web -- /bin/bash -c 'timeout 5 bash -c \"</dev/tcp/{address}/{port}\" \
+             2>/dev/null && echo reached || echo unreachable'"
+        );
+        String::from_utf8_lossy(&run(&command).stdout).trim().to_owned()
+    };
+    assert_eq!(probe("10.0.2.2", server.1), "reached", "the probe itself works");
+    assert_eq!(probe("10.0.2.15", 22), "unreachable", "a zone reached the host's sshd");
 
     // Nothing partial on the pool, and web still serves.
     let listing = run("ls -a /pool/images");
