@@ -91,6 +91,9 @@ fn static_address_and_hostname_reach_a_service_through_a_forward() {
     let ms = network_up_ms(&mut vm);
     vm.expect("ramkey: config: saved /usbkey/config.toml.good", BOOT)
         .unwrap();
+    // The stick's default config gives root no SSH key: no sshd, and the console says why.
+    vm.expect("ramkey: ssh: off: no admin.authorized_keys in config.toml; add one with: ramkey config", BOOT)
+        .unwrap();
     vm.expect_running(BOOT).unwrap();
     let body = xtask::http::wait_ok(port, "/index.html", Duration::from_secs(120)).unwrap();
     assert!(body.contains("hello-from-box1"), "{body}");
