@@ -96,6 +96,7 @@ pub fn run(spec: &ZoneSpec, pid: i32, argv: &[String]) -> Result<String, String>
         }
         return crate::zone::inside::become_zone_root(&user)
             .and_then(|()| crate::zone::inside::confine(&paths, spec, &[]))
+            .map_err(String::from)
             .and_then(|()| exec(&paths, argv))
             .map(|()| String::new());
     };

@@ -180,7 +180,7 @@ fn wait_online(spec: &ZoneSpec, before: Option<i32>, wait: Duration) -> Result<(
         }
         if Instant::now() >= deadline {
             // What the zone's own supervisor says, or the zone service's state.
-            let inside = crate::zone::launch::ready(&spec.name).err();
+            let inside = crate::zone::launch::ready(&spec.name).err().map(String::from);
             let outside = now.map(|s| format!("zone {}: {}", s.state, s.reason));
             return Err(inside.or(outside).unwrap_or_else(|| "not online".into()));
         }

@@ -7,7 +7,7 @@
 
 use ramkey_image::requirements::PlatformVersion;
 
-use super::ZoneSpec;
+use super::{ZoneError, ZoneSpec};
 
 /// Where a zone's highest image version that came up is recorded (in its state directory).
 pub const HIGHEST: &str = "highest-version";
@@ -37,7 +37,7 @@ fn parse(version: &str) -> Option<PlatformVersion> {
 
 /// Records `spec`'s version as the highest its zone has come up on, when it is higher than
 /// the record (or there is no valid record yet).
-pub fn raise_floor(spec: &ZoneSpec) -> Result<(), String> {
+pub fn raise_floor(spec: &ZoneSpec) -> Result<(), ZoneError> {
     let higher = match (parse(&spec.version), highest(spec).as_deref().and_then(parse)) {
         (Some(new), Some(high)) => new > high,
         (Some(_), None) => true,
@@ -45,7 +45,7 @@ pub fn raise_floor(spec: &ZoneSpec) -> Result<(), String> {
     };
     let file = spec.state_dir.join(HIGHEST);
     if higher && spec.persistent {
-        std::fs::write(&file, format!("{}\n", spec.version)).map_err(|e| format!("{}: {e}", file.display()))?;
+        std::fs::write(&file, format!("{}\n", spec.version)).map_err(ZoneError::file(&file))?;
     }
     Ok(())
 }

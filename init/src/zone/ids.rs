@@ -14,6 +14,8 @@ use std::path::Path;
 use ramkey_image::ids::RANGE;
 use sha2::{Digest, Sha256};
 
+use super::ZoneError;
+
 /// The first zone's base (1048576; 0x100000, as LXD and systemd-nspawn keep zones' ranges
 /// above the ids of the host's own users); the next zones take the ranges after it.
 pub const FIRST_BASE: u32 = 0x10_0000;
@@ -28,7 +30,7 @@ pub const PAYLOAD: &str = "payload.sqfs";
 
 /// The zone's base: the one recorded in `state_dir`, else the lowest range no zone beside
 /// it (the other directories of `state_dir`'s parent) has, then recorded.
-pub fn allocate(state_dir: &Path) -> Result<u32, String> {
+pub fn allocate(state_dir: &Path) -> Result<u32, ZoneError> {
     if let Some(base) = recorded(state_dir) {
         return Ok(base);
     }
@@ -43,10 +45,10 @@ pub fn allocate(state_dir: &Path) -> Result<u32, String> {
     let base = (0..SLOTS)
         .map(|slot| FIRST_BASE + slot * RANGE)
         .find(|base| !taken.contains(base))
-        .ok_or("every zone id range is taken")?;
-    fs::create_dir_all(state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
+        .ok_or(ZoneError::IdsExhausted)?;
+    fs::create_dir_all(state_dir).map_err(ZoneError::file(state_dir))?;
     let file = state_dir.join(BASE_FILE);
-    fs::write(&file, format!("{base}\n")).map_err(|e| format!("{}: {e}", file.display()))?;
+    fs::write(&file, format!("{base}\n")).map_err(ZoneError::file(&file))?;
     Ok(base)
 }
 
@@ -63,18 +65,15 @@ pub fn slot(base: u32) -> u32 {
 }
 
 /// The zone's base, for its launcher: recorded by PID 1's plan at boot.
-pub fn base(state_dir: &Path) -> Result<u32, String> {
-    recorded(state_dir).ok_or_else(|| {
-        format!(
-            "no id range recorded in {} (written by PID 1 when it plans the zone)",
-            state_dir.join(BASE_FILE).display()
-        )
+pub fn base(state_dir: &Path) -> Result<u32, ZoneError> {
+    recorded(state_dir).ok_or_else(|| ZoneError::NoIdRange {
+        record: state_dir.join(BASE_FILE),
     })
 }
 
 /// Moves every owner in `trees` from the range the zone had (none: host ids `0..65536`, as
 /// pools from before user namespaces hold them) into `base`'s, once; records it.
-pub fn shift_trees(state_dir: &Path, trees: &[&Path], base: u32) -> Result<(), String> {
+pub fn shift_trees(state_dir: &Path, trees: &[&Path], base: u32) -> Result<(), ZoneError> {
     let record = state_dir.join(SHIFTED_FILE);
     let from = fs::read_to_string(&record)
         .ok()
@@ -84,9 +83,12 @@ pub fn shift_trees(state_dir: &Path, trees: &[&Path], base: u32) -> Result<(), S
         return Ok(());
     }
     for tree in trees {
-        shift_tree(tree, from, base).map_err(|e| format!("moving {} into the zone's ids: {e}", tree.display()))?;
+        shift_tree(tree, from, base).map_err(|source| ZoneError::ShiftIds {
+            tree: tree.to_path_buf(),
+            source,
+        })?;
     }
-    fs::write(&record, format!("{base}\n")).map_err(|e| format!("{}: {e}", record.display()))
+    fs::write(&record, format!("{base}\n")).map_err(ZoneError::file(&record))
 }
 
 /// Changes the owner of `path` and of everything beneath it, never following a symlink:
@@ -120,13 +122,11 @@ fn shift_tree(path: &Path, from: u32, to: u32) -> std::io::Result<()> {
 
 /// Gives `dir` (made by the host for the zone: its writable layer, a volume) to the zone's
 /// root.
-pub fn give(dir: &Path, base: u32) -> Result<(), String> {
-    std::os::unix::fs::lchown(dir, Some(base), Some(base)).map_err(|e| format!("chown {}: {e}", dir.display()))
-}
-
-/// `path: error`.
-fn io(what: &Path) -> impl Fn(std::io::Error) -> String + '_ {
-    move |e| format!("{}: {e}", what.display())
+pub fn give(dir: &Path, base: u32) -> Result<(), ZoneError> {
+    std::os::unix::fs::lchown(dir, Some(base), Some(base)).map_err(|source| ZoneError::Chown {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 /// The image's payload with its owners in `base`'s range ([`PAYLOAD`] in `state_dir`,
@@ -144,7 +144,7 @@ pub fn payload(
     state_dir: &Path,
     base: u32,
     made: &Path,
-) -> Result<fs::File, String> {
+) -> Result<fs::File, ZoneError> {
     let copy = state_dir.join(PAYLOAD);
     let holds = format!("{sha256} {base}\n");
     if fs::read_to_string(made).is_ok_and(|m| m == holds)
@@ -154,39 +154,43 @@ pub fn payload(
     }
     let _ = fs::remove_file(made);
     let partial = state_dir.join(format!("{PAYLOAD}.partial"));
-    let mut source = fs::File::open(image).map_err(io(image))?.take(size);
+    let mut source = fs::File::open(image).map_err(ZoneError::file(image))?.take(size);
     let mut out = fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
         .open(&partial)
-        .map_err(io(&partial))?;
+        .map_err(ZoneError::file(&partial))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = source.read(&mut buf).map_err(io(image))?;
+        let n = source.read(&mut buf).map_err(ZoneError::file(image))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(io(&partial))?;
+        out.write_all(&buf[..n]).map_err(ZoneError::file(&partial))?;
     }
     let found = ramkey_image::footer::hex(&hasher.finalize());
     if found != sha256 {
         let _ = fs::remove_file(&partial);
-        return Err(format!(
-            "{} changed since it was verified (payload sha256 {found}, verified {sha256}): refused; swap or reboot to verify it again",
-            image.display()
-        ));
+        return Err(ZoneError::PayloadChanged {
+            image: image.to_path_buf(),
+            found,
+            verified: sha256.to_string(),
+        });
     }
-    ramkey_image::ids::shift(&mut out, base).map_err(|e| format!("{}: {e}", image.display()))?;
+    ramkey_image::ids::shift(&mut out, base).map_err(|source| ZoneError::ShiftPayload {
+        image: image.to_path_buf(),
+        source,
+    })?;
     out.set_permissions(fs::Permissions::from_mode(0o400))
-        .map_err(io(&partial))?;
+        .map_err(ZoneError::file(&partial))?;
     drop(out);
-    fs::rename(&partial, &copy).map_err(io(&copy))?;
-    fs::write(made, holds).map_err(io(made))?;
-    fs::File::open(&copy).map_err(io(&copy))
+    fs::rename(&partial, &copy).map_err(ZoneError::file(&copy))?;
+    fs::write(made, holds).map_err(ZoneError::file(made))?;
+    fs::File::open(&copy).map_err(ZoneError::file(&copy))
 }
 
 #[cfg(test)]
@@ -277,7 +281,7 @@ mod tests {
         // The next boot (no record in RAM) copies, and checks, again.
         fs::remove_file(&made).unwrap();
         let err = payload(&image, size, &sha, &state, FIRST_BASE, &made).unwrap_err();
-        assert!(err.contains("web.rkimg"), "{err}");
+        assert!(err.to_string().contains("web.rkimg"), "{err}");
     }
 
     #[test]
@@ -288,7 +292,7 @@ mod tests {
         let size = fs::metadata(&image).unwrap().len();
         let made = dir.path().join("made");
         let err = payload(&image, size, &"0".repeat(64), dir.path(), FIRST_BASE, &made).unwrap_err();
-        assert!(err.contains("changed since it was verified"), "{err}");
+        assert!(err.to_string().contains("changed since it was verified"), "{err}");
         assert!(!dir.path().join(PAYLOAD).exists());
     }
 }

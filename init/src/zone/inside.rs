@@ -11,7 +11,7 @@ use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 
 use super::launch::NET_READY;
-use super::{SETTINGS_FILE, ZoneSpec};
+use super::{SETTINGS_FILE, ZoneError, ZoneSpec};
 use crate::base::log::Level;
 use crate::base::paths::Paths;
 use crate::devices::modprobe::KernelLoader;
@@ -85,23 +85,25 @@ fn setup(
     base: u32,
     to_parent: std::os::fd::OwnedFd,
     from_parent: std::os::fd::OwnedFd,
-) -> Result<Vec<HeldLease>, String> {
+) -> Result<Vec<HeldLease>, ZoneError> {
     let user = namespaces(paths, base)?;
     let mut byte = [0u8; 1];
     fs::File::from(to_parent)
         .write_all(b"u")
         .and_then(|()| fs::File::from(from_parent).read_exact(&mut byte))
-        .map_err(|e| format!("talking to the launcher: {e}"))?;
+        .map_err(ZoneError::Launcher)?;
     if byte[0] != NET_READY {
-        return Err("its network interface could not be made (the line above says why)".into());
+        return Err(ZoneError::NoInterface);
     }
     mount(None, paths.root(), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
     let root = super::root::build(paths, spec, base)?;
     // From here on no process of the zone's cgroup opens or makes a device node but the
     // standard few.
-    sys::devices::restrict(&spec.cgroup, sys::devices::STANDARD)
-        .map_err(|e| format!("device program on {}: {e}", spec.cgroup.display()))?;
-    nix::unistd::sethostname(&spec.name).map_err(|e| format!("sethostname: {e}"))?;
+    sys::devices::restrict(&spec.cgroup, sys::devices::STANDARD).map_err(|source| ZoneError::DeviceProgram {
+        cgroup: spec.cgroup.clone(),
+        source,
+    })?;
+    nix::unistd::sethostname(&spec.name).map_err(ZoneError::call("sethostname"))?;
     enter(paths, &root)?;
     become_zone_root(&user)?;
     let leases = super::network::configure(paths, spec)?;
@@ -126,11 +128,11 @@ fn setup(
 /// child makes them all at once (`unshare(CLONE_NEWUSER | ...)`); this process writes its
 /// id maps (as the host's root, which keeps `setgroups` allowed for the zone's services)
 /// and joins the namespaces but the user one, where it keeps the host's privileges.
-fn namespaces(paths: &Paths, base: u32) -> Result<std::os::fd::OwnedFd, String> {
-    let (from_helper, to_self) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+fn namespaces(paths: &Paths, base: u32) -> Result<std::os::fd::OwnedFd, ZoneError> {
+    let (from_helper, to_self) = std::io::pipe().map_err(ZoneError::Pipe)?;
     // The helper waits on `held` until this process drops `hold`.
-    let (held, hold) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let Some(helper) = sys::confine::fork().map_err(|e| e.to_string())? else {
+    let (held, hold) = std::io::pipe().map_err(ZoneError::Pipe)?;
+    let Some(helper) = sys::confine::fork()? else {
         drop((from_helper, hold));
         let flags = CloneFlags::CLONE_NEWUSER
             | CloneFlags::CLONE_NEWNET
@@ -160,28 +162,27 @@ fn namespaces(paths: &Paths, base: u32) -> Result<std::os::fd::OwnedFd, String> 
     drop(hold);
     let _ = nix::sys::wait::waitpid(helper, None);
     let user = joined?;
-    nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(ZoneError::call("unshare(CLONE_NEWNS)"))?;
     Ok(user)
 }
 
 /// Writes the helper's id maps once it has made its namespaces (and sent its pid in the
 /// host's /proc), and joins them but its user namespace, which it returns.
-fn join(paths: &Paths, base: u32, made: std::os::fd::OwnedFd) -> Result<std::os::fd::OwnedFd, String> {
+fn join(paths: &Paths, base: u32, made: std::os::fd::OwnedFd) -> Result<std::os::fd::OwnedFd, ZoneError> {
     let mut pid = String::new();
     let _ = fs::File::from(made).read_to_string(&mut pid);
     if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("the zone's user namespace could not be made (the line above says why)".into());
+        return Err(ZoneError::NoUserNamespace);
     }
     let proc = paths.proc_of(pid);
     let map = format!("0 {base} {}\n", ramkey_image::ids::RANGE);
     for file in ["uid_map", "gid_map"] {
-        fs::write(proc.join(file), &map).map_err(|e| format!("{}: {e}", proc.join(file).display()))?;
+        let path = proc.join(file);
+        fs::write(&path, &map).map_err(ZoneError::file(&path))?;
     }
-    let open = |kind: &str| -> Result<std::os::fd::OwnedFd, String> {
+    let open = |kind: &str| -> Result<std::os::fd::OwnedFd, ZoneError> {
         let path = proc.join("ns").join(kind);
-        fs::File::open(&path)
-            .map(Into::into)
-            .map_err(|e| format!("{}: {e}", path.display()))
+        fs::File::open(&path).map(Into::into).map_err(ZoneError::file(&path))
     };
     for (kind, flag) in [
         ("net", CloneFlags::CLONE_NEWNET),
@@ -189,7 +190,7 @@ fn join(paths: &Paths, base: u32, made: std::os::fd::OwnedFd) -> Result<std::os:
         ("ipc", CloneFlags::CLONE_NEWIPC),
         ("cgroup", CloneFlags::CLONE_NEWCGROUP),
     ] {
-        nix::sched::setns(open(kind)?, flag).map_err(|e| format!("joining the zone's {kind} namespace: {e}"))?;
+        nix::sched::setns(open(kind)?, flag).map_err(|errno| ZoneError::JoinNamespace { kind, errno })?;
     }
     open("user")
 }
@@ -197,14 +198,13 @@ fn join(paths: &Paths, base: u32, made: std::os::fd::OwnedFd) -> Result<std::os:
 /// Enters the zone's user namespace as its root (host uid and gid `base`): from here on
 /// this process's capabilities act on the zone's own namespaces only, and any file of the
 /// host's or of another zone's is a stranger's to it.
-pub fn become_zone_root(user: &impl std::os::fd::AsFd) -> Result<(), String> {
-    nix::sched::setns(user, CloneFlags::CLONE_NEWUSER)
-        .map_err(|e| format!("entering the zone's user namespace: {e}"))?;
+pub fn become_zone_root(user: &impl std::os::fd::AsFd) -> Result<(), ZoneError> {
+    nix::sched::setns(user, CloneFlags::CLONE_NEWUSER).map_err(ZoneError::EnterUserNamespace)?;
     let root = nix::unistd::Gid::from_raw(0);
-    nix::unistd::setgroups(&[root]).map_err(|e| format!("setgroups: {e}"))?;
-    nix::unistd::setresgid(root, root, root).map_err(|e| format!("setresgid: {e}"))?;
+    nix::unistd::setgroups(&[root]).map_err(ZoneError::call("setgroups"))?;
+    nix::unistd::setresgid(root, root, root).map_err(ZoneError::call("setresgid"))?;
     let root = nix::unistd::Uid::from_raw(0);
-    nix::unistd::setresuid(root, root, root).map_err(|e| format!("setresuid: {e}"))
+    nix::unistd::setresuid(root, root, root).map_err(ZoneError::call("setresuid"))
 }
 
 const CAP_NET_ADMIN: u32 = 12;
@@ -214,16 +214,16 @@ const CAP_NET_RAW: u32 = 13;
 /// cut to `KEPT_CAPS` and the ones its image asks for, `no_new_privs`, this process's own
 /// capabilities cut to the same plus `own_extra`, and the seccomp allow-list
 /// ([`sys::seccomp`]).
-pub fn confine(paths: &Paths, spec: &ZoneSpec, own_extra: &[u32]) -> Result<(), String> {
+pub fn confine(paths: &Paths, spec: &ZoneSpec, own_extra: &[u32]) -> Result<(), ZoneError> {
     let mut keep = KEPT_CAPS.to_vec();
     for name in &spec.capabilities {
-        keep.push(ramkey_image::requirements::grantable_capability(name)?);
+        keep.push(ramkey_image::requirements::grantable_capability(name).map_err(ZoneError::Capability)?);
     }
-    sys::confine::limit_bounding_set(&keep, &paths.cap_last_cap()).map_err(|e| e.to_string())?;
-    sys::confine::set_no_new_privs().map_err(|e| e.to_string())?;
+    sys::confine::limit_bounding_set(&keep, &paths.cap_last_cap())?;
+    sys::confine::set_no_new_privs()?;
     keep.extend_from_slice(own_extra);
-    sys::confine::limit_own_caps(&keep).map_err(|e| e.to_string())?;
-    sys::seccomp::confine_zone().map_err(|e| e.to_string())
+    sys::confine::limit_own_caps(&keep)?;
+    Ok(sys::seccomp::confine_zone()?)
 }
 
 fn mount(
@@ -232,7 +232,7 @@ fn mount(
     fstype: Option<&str>,
     flags: MsFlags,
     data: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), ZoneError> {
     super::root::mount(source.map(Path::new), target, fstype, flags, data)
 }
 
@@ -240,12 +240,18 @@ fn mount(
 /// refuses to move that root (`EINVAL`), so the new root is moved over `/` and entered with
 /// `chroot` (as `switch_root` does); what lies beneath is out of reach because the zone can
 /// neither `chroot` again (no `CAP_SYS_CHROOT`, `chroot` denied) nor mount.
-fn enter(paths: &Paths, root: &Path) -> Result<(), String> {
-    nix::unistd::chdir(root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
+fn enter(paths: &Paths, root: &Path) -> Result<(), ZoneError> {
+    chdir(root)?;
     mount(Some("."), paths.root(), None, MsFlags::MS_MOVE, None)?;
-    nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;
-    let slash = paths.root();
-    nix::unistd::chdir(slash).map_err(|e| format!("chdir {}: {e}", slash.display()))
+    nix::unistd::chroot(".").map_err(ZoneError::call("chroot"))?;
+    chdir(paths.root())
+}
+
+fn chdir(path: &Path) -> Result<(), ZoneError> {
+    nix::unistd::chdir(path).map_err(|errno| ZoneError::Chdir {
+        path: path.to_path_buf(),
+        errno,
+    })
 }
 
 /// The manifest's services under the supervisor, and the lease's renewal, until told to stop.

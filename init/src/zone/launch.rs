@@ -17,7 +17,7 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::{ZoneSpec, inside, macvlan_name};
+use super::{ZoneError, ZoneSpec, inside, macvlan_name};
 use crate::base::log::Level;
 use crate::base::paths::Paths;
 use crate::net::netlink::{Netlink, RouteSocket};
@@ -57,27 +57,28 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
-fn run(name: &str) -> Result<i32, String> {
+fn run(name: &str) -> Result<i32, ZoneError> {
     let paths = Paths::system();
     let spec = ZoneSpec::read(paths.root(), name)?;
-    let base = super::ids::base(&spec.state_dir).map_err(|e| format!("not started: {e}"))?;
+    let not_started = |e| ZoneError::NotStarted(Box::new(e));
+    let base = super::ids::base(&spec.state_dir).map_err(not_started)?;
     // The supervisor moves the launcher into the zone's cgroup just after starting it; do it
     // here too, so that the zone's processes are inside it however fast they fork. A zone
     // outside its cgroup would run without its caps and its device program: it does not start.
     let procs = spec.cgroup.join("cgroup.procs");
     std::fs::write(&procs, std::process::id().to_string())
-        .map_err(|e| format!("not started: joining its cgroup {}: {e}", procs.display()))?;
+        .map_err(|source| not_started(ZoneError::JoinCgroup { procs, source }))?;
     // The device program of the zone's last run: off until the new root is built (the zone's
     // PID 1 attaches the loop device of its image first, then restricts the cgroup again).
-    sys::devices::release(&spec.cgroup).map_err(|e| format!("not started: {e}"))?;
-    let signals = sys::signalfd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD]).map_err(|e| e.to_string())?;
-    nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare(CLONE_NEWPID): {e}"))?;
-    let (from_child, to_parent) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let (from_parent, to_child) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    sys::devices::release(&spec.cgroup).map_err(|e| not_started(e.into()))?;
+    let signals = sys::signalfd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD])?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(ZoneError::call("unshare(CLONE_NEWPID)"))?;
+    let (from_child, to_parent) = std::io::pipe().map_err(ZoneError::Pipe)?;
+    let (from_parent, to_child) = std::io::pipe().map_err(ZoneError::Pipe)?;
     // Setup failures also go to the console, where an administrator watching the boot is;
     // the zone's log (this process's output) has them too.
     let console = std::fs::OpenOptions::new().write(true).open(paths.console()).ok();
-    let Some(child) = sys::confine::fork().map_err(|e| e.to_string())? else {
+    let Some(child) = sys::confine::fork()? else {
         // The zone's PID 1: its status goes back up through `main`.
         drop((from_child, to_child, signals));
         return Ok(inside::run(&paths, &spec, base, console, to_parent, from_parent));
@@ -114,19 +115,19 @@ fn pid_file(paths: &Paths, name: &str) -> std::path::PathBuf {
 /// `ramkey-zone --ready NAME`, the zone service's readiness check: the zone is set up and
 /// every one of its services is online, or has finished cleanly (a one-shot), or is disabled.
 /// Asked over the zone's own control socket.
-pub fn ready(name: &str) -> Result<(), String> {
+pub fn ready(name: &str) -> Result<(), ZoneError> {
     let paths = Paths::system();
-    let pid = std::fs::read_to_string(pid_file(&paths, name)).map_err(|e| format!("no PID 1 yet ({e})"))?;
+    let pid = std::fs::read_to_string(pid_file(&paths, name)).map_err(ZoneError::NoPid1)?;
     // The socket is in the zone's /run, which the zone controls: found beneath its root.
     let root = paths.proc_of(pid.trim()).join("root");
-    let socket = sys::beneath::socket(&root, Path::new(crate::runtime::control::SOCKET))
-        .map_err(|e| format!("its supervisor does not answer yet ({e})"))?;
+    let socket =
+        sys::beneath::socket(&root, Path::new(crate::runtime::control::SOCKET)).map_err(ZoneError::ControlSocket)?;
     let timeout = std::time::Duration::from_secs(3);
     let at = sys::beneath::fd_path(&socket);
     let services = match crate::runtime::control::call(&at, &Request::Svcs { all: true }, timeout) {
         Ok(Response::Svcs { services }) => services,
-        Ok(other) => return Err(format!("unexpected answer {other:?}")),
-        Err(e) => return Err(format!("its supervisor does not answer yet ({e})")),
+        Ok(other) => return Err(ZoneError::UnexpectedAnswer(Box::new(other))),
+        Err(e) => return Err(ZoneError::ControlCall(e)),
     };
     let waiting: Vec<String> = services
         .iter()
@@ -139,7 +140,7 @@ pub fn ready(name: &str) -> Result<(), String> {
     if waiting.is_empty() {
         Ok(())
     } else {
-        Err(waiting.join("; "))
+        Err(ZoneError::Waiting(waiting))
     }
 }
 
@@ -186,43 +187,48 @@ fn give_network(
 /// Creates the macvlan interface on host NIC `nic` inside `child`'s network namespace, with
 /// the zone's own MAC, and the source check for it on `nic` (the zone does not start
 /// without it); returns the NIC's index and the check's priority.
-fn macvlan(spec: &ZoneSpec, base: u32, nic: &str, child: Pid) -> Result<(u32, u16), String> {
-    let mut socket = RouteSocket::open().map_err(|e| e.to_string())?;
-    let links = socket.links().map_err(|e| e.to_string())?;
+fn macvlan(spec: &ZoneSpec, base: u32, nic: &str, child: Pid) -> Result<(u32, u16), ZoneError> {
+    let mut socket = RouteSocket::open().map_err(ZoneError::Netlink)?;
+    let links = socket.links().map_err(ZoneError::Netlink)?;
     let parent = links
         .iter()
         .find(|l| l.name == nic)
-        .ok_or_else(|| format!("no NIC {nic:?} on the host (the personality's nic is a [[nic]] tag)"))?;
-    let own = parent
-        .mac
-        .ok_or_else(|| format!("{nic} has no MAC: a zone hangs off an Ethernet NIC"))?;
+        .ok_or_else(|| ZoneError::NoNic(nic.to_string()))?;
+    let own = parent.mac.ok_or_else(|| ZoneError::NoMac(nic.to_string()))?;
     let mac = source_check::zone_mac(own, &spec.name);
     let pid = u32::try_from(child.as_raw()).unwrap_or(0);
     socket
         .add_macvlan(parent.index, &macvlan_name(child.as_raw()), pid, mac)
-        .map_err(|e| format!("macvlan on {nic}: {e}"))?;
+        .map_err(|source| ZoneError::Macvlan {
+            nic: nic.to_string(),
+            source,
+        })?;
     let priority = u16::try_from(super::ids::slot(base) + 1)
         .ok()
         .filter(|p| *p < source_check::HOST_PRIORITY)
-        .ok_or("too many zones for the source check's priorities")?;
+        .ok_or(ZoneError::TooManyZones)?;
     let source = ZoneSource {
         mac,
         ipv4: spec.static_ipv4(),
     };
-    source_check::install(&mut socket, parent.index, own, &spec.name, source, priority)
-        .map_err(|e| format!("source check on {nic}: {e}"))?;
+    source_check::install(&mut socket, parent.index, own, &spec.name, source, priority).map_err(|source| {
+        ZoneError::SourceCheck {
+            nic: nic.to_string(),
+            source,
+        }
+    })?;
     Ok((parent.index, priority))
 }
 
 /// Forwards SIGTERM/SIGINT to the zone's PID 1 and returns its exit status when it ends.
-fn wait(name: &str, child: Pid, signals: &SignalFd) -> Result<i32, String> {
+fn wait(name: &str, child: Pid, signals: &SignalFd) -> Result<i32, ZoneError> {
     loop {
         let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
         match nix::poll::poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(format!("poll: {e}")),
+            Err(e) => return Err(ZoneError::call("poll")(e)),
         }
-        while let Some(signo) = sys::read_signal(signals).map_err(|e| e.to_string())? {
+        while let Some(signo) = sys::read_signal(signals)? {
             if signo != Signal::SIGCHLD as i32 {
                 if let Ok(signal) = Signal::try_from(signo) {
                     let _ = kill(child, signal);

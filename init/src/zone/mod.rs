@@ -24,8 +24,12 @@
 //!    namespace, sets up its address ([`network`]; a DHCP lease is renewed by its event
 //!    loop), drops capabilities, sets `no_new_privs` and a seccomp filter, then runs the
 //!    manifest's services under the same supervisor and event loop as the platform.
+//!
+//! What fails on the way is a [`ZoneError`] ([`error`]): the step and the file, errno or
+//! reason; its text is the line the console and `ramkeyctl` show.
 
 pub mod binding;
+pub mod error;
 pub mod ids;
 pub mod inside;
 pub mod launch;
@@ -39,6 +43,8 @@ use std::path::{Path, PathBuf};
 
 use ramkey_image::service::{Caps, ServiceSpec};
 use serde::{Deserialize, Serialize};
+
+pub use error::ZoneError;
 
 /// Where the zone specs live (under the root).
 pub const RUN_DIR: &str = "run/ramkey/zones";
@@ -147,13 +153,13 @@ impl ZoneSpec {
     }
 
     /// Writes the spec to `run/ramkey/zones/NAME/FILE` under `root`.
-    pub fn write(&self, root: &Path, file: &str) -> Result<(), String> {
+    pub fn write(&self, root: &Path, file: &str) -> Result<(), ZoneError> {
         let path = Self::file(root, &self.name, file);
-        let text = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        let text = serde_json::to_vec_pretty(self).map_err(ZoneError::SpecEncode)?;
         path.parent()
             .map_or(Ok(()), std::fs::create_dir_all)
             .and_then(|()| std::fs::write(&path, text))
-            .map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(ZoneError::file(&path))
     }
 
     /// `run/ramkey/zones/NAME/zone.json` under `root`.
@@ -167,14 +173,17 @@ impl ZoneSpec {
     }
 
     /// Reads the spec PID 1 wrote for zone `name`.
-    pub fn read(root: &Path, name: &str) -> Result<Self, String> {
+    pub fn read(root: &Path, name: &str) -> Result<Self, ZoneError> {
         Self::load(&Self::path(root, name))
     }
 
     /// Reads a spec file: `zone.json`, [`PREVIOUS`], a zone's `good.json`.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, ZoneError> {
+        let text = std::fs::read_to_string(path).map_err(ZoneError::file(path))?;
+        serde_json::from_str(&text).map_err(|source| ZoneError::SpecParse {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Every zone spec under `root`, in name order.

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use ramkey_config::{Addressing, Dns, Nic, Selector};
 
-use super::{LEASE_FILE, MACVLAN_PREFIX, ZONE_IFNAME, ZoneSpec};
+use super::{LEASE_FILE, MACVLAN_PREFIX, ZONE_IFNAME, ZoneError, ZoneSpec};
 use crate::base::paths::Paths;
 use crate::net::KernelNetwork;
 use crate::net::netlink::{Netlink, RouteSocket};
@@ -16,17 +16,22 @@ use crate::net::renew::HeldLease;
 /// Loopback, then the zone's interface with its static address or a DHCP lease, the
 /// default route and `/etc/resolv.conf`, through the platform's own network code; returns
 /// the lease to renew. `paths` are the zone's own (it entered its root).
-pub fn configure(paths: &Paths, spec: &ZoneSpec) -> Result<Vec<HeldLease>, String> {
+pub fn configure(paths: &Paths, spec: &ZoneSpec) -> Result<Vec<HeldLease>, ZoneError> {
     let ip = match spec.ip.as_deref() {
         None => None,
         Some("dhcp") => Some(Addressing::Dhcp),
         Some(cidr) => {
             let (addr, prefix) = cidr
                 .split_once('/')
-                .ok_or_else(|| format!("address {cidr:?}: no /prefix"))?;
+                .ok_or_else(|| ZoneError::NoPrefix(cidr.to_string()))?;
+            let cidr = || cidr.to_string();
             Some(Addressing::Static {
-                addr: addr.parse().map_err(|e| format!("address {cidr:?}: {e}"))?,
-                prefix: prefix.parse().map_err(|e| format!("address {cidr:?}: {e}"))?,
+                addr: addr
+                    .parse()
+                    .map_err(|source| ZoneError::Address { cidr: cidr(), source })?,
+                prefix: prefix
+                    .parse()
+                    .map_err(|source| ZoneError::Prefix { cidr: cidr(), source })?,
             })
         }
     };
@@ -37,12 +42,12 @@ pub fn configure(paths: &Paths, spec: &ZoneSpec) -> Result<Vec<HeldLease>, Strin
         Some(_) => {
             let links = RouteSocket::open()
                 .and_then(|mut s| s.links())
-                .map_err(|e| format!("network: {e}"))?;
+                .map_err(ZoneError::Links)?;
             links
                 .into_iter()
                 .map(|l| l.name)
                 .find(|n| n.starts_with(MACVLAN_PREFIX))
-                .ok_or("network: the launcher's interface is missing")?
+                .ok_or(ZoneError::NoLauncherInterface)?
         }
     };
     let nics: Vec<Nic> = spec
@@ -76,7 +81,7 @@ pub fn configure(paths: &Paths, spec: &ZoneSpec) -> Result<Vec<HeldLease>, Strin
         }
     }
     match applied.failures.first() {
-        Some(failure) => Err(format!("network: {failure}")),
+        Some(failure) => Err(ZoneError::Network(failure.clone())),
         None => Ok(applied.leases),
     }
 }

@@ -13,7 +13,7 @@ use ramkey_image::requirements::PlatformVersion;
 use ramkey_image::service::{Caps, RestartPolicy, ServiceSpec};
 use ramkey_image::verify::{Platform, VerifiedImage};
 
-use super::{INSTANCES_DIR, LAUNCHER, RAM_INSTANCES_DIR, RUN_DIR, ZoneSpec, binding};
+use super::{INSTANCES_DIR, LAUNCHER, RAM_INSTANCES_DIR, RUN_DIR, ZoneError, ZoneSpec, binding};
 
 /// The modules a zone needs: loop devices, the payload's filesystem, the overlay, macvlan.
 pub const MODULES: &[&str] = &["loop", "squashfs", "overlay", "macvlan"];
@@ -94,7 +94,7 @@ fn plan_one(
     trusted: &[VerifyingKey],
     places: &Places<'_>,
     memory_mib: u32,
-) -> Result<ZoneSpec, String> {
+) -> Result<ZoneSpec, ZoneError> {
     let path = find_image(&p.image, places)?;
     let verified = verify(&path, trusted, places.version)?;
     let (state_dir, persistent) = match places.pool {
@@ -141,9 +141,18 @@ fn plan_one(
         Ok(()) => fall_back_to_good(&spec, good.as_ref(), trusted, places),
         Err(refused) => {
             let refused = refused.explain(&spec);
-            let good = good.ok_or_else(|| format!("{refused}; no last good image to run instead"))?;
-            let verified = verify(&good.image, trusted, places.version)
-                .map_err(|e| format!("{refused}; and its last good image is unusable, so the zone stays down: {e}"))?;
+            let Some(good) = good else {
+                return Err(ZoneError::RefusedNoFallback { refusal: refused });
+            };
+            let verified = match verify(&good.image, trusted, places.version) {
+                Ok(verified) => verified,
+                Err(e) => {
+                    return Err(ZoneError::RefusedFallbackUnusable {
+                        refusal: refused,
+                        source: Box::new(e),
+                    });
+                }
+            };
             crate::error!("zone {}: refused: {refused}", p.name);
             crate::notice!(
                 "zone {}: running its last good image {} {} ({}) instead of {} {}",
@@ -207,22 +216,25 @@ fn fall_back_to_good(spec: &ZoneSpec, good: Option<&ZoneSpec>, trusted: &[Verify
 
 /// Verifies the image at `path`: signed by one of `trusted`, intact, and made for this
 /// platform `version` and architecture. The error is the reason, for the console.
-pub fn verify(path: &Path, trusted: &[VerifyingKey], version: &str) -> Result<VerifiedImage, String> {
+pub fn verify(path: &Path, trusted: &[VerifyingKey], version: &str) -> Result<VerifiedImage, ZoneError> {
     if trusted.is_empty() {
-        return Err("no [images] trusted_keys in the config: no image can be trusted".into());
+        return Err(ZoneError::NoTrustedKeys);
     }
     let platform = Platform {
         version: version
             .parse::<PlatformVersion>()
-            .map_err(|e| format!("the platform version {version:?}: {e}"))?,
+            .map_err(|source| ZoneError::PlatformVersion {
+                version: version.to_string(),
+                source,
+            })?,
         arch: std::env::consts::ARCH.to_string(),
     };
-    let image = ramkey_image::read::open(path).map_err(|e| e.to_string())?;
-    ramkey_image::verify::verify(image, trusted, &platform).map_err(|e| e.to_string())
+    let image = ramkey_image::read::open(path)?;
+    Ok(ramkey_image::verify::verify(image, trusted, &platform)?)
 }
 
 /// The image file: an absolute path as is; otherwise on the usbkey, then in `pool/images/`.
-fn find_image(image: &str, places: &Places<'_>) -> Result<PathBuf, String> {
+fn find_image(image: &str, places: &Places<'_>) -> Result<PathBuf, ZoneError> {
     let given = Path::new(image);
     let mut tried = Vec::new();
     if given.is_absolute() {
@@ -235,17 +247,13 @@ fn find_image(image: &str, places: &Places<'_>) -> Result<PathBuf, String> {
             tried.push(pool.join("images").join(file));
         }
     }
-    tried.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
-        let list: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
-        format!(
-            "image {image:?} not found (looked at: {}); put it on the stick under /personalities/ or import it",
-            if list.is_empty() {
-                "nowhere: no usbkey, no pool".to_string()
-            } else {
-                list.join(", ")
-            }
-        )
-    })
+    match tried.iter().find(|p| p.is_file()) {
+        Some(found) => Ok(found.clone()),
+        None => Err(ZoneError::ImageNotFound {
+            image: image.to_string(),
+            tried,
+        }),
+    }
 }
 
 /// The process cap of a zone whose config and image name none.

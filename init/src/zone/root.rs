@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::MsFlags;
 
 use super::root_plan::{At, Step, plan};
-use super::{RUN_DIR, SETTINGS_FILE, ZoneSpec};
+use super::{RUN_DIR, SETTINGS_FILE, ZoneError, ZoneSpec};
 use crate::base::paths::Paths;
 use crate::sys;
 use crate::sys::beneath;
@@ -32,49 +32,50 @@ pub(super) fn mount(
     fstype: Option<&str>,
     flags: MsFlags,
     data: Option<&str>,
-) -> Result<(), String> {
-    nix::mount::mount(source, target, fstype, flags, data).map_err(|e| {
-        format!(
-            "mount {} on {}: {e}",
-            source.map_or_else(|| fstype.unwrap_or("-").to_string(), |s| s.display().to_string()),
-            target.display()
-        )
+) -> Result<(), ZoneError> {
+    nix::mount::mount(source, target, fstype, flags, data).map_err(|errno| ZoneError::Mount {
+        what: source.map_or_else(|| fstype.unwrap_or("-").to_string(), |s| s.display().to_string()),
+        target: target.to_path_buf(),
+        errno,
     })
 }
 
-fn mkdir(path: &Path) -> Result<(), String> {
-    fs::create_dir_all(path).map_err(|e| format!("mkdir {}: {e}", path.display()))
+fn mkdir(path: &Path) -> Result<(), ZoneError> {
+    fs::create_dir_all(path).map_err(|source| ZoneError::Mkdir {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// A mount target inside the zone: the directory `inside` beneath `root`, made if missing,
 /// never through a symlink. Mount on its [`beneath::fd_path`].
-fn target(root: &Path, inside: &str) -> Result<OwnedFd, String> {
-    beneath::make_dir(root, Path::new(inside)).map_err(|e| e.to_string())
+fn target(root: &Path, inside: &str) -> Result<OwnedFd, ZoneError> {
+    Ok(beneath::make_dir(root, Path::new(inside))?)
 }
 
 /// The path of what is mounted on `at` now (the magic link of [`beneath::fd_path`] leads
 /// to the directory beneath the mount).
-fn mounted_on(at: &OwnedFd) -> Result<PathBuf, String> {
+fn mounted_on(at: &OwnedFd) -> Result<PathBuf, ZoneError> {
     let link = beneath::fd_path(at);
-    fs::read_link(&link).map_err(|e| format!("{}: {e}", link.display()))
+    fs::read_link(&link).map_err(ZoneError::file(&link))
 }
 
 /// Binds `source` on `target` with `flags` (a bind mount takes its flags only when
 /// remounted).
-fn bind(source: &Path, target: &Path, flags: MsFlags) -> Result<(), String> {
+fn bind(source: &Path, target: &Path, flags: MsFlags) -> Result<(), ZoneError> {
     mount(Some(source), target, None, MsFlags::MS_BIND, None)?;
     remount(target, flags)
 }
 
 /// Sets `flags` on the bind mount at `target` (its root: a path, not a descriptor of the
 /// directory beneath it).
-fn remount(target: &Path, flags: MsFlags) -> Result<(), String> {
+fn remount(target: &Path, flags: MsFlags) -> Result<(), ZoneError> {
     mount(None, target, None, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags, None)
 }
 
 /// Builds the zone's root, its files owned by the zone's ids (host ids from `ids`, the
 /// zone's base); returns where it is mounted. `paths` are the host's.
-pub fn build(paths: &Paths, spec: &ZoneSpec, ids: u32) -> Result<PathBuf, String> {
+pub fn build(paths: &Paths, spec: &ZoneSpec, ids: u32) -> Result<PathBuf, ZoneError> {
     let run = paths.root().join(RUN_DIR).join(&spec.name);
     let (lower, root) = (run.join("lower"), run.join("root"));
     let (upper, work) = (spec.state_dir.join("upper"), spec.state_dir.join("work"));
@@ -94,8 +95,11 @@ pub fn build(paths: &Paths, spec: &ZoneSpec, ids: u32) -> Result<PathBuf, String
         ids,
         &made,
     )?;
-    let (device, held) = sys::confine::attach_loop(&image, spec.payload_size, &paths.dev())
-        .map_err(|e| format!("loop device for {}: {e}", spec.image.display()))?;
+    let (device, held) =
+        sys::confine::attach_loop(&image, spec.payload_size, &paths.dev()).map_err(|source| ZoneError::LoopDevice {
+            image: spec.image.clone(),
+            source,
+        })?;
     let mut steps = plan(spec, paths, ids, device, lower, root.clone()).into_iter();
     let mut run = Run {
         root: &root,
@@ -112,7 +116,7 @@ pub fn build(paths: &Paths, spec: &ZoneSpec, ids: u32) -> Result<PathBuf, String
     let settings = root.join(SETTINGS_FILE);
     let dir = settings.parent().unwrap_or(&root);
     mkdir(dir)?;
-    fs::write(&settings, &spec.settings).map_err(|e| format!("{}: {e}", settings.display()))?;
+    fs::write(&settings, &spec.settings).map_err(ZoneError::file(&settings))?;
     super::ids::give(dir, ids)?;
     super::ids::give(&settings, ids)?;
     Ok(root)
@@ -122,7 +126,7 @@ pub fn build(paths: &Paths, spec: &ZoneSpec, ids: u32) -> Result<PathBuf, String
 /// swap, a rollback, a boot fallback, a new image in the config): a file the zone changed
 /// outside its volumes (`/usr/sbin/nginx`, `/etc/ld.so.preload`) must not shadow the new,
 /// verified image. Kept when the config asks for a persistent root.
-fn reset_if_image_changed(spec: &ZoneSpec) -> Result<(), String> {
+fn reset_if_image_changed(spec: &ZoneSpec) -> Result<(), ZoneError> {
     let record = spec.state_dir.join(ROOT_IMAGE);
     let made_over = fs::read_to_string(&record).unwrap_or_default();
     if made_over.trim() != spec.sha256 && !spec.persistent_root {
@@ -131,7 +135,7 @@ fn reset_if_image_changed(spec: &ZoneSpec) -> Result<(), String> {
             match fs::remove_dir_all(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("resetting the writable root {}: {e}", dir.display())),
+                Err(source) => return Err(ZoneError::ResetRoot { dir, source }),
             }
         }
         if !made_over.is_empty() {
@@ -142,7 +146,7 @@ fn reset_if_image_changed(spec: &ZoneSpec) -> Result<(), String> {
         }
     }
     mkdir(&spec.state_dir)?;
-    fs::write(&record, format!("{}\n", spec.sha256)).map_err(|e| format!("{}: {e}", record.display()))
+    fs::write(&record, format!("{}\n", spec.sha256)).map_err(ZoneError::file(&record))
 }
 
 /// Runs a plan's steps beneath `root`, keeping the directories mounted on by name.
@@ -154,7 +158,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// Where `at` is now (a descriptor's path for a directory beneath the root, kept).
-    fn path(&mut self, at: &At) -> Result<PathBuf, String> {
+    fn path(&mut self, at: &At) -> Result<PathBuf, ZoneError> {
         match at {
             At::Host(path) => Ok(path.clone()),
             At::Beneath(inside) => {
@@ -167,14 +171,14 @@ impl Run<'_> {
                 let fd = self
                     .at
                     .get(inside)
-                    .ok_or_else(|| format!("{inside}: nothing mounted there in the plan"))?;
+                    .ok_or_else(|| ZoneError::NotInPlan(inside.clone()))?;
                 let path = mounted_on(fd)?;
                 Ok(if sub.is_empty() { path } else { path.join(sub) })
             }
         }
     }
 
-    fn step(&mut self, step: Step) -> Result<(), String> {
+    fn step(&mut self, step: Step) -> Result<(), ZoneError> {
         match step {
             Step::Mount {
                 source,
@@ -198,12 +202,12 @@ impl Run<'_> {
             }
             Step::File(at) => {
                 let path = self.path(&at)?;
-                fs::write(&path, b"").map_err(|e| format!("{}: {e}", path.display()))
+                fs::write(&path, b"").map_err(ZoneError::file(&path))
             }
             Step::Dir(at) => mkdir(&self.path(&at)?),
             Step::Symlink(at, to) => {
                 let path = self.path(&at)?;
-                std::os::unix::fs::symlink(to, &path).map_err(|e| format!("{}: {e}", path.display()))
+                std::os::unix::fs::symlink(to, &path).map_err(ZoneError::file(&path))
             }
         }
     }
@@ -211,7 +215,7 @@ impl Run<'_> {
 
 /// Hides `path` (when it exists): an empty read-only tmpfs over a directory, `null` bound
 /// over a file.
-fn mask(path: &Path, null: &Path) -> Result<(), String> {
+fn mask(path: &Path, null: &Path) -> Result<(), ZoneError> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => mount(
             Some(Path::new("tmpfs")),
