@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+/// Where the pool is mounted on the box, as messages name it (`Paths::pool` under a root).
+pub const POOL: &str = "/pool";
+
 /// Where the usbkey is mounted on the box, as messages name it (`Paths::usbkey` under a
 /// root).
 pub const USBKEY: &str = "/usbkey";
@@ -63,9 +66,9 @@ impl Paths {
         self.under("proc/sys/kernel/cap_last_cap")
     }
 
-    /// Where the pool is mounted.
+    /// Where the pool is mounted ([`POOL`]).
     pub fn pool(&self) -> PathBuf {
-        self.under("pool")
+        self.under(POOL.trim_start_matches('/'))
     }
 
     /// Where the usbkey is mounted ([`USBKEY`]).
@@ -166,6 +169,7 @@ mod tests {
         assert_eq!(p.proc_of(42).join("root"), PathBuf::from("/tmp/x/proc/42/root"));
         assert_eq!(Paths::system().usbkey_config(), PathBuf::from("/usbkey/config.toml"));
         assert_eq!(Paths::system().usbkey(), PathBuf::from(USBKEY));
+        assert_eq!(Paths::system().pool(), PathBuf::from(POOL));
         assert_eq!(p.control_socket(), PathBuf::from("/tmp/x/run/ramkey/control.sock"));
         assert_eq!(Paths::system().control_socket(), PathBuf::from(CONTROL_SOCKET));
     }
