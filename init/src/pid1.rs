@@ -134,7 +134,7 @@ pub fn run() -> ! {
 fn start_services(paths: &Paths, state: &mut BootState) -> (Option<Supervision>, Option<ControlServer>) {
     let hash = state.config.as_ref().and_then(|c| c.admin.password_hash.as_deref());
     let console = login::decide(hash);
-    let usbkey = state.usbkey.as_ref().map(|_| paths.root().join("usbkey"));
+    let usbkey = state.usbkey.as_ref().map(|_| paths.usbkey());
     let mut defs = services::platform(paths.root(), &paths.sys(), &console, usbkey.as_deref());
     let ssh = ssh(paths, state, usbkey.as_deref());
     match &ssh {
@@ -142,7 +142,7 @@ fn start_services(paths: &Paths, state: &mut BootState) -> (Option<Supervision>,
         Ssh::Off { message } => crate::notice!("ssh: off: {message}"),
     }
     defs.specs.extend(zones(paths, state, usbkey.as_deref()));
-    let control = ControlServer::bind(&paths.root().join(&crate::runtime::control::SOCKET[1..]))
+    let control = ControlServer::bind(&paths.control_socket())
         .inspect_err(|e| crate::error!("{e}; ramkeyctl cannot reach PID 1"))
         .ok();
     let cgroups = paths.sys().join("fs/cgroup");

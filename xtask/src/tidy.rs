@@ -121,7 +121,7 @@ fn problems(path: &Path, text: &str) -> Vec<String> {
         if !is_main && non_test(text).contains(concat!("process::", "exit")) {
             out.push(format!("{shown}: calls process::exit: PID 1 never exits"));
         }
-        out.extend(root_paths::problems(path, non_test(text)));
+        out.extend(root_paths::problems(path, text));
         if is_main && lines >= MAX_MAIN_LINES {
             out.push(format!(
                 "{shown}: {lines} lines, not under {MAX_MAIN_LINES}: move the work into the library"

@@ -2,6 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
+/// Where the pool is mounted on the box, as messages name it (`Paths::pool` under a root).
+pub const POOL: &str = "/pool";
+
+/// Where the usbkey is mounted on the box, as messages name it (`Paths::usbkey` under a
+/// root).
+pub const USBKEY: &str = "/usbkey";
+
+/// PID 1's control socket on the box, as `ramkeyctl` reaches it (`Paths::control_socket`
+/// under a root; a zone's PID 1 binds its own at the same place in the zone).
+pub const CONTROL_SOCKET: &str = "/run/ramkey/control.sock";
+
 /// The filesystem locations PID 1 uses, relative to a root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
@@ -55,14 +66,29 @@ impl Paths {
         self.under("proc/sys/kernel/cap_last_cap")
     }
 
-    /// Where the pool is mounted.
+    /// Where the pool is mounted ([`POOL`]).
     pub fn pool(&self) -> PathBuf {
-        self.under("pool")
+        self.under(POOL.trim_start_matches('/'))
+    }
+
+    /// Where the usbkey is mounted ([`USBKEY`]).
+    pub fn usbkey(&self) -> PathBuf {
+        self.under(USBKEY.trim_start_matches('/'))
     }
 
     /// The usbkey's config file (the usbkey mounted at `/usbkey`).
     pub fn usbkey_config(&self) -> PathBuf {
-        self.under("usbkey/config.toml")
+        self.usbkey().join("config.toml")
+    }
+
+    /// PID 1's control socket ([`CONTROL_SOCKET`]).
+    pub fn control_socket(&self) -> PathBuf {
+        self.under(CONTROL_SOCKET.trim_start_matches('/'))
+    }
+
+    /// The initramfs's `/init`: every file of it carries the platform's build time.
+    pub fn init(&self) -> PathBuf {
+        self.under("init")
     }
 
     /// The resolver configuration.
@@ -142,5 +168,9 @@ mod tests {
         assert_eq!(Paths::new("/").sys(), PathBuf::from("/sys"));
         assert_eq!(p.proc_of(42).join("root"), PathBuf::from("/tmp/x/proc/42/root"));
         assert_eq!(Paths::system().usbkey_config(), PathBuf::from("/usbkey/config.toml"));
+        assert_eq!(Paths::system().usbkey(), PathBuf::from(USBKEY));
+        assert_eq!(Paths::system().pool(), PathBuf::from(POOL));
+        assert_eq!(p.control_socket(), PathBuf::from("/tmp/x/run/ramkey/control.sock"));
+        assert_eq!(Paths::system().control_socket(), PathBuf::from(CONTROL_SOCKET));
     }
 }

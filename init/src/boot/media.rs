@@ -14,7 +14,7 @@ pub fn run(boot: &mut Boot<'_>, timeline: &mut Timeline, state: &mut BootState) 
     match state.cmdline.config.clone() {
         None => {
             timeline.step(clock, "usbkey", || find_and_mount(boot, state))?;
-            let mount = boot.paths.root().join(usbkey::MOUNT_POINT.trim_start_matches('/'));
+            let mount = boot.paths.usbkey();
             let loaded = timeline.step(clock, "config", || config_load::from_usbkey(&mount));
             state.set_config(loaded);
         }
@@ -59,8 +59,7 @@ fn find_and_mount(boot: &mut Boot<'_>, state: &mut BootState) -> Result<(), Boot
     );
     usbkey::mount(
         &key,
-        boot.paths.root(),
-        &dev,
+        boot.paths,
         &mut *boot.mounter,
         state.modprobe.as_mut(),
         &mut *boot.loader,

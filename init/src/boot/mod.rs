@@ -228,10 +228,10 @@ impl Boot<'_> {
         state.leases = applied.leases.clone();
         state.applied = Some(applied);
         state.ntp = timeline.step(clock, "ntp", || {
-            crate::net::ntp::step(&config.ntp_servers, network, clock)
+            crate::net::ntp::step(&config.ntp_servers, network, clock, &paths.init())
         });
         if let (Some(text), Some(key)) = (state.config_text.take(), &state.usbkey) {
-            let mount = root.join(crate::storage::usbkey::MOUNT_POINT.trim_start_matches('/'));
+            let mount = paths.usbkey();
             let mounter = &mut *self.mounter;
             timeline.step(clock, "good-config", || {
                 crate::boot::good_config::step(mounter, &key.node, &mount, &text)

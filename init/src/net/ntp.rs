@@ -2,6 +2,7 @@
 //! [`WAIT`] in all; the first good answer sets `CLOCK_REALTIME`. Failing is a warning.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::base::clock::Clock;
@@ -167,9 +168,9 @@ impl Sanity {
 }
 
 /// The platform's build time: every file of the initramfs carries it (`SOURCE_DATE_EPOCH`),
-/// `/init` among them.
-pub fn build_time() -> Duration {
-    std::fs::metadata("/init")
+/// `init` (the initramfs's `/init`, `Paths::init`) among them.
+pub fn build_time(init: &Path) -> Duration {
+    std::fs::metadata(init)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -254,8 +255,9 @@ pub fn sync(
     Err(errors)
 }
 
-/// Runs [`sync`] and logs the outcome (the boot's `ntp` step).
-pub fn step(names: &[String], net: &mut dyn Sntp, clock: &dyn Clock) -> Option<Synced> {
+/// Runs [`sync`] and logs the outcome (the boot's `ntp` step); `init` is the initramfs's
+/// `/init`, whose [`build_time`] is the clock's floor.
+pub fn step(names: &[String], net: &mut dyn Sntp, clock: &dyn Clock, init: &Path) -> Option<Synced> {
     if names.is_empty() {
         crate::notice!("ntp: no servers in the config; the clock stays as the hardware clock set it");
         return None;
@@ -266,7 +268,7 @@ pub fn step(names: &[String], net: &mut dyn Sntp, clock: &dyn Clock) -> Option<S
             .unwrap_or_default()
     };
     let sanity = Sanity {
-        floor: build_time(),
+        floor: build_time(init),
         max_step: MAX_STEP,
     };
     match sync(names, net, clock, &realtime, sanity) {

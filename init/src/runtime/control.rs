@@ -14,10 +14,11 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::base::paths::CONTROL_SOCKET;
 use crate::supervisor::protocol::{self, Request, Response};
 
-/// Where the socket lives on the box.
-pub const SOCKET: &str = "/run/ramkey/control.sock";
+/// Where the socket lives on the box (the paths module's [`CONTROL_SOCKET`]).
+pub const SOCKET: &str = CONTROL_SOCKET;
 /// The longest request line accepted.
 pub const MAX_REQUEST: usize = 64 * 1024;
 /// Clients served at once; more wait in the listen backlog.

@@ -33,7 +33,8 @@ pub enum MountError {
 pub struct MountStep {
     /// The `source` argument (the filesystem name for pseudo filesystems).
     pub source: &'static str,
-    /// Absolute target path on the booted system.
+    /// The target, relative to the root the steps run under (`dev/pts`); shown as on the
+    /// booted system (`/dev/pts`).
     pub target: &'static str,
     /// Filesystem type.
     pub fstype: &'static str,
@@ -47,7 +48,7 @@ pub struct MountStep {
 
 impl fmt::Display for MountStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "mount {} on {} type {}", self.source, self.target, self.fstype)?;
+        write!(f, "mount {} on /{} type {}", self.source, self.target, self.fstype)?;
         if let Some(data) = self.data {
             write!(f, " ({data})")?;
         }
@@ -61,7 +62,7 @@ const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV)
 pub const EARLY_MOUNTS: &[MountStep] = &[
     MountStep {
         source: "proc",
-        target: "/proc",
+        target: "proc",
         fstype: "proc",
         flags: NOSUID_NODEV_NOEXEC,
         data: None,
@@ -69,7 +70,7 @@ pub const EARLY_MOUNTS: &[MountStep] = &[
     },
     MountStep {
         source: "sysfs",
-        target: "/sys",
+        target: "sys",
         fstype: "sysfs",
         flags: NOSUID_NODEV_NOEXEC,
         data: None,
@@ -77,7 +78,7 @@ pub const EARLY_MOUNTS: &[MountStep] = &[
     },
     MountStep {
         source: "devtmpfs",
-        target: "/dev",
+        target: "dev",
         fstype: "devtmpfs",
         flags: MsFlags::MS_NOSUID,
         data: Some("mode=0755"),
@@ -85,7 +86,7 @@ pub const EARLY_MOUNTS: &[MountStep] = &[
     },
     MountStep {
         source: "devpts",
-        target: "/dev/pts",
+        target: "dev/pts",
         fstype: "devpts",
         flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
         data: Some("mode=0620,ptmxmode=0666"),
@@ -93,7 +94,7 @@ pub const EARLY_MOUNTS: &[MountStep] = &[
     },
     MountStep {
         source: "tmpfs",
-        target: "/dev/shm",
+        target: "dev/shm",
         fstype: "tmpfs",
         flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
         data: Some("mode=1777"),
@@ -101,7 +102,7 @@ pub const EARLY_MOUNTS: &[MountStep] = &[
     },
     MountStep {
         source: "tmpfs",
-        target: "/run",
+        target: "run",
         fstype: "tmpfs",
         flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
         data: Some("mode=0755"),
@@ -109,7 +110,7 @@ pub const EARLY_MOUNTS: &[MountStep] = &[
     },
     MountStep {
         source: "cgroup2",
-        target: "/sys/fs/cgroup",
+        target: "sys/fs/cgroup",
         fstype: "cgroup2",
         flags: NOSUID_NODEV_NOEXEC,
         data: None,
@@ -166,7 +167,7 @@ pub struct MountReport {
     pub mounted: Vec<PathBuf>,
     /// Targets that were already mounted (`EBUSY`).
     pub already: Vec<PathBuf>,
-    /// Optional steps that failed (logged as warnings).
+    /// The targets of optional steps that failed (logged as warnings), as on the box.
     pub failed_optional: Vec<String>,
 }
 
@@ -175,7 +176,7 @@ pub fn mount_all(root: &Path, steps: &[MountStep], mounter: &mut dyn Mounter) ->
     let mut report = MountReport::default();
     for step in steps {
         crate::info!("{step}");
-        let target = root.join(step.target.trim_start_matches('/'));
+        let target = root.join(step.target);
         let result = mounter
             .mkdir_all(&target)
             .map_err(|source| MountError::Mkdir {
@@ -188,7 +189,7 @@ pub fn mount_all(root: &Path, steps: &[MountStep], mounter: &mut dyn Mounter) ->
                     Ok(())
                 }
                 Err(Errno::EBUSY) => {
-                    crate::info!("{} is already mounted", step.target);
+                    crate::info!("/{} is already mounted", step.target);
                     report.already.push(target.clone());
                     Ok(())
                 }
@@ -202,7 +203,7 @@ pub fn mount_all(root: &Path, steps: &[MountStep], mounter: &mut dyn Mounter) ->
             Err(e) if step.required => return Err(e),
             Err(e) => {
                 crate::warn!("{e}; continuing without it");
-                report.failed_optional.push(step.target.to_owned());
+                report.failed_optional.push(format!("/{}", step.target));
             }
         }
     }
@@ -359,13 +360,14 @@ mod tests {
     #[test]
     fn steps_display() {
         assert_eq!(EARLY_MOUNTS[0].to_string(), "mount proc on /proc type proc");
-        let run = EARLY_MOUNTS.iter().find(|s| s.target == "/run").unwrap();
+        let run = EARLY_MOUNTS.iter().find(|s| s.target == "run").unwrap();
         assert_eq!(run.to_string(), "mount tmpfs on /run type tmpfs (mode=0755)");
     }
 
     #[test]
     fn parents_come_before_children() {
         for (i, step) in EARLY_MOUNTS.iter().enumerate() {
+            assert!(!step.target.starts_with('/'), "{step}: a target under the root");
             for later in &EARLY_MOUNTS[i + 1..] {
                 assert!(!step.target.starts_with(&format!("{}/", later.target)), "{step}");
             }

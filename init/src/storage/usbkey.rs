@@ -11,14 +11,16 @@ use nix::errno::Errno;
 use nix::mount::MsFlags;
 
 use crate::base::clock::Clock;
+use crate::base::paths::{Paths, USBKEY};
 use crate::devices::hotplug::DeviceEvents;
 use crate::devices::modprobe::{Modprobe, ModuleLoader};
 use crate::storage::blkid;
 use crate::storage::blockdev::{self, BlockDevice};
 use crate::storage::mounts::Mounter;
 
-/// Where the usbkey is mounted.
-pub const MOUNT_POINT: &str = "/usbkey";
+/// Where the usbkey is mounted on the box, as messages name it (`Paths::usbkey` under a
+/// root).
+pub const MOUNT_POINT: &str = USBKEY;
 
 /// The modules a FAT mount needs: without `nls_ascii` the mount fails with EINVAL
 /// ("IO charset ascii not found"), and the kernel cannot load it by itself.
@@ -152,6 +154,8 @@ pub fn wait_for_label(
     events: &mut dyn DeviceEvents,
 ) -> Result<FoundKey, UsbkeyError> {
     let start = clock.since_boot();
+    // The nodes as the box names them, whatever `dev_root` the probing reads.
+    let box_dev = Paths::system().dev();
     let mut disk_seen: Option<(String, Duration)> = None;
     loop {
         let mut found = find(sys_root, dev_root, wanted);
@@ -161,7 +165,7 @@ pub fn wait_for_label(
                 label: wanted.to_owned(),
                 found: found
                     .iter()
-                    .map(|(d, _)| format!("{} ({})", d.node(Path::new("/dev")).display(), d.description()))
+                    .map(|(d, _)| format!("{} ({})", d.node(&box_dev).display(), d.description()))
                     .collect(),
             });
         }
@@ -175,7 +179,7 @@ pub fn wait_for_label(
                 elapsed.saturating_sub(since) >= DISK_GRACE || elapsed >= wait
             };
             if take {
-                let node = device.node(Path::new("/dev"));
+                let node = device.node(&box_dev);
                 return Ok(FoundKey {
                     device,
                     label,
@@ -194,11 +198,10 @@ pub fn wait_for_label(
 }
 
 /// Loads the FAT modules (failures are warnings: they may be built in) and mounts the key
-/// read-only at `root/usbkey`.
+/// read-only at [`Paths::usbkey`].
 pub fn mount(
     key: &FoundKey,
-    root: &Path,
-    dev_root: &Path,
+    paths: &Paths,
     mounter: &mut dyn Mounter,
     modprobe: Option<&mut Modprobe>,
     loader: &mut dyn ModuleLoader,
@@ -210,12 +213,12 @@ pub fn mount(
             }
         }
     }
-    let target = root.join(MOUNT_POINT.trim_start_matches('/'));
+    let target = paths.usbkey();
     mounter.mkdir_all(&target).map_err(|source| UsbkeyError::Mkdir {
         path: target.clone(),
         source,
     })?;
-    let node = key.device.node(dev_root);
+    let node = key.device.node(&paths.dev());
     mounter
         .mount_device(&node, &target, "vfat", MOUNT_FLAGS, MOUNT_OPTIONS)
         .map_err(|source| UsbkeyError::Mount {

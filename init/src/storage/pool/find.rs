@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use crate::base::paths::Paths;
 use crate::storage::blockdev::{self, BlockDevice, Bus};
 
 use super::probe::{self, PoolFs};
@@ -115,6 +116,8 @@ fn device_ids(sys_root: &Path, device: &BlockDevice) -> Vec<String> {
 
 /// Every device but those of the disk `skip_disk` (the usbkey), with ids and filesystem.
 pub fn scan(sys_root: &Path, dev_root: &Path, skip_disk: Option<&str>) -> Vec<Disk> {
+    // The nodes as the box names them, whatever `dev_root` the probing reads.
+    let box_dev = Paths::system().dev();
     blockdev::scan(sys_root)
         .into_iter()
         .filter(|d| Some(d.disk.as_str()) != skip_disk && !d.name.starts_with("sr"))
@@ -122,7 +125,7 @@ pub fn scan(sys_root: &Path, dev_root: &Path, skip_disk: Option<&str>) -> Vec<Di
             let fs = read_head(&device.node(dev_root)).and_then(|h| probe::pool_fs(&h));
             Disk {
                 ids: device_ids(sys_root, &device),
-                node: device.node(Path::new("/dev")),
+                node: device.node(&box_dev),
                 fs,
                 device,
             }

@@ -26,27 +26,18 @@ pub const FOLDERS: &[&str] = &[
 pub struct Bind {
     /// The folder in the pool (`var`).
     pub from: &'static str,
-    /// The folder on the box (`/var`).
+    /// The folder it covers, relative to the root (`var`; `/var` on the box).
     pub to: &'static str,
 }
 
 impl fmt::Display for Bind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "bind /pool/{} on {}", self.from, self.to)
+        write!(f, "bind /pool/{} on /{}", self.from, self.to)
     }
 }
 
 /// The bind mounts, in order.
-pub const BINDS: &[Bind] = &[
-    Bind {
-        from: "var",
-        to: "/var",
-    },
-    Bind {
-        from: "opt",
-        to: "/opt",
-    },
-];
+pub const BINDS: &[Bind] = &[Bind { from: "var", to: "var" }, Bind { from: "opt", to: "opt" }];
 
 /// Setting up the layout failed.
 #[derive(Debug, thiserror::Error)]
@@ -118,10 +109,10 @@ pub fn apply(root: &Path, pool: &Path, mounter: &mut dyn Mounter) -> Result<(), 
         mounter.mkdir_all(&path).map_err(io(&path))?;
     }
     for bind in BINDS {
-        let (from, to) = (pool.join(bind.from), root.join(bind.to.trim_start_matches('/')));
+        let (from, to) = (pool.join(bind.from), root.join(bind.to));
         mounter.mkdir_all(&to).map_err(io(&to))?;
         let n = copy_missing(&to, &from)?;
-        crate::info!("pool: {bind} ({n} entries of {} copied in first)", bind.to);
+        crate::info!("pool: {bind} ({n} entries of /{} copied in first)", bind.to);
         mounter
             .mount_device(&from, &to, "none", MsFlags::MS_BIND, "")
             .map_err(|source| LayoutError::Bind { bind: *bind, source })?;

@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 use ramkey_config::{Filesystem, Pool};
 
 use crate::base::clock::Clock;
-use crate::base::paths::Paths;
+use crate::base::paths::{POOL, Paths};
 use crate::storage::mounts::Mounter;
 
 pub use status::{Mounted, PoolState, Refused};
@@ -40,8 +40,8 @@ use probe::FsKind;
 /// The label of the pool's filesystem.
 pub const LABEL: &str = "ramkey-pool";
 
-/// Where the pool is mounted.
-pub const MOUNT_POINT: &str = "/pool";
+/// Where the pool is mounted on the box, as messages name it (`Paths::pool` under a root).
+pub const MOUNT_POINT: &str = POOL;
 
 /// How long the step waits for the disks `[pool]` names to appear.
 pub const WAIT: Duration = Duration::from_secs(5);

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use nix::errno::Errno;
 use nix::mount::MsFlags;
 
+use crate::base::paths::Paths;
+
 use super::probe::FsKind;
 use super::{MOUNT_POINT, PoolStep};
 
@@ -91,13 +93,16 @@ pub fn options(kind: FsKind, nodes: &[PathBuf], mode: Mode) -> (&'static str, St
 pub fn mount(step: &mut PoolStep<'_>, kind: FsKind, nodes: &[PathBuf], mode: Mode) -> Result<PathBuf, MountError> {
     let (fstype, data, flags) = options(kind, nodes, mode);
     step.devices.modprobe(fstype);
-    let target = step.paths.root().join(MOUNT_POINT.trim_start_matches('/'));
+    let target = step.paths.pool();
     step.mounter.mkdir_all(&target).map_err(|source| MountError::Mkdir {
         path: target.clone(),
         source,
     })?;
     let first = &nodes[0];
-    let host_node = step.paths.dev().join(first.strip_prefix("/dev").unwrap_or(first));
+    let host_node = step
+        .paths
+        .dev()
+        .join(first.strip_prefix(Paths::system().dev()).unwrap_or(first));
     step.mounter
         .mount_device(&host_node, &target, fstype, flags, &data)
         .map_err(|source| MountError::Mount {
