@@ -92,8 +92,11 @@ fn static_address_and_hostname_reach_a_service_through_a_forward() {
     vm.expect("ramkey: config: saved /usbkey/config.toml.good", BOOT)
         .unwrap();
     // The stick's default config gives root no SSH key: no sshd, and the console says why.
-    vm.expect("ramkey: ssh: off: no admin.authorized_keys in config.toml; add one with: ramkey config", BOOT)
-        .unwrap();
+    vm.expect(
+        "ramkey: ssh: off: no admin.authorized_keys in config.toml; add one with: ramkey config",
+        BOOT,
+    )
+    .unwrap();
     vm.expect_running(BOOT).unwrap();
     let body = xtask::http::wait_ok(port, "/index.html", Duration::from_secs(120)).unwrap();
     assert!(body.contains("hello-from-box1"), "{body}");

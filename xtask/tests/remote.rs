@@ -214,10 +214,19 @@ fn ssh_with_the_configured_key_sees_the_printed_host_key_which_survives_a_reboot
         "{}",
         text(&back)
     );
-    let memory = ssh(port, &key, &known_hosts, "yes", "cat /sys/fs/cgroup/ramkey/sshd/memory.current");
+    let memory = ssh(
+        port,
+        &key,
+        &known_hosts,
+        "yes",
+        "cat /sys/fs/cgroup/ramkey/sshd/memory.current",
+    );
     let memory: u64 = String::from_utf8_lossy(&memory.stdout).trim().parse().unwrap_or(0);
     assert!(memory > 0, "sshd's cgroup has no memory.current");
-    eprintln!("ssh: sshd's cgroup with one session uses {:.1} MiB", memory as f64 / f64::from(1 << 20));
+    eprintln!(
+        "ssh: sshd's cgroup with one session uses {:.1} MiB",
+        memory as f64 / f64::from(1 << 20)
+    );
     let log = ssh(port, &key, &known_hosts, "yes", "ramkeyctl log -n 50 sshd");
     let log = String::from_utf8_lossy(&log.stdout).into_owned();
     assert!(log.contains("Accepted publickey for root"), "sshd's log: {log}");

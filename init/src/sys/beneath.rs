@@ -94,10 +94,10 @@ pub fn make_dir(root: &Path, path: &Path) -> Result<OwnedFd, BeneathError> {
     Ok(dir)
 }
 
-/// `/proc/self/fd/N`: the path of an open descriptor, for calls that take a path (`mount`,
-/// `connect`). Valid while `fd` is open.
-pub fn fd_path(fd: &impl AsRawFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+/// `PROC/self/fd/N` (`proc` is where procfs is mounted, `/proc`): the path of an open
+/// descriptor, for calls that take a path (`mount`, `connect`). Valid while `fd` is open.
+pub fn fd_path(proc: &Path, fd: &impl AsRawFd) -> PathBuf {
+    proc.join("self/fd").join(fd.as_raw_fd().to_string())
 }
 
 /// Opens `path` as if `root` were `/` (`RESOLVE_IN_ROOT`: absolute symlinks and `..` stay
@@ -167,7 +167,7 @@ mod tests {
         std::fs::create_dir_all(&outside).unwrap();
         let made = make_dir(&root, Path::new("/srv/www")).unwrap();
         assert!(root.join("srv/www").is_dir());
-        assert!(std::fs::metadata(fd_path(&made)).unwrap().is_dir());
+        assert!(std::fs::metadata(fd_path(Path::new("/proc"), &made)).unwrap().is_dir());
         // A planted symlink, absolute or relative, is not followed.
         std::os::unix::fs::symlink(&outside, root.join("var")).unwrap();
         let err = make_dir(&root, Path::new("var/lib/misc")).unwrap_err();
@@ -206,6 +206,6 @@ mod tests {
         std::fs::create_dir_all(root.join("run")).unwrap();
         let _server = std::os::unix::net::UnixListener::bind(root.join("run/control.sock")).unwrap();
         let fd = socket(&root, Path::new("/run/control.sock")).unwrap();
-        std::os::unix::net::UnixStream::connect(fd_path(&fd)).unwrap();
+        std::os::unix::net::UnixStream::connect(fd_path(Path::new("/proc"), &fd)).unwrap();
     }
 }

@@ -123,7 +123,7 @@ pub fn ready(name: &str) -> Result<(), ZoneError> {
     let socket =
         sys::beneath::socket(&root, Path::new(crate::runtime::control::SOCKET)).map_err(ZoneError::ControlSocket)?;
     let timeout = std::time::Duration::from_secs(3);
-    let at = sys::beneath::fd_path(&socket);
+    let at = sys::beneath::fd_path(&paths.proc(), &socket);
     let services = match crate::runtime::control::call(&at, &Request::Svcs { all: true }, timeout) {
         Ok(Response::Svcs { services }) => services,
         Ok(other) => return Err(ZoneError::UnexpectedAnswer(Box::new(other))),

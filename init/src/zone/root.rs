@@ -55,8 +55,8 @@ fn target(root: &Path, inside: &str) -> Result<OwnedFd, ZoneError> {
 
 /// The path of what is mounted on `at` now (the magic link of [`beneath::fd_path`] leads
 /// to the directory beneath the mount).
-fn mounted_on(at: &OwnedFd) -> Result<PathBuf, ZoneError> {
-    let link = beneath::fd_path(at);
+fn mounted_on(proc: &Path, at: &OwnedFd) -> Result<PathBuf, ZoneError> {
+    let link = beneath::fd_path(proc, at);
     fs::read_link(&link).map_err(ZoneError::file(&link))
 }
 
@@ -103,6 +103,7 @@ pub fn build(paths: &Paths, spec: &ZoneSpec, ids: u32) -> Result<PathBuf, ZoneEr
     let mut steps = plan(spec, paths, ids, device, lower, root.clone()).into_iter();
     let mut run = Run {
         root: &root,
+        proc: paths.proc(),
         ids,
         at: BTreeMap::new(),
     };
@@ -152,6 +153,8 @@ fn reset_if_image_changed(spec: &ZoneSpec) -> Result<(), ZoneError> {
 /// Runs a plan's steps beneath `root`, keeping the directories mounted on by name.
 struct Run<'a> {
     root: &'a Path,
+    /// The host's procfs, for the paths of descriptors.
+    proc: PathBuf,
     ids: u32,
     at: BTreeMap<String, OwnedFd>,
 }
@@ -163,7 +166,7 @@ impl Run<'_> {
             At::Host(path) => Ok(path.clone()),
             At::Beneath(inside) => {
                 let fd = target(self.root, inside)?;
-                let path = beneath::fd_path(&fd);
+                let path = beneath::fd_path(&self.proc, &fd);
                 self.at.insert(inside.clone(), fd);
                 Ok(path)
             }
@@ -172,7 +175,7 @@ impl Run<'_> {
                     .at
                     .get(inside)
                     .ok_or_else(|| ZoneError::NotInPlan(inside.clone()))?;
-                let path = mounted_on(fd)?;
+                let path = mounted_on(&self.proc, fd)?;
                 Ok(if sub.is_empty() { path } else { path.join(sub) })
             }
         }

@@ -15,22 +15,12 @@
 //!
 //! Non-test code is a file's text but its `#[cfg(test)]` items ([`without_tests`]); files
 //! that are test modules of their own (`tests.rs`, `*_tests.rs`, a `tests/` folder, the
-//! `fake.rs` fakes) hold fixtures, not the box's layout. [`NOT_YET`] names the files that still have
-//! such literals, each with its exact count, so that the count can only go down.
+//! `fake.rs` fakes) hold fixtures, not the box's layout. No file is exempt.
 
 use std::path::Path;
 
 /// The paths module: the one place the root's layout is written down.
 pub const PATHS_MODULE: &str = "init/src/base/paths.rs";
-
-/// Files still holding root-path literals, with how many: a file's count may not grow, and
-/// is lowered (the entry removed at zero) when one goes. Each in a layer this round did not
-/// take on.
-pub const NOT_YET: &[(&str, usize, &str)] = &[(
-    "init/src/sys/beneath.rs",
-    1,
-    "sys cannot use Paths (level 0): /proc/self/fd/N; its callers are in zone/",
-)];
 
 /// Whether a file (from the workspace root) is checked at all.
 pub fn checked(path: &Path) -> bool {
@@ -215,23 +205,16 @@ pub fn problems(path: &Path, text: &str) -> Vec<String> {
         return Vec::new();
     }
     let found = literals(&without_tests(text));
-    let slash = path.to_string_lossy();
-    let allowed = NOT_YET.iter().find(|(p, ..)| *p == slash).map_or(0, |(_, n, _)| *n);
-    if found.len() > allowed {
-        let list: Vec<String> = found.iter().map(|(n, t)| format!("{slash}:{n}: {t:?}")).collect();
-        vec![format!(
-            "{slash}: {} root-path literal(s), {allowed} allowed: take the path from `Paths` ({PATHS_MODULE})\n  {}",
-            found.len(),
-            list.join("\n  ")
-        )]
-    } else if found.len() < allowed {
-        vec![format!(
-            "{slash}: {} root-path literal(s), fewer than the {allowed} NOT_YET allows: lower its count",
-            found.len()
-        )]
-    } else {
-        Vec::new()
+    if found.is_empty() {
+        return Vec::new();
     }
+    let slash = path.to_string_lossy();
+    let list: Vec<String> = found.iter().map(|(n, t)| format!("{slash}:{n}: {t:?}")).collect();
+    vec![format!(
+        "{slash}: {} root-path literal(s): take the path from `Paths` ({PATHS_MODULE})\n  {}",
+        found.len(),
+        list.join("\n  ")
+    )]
 }
 
 #[test]
@@ -256,11 +239,6 @@ fn a_new_literal_outside_the_paths_module_is_a_problem() {
     assert!(problems(Path::new(PATHS_MODULE), code).is_empty());
     assert!(problems(Path::new("init/src/zone/tests.rs"), code).is_empty());
     assert!(problems(Path::new("builder/src/x.rs"), code).is_empty());
-    // A file on the list may not gain one, nor keep a count it no longer needs.
-    let (listed, count, _) = NOT_YET[0];
-    let more = code.repeat(count + 1);
-    assert_eq!(problems(Path::new(listed), &more).len(), 1);
-    assert_eq!(problems(Path::new(listed), "").len(), 1);
 }
 
 #[test]
