@@ -275,6 +275,24 @@ pub fn personality_variant(name: &str, base: &str, version: &str, edit: impl FnO
     build_personality(&dir)
 }
 
+/// In a copy of the `web` definition (`dir`), a page `/version.html` that says
+/// `web VERSION`, for tests that tell two images apart by what they serve.
+pub fn add_version_page(dir: &Path, version: &str) {
+    std::fs::write(
+        dir.join("files/usr/share/ramkey-web/version.html"),
+        format!("web {version}\n"),
+    )
+    .unwrap();
+    let conf = dir.join("files/etc/nginx/nginx.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let versioned = text.replace(
+        "        location / {",
+        "        location = /version.html {\n            root /usr/share/ramkey-web;\n        }\n        location / {",
+    );
+    assert_ne!(versioned, text, "no `location / {{` in {}", conf.display());
+    std::fs::write(conf, versioned).unwrap();
+}
+
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {

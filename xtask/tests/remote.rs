@@ -317,15 +317,7 @@ fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leav
     let known_hosts = keys.path().join("known_hosts");
     let web = artifacts::personality("web").unwrap();
     let v2 = artifacts::personality_variant("remote-web-v2", "web", "2.0.0", |dir| {
-        std::fs::write(dir.join("files/usr/share/ramkey-web/version.html"), "web 2.0.0\n").unwrap();
-        let conf = dir.join("files/etc/nginx/nginx.conf");
-        let text = std::fs::read_to_string(&conf).unwrap();
-        let versioned = text.replace(
-            "        location / {",
-            "        location = /version.html {\n            root /usr/share/ramkey-web;\n        }\n        location / {",
-        );
-        assert_ne!(versioned, text);
-        std::fs::write(conf, versioned).unwrap();
+        artifacts::add_version_page(dir, "2.0.0");
     })
     .unwrap();
     // What the host serves: web 1.0.1 (web's payload, another manifest), a copy of it with

@@ -895,19 +895,11 @@ say done
 fn swap_keeps_the_volume_and_a_broken_image_rolls_back() {
     let name = "zones-swap";
     let v2 = web_variant("web-v2", "2.0.0", |dir| {
-        std::fs::write(dir.join("files/usr/share/ramkey-web/version.html"), "web 2.0.0\n").unwrap();
+        artifacts::add_version_page(dir, "2.0.0");
         let seed = dir.join("files/usr/local/sbin/ramkey-web-seed");
         let mut text = std::fs::read_to_string(&seed).unwrap();
         text.push_str("echo \"seed: $www checked\"\n");
         std::fs::write(seed, text).unwrap();
-        let conf = dir.join("files/etc/nginx/nginx.conf");
-        let text = std::fs::read_to_string(&conf).unwrap();
-        let versioned = text.replace(
-            "        location / {",
-            "        location = /version.html {\n            root /usr/share/ramkey-web;\n        }\n        location / {",
-        );
-        assert_ne!(versioned, text);
-        std::fs::write(conf, versioned).unwrap();
     });
     let v3 = web_variant("web-v3", "3.0.0", |dir| {
         std::fs::write(

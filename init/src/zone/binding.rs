@@ -139,35 +139,18 @@ pub fn last_good(spec: &ZoneSpec) -> Option<ZoneSpec> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::path::{Path, PathBuf};
 
     use super::*;
 
     fn spec(state_dir: &Path, name: &str, version: &str, sha256: &str) -> ZoneSpec {
         ZoneSpec {
-            name: "web".into(),
             image: PathBuf::from(format!("/usbkey/personalities/{name}-{version}.rkimg")),
             image_name: name.into(),
             version: version.into(),
-            payload_size: 4096,
             sha256: sha256.into(),
             state_dir: state_dir.to_path_buf(),
-            persistent: true,
-            persistent_root: false,
-            nic: None,
-            ip: None,
-            gateway: None,
-            resolvers: Vec::new(),
-            search: Vec::new(),
-            volumes: BTreeMap::new(),
-            settings: String::new(),
-            services: Vec::new(),
-            cgroup: PathBuf::from("/sys/fs/cgroup/ramkey/zone-web"),
-            caps: ramkey_image::service::Caps::default(),
-            capabilities: Vec::new(),
-            trusted_keys: Vec::new(),
-            platform_version: "1.0.0".into(),
+            ..crate::zone::test_spec()
         }
     }
 

@@ -239,28 +239,8 @@ mod tests {
 
     fn spec() -> ZoneSpec {
         ZoneSpec {
-            name: "web".into(),
-            image: PathBuf::from("/pool/images/web.rkimg"),
-            image_name: "web".into(),
-            version: "1.0.0".into(),
-            payload_size: 4096,
-            sha256: "0".repeat(64),
-            state_dir: PathBuf::from("/pool/instances/web"),
-            persistent: true,
-            persistent_root: false,
-            nic: None,
-            ip: None,
-            gateway: None,
-            resolvers: Vec::new(),
-            search: Vec::new(),
             volumes: BTreeMap::from([("/srv/www".to_string(), "www".to_string())]),
-            settings: String::new(),
-            services: Vec::new(),
-            cgroup: PathBuf::from("/sys/fs/cgroup/ramkey/zone-web"),
-            caps: ramkey_image::service::Caps::default(),
-            capabilities: Vec::new(),
-            trusted_keys: Vec::new(),
-            platform_version: "1.0.0".into(),
+            ..crate::zone::test_spec()
         }
     }
 
