@@ -54,7 +54,9 @@ impl Entry {
     }
 }
 
-fn newer(a: &str, b: &str) -> std::cmp::Ordering {
+/// How two image versions compare: as dotted numbers (`1.10.0` after `1.9.0`), as text when
+/// either is not one.
+pub fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
     match (a.parse::<PlatformVersion>(), b.parse::<PlatformVersion>()) {
         (Ok(a), Ok(b)) => a.cmp(&b),
         _ => a.cmp(b),
@@ -83,7 +85,7 @@ impl Index {
             .retain(|e| (&e.name, &e.version) != (&entry.name, &entry.version));
         self.images.push(entry);
         self.images
-            .sort_by(|a, b| a.name.cmp(&b.name).then_with(|| newer(&a.version, &b.version)));
+            .sort_by(|a, b| a.name.cmp(&b.name).then_with(|| version_order(&a.version, &b.version)));
     }
 
     /// The entry for `name` at `version`, or its newest version.
@@ -91,7 +93,7 @@ impl Index {
         let mut named = self.images.iter().filter(|e| e.name == name);
         match version {
             Some(v) => named.find(|e| e.version == v),
-            None => named.max_by(|a, b| newer(&a.version, &b.version)),
+            None => named.max_by(|a, b| version_order(&a.version, &b.version)),
         }
     }
 

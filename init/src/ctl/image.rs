@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ramkey_image::repo::{Entry, INDEX_FILE, Index};
+use ramkey_image::repo::{Entry, INDEX_FILE, Index, version_order};
 
 use super::import::{self, Expected, Source};
 use crate::base::paths::Paths;
@@ -113,12 +113,9 @@ fn pull(root: &Path, name: &str, version: Option<&str>) -> Result<String, String
         match index(&source) {
             Ok(index) => {
                 if let Some(e) = index.find(name, version) {
-                    let newer = best.as_ref().is_none_or(|(b, _)| {
-                        let mut pair = Index::default();
-                        pair.insert(b.clone());
-                        pair.insert(e.clone());
-                        pair.find(name, None) == Some(e) && e != b
-                    });
+                    let newer = best
+                        .as_ref()
+                        .is_none_or(|(b, _)| version_order(&e.version, &b.version).is_gt());
                     if newer {
                         best = Some((e.clone(), source.clone()));
                     }
