@@ -1,8 +1,13 @@
 //! `ramkey build`: everything an appliance is made of, into one output folder —
-//! `platform/` (vmlinuz, initrd.img, version, SHA256SUMS), `usb.img` and `pxe/`.
+//! `platform/` (vmlinuz, initrd.img, version, SHA256SUMS), `platform.rkup` (the signed
+//! platform bundle, when there is a key), `usb.img` and `pxe/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use ramkey_image::SigningKey;
+use ramkey_image::bundle::{self, BundleError, Release};
+use ramkey_image::keys::{self, KeyError, KeyId};
 
 use crate::appliance::Appliance;
 use crate::kernel::{self, KernelSource};
@@ -21,8 +26,20 @@ pub struct Options {
     pub kernel_deb: Option<PathBuf>,
     /// `SOURCE_DATE_EPOCH` of every output.
     pub epoch: u32,
-    /// Build only `platform/` (no `usb.img`, no `pxe/`).
+    /// Build only `platform/` (and `platform.rkup`; no `usb.img`, no `pxe/`).
     pub platform_only: bool,
+    /// The secret key signing `platform.rkup`; none: no bundle. See [`bundle_key`].
+    pub key: Option<PathBuf>,
+}
+
+/// The key that signs `platform.rkup`: the one given with `--key`, else
+/// [`DEFAULT_KEY`](crate::image_cmd::DEFAULT_KEY) if that file exists, else none (the build
+/// skips the bundle and says so).
+pub fn bundle_key(given: Option<&Path>) -> Option<PathBuf> {
+    let default = Path::new(crate::image_cmd::DEFAULT_KEY);
+    given
+        .map(Path::to_path_buf)
+        .or_else(|| default.is_file().then(|| default.to_path_buf()))
 }
 
 /// What was built, for the report.
@@ -31,6 +48,8 @@ pub struct Report {
     pub kernel: String,
     pub platform: platform::Output,
     pub libraries: Vec<String>,
+    /// `platform.rkup` and the id of the key that signed it, or none when no key was given.
+    pub bundle: Option<(PathBuf, KeyId)>,
     pub usb: Option<(PathBuf, u64)>,
     pub pxe: Option<PathBuf>,
 }
@@ -48,6 +67,10 @@ pub enum BuildError {
     Usb(#[from] usb::UsbError),
     #[error(transparent)]
     Pxe(#[from] pxe::PxeError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("{path}: {error}")]
+    Bundle { path: PathBuf, error: BundleError },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("the appliance's default config is invalid:\n{0}")]
@@ -218,6 +241,7 @@ pub fn static_init_into(workspace: &Path, target: &Path) -> Result<PathBuf, Buil
 pub fn build(appliance: &Appliance, base: &Path, opts: &Options) -> Result<Report, BuildError> {
     // First: a missing --init or no source tree is said before any download.
     let init = resolve_init(opts.init.as_deref(), base)?;
+    let key = opts.key.as_deref().map(keys::read_secret_file).transpose()?;
     let cache = kernel::cache_dir();
     let source = match opts.kernel_deb.as_ref().or(appliance.kernel.deb.as_ref()) {
         Some(deb) => KernelSource::Deb(deb.clone()),
@@ -254,10 +278,21 @@ pub fn build(appliance: &Appliance, base: &Path, opts: &Options) -> Result<Repor
         opts.epoch,
         appliance.platform.compression,
     )?;
+    let bundle = match &key {
+        Some(key) => Some(write_bundle(
+            &platform_dir,
+            &opts.out,
+            key,
+            &kernel.release,
+            opts.epoch,
+        )?),
+        None => None,
+    };
     let mut report = Report {
         kernel: kernel.release.clone(),
         platform: output,
         libraries,
+        bundle,
         usb: None,
         pxe: None,
     };
@@ -300,6 +335,31 @@ pub fn build(appliance: &Appliance, base: &Path, opts: &Options) -> Result<Repor
     )?;
     report.pxe = Some(pxe_dir);
     Ok(report)
+}
+
+/// Writes `out/platform.rkup` from `platform_dir`'s kernel and initrd, signed with the
+/// `key`.
+pub fn write_bundle(
+    platform_dir: &Path,
+    out: &Path,
+    key: &SigningKey,
+    kernel_release: &str,
+    epoch: u32,
+) -> Result<(PathBuf, KeyId), BuildError> {
+    let path = out.join(bundle::FILE_NAME);
+    let release = Release {
+        version: platform::VERSION.into(),
+        kernel_release: kernel_release.into(),
+        created: epoch.into(),
+        builder_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let kernel = platform_dir.join("vmlinuz");
+    let initrd = platform_dir.join("initrd.img");
+    bundle::write_file(&kernel, &initrd, &release, key, &path).map_err(|error| BuildError::Bundle {
+        path: path.clone(),
+        error,
+    })?;
+    Ok((path, KeyId::of(&key.verifying_key())))
 }
 
 /// The usbkey config of an appliance that names none: DHCP on the first NIC.
@@ -364,6 +424,29 @@ mod tests {
         ] {
             assert!(err.contains(part), "{part:?} missing from: {err}");
         }
+    }
+
+    #[test]
+    fn the_bundle_holds_the_platform_and_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform_dir = dir.path().join("platform");
+        std::fs::create_dir_all(&platform_dir).unwrap();
+        std::fs::write(platform_dir.join("vmlinuz"), b"a kernel").unwrap();
+        std::fs::write(platform_dir.join("initrd.img"), b"an initrd").unwrap();
+        let key = SigningKey::from_bytes(&[42; 32]);
+        let (path, id) = write_bundle(&platform_dir, dir.path(), &key, "6.1.0-31-amd64", 7).unwrap();
+        assert_eq!(path, dir.path().join("platform.rkup"));
+        assert_eq!(id, KeyId::of(&key.verifying_key()));
+        let (mut kernel, mut initrd) = (Vec::new(), Vec::new());
+        let file = std::fs::File::open(&path).unwrap();
+        let trusted = [key.verifying_key()];
+        let v = bundle::verify_into(file, &trusted, Some(platform::VERSION), false, &mut kernel, &mut initrd).unwrap();
+        assert_eq!((&kernel[..], &initrd[..]), (&b"a kernel"[..], &b"an initrd"[..]));
+        assert_eq!(v.manifest.version, platform::VERSION);
+        assert_eq!(v.manifest.created, 7);
+        // A given key is used whether or not it exists (reading it says what is wrong).
+        let given = dir.path().join("no.secret");
+        assert_eq!(bundle_key(Some(&given)), Some(given));
     }
 
     #[test]

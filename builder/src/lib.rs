@@ -13,6 +13,7 @@ pub mod initramfs;
 pub mod kernel;
 pub mod modules;
 pub mod platform;
+pub mod platform_cmd;
 pub mod push;
 pub mod pxe;
 pub mod records;

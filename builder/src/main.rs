@@ -26,9 +26,11 @@ enum Command {
     Image(ramkey_builder::image_cmd::ImageArgs),
     /// Deliver personality images to a running box over SSH (and swap one with --swap).
     Push(ramkey_builder::push::PushArgs),
+    /// Verify a signed platform bundle (OUT/platform.rkup) as a box will.
+    Platform(ramkey_builder::platform_cmd::PlatformArgs),
     /// Write a signing key pair: OUT.secret (0600) and OUT.pub.
     Keygen(ramkey_builder::image_cmd::KeygenArgs),
-    /// Build an appliance: OUT/platform/, OUT/usb.img and OUT/pxe/.
+    /// Build an appliance: OUT/platform/, OUT/platform.rkup, OUT/usb.img and OUT/pxe/.
     Build {
         /// The appliance definition.
         #[arg(default_value = "appliance.toml")]
@@ -43,9 +45,13 @@ enum Command {
         /// A linux-image-6.1.0-*-amd64 .deb; default: the appliance's, else the newest apt knows.
         #[arg(long)]
         kernel_deb: Option<PathBuf>,
-        /// Build only OUT/platform/.
+        /// Build only OUT/platform/ (and OUT/platform.rkup).
         #[arg(long)]
         platform_only: bool,
+        /// The secret key signing OUT/platform.rkup, the platform bundle a box upgrades from
+        /// [default: keys/ramkey.secret; when that does not exist, no bundle is written].
+        #[arg(long)]
+        key: Option<PathBuf>,
     },
 }
 
@@ -56,6 +62,7 @@ fn main() -> Result<()> {
         Command::Config(args) => ramkey_builder::config_cmd::cli(&args).map_err(Into::into),
         Command::Image(args) => ramkey_builder::image_cmd::cli(&args).map_err(Into::into),
         Command::Push(args) => ramkey_builder::push::cli(&args).map_err(Into::into),
+        Command::Platform(args) => ramkey_builder::platform_cmd::cli(&args).map_err(Into::into),
         Command::Keygen(args) => ramkey_builder::image_cmd::keygen(&args).map_err(Into::into),
         Command::Build {
             appliance,
@@ -63,6 +70,7 @@ fn main() -> Result<()> {
             init,
             kernel_deb,
             platform_only,
+            key,
         } => {
             let started = std::time::Instant::now();
             let a = Appliance::load(&appliance)?;
@@ -76,6 +84,7 @@ fn main() -> Result<()> {
                 kernel_deb,
                 epoch: source_date_epoch()?,
                 platform_only,
+                key: build::bundle_key(key.as_deref()),
             };
             let report = build::build(&a, base, &opts)?;
             let p = &report.platform;
@@ -88,6 +97,13 @@ fn main() -> Result<()> {
                 p.uncompressed_size,
                 report.libraries.len()
             );
+            match &report.bundle {
+                Some((path, key_id)) => println!("platform bundle: {} (signed by key {key_id})", path.display()),
+                None => println!(
+                    "platform bundle: not written: no signing key ({} does not exist; give --key SECRET, or make one with `ramkey keygen`)",
+                    ramkey_builder::image_cmd::DEFAULT_KEY
+                ),
+            }
             if let Some((usb, fat)) = &report.usb {
                 println!("usb.img: {} (FAT partition {} MiB)", usb.display(), fat >> 20);
             }

@@ -6,6 +6,7 @@
 //! only, read from the end) and [`verify::verify`] (signature, payload digest, requirements).
 //! Every error's `Display` is the whole message, context included: print it with `{}`.
 
+pub mod bundle;
 pub mod check;
 pub mod detached;
 pub mod footer;

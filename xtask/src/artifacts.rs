@@ -83,6 +83,8 @@ pub fn build_appliance(out: &Path, compression: Compression, platform_only: bool
         kernel_deb,
         epoch: source_date_epoch(),
         platform_only,
+        // `platform.rkup`, signed like the tested images, for the upgrade tests.
+        key: Some(test_key()?.0),
     };
     build::build(&appliance, &root, &opts).with_context(|| format!("building the appliance into {}", out.display()))?;
     Ok(out.to_path_buf())

@@ -73,6 +73,8 @@ fn two_builds_from_two_checkouts_are_byte_identical() {
             kernel_deb: None,
             epoch,
             platform_only: false,
+            // The signed bundle too: ed25519 signatures are deterministic.
+            key: Some(artifacts::test_key().unwrap().0),
         };
         build::build(&appliance, &tree_dir, &opts).unwrap();
         outputs.push(tree(&out));
@@ -87,6 +89,7 @@ fn two_builds_from_two_checkouts_are_byte_identical() {
         assert!(bytes == &b[file], "{} differs between the two builds", file.display());
     }
     assert!(a.contains_key(Path::new("usb.img")) && a.contains_key(Path::new("platform/initrd.img")));
+    assert!(a.contains_key(Path::new("platform.rkup")));
     eprintln!("two checkouts, two inits: {} output files, identical", a.len());
 }
 
