@@ -1,6 +1,8 @@
 //! `ramkeyctl`: the administrator's tool on the box. It asks PID 1 over the control socket
 //! and prints the answer; the `init` binary runs it when called as `ramkeyctl`
-//! (`/usr/bin/ramkeyctl -> /init`), busybox style.
+//! (`/usr/bin/ramkeyctl -> /init`), busybox style. Besides the control socket's commands:
+//! `personality` (the zones; `swap`, `console`, `import` of images from a file, stdin or a
+//! URL), `image` (repositories: avail, import, list, delete) and `config` (the usbkey's).
 //!
 //! Exit status: 0 when done, 1 on any error (with one line on stderr saying what and why).
 

@@ -1,6 +1,7 @@
 //! The network: netlink (`netlink`, `links`, `macvlan`), DHCP and lease renewal (`dhcp`,
-//! `renew`), HTTP (`http`), SNTP (`ntp`), the config's NICs applied (`netconf`) and the
-//! source check on the NICs zones hang off (`source_check`). Imports `sys` and `base`.
+//! `renew`), HTTP (`http`, and `http_stream` for large bodies), SNTP (`ntp`), the config's
+//! NICs applied (`netconf`) and the source check on the NICs zones hang off
+//! (`source_check`). Imports `sys` and `base`.
 //!
 //! This file: the boot network for PXE boots: links up, DHCP on each NIC until one gets a lease,
 //! address, default route and `/etc/resolv.conf`; then HTTP for the config URL. The boot's
