@@ -28,7 +28,7 @@ pub use keys::SSH_KEY_TYPES;
 pub use load::SUPPORTED_VERSION;
 pub use model::{
     Addressing, Admin, Cidr, Config, Dns, Filesystem, HostPort, Log, LogLevel, MacAddr, Nic, Personality, Pool,
-    Selector, SettingValue, Ssh, SshKey, TrustedKey, Volume,
+    Selector, SettingValue, Ssh, SshKey, TrustedKey, Upgrade, Volume,
 };
 pub use units::parse_size;
 

@@ -9,7 +9,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::error::{ConfigError, ErrorKind};
 use crate::raw::{
-    RawAdmin, RawConfigV1, RawDns, RawImages, RawLog, RawNic, RawNtp, RawPersonality, RawPool, TOP_LEVEL_KEYS,
+    RawAdmin, RawConfigV1, RawDns, RawImages, RawLog, RawNic, RawNtp, RawPersonality, RawPool, RawUpgrade,
+    TOP_LEVEL_KEYS,
 };
 use crate::suggest::closest;
 
@@ -153,6 +154,7 @@ fn section_errors(text: &str, table: &DeTable<'_>) -> Vec<ConfigError> {
             "log" => one::<RawLog>(text, value, "[log]", errors),
             "personality" => each::<RawPersonality>(text, value, "[[personality]]", errors),
             "images" => one::<RawImages>(text, value, "[images]", errors),
+            "upgrade" => one::<RawUpgrade>(text, value, "[upgrade]", errors),
             other => {
                 let hint = closest(other, TOP_LEVEL_KEYS.iter().copied())
                     .map(|k| format!("did you mean `{k}`?"))

@@ -37,6 +37,8 @@ pub struct Config {
     /// Image repositories (`[images] sources`): `http://` URLs of folders with an
     /// `index.json`, as `ramkey image publish` writes them.
     pub image_sources: Vec<String>,
+    /// Platform upgrades (`[upgrade]`).
+    pub upgrade: Upgrade,
 }
 
 impl Config {
@@ -182,6 +184,20 @@ pub enum LogLevel {
     Debug,
     /// Everything.
     Trace,
+}
+
+/// `[upgrade]`: platform upgrades.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    /// Seconds after the kernel starts by which a trial boot of a new platform must have
+    /// every service and zone that ran before online again, or it is rejected (default 120).
+    pub commit_deadline: u64,
+}
+
+impl Default for Upgrade {
+    fn default() -> Self {
+        Self { commit_deadline: 120 }
+    }
 }
 
 /// `[log]`.

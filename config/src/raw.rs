@@ -28,6 +28,7 @@ pub(crate) struct RawConfigV1 {
     #[serde(default)]
     pub personality: Vec<Spanned<RawPersonality>>,
     pub images: Option<RawImages>,
+    pub upgrade: Option<RawUpgrade>,
 }
 
 /// The top-level keys, for the per-section pass that collects every shape error.
@@ -43,6 +44,7 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "log",
     "personality",
     "images",
+    "upgrade",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +142,12 @@ impl<'de> Deserialize<'de> for RawCreate {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(CreateVisitor)
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpgrade {
+    pub commit_deadline: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
