@@ -1,4 +1,5 @@
-//! Plain HTTP/1.0 GETs through a host port forward, for the boot tests and the bench.
+//! Plain HTTP/1.0 GETs through a host port forward, for the boot tests and the bench, and a
+//! host folder served over HTTP to the box under test.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -81,5 +82,49 @@ mod tests {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let err = wait_ok(port, "/x", Duration::ZERO).unwrap_err().to_string();
         assert!(err.contains("GET /x through 127.0.0.1:"), "{err}");
+    }
+}
+
+/// `python3 -m http.server` serving `dir` on a free loopback port (QEMU's user network
+/// reaches it from the box as 10.0.2.2); killed when dropped.
+#[derive(Debug)]
+pub struct Served {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Served {
+    /// Starts it and waits until it accepts connections.
+    pub fn start(dir: &std::path::Path) -> Served {
+        let port = crate::ssh::free_port();
+        let child = std::process::Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+            .arg(dir)
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 on the host");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "python3 -m http.server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Served { child, port }
+    }
+
+    /// The loopback port it serves on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod deps;
 pub mod http;
 pub mod qemu;
+pub mod ssh;
 pub mod suite;
 pub mod tasks;
 #[cfg(test)]

@@ -8,8 +8,8 @@
 //! nothing left on the pool while `web` keeps serving. The host's own OpenSSH client does
 //! the talking, as an operator's would.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ramkey_builder::config_cmd::{self, Target};
@@ -18,76 +18,17 @@ use ramkey_builder::image_cmd::publish;
 use ramkey_builder::push::{self, PushArgs};
 use ramkey_builder::run::{Boot, Forward, RunOptions};
 use xtask::artifacts;
+use xtask::http::Served;
+use xtask::ssh::{self, client, free_port, keygen, ssh, text};
 use xtask::qemu::{Machine, Spec};
 
 const BOOT: Duration = Duration::from_secs(240);
 const SHUTDOWN: Duration = Duration::from_secs(90);
 const GIB: u64 = 1 << 30;
 
-/// An ed25519 key pair made with `ssh-keygen` in `dir`; returns the private key's path.
-fn keygen(dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(name);
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&path)
-        .output()
-        .expect("ssh-keygen (openssh-client) on the host");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    path
-}
-
-/// An `ssh`-family command with the options every call shares: no agent, no prompt, the
-/// test's own `known_hosts`.
-fn client(program: &str, port: u16, key: &Path, known_hosts: &Path) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.arg(if program == "scp" { "-P" } else { "-p" })
-        .arg(port.to_string())
-        .arg("-i")
-        .arg(key)
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "IdentityAgent=none",
-        ])
-        .args(["-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR"])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known_hosts.display()));
-    cmd
-}
-
-fn ssh(port: u16, key: &Path, known_hosts: &Path, strict: &str, command: &str) -> Output {
-    client("ssh", port, key, known_hosts)
-        .arg("-o")
-        .arg(format!("StrictHostKeyChecking={strict}"))
-        .arg("root@127.0.0.1")
-        .arg(command)
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs `command` over SSH until sshd answers (it starts with the platform's services).
+/// [`ssh::ssh_when_up`] within a boot's time.
 fn ssh_when_up(port: u16, key: &Path, known_hosts: &Path, command: &str) -> String {
-    let start = Instant::now();
-    loop {
-        let out = ssh(port, key, known_hosts, "accept-new", command);
-        if out.status.success() {
-            return String::from_utf8_lossy(&out.stdout).into_owned();
-        }
-        assert!(start.elapsed() < BOOT, "no SSH answer: {}", text(&out));
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    ssh::ssh_when_up(port, key, known_hosts, command, BOOT)
 }
 
 /// The fingerprint in `ramkey: ssh: host key ED25519 SHA256:... (...)`, and the rest.
@@ -115,14 +56,6 @@ fn power_off(mut vm: Machine) {
     vm.monitor("system_powerdown").unwrap();
     vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
     assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
@@ -258,56 +191,6 @@ fn ssh_with_the_configured_key_sees_the_printed_host_key_which_survives_a_reboot
     power_off(vm);
 }
 
-/// The zone box: a static address for the box and one for `web`, a pool, the test key
-/// trusted, root's key.
-fn zone_config(public_key: &str, sources: &[String]) -> String {
-    let (_, trusted) = artifacts::test_key().unwrap();
-    let sources: Vec<String> = sources.iter().map(|s| format!("\"{s}\"")).collect();
-    format!(
-        "version = 1\nhostname = \"pushbox\"\n\n[admin]\nauthorized_keys = [\"{public_key}\"]\n\n\
-         [[nic]]\ntag = \"admin\"\nname = \"eth0\"\nip = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\n\n\
-         [pool]\ndisks = [\"virtio-ramkey-pool\"]\ncreate = \"virtio-ramkey-pool\"\n\n\
-         [images]\ntrusted_keys = [\"{trusted}\"]\nsources = [{}]\n\n\
-         [[personality]]\nname = \"web\"\nimage = \"personalities/web-1.0.0.rkimg\"\nnic = \"admin\"\n\
-         ip = \"10.0.2.16/24\"\nmemory = \"128M\"\n",
-        sources.join(", ")
-    )
-}
-
-/// `python3 -m http.server` serving `dir` on a free loopback port (QEMU's user network
-/// reaches it from the box as 10.0.2.2); killed when dropped.
-struct Served(std::process::Child, u16);
-
-impl Served {
-    fn start(dir: &Path) -> Served {
-        let port = free_port();
-        let child = Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
-            .arg(dir)
-            .arg(port.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 on the host");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "python3 -m http.server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Served(child, port)
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leave_nothing() {
     let name = "remote-push";
@@ -352,13 +235,13 @@ fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leav
     let closed = free_port();
     let sources: Vec<String> = ["good", "lying", "garbage"]
         .iter()
-        .map(|r| format!("http://10.0.2.2:{}/{r}", server.1))
+        .map(|r| format!("http://10.0.2.2:{}/{r}", server.port()))
         .chain([format!("http://10.0.2.2:{closed}/down")])
         .collect();
 
     let image = artifacts::usb_copy(name).unwrap();
     let config = keys.path().join("config.toml");
-    std::fs::write(&config, zone_config(public.trim(), &sources)).unwrap();
+    std::fs::write(&config, ssh::zone_box_config("pushbox", public.trim(), &sources)).unwrap();
     artifacts::put_on_stick(
         &image,
         &[
@@ -423,7 +306,7 @@ fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leav
     assert!(page.ends_with("\r\n\r\nweb 2.0.0\n"), "{page}");
 
     // Pulled by URL from the host.
-    let url = |file: &str| format!("http://10.0.2.2:{}/{file}", server.1);
+    let url = |file: &str| format!("http://10.0.2.2:{}/{file}", server.port());
     let run = |command: &str| ssh(ssh_port, &key, &known_hosts, "yes", command);
     let pulled = run(&format!("ramkeyctl personality import {}", url("web-1.0.1.rkimg")));
     assert!(pulled.status.success(), "{}", text(&pulled));
@@ -483,7 +366,7 @@ fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leav
     let avail = run("ramkeyctl image avail");
     let avail = text(&avail);
     eprintln!("image avail: {avail}");
-    let good = format!("http://10.0.2.2:{}/good", server.1);
+    let good = format!("http://10.0.2.2:{}/good", server.port());
     assert!(
         avail
             .lines()
@@ -567,7 +450,7 @@ fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leav
         );
         String::from_utf8_lossy(&run(&command).stdout).trim().to_owned()
     };
-    assert_eq!(probe("10.0.2.2", server.1), "reached", "the probe itself works");
+    assert_eq!(probe("10.0.2.2", server.port()), "reached", "the probe itself works");
     assert_eq!(probe("10.0.2.15", 22), "unreachable", "a zone reached the host's sshd");
 
     // Nothing partial on the pool, and web still serves.
