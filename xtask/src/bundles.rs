@@ -6,7 +6,9 @@
 //! A changed platform is the built one's initrd with one more uncompressed newc segment
 //! appended: the kernel unpacks concatenated segments in order and a later file replaces an
 //! earlier one, so the segment carries only what differs (the `etc/os-release` of another
-//! version, an empty module file).
+//! version, an empty module file). `NAME` must be unique among the tests, which run two at
+//! a time. Note that `ramkey_builder::initramfs::read` stops at the first segment's trailer:
+//! it shows the files of the built platform, not what the kernel ends up with.
 
 use std::path::{Path, PathBuf};
 
