@@ -24,7 +24,7 @@ enum Command {
     Config(ramkey_builder::config_cmd::ConfigArgs),
     /// Build, inspect, verify and list personality images (.rkimg).
     Image(ramkey_builder::image_cmd::ImageArgs),
-    /// Deliver personality images to a running box over SSH (and swap one with --swap).
+    /// Deliver personality images and a platform bundle to a running box over SSH (--swap, --reboot).
     Push(ramkey_builder::push::PushArgs),
     /// Verify a signed platform bundle (OUT/platform.rkup) as a box will.
     Platform(ramkey_builder::platform_cmd::PlatformArgs),

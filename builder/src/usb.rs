@@ -284,35 +284,37 @@ fn copy_files(img: &Path, part: Partition, files: &[(String, Vec<u8>)], epoch: u
 }
 
 /// Every file of the stick, by path, in a fixed order. A path ending in `/` is an empty
-/// directory.
+/// directory. Slot a holds the platform; slot b's boot entries are there from the start
+/// (syslinux's `ramkey-b` label) so that an upgrade only writes `/platform/b/` and arms
+/// it (`docs/upgrades.md`); `/platform/b/` itself is not made.
 fn stick_files(inputs: &Inputs<'_>, boot_loader: Vec<u8>) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     let p = inputs.platform;
-    let title = format!("Ramkey {VERSION}");
-    let cmdline = |slot: &str| format!("{} ramkey.slot={slot}", inputs.cmdline).trim().to_string();
     let mut files = vec![
         ("EFI/BOOT/BOOTX64.EFI".to_string(), boot_loader),
         ("config.toml".into(), inputs.config.as_bytes().to_vec()),
         (
-            "loader/entries/ramkey-a.conf".into(),
-            sd_boot_entry(&title, "a", &cmdline("a")).into_bytes(),
-        ),
-        (
-            "loader/entries/ramkey-a-recovery.conf".into(),
+            "loader/entries/ramkey-gen-1-a.conf".into(),
             sd_boot_entry(
-                &format!("{title} recovery"),
+                &format!("Ramkey {VERSION} (slot a)"),
                 "a",
-                &format!("{} ramkey.recovery", cmdline("a")),
+                &slot_cmdline(inputs.cmdline, "a"),
             )
             .into_bytes(),
         ),
         (
-            "loader/loader.conf".into(),
-            b"default ramkey-a.conf\ntimeout 0\nconsole-mode keep\neditor yes\n".to_vec(),
+            "loader/entries/ramkey-recovery.conf".into(),
+            sd_boot_entry(
+                &format!("Ramkey {VERSION} recovery"),
+                "a",
+                &format!("{} ramkey.recovery", slot_cmdline(inputs.cmdline, "a")),
+            )
+            .into_bytes(),
         ),
+        ("loader/loader.conf".into(), LOADER_CONF.as_bytes().to_vec()),
         ("personalities/".into(), Vec::new()),
         (
             "syslinux/syslinux.cfg".into(),
-            syslinux_cfg(&title, &cmdline("a")).into_bytes(),
+            syslinux_cfg(inputs.cmdline).into_bytes(),
         ),
     ];
     for name in ["SHA256SUMS", "initrd.img", "version", "vmlinuz"] {
@@ -326,17 +328,122 @@ fn stick_files(inputs: &Inputs<'_>, boot_loader: Vec<u8>) -> std::io::Result<Vec
     Ok(files)
 }
 
+/// systemd-boot's settings: the highest generation `ramkey-gen-N-SLOT[+T].conf` that is not
+/// spent boots (boot counting, `docs/upgrades.md`); the recovery entry is outside the glob.
+const LOADER_CONF: &str = "default ramkey-gen-*\ntimeout 0\nconsole-mode keep\neditor yes\n";
+
+/// The command line of a slot's entries: the appliance's plus `ramkey.slot=SLOT`.
+fn slot_cmdline(cmdline: &str, slot: &str) -> String {
+    format!("{cmdline} ramkey.slot={slot}").trim().to_string()
+}
+
 fn sd_boot_entry(title: &str, slot: &str, options: &str) -> String {
     format!(
         "title {title}\nversion {VERSION}\nlinux /platform/{slot}/vmlinuz\ninitrd /platform/{slot}/initrd.img\noptions {options}\n"
     )
 }
 
-fn syslinux_cfg(title: &str, cmdline: &str) -> String {
+/// syslinux's menu: `DEFAULT` names the committed slot (PID 1 rewrites that line when it
+/// commits an upgrade); slot b's label does not name a version, as the upgrade that fills
+/// the slot does not rewrite it.
+fn syslinux_cfg(cmdline: &str) -> String {
+    let (a, b) = (slot_cmdline(cmdline, "a"), slot_cmdline(cmdline, "b"));
     // PROMPT 0: boot the default at once; hold Shift or Alt for the boot: prompt.
     format!(
         "SERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT ramkey-a\n\n\
-         LABEL ramkey-a\n  SAY Booting {title} (slot a)\n  LINUX /platform/a/vmlinuz\n  INITRD /platform/a/initrd.img\n  APPEND {cmdline}\n\n\
-         LABEL recovery\n  LINUX /platform/a/vmlinuz\n  INITRD /platform/a/initrd.img\n  APPEND {cmdline} ramkey.recovery\n"
+         LABEL ramkey-a\n  SAY Booting Ramkey {VERSION} (slot a)\n  LINUX /platform/a/vmlinuz\n  INITRD /platform/a/initrd.img\n  APPEND {a}\n\n\
+         LABEL ramkey-b\n  SAY Booting Ramkey (slot b)\n  LINUX /platform/b/vmlinuz\n  INITRD /platform/b/initrd.img\n  APPEND {b}\n\n\
+         LABEL recovery\n  LINUX /platform/a/vmlinuz\n  INITRD /platform/a/initrd.img\n  APPEND {a} ramkey.recovery\n"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CMDLINE: &str = "console=ttyS0,115200n8 panic=10";
+
+    fn files() -> Vec<(String, Vec<u8>)> {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["SHA256SUMS", "initrd.img", "version", "vmlinuz"] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        let inputs = Inputs {
+            platform: dir.path(),
+            config: "version = 1\n",
+            cmdline: CMDLINE,
+            personalities: &[],
+            size_mib: 1024,
+            epoch: 0,
+        };
+        stick_files(&inputs, b"MZ".to_vec()).unwrap()
+    }
+
+    fn text<'a>(files: &'a [(String, Vec<u8>)], path: &str) -> &'a str {
+        let (_, data) = files
+            .iter()
+            .find(|(p, _)| p == path)
+            .unwrap_or_else(|| panic!("no {path}"));
+        std::str::from_utf8(data).unwrap()
+    }
+
+    #[test]
+    fn the_stick_has_slot_a_and_the_boot_entries_of_both_slots() {
+        let files = files();
+        let paths: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "EFI/BOOT/BOOTX64.EFI",
+                "config.toml",
+                "loader/entries/ramkey-gen-1-a.conf",
+                "loader/entries/ramkey-recovery.conf",
+                "loader/loader.conf",
+                "personalities/",
+                "platform/a/SHA256SUMS",
+                "platform/a/initrd.img",
+                "platform/a/version",
+                "platform/a/vmlinuz",
+                "syslinux/syslinux.cfg",
+            ]
+        );
+    }
+
+    #[test]
+    fn syslinux_boots_the_default_slot_and_has_a_label_per_slot_and_recovery() {
+        let v = VERSION;
+        let c = CMDLINE;
+        assert_eq!(
+            text(&files(), "syslinux/syslinux.cfg"),
+            format!(
+                "SERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT ramkey-a\n\n\
+                 LABEL ramkey-a\n  SAY Booting Ramkey {v} (slot a)\n  LINUX /platform/a/vmlinuz\n  INITRD /platform/a/initrd.img\n  APPEND {c} ramkey.slot=a\n\n\
+                 LABEL ramkey-b\n  SAY Booting Ramkey (slot b)\n  LINUX /platform/b/vmlinuz\n  INITRD /platform/b/initrd.img\n  APPEND {c} ramkey.slot=b\n\n\
+                 LABEL recovery\n  LINUX /platform/a/vmlinuz\n  INITRD /platform/a/initrd.img\n  APPEND {c} ramkey.slot=a ramkey.recovery\n"
+            )
+        );
+    }
+
+    #[test]
+    fn systemd_boot_takes_the_newest_generation_and_keeps_recovery_outside_the_glob() {
+        let files = files();
+        let v = VERSION;
+        let c = CMDLINE;
+        assert_eq!(
+            text(&files, "loader/loader.conf"),
+            "default ramkey-gen-*\ntimeout 0\nconsole-mode keep\neditor yes\n"
+        );
+        assert_eq!(
+            text(&files, "loader/entries/ramkey-gen-1-a.conf"),
+            format!(
+                "title Ramkey {v} (slot a)\nversion {v}\nlinux /platform/a/vmlinuz\ninitrd /platform/a/initrd.img\noptions {c} ramkey.slot=a\n"
+            )
+        );
+        assert_eq!(
+            text(&files, "loader/entries/ramkey-recovery.conf"),
+            format!(
+                "title Ramkey {v} recovery\nversion {v}\nlinux /platform/a/vmlinuz\ninitrd /platform/a/initrd.img\noptions {c} ramkey.slot=a ramkey.recovery\n"
+            )
+        );
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod artifacts;
 pub mod bench;
+pub mod bundles;
 pub mod deps;
 pub mod http;
 pub mod qemu;

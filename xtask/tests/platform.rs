@@ -156,7 +156,8 @@ fn the_stick_image_passes_fsck_and_carries_its_files() {
         "::/config.toml",
         "::/platform/a/initrd.img",
         "::/syslinux/ldlinux.sys",
-        "::/loader/entries/ramkey-a-recovery.conf",
+        "::/loader/entries/ramkey-gen-1-a.conf",
+        "::/loader/entries/ramkey-recovery.conf",
     ] {
         assert!(
             files.lines().any(|l| l.eq_ignore_ascii_case(want)),
@@ -174,7 +175,7 @@ fn the_stick_image_passes_fsck_and_carries_its_files() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let uefi = read("::/loader/entries/ramkey-a-recovery.conf");
+    let uefi = read("::/loader/entries/ramkey-recovery.conf");
     assert!(
         uefi.contains("linux /platform/a/vmlinuz") && uefi.contains("ramkey.recovery"),
         "{uefi}"

@@ -279,6 +279,7 @@ fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leav
         target: "127.0.0.1".into(),
         images: vec![v2.clone()],
         swap: Some("web".into()),
+        reboot: false,
         port: Some(ssh_port),
         identity: Some(key.clone()),
         options: [
