@@ -288,6 +288,7 @@ fn check_layout_refuses_the_one_slot_layout() {
         Err(LoaderError::Predates { .. })
     ));
     assert!(matches!(commit(root, Slot::A), Err(LoaderError::Predates { .. })));
+    assert_eq!(snapshot(root), before, "refused before writing");
 
     // The new loader.conf but no generation entry yet.
     put(root, "loader/loader.conf", LADDER);
@@ -301,7 +302,6 @@ fn check_layout_refuses_the_one_slot_layout() {
     put(root, "syslinux/syslinux.cfg", "DEFAULT linux\n");
     let text = check_layout(root).unwrap_err().to_string();
     assert!(text.contains("has `DEFAULT linux`, not `DEFAULT ramkey-a`"), "{text}");
-    let _ = before;
 }
 
 #[test]
@@ -373,6 +373,7 @@ fn entry_names() {
         "ramkey-gen--a.conf",
         "ramkey-gen-+1-a.conf",
         "ramkey-gen-1-a+.conf",
+        "ramkey-gen-1-a++1.conf",
         "ramkey-gen-1-a+1-.conf",
         "ramkey-gen-1-a.conf.new",
         "ramkey-recovery.conf",
