@@ -278,7 +278,12 @@ pub fn arm(root: &Path, slot: Slot, tries: u32, title: &str, version: &str) -> R
     let files = Files::new(root);
     let (committed, mut cfg, text) = syslinux_cfg(&files)?;
     let list = entries(root)?;
-    let base = list.iter().rfind(|e| !e.is_trial()).expect("check_layout found one");
+    let base = list
+        .iter()
+        .rfind(|e| !e.is_trial())
+        .ok_or_else(|| LoaderError::Predates {
+            reason: format!("{} has no committed {GEN}N-a|b.conf", files.entries.display()),
+        })?;
     if base.slot != committed {
         return Err(LoaderError::Disagree {
             syslinux: committed,
