@@ -26,6 +26,31 @@ pub enum Slot {
     B,
 }
 
+impl Slot {
+    /// The slot's letter, as in `/platform/a` and `ramkey.slot=a`.
+    pub fn letter(self) -> char {
+        match self {
+            Slot::A => 'a',
+            Slot::B => 'b',
+        }
+    }
+
+    /// The other slot.
+    pub fn other(self) -> Slot {
+        match self {
+            Slot::A => Slot::B,
+            Slot::B => Slot::A,
+        }
+    }
+}
+
+impl std::fmt::Display for Slot {
+    /// The letter: `a` or `b`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.letter())
+    }
+}
+
 /// Reading the command line failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CmdlineError {
@@ -203,6 +228,13 @@ fn split_words(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_letters() {
+        assert_eq!((Slot::A.letter(), Slot::B.letter()), ('a', 'b'));
+        assert_eq!((Slot::A.other(), Slot::B.other()), (Slot::B, Slot::A));
+        assert_eq!(format!("{} {}", Slot::A, Slot::B), "a b");
+    }
 
     #[test]
     fn empty_line_gives_defaults() {
