@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use crate::error::{ConfigError, ErrorKind, Location};
 use crate::keys::{check_password_hash, parse_ssh_key, parse_trusted_key};
-use crate::model::{Admin, Config, Dns, Filesystem, Log, LogLevel, Pool, Ssh, Upgrade};
+use crate::model::{Admin, Config, Dns, Filesystem, Log, LogLevel, Pool, Ssh};
 use crate::net::{domain_problem, host_problem, label_problem};
 use crate::raw::{RawAdmin, RawConfigV1, RawCreate, RawDns, RawImages, RawLog, RawNic, RawNtp, RawPool};
 use crate::suggest::{is_timezone, timezone_hint};
@@ -118,13 +118,7 @@ pub(crate) fn validate(text: &str, raw: RawConfigV1) -> Result<Config, Vec<Confi
     let pool = raw.pool.map(|p| pool(&mut c, &p));
     let log = log(&mut c, raw.log.unwrap_or_default());
     let (trusted_keys, image_sources) = images(&mut c, raw.images.unwrap_or_default());
-    let upgrade = Upgrade {
-        commit_deadline: raw
-            .upgrade
-            .and_then(|u| u.commit_deadline)
-            .and_then(|d| crate::validate_net::small_int(&mut c, &d, "upgrade commit_deadline", 10..=3600))
-            .map_or(Upgrade::default().commit_deadline, u64::from),
-    };
+    let upgrade = crate::validate_net::upgrade(&mut c, raw.upgrade);
     if !c.errors.is_empty() {
         return Err(c.errors);
     }

@@ -1,4 +1,5 @@
-//! Checks of `[[nic]]` and `[[personality]]`: addresses, gateways, tags, caps, volumes.
+//! Checks of `[[nic]]` and `[[personality]]` (addresses, gateways, tags, caps, volumes), and of
+//! the small numbers of `[admin.ssh]` and `[upgrade]`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -84,6 +85,15 @@ pub(crate) fn known_tag(c: &mut Checker<'_>, tag: &Spanned<String>, owner: &str,
         tag: tag.get_ref().clone(),
     };
     c.push(tag.span(), kind).hint = Some(hint);
+}
+
+/// `[upgrade]`: the trial boot's deadline, 10 ..= 3600 seconds.
+pub(crate) fn upgrade(c: &mut Checker<'_>, raw: Option<crate::raw::RawUpgrade>) -> crate::model::Upgrade {
+    let deadline = raw.and_then(|u| u.commit_deadline);
+    let deadline = deadline.and_then(|d| small_int(c, &d, "upgrade commit_deadline", 10..=3600));
+    deadline.map_or_else(Default::default, |d| crate::model::Upgrade {
+        commit_deadline: d.into(),
+    })
 }
 
 pub(crate) fn small_int(

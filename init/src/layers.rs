@@ -1,9 +1,8 @@
 //! The architecture's one rule, checked: each folder of `init/src` imports only from the
 //! folders below it. From the bottom: `sys` (raw syscalls, all the `unsafe`) ← `base`
 //! (paths, clock, log, timeline, command line) ← `devices` ← `storage` and `net` ←
-//! `supervisor` (the pure engine) and `upgrade` (the stick's slots and loaders) ← `runtime`
-//! (the event loop and what it drives) ← `boot` and `zone` ← `ctl` (`ramkeyctl`) ← `pid1`.
-//! Folders on one level do not import each other.
+//! `supervisor` (the pure engine) ← `runtime` (the event loop and what it drives) ← `boot`,
+//! `zone` and `upgrade` ← `ctl` (`ramkeyctl`) ← `pid1`. Folders on one level do not import each other.
 
 /// Each folder (or top-level file) with its level; a `crate::NAME` path in a folder's code
 /// may name only a folder of a lower level (or its own).
@@ -14,10 +13,10 @@ const LEVELS: &[(&str, u8)] = &[
     ("storage", 3),
     ("net", 3),
     ("supervisor", 4),
-    ("upgrade", 4),
     ("runtime", 5),
     ("boot", 6),
     ("zone", 6),
+    ("upgrade", 6),
     ("ctl", 7),
     ("pid1", 8),
 ];

@@ -22,7 +22,7 @@ pub(crate) mod storage;
 pub(crate) mod supervisor;
 #[allow(unsafe_code)]
 pub(crate) mod sys;
-pub mod upgrade;
+pub(crate) mod upgrade;
 pub(crate) mod zone;
 
 #[cfg(test)]

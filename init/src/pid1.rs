@@ -14,7 +14,7 @@ use crate::boot::{Boot, BootState};
 use crate::devices::modprobe::KernelLoader;
 use crate::net::KernelNetwork;
 use crate::runtime::control::ControlServer;
-use crate::runtime::events::{EventLoop, SIGNALS};
+use crate::runtime::events::{EventLoop, Judge, SIGNALS};
 use crate::runtime::host_key::Stores;
 use crate::runtime::login;
 use crate::runtime::services;
@@ -24,7 +24,7 @@ use crate::runtime::supervise::Supervision;
 use crate::storage::mounts::KernelMounter;
 use crate::storage::pool::PoolState;
 use crate::supervisor::protocol::SystemInfo;
-use crate::{sys, zone};
+use crate::{sys, upgrade, zone};
 use ramkey_image::service::ServiceSpec;
 
 /// Runs PID 1 with `/` as the root. Never returns.
@@ -59,6 +59,10 @@ pub fn run() -> ! {
         Ok(Err(e)) => Some(e.to_string()),
         Err(_) => Some("panic during boot (see the PANIC line above)".to_owned()),
     };
+    let judge = catch_unwind(AssertUnwindSafe(|| trial(&paths, &state))).unwrap_or_else(|_| {
+        crate::error!("platform: panic while reading the trial state (see the PANIC line above)");
+        None
+    });
     let (mut services, mut control) = (None, None);
     match cause {
         None => {
@@ -104,6 +108,7 @@ pub fn run() -> ! {
         services: services.take(),
         control: control.take(),
         leases: std::mem::take(&mut state.leases),
+        judge: judge.map(|j| Box::new(j) as Box<dyn Judge>),
     };
     loop {
         match catch_unwind(AssertUnwindSafe(|| events.run())) {
@@ -127,6 +132,18 @@ pub fn run() -> ! {
         // Never spin: a loop that keeps failing retries once a second.
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// Which platform slot booted and whether it is on trial ([`upgrade::trial`]); the trial
+/// to judge, if it is one.
+fn trial(paths: &Paths, state: &BootState) -> Option<upgrade::trial::Running> {
+    let key = state.usbkey.as_ref()?;
+    let stick = upgrade::trial::Stick {
+        node: key.node.clone(),
+        mount: paths.usbkey(),
+    };
+    let watch = upgrade::trial::at_boot(&stick, state.cmdline.slot, &mut KernelMounter)?;
+    Some(upgrade::trial::Running { watch, stick })
 }
 
 /// The `services` boot step: account files, the platform services started, the control

@@ -19,8 +19,8 @@ use ramkey_builder::push::{self, PushArgs};
 use ramkey_builder::run::{Boot, Forward, RunOptions};
 use xtask::artifacts;
 use xtask::http::Served;
-use xtask::ssh::{self, client, free_port, keygen, ssh, text};
 use xtask::qemu::{Machine, Spec};
+use xtask::ssh::{self, client, free_port, keygen, ssh, text};
 
 const BOOT: Duration = Duration::from_secs(240);
 const SHUTDOWN: Duration = Duration::from_secs(90);

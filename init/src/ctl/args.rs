@@ -22,6 +22,12 @@ usage: ramkeyctl COMMAND [--json]
   personality import FILE         verify an image and keep it in /pool/images/
   personality log NAME [SERVICE]  the zone's log, or one of its services' logs
   personality console NAME [-- COMMAND...]   a shell (or a command) inside the zone
+  image avail|import|list|delete ...   images from the config's [images] sources
+  platform status                 the stick's two platform slots: versions, which
+                                  booted, which is committed, the last trial boot
+  platform upgrade FILE|-|URL [--reboot] [--allow-downgrade]
+                                  verify a platform bundle, write it into the slot
+                                  not committed and arm one trial boot of it
 
 --json prints the answer as JSON, with every command (`personality list` as a list of zones,
 the commands that only report as {\"message\": ...}; not `console`). Talks to PID 1 at
@@ -65,6 +71,8 @@ pub enum Command {
     Personality(Vec<String>),
     /// `image ...`: images and their sources, handled by [`crate::ctl::image`].
     Image(Vec<String>),
+    /// `platform ...`: the stick's platform slots, handled by [`crate::ctl::platform`].
+    Platform(Vec<String>),
     /// `help`, `-h`, `--help`.
     Help,
 }
@@ -108,6 +116,10 @@ pub fn parse(args: &[String]) -> Result<Args, UsageError> {
     }
     if args.first().is_some_and(|a| a == "image") {
         let command = Command::Image(args[1..].to_vec());
+        return Ok(Args { command, json });
+    }
+    if args.first().is_some_and(|a| a == "platform") {
+        let command = Command::Platform(args[1..].to_vec());
         return Ok(Args { command, json });
     }
     let words: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -44,7 +44,7 @@ impl Source {
     }
 
     /// The bytes, and their length when known in advance.
-    fn open(&self) -> Result<(Box<dyn Read>, Option<u64>), String> {
+    pub(crate) fn open(&self) -> Result<(Box<dyn Read>, Option<u64>), String> {
         match self {
             Source::File(path) => {
                 let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;

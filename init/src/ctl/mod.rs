@@ -11,6 +11,7 @@ pub mod console;
 pub mod image;
 pub mod import;
 pub mod personality;
+pub mod platform;
 pub mod render;
 pub mod swap;
 pub mod usbkey_config;
@@ -95,6 +96,7 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> Result<(), String> {
         Command::Personality(args) if as_json => json(out, &personality::run_json(&args)?),
         Command::Personality(args) => print(out, &personality::run(&args)?),
         Command::Image(args) => print(out, &image::run(crate::base::paths::Paths::system().root(), &args)?),
+        Command::Platform(args) => platform::run(crate::base::paths::Paths::system().root(), &args, out),
         Command::Status => match ask(&Request::Status)? {
             Response::Status { status } if as_json => json(out, &status),
             Response::Status { status } => print(out, &render::status(&status)),

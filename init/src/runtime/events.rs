@@ -22,6 +22,7 @@ use crate::runtime::control::ControlServer;
 use crate::runtime::shutdown::{Action, Request};
 use crate::runtime::supervise::Supervision;
 use crate::supervisor::protocol::Response;
+use crate::supervisor::state::ServiceStatus;
 use crate::sys;
 
 /// The event loop failed in a way it cannot go on from.
@@ -81,6 +82,16 @@ pub struct EventLoop {
     pub control: Option<ControlServer>,
     /// The DHCP leases in use, renewed when due (T1, or a retry after a failed renewal).
     pub leases: Vec<HeldLease>,
+    /// Judged at every turn until it is done (the platform's trial boot).
+    pub judge: Option<Box<dyn Judge>>,
+}
+
+/// Something judged at every turn of the loop from the services' states, which may ask
+/// for a shutdown: the trial boot of a new platform (`upgrade::trial`).
+pub trait Judge: std::fmt::Debug {
+    /// Judges with the services' `statuses` (`None` in recovery mode) at `now` (since the
+    /// kernel started). Returns whether it is done, and a shutdown to begin.
+    fn judge(&mut self, statuses: Option<&[ServiceStatus]>, now: Duration) -> (bool, Option<Request>);
 }
 
 /// What one readable fd is.
@@ -169,6 +180,14 @@ impl EventLoop {
                 },
             });
         }
+        if let Some(judge) = self.judge.as_mut() {
+            let statuses = self.services.as_ref().map(Supervision::statuses);
+            let (done, shutdown) = judge.judge(statuses.as_deref(), sys::boottime());
+            asked = asked.or(shutdown);
+            if done {
+                self.judge = None;
+            }
+        }
         if let Some(request) = asked
             && pending.is_none()
         {
@@ -214,7 +233,9 @@ impl EventLoop {
             add(Source::Renewals, fd);
         }
         let renewal = renewals.deadline(&self.leases, now).map(|at| at.saturating_sub(now));
-        timeout = [timeout, renewal].into_iter().flatten().min();
+        // A judge looks once a second at least.
+        let judge = self.judge.as_ref().map(|_| Duration::from_secs(1));
+        timeout = [timeout, renewal, judge].into_iter().flatten().min();
         // Round up, so that a deadline a fraction of a millisecond away does not spin.
         let timeout = match timeout {
             None => PollTimeout::NONE,
@@ -335,6 +356,7 @@ mod tests {
             services: None,
             control: None,
             leases,
+            judge: None,
         }
     }
 
@@ -416,5 +438,41 @@ mod tests {
         assert!(events.leases[0].renew_at >= now + RETRY, "{:?}", events.leases[0]);
         assert_eq!(events.leases[2].renew_at, far);
         assert_eq!(pending, None);
+    }
+
+    /// Asks for a reboot at its second look, without services (recovery mode).
+    #[derive(Debug, Default)]
+    struct Impatient {
+        looks: Vec<bool>,
+    }
+
+    impl Judge for Impatient {
+        fn judge(&mut self, statuses: Option<&[ServiceStatus]>, _now: Duration) -> (bool, Option<Request>) {
+            self.looks.push(statuses.is_some());
+            if self.looks.len() < 2 {
+                return (false, None);
+            }
+            let reboot = Request {
+                action: Action::Reboot,
+                reason: "judged".into(),
+            };
+            (true, Some(reboot))
+        }
+    }
+
+    #[test]
+    fn a_judge_looks_every_second_and_its_reboot_starts_the_shutdown() {
+        let mut events = bare_loop(Vec::new());
+        events.judge = Some(Box::new(Impatient::default()));
+        let mut renewals = Renewals::new(Arc::new(|_: &mut HeldLease| Ok(())));
+        let mut pending = None;
+        let t0 = std::time::Instant::now();
+        assert_eq!(events.turn(&mut renewals, &mut pending).unwrap(), None);
+        assert!(events.judge.is_some() && pending.is_none());
+        // The second turn comes from the judge's own timeout: nothing else would wake it.
+        assert_eq!(events.turn(&mut renewals, &mut pending).unwrap(), None);
+        assert!(t0.elapsed() < Duration::from_secs(5), "waited {:?}", t0.elapsed());
+        assert!(events.judge.is_none(), "done: no longer judged");
+        assert_eq!(pending.map(|r| r.reason), Some("judged".to_owned()));
     }
 }

@@ -17,6 +17,7 @@ use crate::supervisor::cgroup::CgroupTree;
 use crate::supervisor::logfile::{self, LogSink, Rotation};
 use crate::supervisor::process::Output;
 use crate::supervisor::protocol::{self, Request, Response, SystemInfo};
+use crate::supervisor::state::ServiceStatus;
 use crate::supervisor::{Exit, NetChecker, ProcessSpawner, Settled, State, Supervisor};
 
 /// The supervisor as PID 1 runs it.
@@ -158,6 +159,11 @@ impl Supervision {
                 self.outputs.swap_remove(i);
             }
         }
+    }
+
+    /// Every service's status.
+    pub fn statuses(&self) -> Vec<ServiceStatus> {
+        self.sup.status()
     }
 
     /// Answers a control request; a `reboot` or `poweroff` also returns the shutdown to run.

@@ -373,6 +373,18 @@ pub fn disarm(root: &Path) -> Result<Option<Entry>, LoaderError> {
     Ok(removed)
 }
 
+/// The label syslinux boots once at the next BIOS boot, if one is armed.
+pub fn boot_once(root: &Path) -> Result<Option<String>, LoaderError> {
+    Ok(adv::boot_once(&Files::new(root).ldlinux)?)
+}
+
+/// Clears syslinux's boot-once label only: what a trial boot does first, so that one whose
+/// firmware could not write the label back is not booted again at the next reset.
+pub fn clear_boot_once(root: &Path) -> Result<(), LoaderError> {
+    adv::set_boot_once(&Files::new(root).ldlinux, None)?;
+    Ok(())
+}
+
 #[cfg(test)]
 #[path = "loaders_tests.rs"]
 mod tests;

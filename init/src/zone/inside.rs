@@ -296,6 +296,7 @@ fn serve(paths: &Paths, spec: &ZoneSpec, leases: Vec<HeldLease>) -> i32 {
         services: Some(services),
         control,
         leases,
+        judge: None,
     };
     match events.run() {
         Ok(request) => {
