@@ -1,54 +1,21 @@
-//! Boot tests of the built media under QEMU (TCG), on the machine `ramkey run` defines: the
-//! same `usb.img` on a USB disk under SeaBIOS and under OVMF, and the PXE tree over QEMU's
-//! TFTP (through iPXE's script and through pxelinux) with the config fetched over HTTP from
-//! the host, chosen by the NIC's MAC.
+//! Boot tests of the built media under QEMU (TCG), on the machine `ramkey run` defines: two
+//! copies of `usb.img` in one box, and the PXE tree over QEMU's TFTP (through iPXE's script
+//! and through pxelinux) with the config fetched over HTTP from the host, chosen by the NIC's
+//! MAC. The stick booting under SeaBIOS and under OVMF is the first boot of each test in
+//! `upgrade.rs`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ramkey_builder::run::{Boot, Firmware, RunOptions};
+use ramkey_builder::run::{Boot, RunOptions};
 use ramkey_image::SigningKey;
 use xtask::artifacts;
 use xtask::qemu::{Machine, Spec};
 
 const BOOT: Duration = Duration::from_secs(240);
 const SHUTDOWN: Duration = Duration::from_secs(60);
-
-fn usb_boot(name: &str, firmware: Firmware) {
-    let image = artifacts::usb_copy(name).unwrap();
-    let mut opts = RunOptions::new(Boot::Usb { image });
-    opts.firmware = firmware;
-    opts.state_dir = Some(artifacts::target_dir().join("ramkey/run").join(name));
-    let mut vm = Machine::start(&Spec::run(name, &opts).unwrap()).unwrap();
-    // A box whose PID 1 dies reboots (a kernel panic) rather than hang.
-    let (_, cmdline) = vm.expect("Kernel command line: ", BOOT).unwrap();
-    assert!(cmdline.contains(" panic=10"), "{cmdline}");
-    let (_, line) = vm.expect("ramkey: usbkey: RAMKEY on /dev/sd", BOOT).unwrap();
-    assert!(
-        line.contains("(usb") && line.ends_with("mounted read-only at /usbkey"),
-        "{line}"
-    );
-    vm.expect("ramkey: config: /usbkey/config.toml: ok (hostname ramkey)", BOOT)
-        .unwrap();
-    let at = vm.expect_running(BOOT).unwrap();
-    eprintln!("{name}: ready {:.1} s after QEMU started", at.as_secs_f64());
-    vm.monitor("system_powerdown").unwrap();
-    vm.expect_line("ramkey: unmount /usbkey: ok", SHUTDOWN).unwrap();
-    vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
-    assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
-}
-
-#[test]
-fn usb_stick_boots_under_seabios() {
-    usb_boot("usb-bios", Firmware::Bios);
-}
-
-#[test]
-fn usb_stick_boots_under_ovmf() {
-    usb_boot("usb-uefi", Firmware::Uefi);
-}
 
 /// A second stick labelled RAMKEY beside the one the box boots from (a copy of it, as when
 /// someone leaves last year's stick in the box): the box takes neither, names both and stays

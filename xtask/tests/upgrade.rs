@@ -99,6 +99,29 @@ impl Rack {
         vm
     }
 
+    /// The first boot of the stick as flashed, checked as a person would: the loader's
+    /// command line (a box whose kernel panics reboots rather than hang), the stick found
+    /// and mounted read-only, its config read, slot a committed, `web` serving.
+    fn first_boot(&mut self) -> Machine {
+        let mut vm = self.boot();
+        let (_, cmdline) = vm.expect("Kernel command line: ", BOOT).unwrap();
+        assert!(
+            cmdline.contains(" panic=10") && cmdline.contains("ramkey.slot=a"),
+            "{cmdline}"
+        );
+        let (_, line) = vm.expect("ramkey: usbkey: RAMKEY on /dev/sd", BOOT).unwrap();
+        assert!(
+            line.contains("(usb") && line.ends_with("mounted read-only at /usbkey"),
+            "{line}"
+        );
+        vm.expect("ramkey: config: /usbkey/config.toml: ok (hostname upbox)", BOOT)
+            .unwrap();
+        vm.expect("ramkey: platform: booted slot a (0.1.0), committed", BOOT)
+            .unwrap();
+        self.web_serves();
+        vm
+    }
+
     fn ssh(&self, command: &str) -> Output {
         ssh::ssh(self.ssh_port, &self.key(), &self.known_hosts(), "accept-new", command)
     }
@@ -200,18 +223,8 @@ fn under_seabios_an_upgrade_commits_and_a_panic_a_dead_zone_and_a_power_cut_fall
     std::fs::write(www.path().join("truncated.rkup"), &bytes[..bytes.len() / 2]).unwrap();
     let (_server, url) = serve(www.path());
 
-    // Boot 1: platform 0.1.0, as flashed. What the stick boot test checks, then refusals.
-    let mut vm = rack.boot();
-    let (_, cmdline) = vm.expect("Kernel command line: ", BOOT).unwrap();
-    assert!(
-        cmdline.contains(" panic=10") && cmdline.contains("ramkey.slot=a"),
-        "{cmdline}"
-    );
-    let (_, line) = vm.expect("ramkey: usbkey: RAMKEY on /dev/sd", BOOT).unwrap();
-    assert!(line.ends_with("mounted read-only at /usbkey"), "{line}");
-    vm.expect("ramkey: platform: booted slot a (0.1.0), committed", BOOT)
-        .unwrap();
-    rack.web_serves();
+    // Boot 1: platform 0.1.0, as flashed; refusals.
+    let mut vm = rack.first_boot();
     for (file, reason) in [
         ("untrusted.rkup", "which is not trusted"),
         ("truncated.rkup", "truncated platform bundle"),
@@ -259,6 +272,7 @@ fn under_seabios_an_upgrade_commits_and_a_panic_a_dead_zone_and_a_power_cut_fall
         row.contains("incomplete: a write was cut off (platform/b.new"),
         "{status}"
     );
+    rack.web_serves();
     let said = rack.upgrade_and_reboot(&mut vm, &url("v2.rkup"));
     assert!(said.contains("verified platform 0.2.0"), "{said}");
     let written = write_seconds(&said);
@@ -340,10 +354,7 @@ fn under_ovmf_a_pushed_upgrade_commits_and_a_panicking_kernel_falls_back() {
     let panics = bundles::panicking_platform_bundle("uefi-0.3.0-panics", "0.3.0").unwrap();
 
     // Boot 1: 0.1.0 as flashed; `ramkey push BOX platform.rkup --reboot`.
-    let mut vm = rack.boot();
-    vm.expect("ramkey: platform: booted slot a (0.1.0), committed", BOOT)
-        .unwrap();
-    rack.web_serves();
+    let mut vm = rack.first_boot();
     rack.run("true");
     let said = rack.push(&v2);
     eprintln!("ramkey push said:\n{said}");
@@ -387,6 +398,7 @@ fn under_ovmf_a_pushed_upgrade_commits_and_a_panicking_kernel_falls_back() {
         back_at.as_secs_f64()
     );
     vm.monitor("system_powerdown").unwrap();
+    vm.expect_line("ramkey: unmount /usbkey: ok", SHUTDOWN).unwrap();
     vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
     assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
 }

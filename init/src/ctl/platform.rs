@@ -1,6 +1,6 @@
 //! `ramkeyctl platform status|upgrade`: the stick's two platform slots. `upgrade FILE|-|URL`
 //! verifies a signed platform bundle while it streams into the slot that is not committed
-//! (`upgrade::slot`), records what must come back (every service and zone online now) and
+//! (`upgrade::slot`), records what must come back (every service and zone that came up) and
 //! arms one trial boot of it in both boot loaders (`upgrade::loaders`); `--reboot` starts
 //! it at once. PID 1 of the trial commits it or goes back (`upgrade::trial`).
 
@@ -115,7 +115,7 @@ pub fn status(root: &Path) -> Result<String, String> {
         let dash = || "-".to_owned();
         text.push_str(&format!(
             "{:<5} {:<9} {:<16} {:<21} {}\n",
-            s,
+            s.letter(),
             info.version.unwrap_or_else(dash),
             info.kernel.unwrap_or_else(dash),
             info.built.map_or_else(dash, when),
@@ -135,12 +135,14 @@ pub fn status(root: &Path) -> Result<String, String> {
     Ok(text)
 }
 
-/// The services (zones among them) online now: what the trial must bring back.
-fn online_now() -> Result<Vec<String>, String> {
+/// The services (zones among them) that came up in this boot and were not given up on
+/// since: what the trial must bring back.
+fn came_up() -> Result<Vec<String>, String> {
     match crate::ctl::ask(&Request::Svcs { all: false }) {
         Ok(Response::Svcs { services }) => Ok(services
             .into_iter()
-            .filter(|s| s.state == SvcState::Online)
+            .filter(|s| s.state != SvcState::Maintenance && s.state != SvcState::Disabled)
+            .filter(|s| s.state == SvcState::Online || s.history.iter().any(|t| t.state == SvcState::Online))
             .map(|s| s.name)
             .collect()),
         Ok(other) => Err(crate::ctl::unexpected(&other)),
@@ -184,7 +186,7 @@ fn upgrade(
     let running = Paths::new(root)
         .os_release_field("VERSION_ID")
         .unwrap_or_else(|| "0".into());
-    let expect = online_now()?;
+    let expect = came_up()?;
     let (mut from, _) = source.open()?;
     let print = |out: &mut dyn Write, text: String| {
         writeln!(out, "{text}")
