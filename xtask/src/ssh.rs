@@ -100,3 +100,19 @@ pub fn zone_box_config(hostname: &str, public_key: &str, sources: &[String]) -> 
         sources.join(", ")
     )
 }
+
+/// The `-o` options `ramkey push` passes to `ssh` in the tests: the [`client`]'s, with the
+/// host key checked strictly against `known_hosts`.
+pub fn push_options(known_hosts: &Path) -> Vec<String> {
+    [
+        "BatchMode=yes",
+        "IdentitiesOnly=yes",
+        "IdentityAgent=none",
+        "StrictHostKeyChecking=yes",
+        "LogLevel=ERROR",
+    ]
+    .iter()
+    .map(|o| (*o).to_owned())
+    .chain([format!("UserKnownHostsFile={}", known_hosts.display())])
+    .collect()
+}

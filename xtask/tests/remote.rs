@@ -282,17 +282,7 @@ fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leav
         reboot: false,
         port: Some(ssh_port),
         identity: Some(key.clone()),
-        options: [
-            "BatchMode=yes",
-            "IdentitiesOnly=yes",
-            "IdentityAgent=none",
-            "StrictHostKeyChecking=yes",
-            "LogLevel=ERROR",
-        ]
-        .iter()
-        .map(|o| (*o).to_owned())
-        .chain([format!("UserKnownHostsFile={}", known_hosts.display())])
-        .collect(),
+        options: ssh::push_options(&known_hosts),
     };
     let said = push::push(&args).unwrap_or_else(|e| panic!("ramkey push: {e}"));
     eprintln!("ramkey push said:\n{said}");

@@ -158,17 +158,7 @@ impl Rack {
             reboot: true,
             port: Some(self.ssh_port),
             identity: Some(self.key()),
-            options: [
-                "BatchMode=yes",
-                "IdentitiesOnly=yes",
-                "IdentityAgent=none",
-                "StrictHostKeyChecking=yes",
-                "LogLevel=ERROR",
-            ]
-            .iter()
-            .map(|o| (*o).to_owned())
-            .chain([format!("UserKnownHostsFile={}", self.known_hosts().display())])
-            .collect(),
+            options: ssh::push_options(&self.known_hosts()),
         };
         push::push(&args).unwrap_or_else(|e| panic!("ramkey push: {e}"))
     }
