@@ -9,8 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::loaders::{self, LoaderError};
+use super::slot;
 use super::state::{State, now_unix, on_stick, slot_of};
-use super::{loaders, slot};
 use crate::base::cmdline::Slot;
 use crate::runtime::events::Judge;
 use crate::runtime::shutdown::{Action, Request};
@@ -125,11 +126,10 @@ pub fn at_boot(stick: &Stick, booted: Option<Slot>, mounter: &mut dyn Mounter) -
         return None;
     };
     let trial_slot = slot_of(&trial.slot);
-    let write = |state: &State, disarm: bool, mounter: &mut dyn Mounter| {
+    // The loaders changed as `unarm` says, then the state written.
+    let record = |state: &State, unarm: fn(&Path) -> Result<(), LoaderError>, mounter: &mut dyn Mounter| {
         let done = on_stick(mounter, &stick.node, root, || {
-            if disarm {
-                loaders::disarm(root).map_err(|e| e.to_string())?;
-            }
+            unarm(root).map_err(|e| e.to_string())?;
             state.write(root).map_err(|e| e.to_string())
         });
         if let Err(e) = done {
@@ -152,13 +152,7 @@ pub fn at_boot(stick: &Stick, booted: Option<Slot>, mounter: &mut dyn Mounter) -
         }
         // One try: should the firmware not have written syslinux's boot-once label back,
         // the next reset must not boot this slot again.
-        let done = on_stick(mounter, &stick.node, root, || {
-            loaders::clear_boot_once(root).map_err(|e| e.to_string())?;
-            state.write(root).map_err(|e| e.to_string())
-        });
-        if let Err(e) = done {
-            crate::warn!("platform: cannot record the trial on the stick: {e}");
-        }
+        record(&state, loaders::clear_boot_once, mounter);
         return Some(Watch {
             slot: booted,
             version: trial.version,
@@ -181,7 +175,7 @@ pub fn at_boot(stick: &Stick, booted: Option<Slot>, mounter: &mut dyn Mounter) -
         version_of(root, booted)
     );
     state.end_trial(false, reason, now_unix());
-    write(&state, true, mounter);
+    record(&state, |root| loaders::disarm(root).map(drop), mounter);
     None
 }
 
