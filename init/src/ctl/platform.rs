@@ -95,7 +95,7 @@ pub fn status(root: &Path) -> Result<String, String> {
         }
         if let Some(t) = state.trial.as_ref().filter(|t| slot_of(&t.slot) == Some(s)) {
             if b.slot == Some(s) {
-                states.push(format!("on trial (commits when {} are online)", t.expect.join(", ")));
+                states.push(format!("on trial (commits when {} have come up)", t.expect.join(", ")));
             } else if t.armed {
                 let uefi = entries
                     .iter()
@@ -142,7 +142,7 @@ fn came_up() -> Result<Vec<String>, String> {
         Ok(Response::Svcs { services }) => Ok(services
             .into_iter()
             .filter(|s| s.state != SvcState::Maintenance && s.state != SvcState::Disabled)
-            .filter(|s| s.state == SvcState::Online || s.history.iter().any(|t| t.state == SvcState::Online))
+            .filter(crate::upgrade::trial::came_up)
             .map(|s| s.name)
             .collect()),
         Ok(other) => Err(crate::ctl::unexpected(&other)),
@@ -244,7 +244,7 @@ fn upgrade(
     let what = if expect.is_empty() {
         "once it is ready".to_owned()
     } else {
-        format!("once {} are online again", expect.join(", "))
+        format!("once {} have come up again", expect.join(", "))
     };
     print(
         out,

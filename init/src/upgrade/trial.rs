@@ -3,7 +3,7 @@
 //! trial of a new slot (then it watches it: [`Watch`]), or the committed slot after a trial
 //! that failed before PID 1 could judge it (a kernel panic: the loader fell back by itself),
 //! which it records. A trial is committed once every service and zone that was online when
-//! the upgrade was armed is online again, before the deadline; otherwise it is rejected and
+//! the upgrade was armed has come up again, before the deadline; otherwise it is rejected and
 //! the box reboots into the committed slot.
 
 use std::path::{Path, PathBuf};
@@ -58,7 +58,7 @@ impl Watch {
             .iter()
             .filter_map(|name| match statuses.iter().find(|s| &s.name == name) {
                 None => Some(format!("{name} is not defined on this platform")),
-                Some(s) if s.state == SvcState::Online => None,
+                Some(s) if s.state != SvcState::Maintenance && came_up(s) => None,
                 Some(s) if s.reason.is_empty() => Some(format!("{name} is {}", s.state)),
                 Some(s) => Some(format!("{name} is {} ({})", s.state, s.reason)),
             })
@@ -70,7 +70,7 @@ impl Watch {
             } else {
                 self.expect.join(", ")
             };
-            Verdict::Commit(format!("ready and online: {what} ({secs:.1} s after boot)"))
+            Verdict::Commit(format!("ready, and back: {what} ({secs:.1} s after boot)"))
         } else if given_up {
             Verdict::Reject(format!("not back ({secs:.1} s after boot): {}", missing.join("; ")))
         } else if since_boot >= self.deadline {
@@ -83,6 +83,11 @@ impl Watch {
             Verdict::Wait
         }
     }
+}
+
+/// Whether `s` came up (was online) in this boot: a one-shot that ran and ended did, too.
+pub fn came_up(s: &ServiceStatus) -> bool {
+    s.state == SvcState::Online || s.history.iter().any(|t| t.state == SvcState::Online)
 }
 
 /// The stick a trial is recorded on.
@@ -138,11 +143,11 @@ pub fn at_boot(stick: &Stick, booted: Option<Slot>, mounter: &mut dyn Mounter) -
     };
     if trial.armed && trial_slot == Some(booted) {
         say_booted(&format!(
-            ", on trial: it is committed once {} online within {} s of boot, else the box goes back to slot {}",
+            ", on trial: it is committed once {} within {} s of boot, else the box goes back to slot {}",
             if trial.expect.is_empty() {
-                "ready and".to_owned()
+                "it is ready".to_owned()
             } else {
-                trial.expect.join(", ") + " are"
+                trial.expect.join(", ") + " have come up"
             },
             trial.deadline,
             booted.other()

@@ -1,6 +1,7 @@
 //! Tests of judging a trial boot from the services' states.
 
 use super::*;
+use crate::supervisor::state::Transition;
 
 fn status(name: &str, state: SvcState, reason: &str) -> ServiceStatus {
     ServiceStatus {
@@ -35,8 +36,24 @@ fn a_trial_commits_when_everything_that_ran_before_is_online() {
     now[1].state = SvcState::Online;
     assert_eq!(
         w.verdict(Some(&now), Duration::from_millis(41_500)),
-        Verdict::Commit("ready and online: sshd, web (41.5 s after boot)".into())
+        Verdict::Commit("ready, and back: sshd, web (41.5 s after boot)".into())
     );
+    // A one-shot (a zone's gate) that came up and ended is back too; one that only ever
+    // waited is not.
+    let w = watch(&["sshd", "zone-gate-web"]);
+    now.push(status("zone-gate-web", SvcState::Offline, "waiting for zone-web"));
+    assert_eq!(w.verdict(Some(&now), Duration::from_secs(50)), Verdict::Wait);
+    let gate = now.last_mut().unwrap();
+    gate.history.push(Transition {
+        state: SvcState::Online,
+        at_ms: 40_000,
+        reason: "started".into(),
+    });
+    gate.reason = "exited with status 0; not restarted (restart = never)".into();
+    assert!(matches!(
+        w.verdict(Some(&now), Duration::from_secs(50)),
+        Verdict::Commit(_)
+    ));
     assert!(matches!(
         watch(&[]).verdict(Some(&[]), Duration::ZERO),
         Verdict::Commit(_)
