@@ -373,6 +373,17 @@ pub fn disarm(root: &Path) -> Result<Option<Entry>, LoaderError> {
     Ok(removed)
 }
 
+/// Whether both loaders boot `slot` and nothing else is pending: syslinux's `DEFAULT`, the
+/// only generation entry, no trial entry, no boot-once label. False also when they cannot
+/// be read. What a [`commit`] cut short leaves undone, the next `commit` finishes.
+pub fn is_committed(root: &Path, slot: Slot) -> bool {
+    let list = entries(root).unwrap_or_default();
+    committed(root).is_ok_and(|c| c == slot)
+        && list.len() == 1
+        && list.iter().all(|e| e.slot == slot && !e.is_trial())
+        && boot_once(root).is_ok_and(|label| label.is_none())
+}
+
 /// The label syslinux boots once at the next BIOS boot, if one is armed.
 pub fn boot_once(root: &Path) -> Result<Option<String>, LoaderError> {
     Ok(adv::boot_once(&Files::new(root).ldlinux)?)
@@ -387,4 +398,4 @@ pub fn clear_boot_once(root: &Path) -> Result<(), LoaderError> {
 
 #[cfg(test)]
 #[path = "loaders_tests.rs"]
-mod tests;
+pub(crate) mod tests;

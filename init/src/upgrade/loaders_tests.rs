@@ -7,7 +7,7 @@ use std::path::Path;
 use super::*;
 use crate::upgrade::adv::{Adv, boot_once};
 
-const SYSLINUX_CFG: &str = "SERIAL 0 115200
+pub(crate) const SYSLINUX_CFG: &str = "SERIAL 0 115200
 PROMPT 0
 TIMEOUT 0
 DEFAULT ramkey-a
@@ -50,7 +50,7 @@ fn get(root: &Path, path: &str) -> String {
 }
 
 /// The two-slot stick, slot a committed, with `cfg` as `syslinux.cfg`.
-fn stick(cfg: &str) -> tempfile::TempDir {
+pub(crate) fn stick(cfg: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     put(root, "syslinux/syslinux.cfg", cfg);
@@ -103,6 +103,7 @@ fn arm_then_commit() {
     let dir = stick(SYSLINUX_CFG);
     let root = dir.path();
     check_layout(root).unwrap();
+    assert!(is_committed(root, Slot::A));
     assert_eq!(committed(root).unwrap(), Slot::A);
     arm(root, Slot::B, 1, "Ramkey 0.2.0", "0.2.0").unwrap();
 
@@ -121,8 +122,11 @@ fn arm_then_commit() {
     assert_eq!(armed(root).as_deref(), Some("ramkey-b"));
     assert_eq!(entries(root).unwrap()[1].tries_left, Some(1));
 
+    assert!(!is_committed(root, Slot::A), "armed is not only committed");
     systemd_boot_counts(root, "ramkey-gen-2-b+1.conf", "ramkey-gen-2-b+0-1.conf");
+    assert!(!is_committed(root, Slot::B));
     commit(root, Slot::B).unwrap();
+    assert!(is_committed(root, Slot::B) && !is_committed(root, Slot::A));
     assert_eq!(names(root), ["ramkey-gen-2-b.conf"]);
     assert_eq!(committed(root).unwrap(), Slot::B);
     assert_eq!(armed(root), None);

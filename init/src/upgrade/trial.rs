@@ -116,6 +116,9 @@ pub fn at_boot(stick: &Stick, booted: Option<Slot>, mounter: &mut dyn Mounter) -
             return None;
         }
     };
+    if state.trial.is_none() {
+        finish_commit(stick, &state, mounter);
+    }
     let committed = loaders::committed(root).ok();
     let say_booted = |what: &str| {
         crate::notice!("platform: booted slot {} ({}){what}", booted, version_of(root, booted));
@@ -184,14 +187,40 @@ pub fn at_boot(stick: &Stick, booted: Option<Slot>, mounter: &mut dyn Mounter) -
     None
 }
 
+/// Finishes a commit a power cut interrupted: the state says the last trial was committed
+/// (it is written first), the loaders do not all boot that slot yet.
+fn finish_commit(stick: &Stick, state: &State, mounter: &mut dyn Mounter) {
+    let root = stick.mount.as_path();
+    let Some(last) = state.last.as_ref().filter(|l| l.committed) else {
+        return;
+    };
+    let Some(slot) = slot_of(&last.slot).filter(|&s| !loaders::is_committed(root, s)) else {
+        return;
+    };
+    match on_stick(mounter, &stick.node, root, || {
+        loaders::commit(root, slot).map_err(|e| e.to_string())
+    }) {
+        Ok(()) => crate::warn!(
+            "platform: the commit of slot {slot} ({}) had been cut short (a power cut?); finished now: the \
+             loaders boot slot {slot}",
+            last.version
+        ),
+        Err(e) => crate::error!(
+            "platform: cannot finish the commit of slot {slot} ({}): {e}",
+            last.version
+        ),
+    }
+}
+
 /// Commits the trial `watch` (the stick's loaders boot its slot from now on).
 pub fn commit(stick: &Stick, watch: &Watch, why: &str, mounter: &mut dyn Mounter) {
     let root = stick.mount.as_path();
+    // The state first: a commit cut short after it is finished at the next boot.
     let done = on_stick(mounter, &stick.node, root, || -> Result<(), String> {
         let mut state = State::read(root).map_err(|e| e.to_string())?;
-        loaders::commit(root, watch.slot).map_err(|e| e.to_string())?;
         state.end_trial(true, why.to_owned(), now_unix());
-        state.write(root).map_err(|e| e.to_string())
+        state.write(root).map_err(|e| e.to_string())?;
+        loaders::commit(root, watch.slot).map_err(|e| e.to_string())
     });
     match done {
         Ok(()) => crate::notice!("platform: slot {} ({}) committed: {why}", watch.slot, watch.version),

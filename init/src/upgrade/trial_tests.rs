@@ -1,7 +1,10 @@
 //! Tests of judging a trial boot from the services' states.
 
 use super::*;
+use crate::storage::mounts::fake::RecordingMounter;
 use crate::supervisor::state::Transition;
+use crate::upgrade::loaders::tests::{SYSLINUX_CFG, stick};
+use crate::upgrade::state::Outcome;
 
 fn status(name: &str, state: SvcState, reason: &str) -> ServiceStatus {
     ServiceStatus {
@@ -88,4 +91,39 @@ fn a_trial_is_rejected_at_the_deadline_or_when_a_service_is_given_up_on() {
         w.verdict(None, Duration::from_secs(5)),
         Verdict::Reject("the boot ended in recovery mode".into())
     );
+}
+
+#[test]
+fn a_commit_cut_short_is_finished_at_the_next_boot_and_only_then() {
+    let dir = stick(SYSLINUX_CFG);
+    let root = dir.path();
+    std::fs::create_dir(root.join("platform")).unwrap();
+    // Cut after the state said "committed b", before the loaders heard of it.
+    loaders::arm(root, Slot::B, 1, "Ramkey 0.2.0", "0.2.0").unwrap();
+    let state = State {
+        trial: None,
+        last: Some(Outcome {
+            slot: "b".into(),
+            version: "0.2.0".into(),
+            committed: true,
+            reason: "ready".into(),
+            at: 1,
+        }),
+    };
+    state.write(root).unwrap();
+    let stick = Stick {
+        node: "/dev/sda1".into(),
+        mount: root.to_owned(),
+    };
+    let mut mounter = RecordingMounter::default();
+    assert_eq!(at_boot(&stick, Some(Slot::A), &mut mounter), None);
+    assert!(loaders::is_committed(root, Slot::B), "finished");
+    assert_eq!(mounter.mounts.len(), 2, "remounted read-write, then read-only");
+    assert_eq!(at_boot(&stick, Some(Slot::B), &mut mounter), None);
+    assert_eq!(
+        mounter.mounts.len(),
+        2,
+        "nothing left to finish: the stick stays read-only"
+    );
+    assert_eq!(State::read(root).unwrap(), state, "the record is kept");
 }
