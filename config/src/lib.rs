@@ -22,13 +22,14 @@ mod suggest;
 mod units;
 mod validate;
 mod validate_net;
+mod validate_observe;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Location};
 pub use keys::SSH_KEY_TYPES;
 pub use load::SUPPORTED_VERSION;
 pub use model::{
-    Addressing, Admin, Cidr, Config, Dns, Filesystem, HostPort, Log, LogLevel, MacAddr, Nic, Personality, Pool,
-    Selector, SettingValue, Ssh, SshKey, TrustedKey, Upgrade, Volume,
+    Addressing, Admin, Cidr, Config, Dns, Filesystem, HostPort, Log, LogLevel, MacAddr, Metrics, Nic, Personality,
+    Pool, Remote, Selector, SettingValue, Ssh, SshKey, Transport, TrustedKey, Upgrade, Volume,
 };
 pub use units::parse_size;
 

@@ -39,6 +39,8 @@ pub struct Config {
     pub image_sources: Vec<String>,
     /// Platform upgrades (`[upgrade]`).
     pub upgrade: Upgrade,
+    /// The Prometheus endpoint (`[metrics]`); off when `None`.
+    pub metrics: Option<Metrics>,
 }
 
 impl Config {
@@ -203,19 +205,65 @@ impl Default for Upgrade {
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Log {
-    /// A remote syslog target.
-    pub remote: Option<HostPort>,
-    /// The level; `info` when not given.
+    /// Where every log line is also sent (RFC 5424 syslog); `None` keeps logs on the box.
+    pub remote: Option<Remote>,
+    /// The most lines the shipper holds for a collector that is down, in bytes (on the pool,
+    /// or in RAM without one); past it the oldest go, counted.
+    pub buffer: u64,
+    /// The console's level, unless the kernel command line says `ramkey.log=`.
     pub level: LogLevel,
+}
+
+impl Log {
+    /// `[log] buffer` when the file does not say.
+    pub const DEFAULT_BUFFER: u64 = 16 << 20;
 }
 
 impl Default for Log {
     fn default() -> Self {
         Self {
             remote: None,
+            buffer: Self::DEFAULT_BUFFER,
             level: LogLevel::Info,
         }
     }
+}
+
+/// How lines travel to a syslog collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// RFC 6587 octet-counted frames on a TCP stream.
+    Tcp,
+    /// One RFC 5426 datagram per line.
+    Udp,
+}
+
+/// `[log] remote`: `tcp://HOST:PORT` or `udp://HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// The collector.
+    pub target: HostPort,
+}
+
+impl fmt::Display for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.transport {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        };
+        write!(f, "{scheme}://{}", self.target)
+    }
+}
+
+/// `[metrics]`: where the Prometheus endpoint listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metrics {
+    /// The `[[nic]]` tag whose address it listens on.
+    pub nic: String,
+    /// The TCP port.
+    pub port: u16,
 }
 
 /// A volume of a personality.

@@ -29,6 +29,7 @@ pub(crate) struct RawConfigV1 {
     pub personality: Vec<Spanned<RawPersonality>>,
     pub images: Option<RawImages>,
     pub upgrade: Option<RawUpgrade>,
+    pub metrics: Option<RawMetrics>,
 }
 
 /// The top-level keys, for the per-section pass that collects every shape error.
@@ -45,6 +46,7 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "personality",
     "images",
     "upgrade",
+    "metrics",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,7 +156,14 @@ pub(crate) struct RawUpgrade {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLog {
     pub remote: Option<Spanned<String>>,
+    pub buffer: Option<Spanned<String>>,
     pub level: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,9 +8,9 @@ use toml::Spanned;
 
 use crate::error::{ConfigError, ErrorKind, Location};
 use crate::keys::{check_password_hash, parse_ssh_key, parse_trusted_key};
-use crate::model::{Admin, Config, Dns, Filesystem, Log, LogLevel, Pool, Ssh};
+use crate::model::{Admin, Config, Dns, Filesystem, Pool, Ssh};
 use crate::net::{domain_problem, host_problem, label_problem};
-use crate::raw::{RawAdmin, RawConfigV1, RawCreate, RawDns, RawImages, RawLog, RawNic, RawNtp, RawPool};
+use crate::raw::{RawAdmin, RawConfigV1, RawCreate, RawDns, RawImages, RawNic, RawNtp, RawPool};
 use crate::suggest::{is_timezone, timezone_hint};
 
 /// Collects problems while checking; each problem is placed in the text by its span.
@@ -116,9 +116,12 @@ pub(crate) fn validate(text: &str, raw: RawConfigV1) -> Result<Config, Vec<Confi
     let dns = dns(&mut c, raw.dns.unwrap_or_default());
     let ntp_servers = ntp(&mut c, raw.ntp.unwrap_or_default());
     let pool = raw.pool.map(|p| pool(&mut c, &p));
-    let log = log(&mut c, raw.log.unwrap_or_default());
+    let log = crate::validate_observe::log(&mut c, raw.log.unwrap_or_default());
     let (trusted_keys, image_sources) = images(&mut c, raw.images.unwrap_or_default());
     let upgrade = crate::validate_net::upgrade(&mut c, raw.upgrade);
+    let metrics = raw
+        .metrics
+        .and_then(|m| crate::validate_observe::metrics(&mut c, m, &raw.nic));
     if !c.errors.is_empty() {
         return Err(c.errors);
     }
@@ -135,6 +138,7 @@ pub(crate) fn validate(text: &str, raw: RawConfigV1) -> Result<Config, Vec<Confi
         trusted_keys,
         image_sources,
         upgrade,
+        metrics,
     })
 }
 
@@ -319,33 +323,6 @@ fn create(c: &mut Checker<'_>, p: &RawPool) -> Vec<String> {
         c.push(value.span(), ErrorKind::Conflict { message }).hint = Some(create_hint(p));
     }
     ids
-}
-
-fn log(c: &mut Checker<'_>, raw: RawLog) -> Log {
-    let remote = raw.remote.as_ref().and_then(|r| match r.get_ref().parse() {
-        Ok(hp) => Some(hp),
-        Err(reason) => {
-            c.invalid(r, "log remote", reason);
-            None
-        }
-    });
-    let level = match raw.level.as_ref().map(|l| l.get_ref().as_str()) {
-        None | Some("info") => LogLevel::Info,
-        Some("error") => LogLevel::Error,
-        Some("warn") => LogLevel::Warn,
-        Some("debug") => LogLevel::Debug,
-        Some("trace") => LogLevel::Trace,
-        Some(other) => {
-            let hint = crate::suggest::closest(other, ["error", "warn", "info", "debug", "trace"])
-                .map(|l| format!("did you mean {l:?}?"));
-            if let Some(l) = &raw.level {
-                c.invalid(l, "log level", "expected error, warn, info, debug or trace")
-                    .hint = hint;
-            }
-            LogLevel::Info
-        }
-    };
-    Log { remote, level }
 }
 
 fn images(c: &mut Checker<'_>, raw: RawImages) -> (Vec<crate::keys::TrustedKey>, Vec<String>) {
