@@ -2,7 +2,8 @@
 //! folders below it. From the bottom: `sys` (raw syscalls, all the `unsafe`) ← `base`
 //! (paths, clock, log, timeline, command line) ← `devices` ← `storage` and `net` ←
 //! `supervisor` (the pure engine) ← `runtime` (the event loop and what it drives) ← `boot`,
-//! `zone` and `upgrade` ← `ctl` (`ramkeyctl`) ← `pid1`. Folders on one level do not import each other.
+//! `zone`, `upgrade` and `observe` ← `ctl` (`ramkeyctl`) ← `pid1`. Folders on one level do
+//! not import each other.
 
 /// Each folder (or top-level file) with its level; a `crate::NAME` path in a folder's code
 /// may name only a folder of a lower level (or its own).
@@ -17,6 +18,7 @@ const LEVELS: &[(&str, u8)] = &[
     ("boot", 6),
     ("zone", 6),
     ("upgrade", 6),
+    ("observe", 6),
     ("ctl", 7),
     ("pid1", 8),
 ];

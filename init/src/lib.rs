@@ -16,6 +16,7 @@ pub(crate) mod boot;
 pub(crate) mod ctl;
 pub(crate) mod devices;
 pub(crate) mod net;
+pub(crate) mod observe;
 pub(crate) mod pid1;
 pub(crate) mod runtime;
 pub(crate) mod storage;
