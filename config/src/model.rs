@@ -257,6 +257,23 @@ impl fmt::Display for Remote {
     }
 }
 
+impl std::str::FromStr for Remote {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| format!("{text:?} names no transport"))?;
+        let transport = match scheme {
+            "tcp" => Transport::Tcp,
+            "udp" => Transport::Udp,
+            other => return Err(format!("unknown transport {other:?} (expected tcp or udp)")),
+        };
+        let target = rest.trim_end_matches('/').parse()?;
+        Ok(Remote { transport, target })
+    }
+}
+
 /// `[metrics]`: where the Prometheus endpoint listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metrics {
@@ -361,4 +378,28 @@ pub struct Personality {
     /// Whether the zone may start an image older than the highest version it has come up
     /// on (by default such a downgrade is refused at boot).
     pub allow_downgrade: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remotes_name_their_transport() {
+        let r: Remote = "tcp://logs.example.com:6514".parse().unwrap();
+        assert_eq!((r.transport, r.target.port), (Transport::Tcp, 6514));
+        assert_eq!(r.to_string(), "tcp://logs.example.com:6514");
+        assert_eq!(
+            "udp://[::1]:514".parse::<Remote>().unwrap().to_string(),
+            "udp://[::1]:514"
+        );
+        assert!("logs:514".parse::<Remote>().unwrap_err().contains("names no transport"));
+        assert!(
+            "tls://logs:514"
+                .parse::<Remote>()
+                .unwrap_err()
+                .contains("unknown transport")
+        );
+        assert!("tcp://logs".parse::<Remote>().is_err());
+    }
 }

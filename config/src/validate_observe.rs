@@ -3,7 +3,7 @@
 
 use toml::Spanned;
 
-use crate::model::{Log, LogLevel, Metrics, Remote, Transport};
+use crate::model::{Log, LogLevel, Metrics, Remote};
 use crate::raw::{RawLog, RawMetrics, RawNic};
 use crate::units::parse_size;
 use crate::validate::Checker;
@@ -12,7 +12,7 @@ use crate::validate::Checker;
 const BUFFER: std::ops::RangeInclusive<u64> = (16 << 10)..=(4 << 30);
 
 pub(crate) fn log(c: &mut Checker<'_>, raw: RawLog) -> Log {
-    let remote = raw.remote.as_ref().and_then(|r| match remote(r.get_ref()) {
+    let remote = raw.remote.as_ref().and_then(|r| match r.get_ref().parse::<Remote>() {
         Ok(remote) => Some(remote),
         Err(reason) => {
             c.invalid(r, "log remote", reason).hint = Some(
@@ -56,20 +56,6 @@ pub(crate) fn log(c: &mut Checker<'_>, raw: RawLog) -> Log {
     }
 }
 
-/// `tcp://HOST:PORT` or `udp://HOST:PORT`.
-fn remote(text: &str) -> Result<Remote, String> {
-    let (scheme, rest) = text
-        .split_once("://")
-        .ok_or_else(|| format!("{text:?} names no transport"))?;
-    let transport = match scheme {
-        "tcp" => Transport::Tcp,
-        "udp" => Transport::Udp,
-        other => return Err(format!("unknown transport {other:?} (expected tcp or udp)")),
-    };
-    let target = rest.trim_end_matches('/').parse()?;
-    Ok(Remote { transport, target })
-}
-
 /// `[metrics] listen = "TAG:PORT"`; `None` (with an error pushed) when it is wrong, or when
 /// the section has no `listen` (which is the same as no section: off).
 pub(crate) fn metrics(c: &mut Checker<'_>, raw: RawMetrics, nics: &[Spanned<RawNic>]) -> Option<Metrics> {
@@ -93,20 +79,4 @@ pub(crate) fn metrics(c: &mut Checker<'_>, raw: RawMetrics, nics: &[Spanned<RawN
         nic: nic.to_owned(),
         port,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn remotes_name_their_transport() {
-        let r = remote("tcp://logs.example.com:6514").unwrap();
-        assert_eq!((r.transport, r.target.port), (Transport::Tcp, 6514));
-        assert_eq!(r.to_string(), "tcp://logs.example.com:6514");
-        assert_eq!(remote("udp://[::1]:514").unwrap().to_string(), "udp://[::1]:514");
-        assert!(remote("logs:514").unwrap_err().contains("names no transport"));
-        assert!(remote("tls://logs:514").unwrap_err().contains("unknown transport"));
-        assert!(remote("tcp://logs").is_err());
-    }
 }

@@ -5,10 +5,12 @@
 //! and the console line format is a contract with the boot tests. `tracing` plus a
 //! subscriber would add size and a formatting layer we would have to override anyway.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// How much the console shows, set by `ramkey.log=LEVEL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -85,11 +87,12 @@ pub fn to_console(out: &mut impl std::io::Write, level: Level, message: fmt::Arg
     let _ = out.write_all(line.as_bytes());
 }
 
-/// Writes one message to the console if its level is enabled.
+/// Writes one message to the console if its level is enabled (and to PID 1's own log).
 pub fn log(level: Level, message: fmt::Arguments<'_>) {
     if enabled(level) {
         let line = format_line(crate::sys::boottime(), level, message);
         crate::sys::write_console(line.as_bytes());
+        tee(&line);
     }
 }
 
@@ -97,6 +100,99 @@ pub fn log(level: Level, message: fmt::Arguments<'_>) {
 pub fn notice(message: fmt::Arguments<'_>) {
     let line = format_line(crate::sys::boottime(), Level::Info, message);
     crate::sys::write_console(line.as_bytes());
+    tee(&line);
+}
+
+/// Where PID 1's lines go besides the console: its own log file, which `ramkeyctl log` shows
+/// and the log shipper sends on. Given the time and the line without its console prefix.
+pub type Tee = Box<dyn FnMut(SystemTime, &str) + Send>;
+
+/// What happens to a line besides the console.
+enum TeeState {
+    /// Nothing (every program but PID 1).
+    Off,
+    /// PID 1 before its log file can be opened: the lines wait here, the oldest dropped past
+    /// [`EARLY_LIMIT`] bytes (with a count written first when they are replayed).
+    Early {
+        lines: VecDeque<(SystemTime, String)>,
+        bytes: usize,
+        dropped: usize,
+    },
+    /// Into the log file.
+    On(Tee),
+}
+
+static TEE: Mutex<TeeState> = Mutex::new(TeeState::Off);
+
+/// The most PID 1 holds of its own lines before its log file is opened.
+const EARLY_LIMIT: usize = 256 << 10;
+
+thread_local! {
+    /// Set while this thread is inside the tee, so that a line logged from within it goes
+    /// only to the console instead of deadlocking.
+    static IN_TEE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// PID 1, at its start: keep the lines from now on for [`attach_tee`].
+pub fn hold_early_lines() {
+    with_tee(|t| {
+        if matches!(t, TeeState::Off) {
+            *t = TeeState::Early {
+                lines: VecDeque::new(),
+                bytes: 0,
+                dropped: 0,
+            };
+        }
+    });
+}
+
+/// Sends every line to `tee` from now on, the held ones first.
+pub fn attach_tee(mut tee: Tee) {
+    with_tee(|t| {
+        if let TeeState::Early { lines, dropped, .. } = t {
+            if *dropped > 0 {
+                let note = format!("warning: {dropped} earlier lines of this boot are only on the console");
+                tee(lines.front().map_or_else(SystemTime::now, |l| l.0), &note);
+            }
+            for (at, line) in lines.drain(..) {
+                tee(at, &line);
+            }
+        }
+        *t = TeeState::On(tee);
+    });
+}
+
+/// Stops the tee (its file is closed, e.g. before the pool is unmounted).
+pub fn detach_tee() {
+    with_tee(|t| *t = TeeState::Off);
+}
+
+fn with_tee(f: impl FnOnce(&mut TeeState)) {
+    if IN_TEE.with(|c| c.replace(true)) {
+        return;
+    }
+    let mut state = TEE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    f(&mut state);
+    drop(state);
+    IN_TEE.with(|c| c.set(false));
+}
+
+/// `line` is a whole console line; the tee gets it without the `[ time] ramkey: ` prefix.
+fn tee(line: &str) {
+    let text = line.split_once("] ramkey: ").map_or(line, |(_, rest)| rest).trim_end();
+    with_tee(|t| match t {
+        TeeState::Off => {}
+        TeeState::Early { lines, bytes, dropped } => {
+            lines.push_back((SystemTime::now(), text.to_owned()));
+            *bytes += text.len();
+            while *bytes > EARLY_LIMIT {
+                let Some((_, old)) = lines.pop_front() else { break };
+                *bytes -= old.len();
+                *dropped += 1;
+            }
+        }
+        TeeState::On(tee) => tee(SystemTime::now(), text),
+    });
 }
 
 /// Logs a line that is always shown (timeline, ready, recovery, shutdown).
@@ -173,6 +269,26 @@ mod tests {
         assert_eq!("warn".parse::<Level>(), Ok(Level::Warn));
         assert!("loud".parse::<Level>().is_err());
         assert!(Level::Error < Level::Debug);
+    }
+
+    #[test]
+    fn the_tee_gets_held_lines_then_live_ones_without_the_console_prefix() {
+        let got = std::sync::Arc::new(Mutex::new(Vec::new()));
+        tee("[    0.1] ramkey: before anyone holds\n");
+        hold_early_lines();
+        tee("[    0.2] ramkey: early\n");
+        let sink = got.clone();
+        attach_tee(Box::new(move |_, line| sink.lock().unwrap().push(line.to_owned())));
+        tee("[    0.3] ramkey: warning: live\n");
+        detach_tee();
+        tee("[    0.4] ramkey: after\n");
+        // Other tests of this binary may log meanwhile: look only at this test's lines.
+        let got = got.lock().unwrap();
+        let ours: Vec<_> = got
+            .iter()
+            .filter(|l| ["before", "early", "live", "after"].iter().any(|w| l.contains(w)))
+            .collect();
+        assert_eq!(ours, ["early", "warning: live"]);
     }
 
     #[test]

@@ -118,9 +118,9 @@ fn kind_of(fd: &OwnedFd, path: &Path) -> Result<SFlag, BeneathError> {
     Ok(SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT)
 }
 
-/// Reads regular file `path` of the tree at `root` (as if `root` were `/`), at most
-/// `limit` bytes: the end of it when it is longer.
-pub fn read(root: &Path, path: &Path, limit: u64) -> Result<String, BeneathError> {
+/// Opens regular file `path` of the tree at `root` (as if `root` were `/`) for reading; a
+/// FIFO, device or directory is refused without blocking.
+pub fn open_file(root: &Path, path: &Path) -> Result<File, BeneathError> {
     let fd = open_in_root(root, path, OFlag::O_RDONLY | OFlag::O_NONBLOCK)?;
     if kind_of(&fd, path)? != SFlag::S_IFREG {
         return Err(BeneathError::WrongType {
@@ -128,7 +128,27 @@ pub fn read(root: &Path, path: &Path, limit: u64) -> Result<String, BeneathError
             expected: "regular file",
         });
     }
-    let mut file = File::from(fd);
+    Ok(File::from(fd))
+}
+
+/// The names in directory `path` of the tree at `root` (as if `root` were `/`), at most
+/// `limit` of them, `.` and `..` left out.
+pub fn list_dir(root: &Path, path: &Path, limit: usize) -> Result<Vec<String>, BeneathError> {
+    let fd = open_in_root(root, path, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+    let dir = nix::dir::Dir::from_fd(fd).map_err(io(path))?;
+    Ok(dir
+        .into_iter()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "." && n != "..")
+        .take(limit)
+        .collect())
+}
+
+/// Reads regular file `path` of the tree at `root` (as if `root` were `/`), at most
+/// `limit` bytes: the end of it when it is longer.
+pub fn read(root: &Path, path: &Path, limit: u64) -> Result<String, BeneathError> {
+    let mut file = open_file(root, path)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     if size > limit {
         use std::io::{Seek, SeekFrom};

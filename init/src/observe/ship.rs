@@ -1,0 +1,5 @@
+//! The log shipper.
+
+pub mod sources;
+pub mod spool;
+pub mod syslog;
