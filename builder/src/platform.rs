@@ -75,6 +75,8 @@ pub fn assemble(inputs: &Inputs<'_>) -> Result<Tree, PlatformError> {
     tree.symlink("usr/bin/ramkeyctl", "/init");
     // ... and as the zone launcher PID 1's supervisor runs for each personality.
     tree.symlink("usr/sbin/ramkey-zone", "/init");
+    // ... and as the log shipper, a platform service when `[log] remote` is set.
+    tree.symlink("usr/sbin/ramkey-logship", "/init");
     if let Some(overlay) = inputs.overlay {
         tree.add_host_dir(overlay, "/")?;
     }

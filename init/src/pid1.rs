@@ -23,6 +23,7 @@ use crate::runtime::sshd::{self, Ssh};
 use crate::runtime::supervise::Supervision;
 use crate::storage::mounts::KernelMounter;
 use crate::storage::pool::PoolState;
+use crate::supervisor::logfile::{LogSink, Rotation};
 use crate::supervisor::protocol::SystemInfo;
 use crate::{sys, upgrade, zone};
 use ramkey_image::service::ServiceSpec;
@@ -30,6 +31,8 @@ use ramkey_image::service::ServiceSpec;
 /// Runs PID 1 with `/` as the root. Never returns.
 pub fn run() -> ! {
     let clock = BootClock;
+    // Every line from here on also goes to PID 1's own log, once the pool is there.
+    crate::base::log::hold_early_lines();
     let mut timeline = Timeline::new(clock.since_boot());
     crate::notice!("{}", timeline.started_line());
     // Block the signals first, so that none that arrives during boot is lost.
@@ -116,6 +119,7 @@ pub fn run() -> ! {
                 // The services are stopped: close their log files, which live on the pool
                 // under /var, so that the pool can really be unmounted (not just detached).
                 drop(events.services.take());
+                crate::base::log::detach_tee();
                 let failed = catch_unwind(AssertUnwindSafe(|| {
                     shutdown::shutdown(&request, &paths.mounts(), &mut KernelSystem)
                 }));
@@ -152,12 +156,14 @@ fn start_services(paths: &Paths, state: &mut BootState) -> (Option<Supervision>,
     let hash = state.config.as_ref().and_then(|c| c.admin.password_hash.as_deref());
     let console = login::decide(hash);
     let usbkey = state.usbkey.as_ref().map(|_| paths.usbkey());
+    keep_own_log(paths);
     let mut defs = services::platform(paths.root(), &paths.sys(), &console, usbkey.as_deref());
     let ssh = ssh(paths, state, usbkey.as_deref());
     match &ssh {
         Ssh::On { spec, .. } => defs.specs.push(spec.as_ref().clone()),
         Ssh::Off { message } => crate::notice!("ssh: off: {message}"),
     }
+    defs.specs.extend(log_shipper(paths, state));
     defs.specs.extend(zones(paths, state, usbkey.as_deref()));
     let control = ControlServer::bind(&paths.control_socket())
         .inspect_err(|e| crate::error!("{e}; ramkeyctl cannot reach PID 1"))
@@ -171,6 +177,34 @@ fn start_services(paths: &Paths, state: &mut BootState) -> (Option<Supervision>,
         .inspect_err(|e| crate::error!("services: not started: {e}"))
         .ok();
     (services, control)
+}
+
+/// PID 1's lines, those of the boot so far first, into `ramkey.log` beside the services' logs
+/// (on the pool when there is one: `/var` is the pool's by now).
+fn keep_own_log(paths: &Paths) {
+    let dir = paths.root().join(services::LOG_DIR);
+    let mut sink = LogSink::new(dir, crate::observe::ship::sources::PID1_LOG, Rotation::default());
+    crate::base::log::attach_tee(Box::new(move |at, line| {
+        let _ignored = sink.write(at, format!("{line}\n").as_bytes());
+    }));
+}
+
+/// The log shipper ([`crate::observe::ship`]) when `[log] remote` is set.
+fn log_shipper(paths: &Paths, state: &BootState) -> Option<ServiceSpec> {
+    let config = state.config.as_ref()?;
+    let (instances, place) = match &state.pool {
+        Some(PoolState::Mounted(m)) => (m.mount_point.join(zone::INSTANCES_DIR), "on the pool"),
+        _ => (paths.root().join(zone::RAM_INSTANCES_DIR), "in RAM (no pool)"),
+    };
+    let spec = crate::observe::ship::service(&config.log, &instances)?;
+    if let Some(remote) = &config.log.remote {
+        let buffer = match config.log.buffer {
+            b if b >= 1 << 20 => format!("{} MiB", b >> 20),
+            b => format!("{} KiB", b >> 10),
+        };
+        crate::notice!("log: every line also goes to {remote}, up to {buffer} held {place} while it is unreachable");
+    }
+    Some(spec)
 }
 
 /// The SSH server ([`sshd`]), its host key kept on the pool or else on the usbkey.

@@ -77,8 +77,8 @@ pub struct Cmdline {
     pub slot: Option<Slot>,
     /// `ramkey.recovery`: go to recovery mode right after the early mounts.
     pub recovery: bool,
-    /// `ramkey.log=LEVEL`.
-    pub log: Level,
+    /// `ramkey.log=LEVEL`; `None` leaves it to the config's `[log] level` (info by default).
+    pub log: Option<Level>,
     /// `module.param=value` words, per module name (with `_`), in command line order.
     pub module_params: BTreeMap<String, Vec<String>>,
     /// Problems found, to be logged once the log level is known.
@@ -93,7 +93,7 @@ impl Default for Cmdline {
             config: None,
             slot: None,
             recovery: false,
-            log: Level::Info,
+            log: None,
             module_params: BTreeMap::new(),
             warnings: Vec::new(),
         }
@@ -155,7 +155,7 @@ impl Cmdline {
             ("recovery", None | Some("" | "1" | "yes" | "true" | "on")) => self.recovery = true,
             ("recovery", Some("0" | "no" | "false" | "off")) => self.recovery = false,
             ("log", Some(v)) => match v.parse() {
-                Ok(level) => self.log = level,
+                Ok(level) => self.log = Some(level),
                 Err(e) => self.warn(format!("ramkey.log: {e}; using info")),
             },
             ("key", _) => self.warn("ramkey.key needs a filesystem label; ignored".into()),
@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(c.config.as_deref(), Some("http://10.0.2.2:8080/c.toml"));
         assert_eq!(c.slot, Some(Slot::B));
         assert!(c.recovery);
-        assert_eq!(c.log, Level::Debug);
+        assert_eq!(c.log, Some(Level::Debug));
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
@@ -277,7 +277,7 @@ mod tests {
     fn ipxe_leading_kernel_name_is_ignored() {
         for first in ["vmlinuz", "\\vmlinuz", "/boot/vmlinuz-6.1.0-28-amd64", "vmlinuz-6.1.0"] {
             let c = Cmdline::parse(&format!("{first} ramkey.log=warn"));
-            assert_eq!(c.log, Level::Warn, "{first}");
+            assert_eq!(c.log, Some(Level::Warn), "{first}");
             assert!(c.module_params.is_empty(), "{first}: {:?}", c.module_params);
             assert!(c.warnings.is_empty(), "{first}");
         }
@@ -317,7 +317,7 @@ mod tests {
              ramkey.frobnicate=1 ramkey.slot",
         );
         assert_eq!(c.slot, None);
-        assert_eq!(c.log, Level::Info);
+        assert_eq!(c.log, None);
         assert_eq!(c.key, None);
         assert_eq!(c.config, None);
         assert!(!c.recovery);

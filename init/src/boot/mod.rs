@@ -113,6 +113,16 @@ impl BootState {
     /// Takes what the `config` step loaded.
     pub fn set_config(&mut self, loaded: Loaded) {
         self.config = loaded.config;
+        // `[log] level` sets the console's, unless the kernel command line said.
+        if let (None, Some(config)) = (self.cmdline.log, self.config.as_ref()) {
+            use ramkey_config::LogLevel;
+            crate::base::log::set_level(match config.log.level {
+                LogLevel::Error => crate::base::log::Level::Error,
+                LogLevel::Warn => crate::base::log::Level::Warn,
+                LogLevel::Info => crate::base::log::Level::Info,
+                LogLevel::Debug | LogLevel::Trace => crate::base::log::Level::Debug,
+            });
+        }
         self.config_source = loaded.source;
         self.config_error = loaded.error;
         self.config_text = loaded.text;
@@ -247,7 +257,7 @@ pub fn read_cmdline(paths: &Paths) -> Cmdline {
         crate::warn!("{e}; using defaults");
         Cmdline::default()
     });
-    crate::base::log::set_level(cmdline.log);
+    crate::base::log::set_level(cmdline.log.unwrap_or(crate::base::log::Level::Info));
     for warning in &cmdline.warnings {
         crate::warn!("kernel command line: {warning}");
     }
