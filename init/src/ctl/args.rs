@@ -1,6 +1,8 @@
 //! `ramkeyctl`'s command line, parsed by hand (no dependency for six subcommands).
 
-use crate::supervisor::protocol::{Action, DEFAULT_LOG_LINES};
+use crate::observe::logs::parse_age;
+use crate::observe::ship::sources::Select;
+use crate::supervisor::protocol::Action;
 
 /// The usage text.
 pub const USAGE: &str = "\
@@ -10,7 +12,10 @@ usage: ramkeyctl COMMAND [--json]
   svcs [-a] [-x]                  the services (-a: disabled ones too; -x: what is not
                                   online and why)
   svcadm enable|disable|restart|clear SERVICE
-  log SERVICE [-n LINES] [-f]     a service's output (-f: keep following it)
+  log [SERVICE | zone NAME [SERVICE]] [-n LINES] [-f] [--since AGE]
+                                  a service's output, PID 1's (`ramkey`), a zone's,
+                                  or every log merged by time (-f: keep following;
+                                  --since 10m: only newer lines; s, m, h, d)
   reboot | poweroff               stop the services in order, then reboot or power off
   config show|get|set|unset|check ...   the usbkey's config.toml (next boot)
   personality list                the zones: image, state, address, memory of cap
@@ -52,14 +57,16 @@ pub enum Command {
         /// The service.
         service: String,
     },
-    /// `log SERVICE`.
+    /// `log [SERVICE | zone NAME [SERVICE]]`.
     Log {
-        /// The service.
-        service: String,
+        /// Which logs.
+        select: Select,
         /// `-n`.
-        lines: usize,
+        lines: Option<usize>,
         /// `-f`.
         follow: bool,
+        /// `--since`.
+        since: Option<std::time::Duration>,
     },
     /// `reboot`.
     Reboot,
@@ -168,22 +175,45 @@ fn no_more(rest: &[&str], command: Command) -> Result<Command, UsageError> {
 }
 
 fn parse_log(rest: &[&str]) -> Result<Command, UsageError> {
-    let (mut service, mut lines, mut follow) = (None, DEFAULT_LOG_LINES, false);
+    let (mut names, mut lines, mut follow, mut since) = (Vec::new(), None, false, None);
     let mut words = rest.iter();
     while let Some(word) = words.next() {
         match *word {
             "-f" => follow = true,
             "-n" => {
                 let n = words.next().ok_or_else(|| usage("log: -n needs a number"))?;
-                lines = n.parse().map_err(|_| usage(format!("log: -n `{n}` is not a number")))?;
+                lines = Some(n.parse().map_err(|_| usage(format!("log: -n `{n}` is not a number")))?);
+            }
+            "--since" => {
+                let age = words
+                    .next()
+                    .ok_or_else(|| usage("log: --since needs an age, e.g. 10m"))?;
+                since = Some(
+                    parse_age(age)
+                        .ok_or_else(|| usage(format!("log: --since `{age}` is not an age (e.g. 30s, 10m, 2h, 1d)")))?,
+                );
             }
             w if w.starts_with('-') => return Err(usage(format!("log: unknown option `{w}`"))),
-            w if service.is_none() => service = Some(w.to_string()),
-            w => return Err(usage(format!("log: unexpected argument `{w}`"))),
+            w => names.push(w.to_string()),
         }
     }
-    let service = service.ok_or_else(|| usage("log needs a service name"))?;
-    Ok(Command::Log { service, lines, follow })
+    let select = match names.as_slice() {
+        [] => Select::All,
+        [service] => Select::Platform(service.clone()),
+        [zone, name] if zone == "zone" => Select::Zone(name.clone(), None),
+        [zone, name, service] if zone == "zone" => Select::Zone(name.clone(), Some(service.clone())),
+        _ => {
+            return Err(usage(
+                "log takes a service, `zone NAME [SERVICE]`, or nothing (every log)",
+            ));
+        }
+    };
+    Ok(Command::Log {
+        select,
+        lines,
+        follow,
+        since,
+    })
 }
 
 #[cfg(test)]
@@ -232,11 +262,28 @@ mod tests {
         assert_eq!(
             p("log web -n 5 -f").unwrap().command,
             Command::Log {
-                service: "web".into(),
-                lines: 5,
-                follow: true
+                select: Select::Platform("web".into()),
+                lines: Some(5),
+                follow: true,
+                since: None,
             }
         );
+        assert_eq!(
+            p("log zone web nginx --since 10m").unwrap().command,
+            Command::Log {
+                select: Select::Zone("web".into(), Some("nginx".into())),
+                lines: None,
+                follow: false,
+                since: Some(std::time::Duration::from_secs(600)),
+            }
+        );
+        assert!(matches!(
+            p("log -f").unwrap().command,
+            Command::Log {
+                select: Select::All,
+                ..
+            }
+        ));
         assert_eq!(p("poweroff").unwrap().command, Command::Poweroff);
     }
 
@@ -247,8 +294,9 @@ mod tests {
             "svcs -q",
             "svcadm start web",
             "svcadm clear",
-            "log",
+            "log a b",
             "log a -n x",
+            "log --since 10x",
             "reboot now",
             "frob",
         ] {

@@ -16,15 +16,15 @@ pub mod render;
 pub mod swap;
 pub mod usbkey_config;
 
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use args::{Args, Command};
 use render::Times;
 
-use crate::supervisor::protocol::{Request, Response};
+use crate::observe::ship::sources::{PID1_LOG, Select};
+use crate::supervisor::protocol::{DEFAULT_LOG_LINES, Request, Response};
 
 /// Overrides the socket path (for tests off the box).
 pub const SOCKET_ENV: &str = "RAMKEY_CONTROL_SOCKET";
@@ -121,27 +121,65 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> Result<(), String> {
         Command::Svcadm { action, service } => done(ask(&Request::Svcadm { action, service })?, as_json, out),
         Command::Reboot => done(ask(&Request::Reboot)?, as_json, out),
         Command::Poweroff => done(ask(&Request::Poweroff)?, as_json, out),
-        Command::Log { service, lines, follow } => {
+        Command::Log {
+            select,
+            lines,
+            follow,
+            since,
+        } => log(&select, lines, follow, since, as_json, out),
+    }
+}
+
+/// `ramkeyctl log`: a platform service's through PID 1 (which knows its services), anything
+/// else — PID 1's own log, a zone's, every log, `--since` — from the files.
+fn log(
+    select: &Select,
+    lines: Option<usize>,
+    follow: bool,
+    since: Option<Duration>,
+    as_json: bool,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let paths = crate::base::paths::Paths::system();
+    let log_dir = log_dir();
+    let instances = crate::zone::ZoneSpec::all(paths.root())
+        .first()
+        .and_then(|z| z.state_dir.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| paths.root().join(crate::zone::RAM_INSTANCES_DIR));
+    let places = crate::observe::logs::Places {
+        log_dir: &log_dir,
+        instances: &instances,
+        zone_log_dir: crate::runtime::services::LOG_DIR,
+    };
+    let shown = match select {
+        Select::Platform(service) if since.is_none() && service != PID1_LOG => {
             let request = Request::Log {
                 service: service.clone(),
-                lines,
+                lines: lines.unwrap_or(DEFAULT_LOG_LINES),
             };
             match ask(&request)? {
-                Response::Log { lines, .. } if as_json && !follow => json(out, &lines),
-                Response::Log { lines, .. } => {
-                    for line in &lines {
-                        print(out, &format!("{line}\n"))?;
-                    }
-                    out.flush().map_err(|e| e.to_string())?;
-                    if follow {
-                        follow_file(&log_dir().join(format!("{service}.log")), out)?;
-                    }
-                    Ok(())
-                }
-                other => Err(unexpected(&other)),
+                Response::Log { lines, .. } => lines,
+                other => return Err(unexpected(&other)),
             }
         }
+        _ => {
+            let since = since.map(|age| std::time::SystemTime::now() - age);
+            // `--since` alone shows every line since; otherwise the last -n (50).
+            let lines = lines.or(since.is_none().then_some(DEFAULT_LOG_LINES));
+            crate::observe::logs::recent(&places, select, since, lines)?
+        }
+    };
+    if as_json && !follow {
+        return json(out, &shown);
     }
+    for line in &shown {
+        writeln!(out, "{line}").map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    if follow {
+        crate::observe::logs::follow(&places, select, out)?;
+    }
+    Ok(())
 }
 
 fn done(response: Response, as_json: bool, out: &mut dyn Write) -> Result<(), String> {
@@ -149,36 +187,6 @@ fn done(response: Response, as_json: bool, out: &mut dyn Write) -> Result<(), St
         Response::Done { message } if as_json => json(out, &serde_json::json!({ "message": message })),
         Response::Done { message } => writeln!(out, "{message}").map_err(|e| e.to_string()),
         other => Err(unexpected(&other)),
-    }
-}
-
-/// `tail -F`: prints what is appended to `path`, following rotations, until killed.
-fn follow_file(path: &Path, out: &mut dyn Write) -> Result<(), String> {
-    let open = || std::fs::File::open(path).ok();
-    let mut file = open();
-    let mut inode = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.ino());
-    if let Some(f) = file.as_mut() {
-        f.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
-    }
-    let mut buf = vec![0u8; 8192];
-    loop {
-        if let Some(f) = file.as_mut() {
-            loop {
-                match f.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => out.write_all(&buf[..n]).map_err(|e| e.to_string())?,
-                }
-            }
-            out.flush().map_err(|e| e.to_string())?;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        // Rotated (a new inode) or truncated: start over on the new file.
-        let now = std::fs::metadata(path).ok();
-        let position = file.as_mut().and_then(|f| f.stream_position().ok()).unwrap_or(0);
-        if now.as_ref().map(|m| m.ino()) != inode || now.as_ref().is_some_and(|m| m.len() < position) {
-            file = open();
-            inode = now.map(|m| m.ino());
-        }
     }
 }
 

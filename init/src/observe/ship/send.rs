@@ -1,6 +1,6 @@
 //! The way to the collector: a TCP stream of octet-counted frames, or UDP datagrams. A
 //! collector that is down, refuses, or closed the stream is retried with backoff (1 s
-//! doubling to 30 s), each new reason said once; one that does not read leaves the frames
+//! doubling to 10 s), each new reason said once; one that does not read leaves the frames
 //! in the backlog. A frame leaves the backlog only once the kernel took all of it.
 
 use std::io::{self, Read, Write};
@@ -15,7 +15,7 @@ use super::syslog::{self, Origin};
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest wait between attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// The most frames sent in one pass, so that reading the sources keeps going.
 const BURST: usize = 4096;
 

@@ -42,11 +42,113 @@ pub struct Cursor {
     pub offset: u64,
 }
 
+/// Which logs to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Select {
+    /// Every log of the box.
+    #[default]
+    All,
+    /// One platform log: a service's, or PID 1's ([`PID1_LOG`]).
+    Platform(String),
+    /// A zone's services, or one of them.
+    Zone(String, Option<String>),
+}
+
+impl Select {
+    fn wants(&self, zone: Option<&str>, stem: &str) -> bool {
+        match (self, zone) {
+            (Select::All, _) => true,
+            (Select::Platform(s), None) => s == stem,
+            (Select::Zone(z, s), Some(zone)) => z == zone && s.as_deref().is_none_or(|s| s == stem),
+            _ => false,
+        }
+    }
+}
+
 /// Every followed file, by key (`host/NAME` or `zone/ZONE/NAME`).
 #[derive(Debug, Default)]
 pub struct Sources {
     /// Where each file was read up to.
     pub cursors: BTreeMap<String, Cursor>,
+    /// The logs read.
+    pub select: Select,
+}
+
+/// One log file of the box.
+#[derive(Debug, Clone)]
+pub struct LogFile {
+    folder: Folder,
+    /// `NAME` of `NAME.log`.
+    pub stem: String,
+    /// `host/NAME` or `zone/ZONE/NAME`.
+    pub key: String,
+    /// Whose lines they are.
+    pub origin: Origin,
+}
+
+impl LogFile {
+    /// Its lines, the rotated files' first, at most `limit` bytes of each file (its end).
+    pub fn history(&self, limit: u64) -> Vec<String> {
+        let mut lines = Vec::new();
+        for k in (0..=ROTATED).rev() {
+            let name = if k == 0 {
+                format!("{}.log", self.stem)
+            } else {
+                format!("{}.log.{k}", self.stem)
+            };
+            let path = self.folder.dir.join(name);
+            if let Ok(text) = crate::sys::beneath::read(&self.folder.root, &path, limit) {
+                lines.extend(text.lines().map(str::to_owned));
+            }
+        }
+        lines
+    }
+}
+
+/// Every log file of the box that `select` wants, the platform's first.
+pub fn files(log_dir: &Path, instances: &Path, zone_log_dir: &str, select: &Select) -> Vec<LogFile> {
+    let mut out = Vec::new();
+    for folder in folders(log_dir, instances, zone_log_dir) {
+        let Ok(names) = crate::sys::beneath::list_dir(&folder.root, &folder.dir, ZONE_FILES * 4) else {
+            continue;
+        };
+        let mut stems: Vec<&str> = names
+            .iter()
+            .filter_map(|n| n.strip_suffix(".log"))
+            .filter(|s| plain(s))
+            .collect();
+        stems.sort_unstable();
+        if folder.zone.is_some() {
+            stems.truncate(ZONE_FILES);
+        }
+        for stem in stems.into_iter().filter(|s| select.wants(folder.zone.as_deref(), s)) {
+            let (key, origin) = match &folder.zone {
+                None => (
+                    format!("host/{stem}"),
+                    Origin {
+                        app: stem.to_owned(),
+                        msgid: None,
+                        pid1: stem == PID1_LOG,
+                    },
+                ),
+                Some(zone) => (
+                    format!("zone/{zone}/{stem}"),
+                    Origin {
+                        app: zone.clone(),
+                        msgid: Some(stem.to_owned()),
+                        pid1: false,
+                    },
+                ),
+            };
+            out.push(LogFile {
+                folder: folder.clone(),
+                stem: stem.to_owned(),
+                key,
+                origin,
+            });
+        }
+    }
+    out
 }
 
 /// The platform's folder and each zone's, in that order.
@@ -77,50 +179,29 @@ fn plain(name: &str) -> bool {
 
 impl Sources {
     /// Reads what was added to every log since the last pass; `emit` gets each whole line.
-    pub fn pass(&mut self, log_dir: &Path, instances: &Path, zone_log_dir: &str, emit: &mut dyn FnMut(&Origin, &str)) {
+    /// Returns how many lines it read.
+    pub fn pass(
+        &mut self,
+        log_dir: &Path,
+        instances: &Path,
+        zone_log_dir: &str,
+        emit: &mut dyn FnMut(&Origin, &str),
+    ) -> usize {
         let mut seen = Vec::new();
-        for folder in folders(log_dir, instances, zone_log_dir) {
-            let names = match crate::sys::beneath::list_dir(&folder.root, &folder.dir, ZONE_FILES * 4) {
-                Ok(n) => n,
-                Err(_) => continue,
-            };
-            let mut stems: Vec<&str> = names
-                .iter()
-                .filter_map(|n| n.strip_suffix(".log"))
-                .filter(|s| plain(s))
-                .collect();
-            stems.sort_unstable();
-            if folder.zone.is_some() {
-                stems.truncate(ZONE_FILES);
+        let mut count = 0;
+        for file in files(log_dir, instances, zone_log_dir, &self.select) {
+            let cursor = self.cursors.get(&file.key).copied();
+            let next = follow(&file.folder, &file.stem, cursor, &mut |line| {
+                count += 1;
+                emit(&file.origin, line);
+            });
+            if let Some(next) = next {
+                self.cursors.insert(file.key.clone(), next);
             }
-            for stem in stems {
-                let (key, origin) = match &folder.zone {
-                    None => (
-                        format!("host/{stem}"),
-                        Origin {
-                            app: stem.to_owned(),
-                            msgid: None,
-                            pid1: stem == PID1_LOG,
-                        },
-                    ),
-                    Some(zone) => (
-                        format!("zone/{zone}/{stem}"),
-                        Origin {
-                            app: zone.clone(),
-                            msgid: Some(stem.to_owned()),
-                            pid1: false,
-                        },
-                    ),
-                };
-                let cursor = self.cursors.get(&key).copied();
-                let next = follow(&folder, stem, cursor, &mut |line| emit(&origin, line));
-                if let Some(next) = next {
-                    self.cursors.insert(key.clone(), next);
-                }
-                seen.push(key);
-            }
+            seen.push(file.key);
         }
         self.cursors.retain(|k, _| seen.contains(k));
+        count
     }
 
     /// The cursors as `KEY INO OFFSET` lines.
@@ -142,7 +223,10 @@ impl Sources {
                 Some((key.to_owned(), Cursor { ino, offset }))
             })
             .collect();
-        Sources { cursors }
+        Sources {
+            cursors,
+            select: Select::All,
+        }
     }
 }
 

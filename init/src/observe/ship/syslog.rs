@@ -80,6 +80,8 @@ fn field(s: &str, max: usize) -> String {
 pub fn frame(host: &str, origin: &Origin, line: &str, now: SystemTime) -> Vec<u8> {
     let (stamp, text) = split_line(line);
     let (sev, text) = severity(origin, text);
+    // What a program wrote for a terminal (`sshd -e`) ends its lines with CR LF.
+    let text = text.trim_end_matches('\r');
     let stamp = stamp.map_or_else(|| rfc3339(now), str::to_owned);
     let msgid = origin.msgid.as_deref().map_or_else(|| "-".into(), |m| field(m, 32));
     let message = format!(
