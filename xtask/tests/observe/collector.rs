@@ -7,7 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// One RFC 5424 message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,12 +18,14 @@ pub struct Message {
     pub app: String,
     pub msgid: String,
     pub text: String,
+    /// When the collector read it (the host's clock).
+    pub arrived: SystemTime,
 }
 
 impl Message {
     /// `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG`, with SD `-`; `None` for
     /// anything else.
-    pub fn parse(raw: &str) -> Option<Message> {
+    pub fn parse(raw: &str, arrived: SystemTime) -> Option<Message> {
         let rest = raw.strip_prefix('<')?;
         let (pri, rest) = rest.split_once('>')?;
         let rest = rest.strip_prefix("1 ")?;
@@ -40,20 +42,36 @@ impl Message {
             app: app.into(),
             msgid: msgid.into(),
             text: f.next().unwrap_or("").into(),
+            arrived,
         })
+    }
+
+    /// From its TIMESTAMP (`YYYY-MM-DDTHH:MM:SS.mmmZ`, the box's clock) to its arrival.
+    pub fn delay(&self) -> Duration {
+        let n = |r: std::ops::Range<usize>| -> i64 { self.timestamp[r].parse().unwrap() };
+        let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+        // Days from civil (Howard Hinnant's algorithm).
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+        let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+        let secs = days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19);
+        let written = UNIX_EPOCH + Duration::from_millis(u64::try_from(secs * 1000 + n(20..23)).unwrap());
+        self.arrived.duration_since(written).unwrap_or_default()
     }
 }
 
 /// The collector, running while this lives.
 pub struct Collector {
     /// Every frame received, in order (raw text), across restarts.
-    pub frames: Arc<Mutex<Vec<String>>>,
+    pub frames: Arc<Mutex<Vec<(SystemTime, String)>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Collector {
-    pub fn start(port: u16, frames: Arc<Mutex<Vec<String>>>) -> Collector {
+    pub fn start(port: u16, frames: Arc<Mutex<Vec<(SystemTime, String)>>>) -> Collector {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -67,7 +85,7 @@ impl Collector {
     }
 
     /// Closes the listener and every connection.
-    pub fn stop(mut self) -> Arc<Mutex<Vec<String>>> {
+    pub fn stop(mut self) -> Arc<Mutex<Vec<(SystemTime, String)>>> {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             t.join().unwrap();
@@ -100,16 +118,16 @@ impl Collector {
     }
 }
 
-pub fn messages(frames: &Mutex<Vec<String>>) -> Vec<Message> {
+pub fn messages(frames: &Mutex<Vec<(SystemTime, String)>>) -> Vec<Message> {
     frames
         .lock()
         .unwrap()
         .iter()
-        .map(|f| Message::parse(f).unwrap_or_else(|| panic!("not RFC 5424: {f:?}")))
+        .map(|(at, f)| Message::parse(f, *at).unwrap_or_else(|| panic!("not RFC 5424: {f:?}")))
         .collect()
 }
 
-fn serve(listener: &TcpListener, stop: &AtomicBool, frames: &Mutex<Vec<String>>) {
+fn serve(listener: &TcpListener, stop: &AtomicBool, frames: &Mutex<Vec<(SystemTime, String)>>) {
     let mut conns: Vec<(TcpStream, Vec<u8>)> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         if let Ok((s, _)) = listener.accept() {
@@ -135,7 +153,7 @@ fn serve(listener: &TcpListener, stop: &AtomicBool, frames: &Mutex<Vec<String>>)
 }
 
 /// Moves every whole `LEN SP MSG` frame from `pending` to `frames`.
-fn take_frames(pending: &mut Vec<u8>, frames: &Mutex<Vec<String>>) {
+fn take_frames(pending: &mut Vec<u8>, frames: &Mutex<Vec<(SystemTime, String)>>) {
     loop {
         let Some(space) = pending.iter().position(|&b| b == b' ') else {
             return;
@@ -153,7 +171,7 @@ fn take_frames(pending: &mut Vec<u8>, frames: &Mutex<Vec<String>>) {
             return;
         }
         let frame = String::from_utf8_lossy(&pending[space + 1..space + 1 + len]).into_owned();
-        frames.lock().unwrap().push(frame);
+        frames.lock().unwrap().push((SystemTime::now(), frame));
         pending.drain(..space + 1 + len);
     }
 }
