@@ -135,14 +135,21 @@ fn logs_leave_the_box_and_none_is_lost() {
     // With the collector up: how fast lines go, how late they arrive, what the shipper costs.
     let cpu = || -> u64 {
         let stat = sh("cat /sys/fs/cgroup/ramkey/logship/cpu.stat");
-        stat.lines().find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse().ok()).unwrap()
+        stat.lines()
+            .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse().ok())
+            .unwrap()
     };
     let before = cpu();
     sh("echo 2000 > /run/count && ramkeyctl svcadm restart counter");
-    collector.wait_for(Duration::from_secs(60), "the last of 2000 lines", |m| m.text == "seq 2000 of 2000");
+    collector.wait_for(Duration::from_secs(60), "the last of 2000 lines", |m| {
+        m.text == "seq 2000 of 2000"
+    });
     let used = cpu() - before;
     let all = collector.messages();
-    let run: Vec<&Message> = all.iter().filter(|m| m.app == "counter" && m.text.ends_with(" of 2000")).collect();
+    let run: Vec<&Message> = all
+        .iter()
+        .filter(|m| m.app == "counter" && m.text.ends_with(" of 2000"))
+        .collect();
     assert_eq!(run.len(), 2000);
     let span = run[1999].arrived.duration_since(run[0].arrived).unwrap();
     let mut delays: Vec<Duration> = run.iter().map(|m| m.delay()).collect();

@@ -218,3 +218,7 @@ fn dropped_note(host: &str, count: u64) -> Vec<u8> {
     );
     syslog::frame(host, &origin, &text, std::time::SystemTime::now())
 }
+
+#[cfg(test)]
+#[path = "send_tests.rs"]
+mod tests;
