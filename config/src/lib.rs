@@ -22,13 +22,14 @@ mod suggest;
 mod units;
 mod validate;
 mod validate_net;
+mod validate_volumes;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Location};
 pub use keys::SSH_KEY_TYPES;
 pub use load::SUPPORTED_VERSION;
 pub use model::{
     Addressing, Admin, Cidr, Config, Dns, Filesystem, HostPort, Log, LogLevel, MacAddr, Nic, Personality, Pool,
-    Selector, SettingValue, Ssh, SshKey, TrustedKey, Upgrade, Volume,
+    Selector, SettingValue, Ssh, SshKey, TrustedKey, Upgrade,
 };
 pub use units::parse_size;
 
@@ -78,7 +79,6 @@ mod tests {
         let web = c.personality("web").expect("web");
         assert_eq!(web.memory, Some(512 << 20));
         assert_eq!(web.cpu, Some(1.5));
-        assert_eq!(web.volumes.get("data"), Some(&Volume::Size(10 << 30)));
         assert_eq!(web.settings.get("workers"), Some(&SettingValue::Integer(4)));
         assert!(!c.personality("dns").expect("dns").enabled);
         assert_eq!(c.trusted_keys.len(), 2);
