@@ -1,7 +1,7 @@
 //! Personality image builds, read back with the image crate: a `files` personality built
 //! twice gives the same bytes and verifies; the cache answers unchanged inputs; the CLI's
 //! keygen, build, inspect, verify and list; and the real `web` personality (mmdebstrap, slow,
-//! cached under target/tmp) holds nginx and its health check.
+//! cached under target/tmp) holds nginx and its service's health check.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -44,14 +44,11 @@ base = { files = true }
 name = "hello"
 argv = ["/usr/bin/hello"]
 restart = "never"
+health = { kind = "exec", argv = ["/usr/bin/hello", "--check"] }
 
 [[volumes]]
 name = "data"
 path = "/var/lib/hello"
-
-[[health]]
-name = "alive"
-probe = { kind = "exec", argv = ["/usr/bin/hello", "--check"] }
 
 [[settings]]
 name = "greeting"
@@ -125,7 +122,8 @@ fn files_personality_is_reproducible_and_verifies() {
     assert_eq!(m.uuid, derive_uuid("hello", "0.1.0", &m.payload.sha256));
     assert_eq!(m.builder_version, env!("CARGO_PKG_VERSION"));
     assert_eq!(m.volumes[0].path, "/var/lib/hello");
-    assert!(matches!(&m.health[0].probe.check, Check::Exec { argv } if argv[0] == "/usr/bin/hello"));
+    let health = m.services[0].health.as_ref().map(|h| &h.check);
+    assert!(matches!(health, Some(Check::Exec { argv }) if argv[0] == "/usr/bin/hello"));
     assert_eq!(verified.image().footer.payload_size, m.payload.size);
 
     let paths = payload_paths(&a.image, dir.path());
@@ -216,7 +214,7 @@ fn cli_keygen_build_inspect_verify_list() {
         &id,
         "payload:",
         "volume:       data at /var/lib/hello",
-        "health:       alive: exec /usr/bin/hello --check",
+        "health:       hello: exec /usr/bin/hello --check",
     ] {
         assert!(t.contains(want), "inspect lacks {want:?}:\n{t}");
     }
@@ -292,9 +290,7 @@ fn web_personality_has_nginx_and_its_health_check() {
     let nginx = m.services.iter().find(|s| s.name == "nginx").unwrap();
     assert_eq!(nginx.argv, ["/usr/sbin/nginx", "-g", "daemon off;"]);
     assert!(
-        m.health
-            .iter()
-            .any(|h| matches!(&h.probe.check, Check::Http { url, expect_status: 200 } if url == "http://127.0.0.1/"))
+        matches!(&nginx.health.as_ref().map(|h| &h.check), Some(Check::Http { url, expect_status: 200 }) if url == "http://127.0.0.1/")
     );
     assert!(m.volumes.iter().any(|v| v.path == "/srv/www"));
     let paths = payload_paths(&report.image, &tmp);

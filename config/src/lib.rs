@@ -23,13 +23,14 @@ mod units;
 mod validate;
 mod validate_net;
 mod validate_observe;
+mod validate_volumes;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Location};
 pub use keys::SSH_KEY_TYPES;
 pub use load::SUPPORTED_VERSION;
 pub use model::{
     Addressing, Admin, Cidr, Config, Dns, Filesystem, HostPort, Log, LogLevel, MacAddr, Metrics, Nic, Personality,
-    Pool, Remote, Selector, SettingValue, Ssh, SshKey, Transport, TrustedKey, Upgrade, Volume,
+    Pool, Remote, Selector, SettingValue, Ssh, SshKey, Transport, TrustedKey, Upgrade,
 };
 pub use units::parse_size;
 
@@ -79,7 +80,6 @@ mod tests {
         let web = c.personality("web").expect("web");
         assert_eq!(web.memory, Some(512 << 20));
         assert_eq!(web.cpu, Some(1.5));
-        assert_eq!(web.volumes.get("data"), Some(&Volume::Size(10 << 30)));
         assert_eq!(web.settings.get("workers"), Some(&SettingValue::Integer(4)));
         assert!(!c.personality("dns").expect("dns").enabled);
         assert_eq!(c.trusted_keys.len(), 2);

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde::de::{self, Visitor};
@@ -283,15 +282,6 @@ pub struct Metrics {
     pub port: u16,
 }
 
-/// A volume of a personality.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Volume {
-    /// A volume of this many bytes on the pool.
-    Size(u64),
-    /// A host path bound into the zone.
-    Path(PathBuf),
-}
-
 /// A value in a personality's `settings` (SmartOS `customer_metadata`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SettingValue {
@@ -366,14 +356,13 @@ pub struct Personality {
     pub cpu: Option<f64>,
     /// Process cap (`pids.max`).
     pub pids: Option<u32>,
-    /// Volumes by name.
-    pub volumes: BTreeMap<String, Volume>,
     /// Free settings handed to the personality.
     pub settings: BTreeMap<String, SettingValue>,
     /// Whether the init starts it.
     pub enabled: bool,
     /// Whether its writable root survives a change of image (by default it is reset: only
-    /// the volumes persist).
+    /// the image's volumes persist). `[personality.volumes]` is refused: see
+    /// `validate_volumes`.
     pub persistent_root: bool,
     /// Whether the zone may start an image older than the highest version it has come up
     /// on (by default such a downgrade is refused at boot).

@@ -1,14 +1,14 @@
-//! Checks of `[[nic]]` and `[[personality]]` (addresses, gateways, tags, caps, volumes), and of
+//! Checks of `[[nic]]` and `[[personality]]` (addresses, gateways, tags, caps), and of
 //! the small numbers of `[admin.ssh]` and `[upgrade]`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use toml::Spanned;
 
 use crate::error::ErrorKind;
-use crate::model::{Addressing, Nic, Personality, Selector, Volume};
+use crate::model::{Addressing, Nic, Personality, Selector};
 use crate::net::{Cidr, MacAddr, ident_problem, ifname_problem};
 use crate::raw::{RawNic, RawPersonality};
 use crate::suggest::closest;
@@ -185,29 +185,6 @@ pub(crate) fn nics(c: &mut Checker<'_>, raw: &[Spanned<RawNic>]) -> Vec<Nic> {
     out
 }
 
-fn volume(c: &mut Checker<'_>, name: &str, value: &Spanned<String>, owner: &str) -> Option<Volume> {
-    if let Some(problem) = ident_problem(name) {
-        c.invalid(value, format!("{owner} volume name {name:?}"), problem);
-    }
-    let text = value.get_ref();
-    if text.starts_with('/') {
-        let path = Path::new(text);
-        if path.components().any(|c| c == Component::ParentDir) {
-            c.invalid(value, format!("{owner} volume {name}"), "a path cannot contain `..`");
-            return None;
-        }
-        return Some(Volume::Path(PathBuf::from(text)));
-    }
-    match parse_size(text) {
-        Ok(size) => Some(Volume::Size(size)),
-        Err(reason) => {
-            c.invalid(value, format!("{owner} volume {name}"), reason).hint =
-                Some("a volume is a size on the pool (\"10G\") or an absolute host path".into());
-            None
-        }
-    }
-}
-
 /// Checks every `[[personality]]` against itself and the NIC tags.
 pub(crate) fn personalities(
     c: &mut Checker<'_>,
@@ -268,11 +245,7 @@ pub(crate) fn personalities(
                 None
             }
         });
-        let volumes: BTreeMap<_, _> = p
-            .volumes
-            .iter()
-            .filter_map(|(name, v)| volume(c, name, v, &owner).map(|v| (name.clone(), v)))
-            .collect();
+        crate::validate_volumes::volumes(c, &p.volumes, &owner, p.name.get_ref());
         for (key, value) in &p.settings {
             if key.is_empty() || key.chars().any(char::is_control) {
                 c.invalid(
@@ -291,7 +264,6 @@ pub(crate) fn personalities(
             memory,
             cpu,
             pids,
-            volumes,
             settings: p
                 .settings
                 .iter()

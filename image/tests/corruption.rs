@@ -157,6 +157,24 @@ fn manifest_unknown_format_version() {
 }
 
 #[test]
+fn a_signed_manifest_with_zone_wide_health_is_refused_when_read() {
+    // What a builder from before the table was refused signed: the box refuses it at boot
+    // and `ramkey image verify` names the line, rather than take checks it would never run.
+    let mut text = manifest().to_toml().unwrap();
+    let line = text.lines().count() + 2;
+    text.push_str("\n[[health]]\nname = \"site\"\nprobe = { kind = \"tcp\", port = 80 }\n");
+    let (err, msg) = read_err(&raw_image(text.as_bytes(), Some(&key())));
+    assert!(matches!(err, ReadError::Manifest { .. }), "{err:?}");
+    assert!(
+        msg.contains(&format!(
+            "manifest line {line}, column 1: zone-wide `[[health]]` checks are not supported"
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("that service's `health` probe"), "{msg}");
+}
+
+#[test]
 fn missing_signature() {
     let text = manifest().to_toml().unwrap();
     let (err, msg) = verify_err(&raw_image(text.as_bytes(), None));

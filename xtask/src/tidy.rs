@@ -1,4 +1,4 @@
-//! Tidy: the workspace's house rules, checked by one `#[test]` (rust-analyzer's
+//! Tidy: the workspace's house rules, checked by `#[test]`s (rust-analyzer's
 //! `xtask/src/tidy.rs`). It runs in `cargo xtask test`'s unit tier (`cargo test -p xtask
 //! --lib`), not among the boot tests, and reads every `.rs` file of every workspace member
 //! (`src/`, `tests/`, `examples/`):
@@ -9,8 +9,11 @@
 //! - `unsafe` only in init's `sys` layer ([`UNSAFE_ALLOWED`]);
 //! - in `init`, the PID 1 crate: no `anyhow`, no `process::exit` outside `main.rs`, and a
 //!   `main.rs` under [`MAX_MAIN_LINES`] lines, and no root-path literal outside its paths
-//!   module ([`root_paths`]).
+//!   module ([`root_paths`]);
+//! - no silent settings: every `pub` field of the config's and the image manifest's models
+//!   has a reader outside its crate, or a listed reason to have none ([`readers`]).
 
+mod readers;
 mod root_paths;
 
 use std::path::{Path, PathBuf};
@@ -151,6 +154,17 @@ fn the_workspace_is_tidy() {
         bad.extend(problems(path, &text));
     }
     assert!(bad.is_empty(), "{} tidy problem(s):\n{}", bad.len(), bad.join("\n"));
+}
+
+#[test]
+fn every_schema_field_has_a_reader() {
+    let (root, members) = members();
+    let mut files = Vec::new();
+    for member in &members {
+        rust_files(&root, &root.join(member), &mut files);
+    }
+    let bad = readers::problems(&root, &files);
+    assert!(bad.is_empty(), "{} silent setting(s):\n{}", bad.len(), bad.join("\n"));
 }
 
 #[test]

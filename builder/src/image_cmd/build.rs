@@ -307,11 +307,6 @@ fn check_programs(p: &Personality, root: &Path) -> Result<(), BuildError> {
             }
         }
     }
-    for h in &def.health {
-        if let ramkey_image::check::Check::Exec { argv } = &h.probe.check {
-            wanted.push((format!("health check `{}`", h.name), &argv[0]));
-        }
-    }
     for (what, path) in wanted {
         if !exists_in(root, path) {
             return Err(BuildError::MissingProgram {

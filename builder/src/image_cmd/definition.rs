@@ -1,11 +1,14 @@
 //! The personality definition, `personalities/NAME/personality.toml`: what the image is
 //! built from (`base`) and what goes into its manifest (services, ports, volumes, caps,
-//! health checks, settings). Unknown keys are rejected; the manifest parts are checked with
-//! the image crate's own rules when the definition is loaded, before anything is built.
+//! settings). Unknown keys are rejected, a zone-wide `[[health]]` with the image crate's
+//! reason ([`ZONE_HEALTH_REFUSED`]); the manifest parts are checked with the image crate's own
+//! rules when the definition is loaded, before anything is built.
 
 use std::path::{Path, PathBuf};
 
-use ramkey_image::manifest::{HealthCheck, MANIFEST_VERSION, Manifest, Payload, Port, Setting, Volume};
+use ramkey_image::manifest::{
+    MANIFEST_VERSION, Manifest, Payload, Port, Setting, Volume, ZONE_HEALTH_REFUSED, zone_health_at,
+};
 use ramkey_image::requirements::{ARCH_X86_64, Requirements};
 use ramkey_image::service::{Caps, ServiceSpec};
 use serde::Deserialize;
@@ -80,9 +83,6 @@ pub struct Definition {
     /// Persistent volumes.
     #[serde(default)]
     pub volumes: Vec<Volume>,
-    /// Health checks of the zone as a whole.
-    #[serde(default)]
-    pub health: Vec<HealthCheck>,
     /// Settings the config may give it.
     #[serde(default)]
     pub settings: Vec<Setting>,
@@ -167,6 +167,11 @@ pub enum ParseError {
 impl Definition {
     /// Parses and checks a definition's text.
     pub fn parse(text: &str) -> Result<Definition, ParseError> {
+        if let Some((line, column)) = zone_health_at(text) {
+            return Err(ParseError::Invalid(format!(
+                "line {line}, column {column}: {ZONE_HEALTH_REFUSED}"
+            )));
+        }
         let def: Definition = toml::from_str(text).map_err(|e| ParseError::Toml(e.to_string()))?;
         def.check().map_err(ParseError::Invalid)?;
         Ok(def)
@@ -223,7 +228,6 @@ impl Definition {
             services: self.services.clone(),
             ports: self.ports.clone(),
             volumes: self.volumes.clone(),
-            health: self.health.clone(),
             settings: self.settings.clone(),
         }
     }
@@ -251,6 +255,19 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_personalities_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../personalities");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let text = std::fs::read_to_string(entry.path().join(FILE_NAME)).unwrap();
+            let def = Definition::parse(&text).unwrap_or_else(|e| panic!("{}: {e:?}", entry.path().display()));
+            names.push(def.name);
+        }
+        names.sort();
+        assert_eq!(names, ["kv", "office", "web"]);
+    }
+
+    #[test]
     fn rejects_unknown_keys_and_bad_values() {
         let unknown = format!("{MINIMAL}colour = \"red\"\n");
         assert!(matches!(Definition::parse(&unknown), Err(ParseError::Toml(m)) if m.contains("colour")));
@@ -265,6 +282,10 @@ mod tests {
         let caps = format!("{MINIMAL}capabilities = [\"SYS_ADMIN\"]\n");
         assert!(
             matches!(Definition::parse(&caps), Err(ParseError::Invalid(m)) if m.contains("requirements.capabilities") && m.contains("`SYS_ADMIN` cannot be granted"))
+        );
+        let health = format!("{MINIMAL}[[health]]\nname = \"up\"\nprobe = {{ kind = \"tcp\", port = 80 }}\n");
+        assert!(
+            matches!(Definition::parse(&health), Err(ParseError::Invalid(m)) if m.starts_with("line 4, column 1: zone-wide `[[health]]`") && m.contains("`health` probe"))
         );
         let caps = format!("{MINIMAL}capabilities = [\"NET_ADMIN\"]\n");
         let manifest = Definition::parse(&caps).unwrap().manifest(&"0".repeat(64), "u", 0);

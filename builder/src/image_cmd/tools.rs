@@ -94,6 +94,9 @@ pub fn inspect(file: &Path, raw_manifest: bool) -> Result<String, ToolsError> {
     }
     for svc in &m.services {
         let _ = writeln!(s, "service:      {}: {}", svc.name, svc.argv.join(" "));
+        if let Some(health) = &svc.health {
+            let _ = writeln!(s, "health:       {}: {}", svc.name, probe(&health.check));
+        }
     }
     for p in &m.ports {
         let proto = match p.proto {
@@ -104,9 +107,6 @@ pub fn inspect(file: &Path, raw_manifest: bool) -> Result<String, ToolsError> {
     }
     for v in &m.volumes {
         let _ = writeln!(s, "volume:       {} at {}", v.name, v.path);
-    }
-    for h in &m.health {
-        let _ = writeln!(s, "health:       {}: {}", h.name, probe(&h.probe.check));
     }
     for st in &m.settings {
         let default = match &st.default {

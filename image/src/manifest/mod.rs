@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::check::Probe;
 use crate::requirements::{PlatformVersion, Requirements};
 use crate::service::{Caps, ServiceError, ServiceSpec, is_name, validate_services};
 
@@ -52,6 +51,14 @@ pub enum ManifestError {
         field: String,
         /// What is wrong.
         reason: String,
+    },
+    /// A zone-wide `[[health]]` table: refused, its checks were never run.
+    #[error("manifest line {line}, column {column}: {ZONE_HEALTH_REFUSED}")]
+    ZoneHealth {
+        /// 1-based line of the `health` key or table.
+        line: usize,
+        /// 1-based column, in characters.
+        column: usize,
     },
     /// A service is wrong.
     #[error("manifest services: {error}")]
@@ -101,9 +108,6 @@ pub struct Manifest {
     /// Persistent volumes mounted into the zone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
-    /// Health checks of the zone as a whole.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub health: Vec<HealthCheck>,
     /// Settings the image accepts from the config.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub settings: Vec<Setting>,
@@ -149,18 +153,39 @@ pub struct Volume {
     pub path: String,
 }
 
-/// A named health check of the zone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HealthCheck {
-    /// Name, for reports.
-    pub name: String,
-    /// What to check and how often.
-    pub probe: Probe,
-}
+/// Why a zone-wide `[[health]]` table is refused, in a manifest and in a `personality.toml`:
+/// nothing ever ran those checks. A service's own `health` probe is run by the zone's
+/// supervisor.
+pub const ZONE_HEALTH_REFUSED: &str = "zone-wide `[[health]]` checks are not supported (nothing runs \
+    them): move each check to the service it watches, as that service's `health` probe \
+    (`[[services]]` ... `health = { kind = \"tcp\", port = 80 }`), which the zone's supervisor \
+    runs (failures degrade, then restart the service)";
+
+/// The keys read before the whole manifest: its version, and a refused `health`.
 #[derive(Deserialize)]
 struct VersionProbe {
     format_version: Option<toml::Value>,
+    health: Option<toml::Spanned<toml::Value>>,
+}
+
+/// The line and column (1-based) of a top-level `health` key or `[[health]]` table in the
+/// TOML `text`, if it has one; `None` as well when `text` is not TOML.
+pub fn zone_health_at(text: &str) -> Option<(usize, usize)> {
+    #[derive(Deserialize)]
+    struct HealthProbe {
+        health: Option<toml::Spanned<toml::Value>>,
+    }
+    let probe: HealthProbe = toml::from_str(text).ok()?;
+    probe.health.map(|h| health_position(text, &h))
+}
+
+/// Where `health` starts: its `[[health]]` header (the span of an array of tables), or the
+/// `health` key on the line of an inline value (`health = []`).
+fn health_position(text: &str, health: &toml::Spanned<toml::Value>) -> (usize, usize) {
+    let start = text.floor_char_boundary(health.span().start.min(text.len()));
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let key = text[line_start..start].find("health").map_or(start, |i| line_start + i);
+    line_column(text, key)
 }
 
 impl Manifest {
@@ -181,6 +206,10 @@ impl Manifest {
                     format!("must be an integer, found {}", other.type_str()),
                 ));
             }
+        }
+        if let Some(health) = &probe.health {
+            let (line, column) = health_position(text, health);
+            return Err(ManifestError::ZoneHealth { line, column });
         }
         let manifest: Manifest = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         manifest.validate()?;
@@ -246,7 +275,7 @@ impl Manifest {
             .map_err(|error| ManifestError::Service { error })?;
         validate_services(&self.services).map_err(|error| ManifestError::Service { error })?;
         self.validate_ports_volumes()?;
-        self.validate_health_settings()
+        self.validate_settings()
     }
 
     fn validate_ports_volumes(&self) -> Result<(), ManifestError> {
@@ -284,13 +313,7 @@ impl Manifest {
         Ok(())
     }
 
-    fn validate_health_settings(&self) -> Result<(), ManifestError> {
-        let mut names = BTreeSet::new();
-        for h in &self.health {
-            if !is_name(&h.name) || !names.insert(&h.name) {
-                return Err(invalid("health", format!("bad or duplicate check name `{}`", h.name)));
-            }
-        }
+    fn validate_settings(&self) -> Result<(), ManifestError> {
         let mut names = BTreeSet::new();
         for s in &self.settings {
             if !is_name(&s.name) || !names.insert(&s.name) {
@@ -365,6 +388,40 @@ mod tests {
         assert_eq!(line_column(text, 0), (1, 1));
         assert_eq!(line_column(text, 6), (2, 1));
         assert_eq!(line_column(text, 11), (2, 5));
+    }
+
+    #[test]
+    fn zone_health_is_refused_where_it_is_naming_the_service_probe() {
+        let head = "format_version = 1\nname = \"t\"\n";
+        let table = format!("{head}\n[[health]]\nname = \"site\"\nprobe = {{ kind = \"tcp\", port = 80 }}\n");
+        assert_eq!(zone_health_at(&table), Some((4, 1)));
+        let err = Manifest::parse(&table).unwrap_err();
+        assert_eq!(err, ManifestError::ZoneHealth { line: 4, column: 1 });
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with("manifest line 4, column 1: zone-wide `[[health]]`"),
+            "{shown}"
+        );
+        assert!(shown.contains("that service's `health` probe"), "{shown}");
+        let inline = format!("{head}health = []\n");
+        assert_eq!(zone_health_at(&inline), Some((3, 1)));
+        assert!(matches!(
+            Manifest::parse(&inline),
+            Err(ManifestError::ZoneHealth { line: 3, .. })
+        ));
+        // A service's own `health` is not the zone-wide table.
+        let service = format!("{head}[[services]]\nname = \"a\"\nhealth = {{ kind = \"tcp\", port = 1 }}\n");
+        assert_eq!(zone_health_at(&service), None);
+        // The table's own position, not a service's `health` key before it.
+        let both = format!("{service}\n[[health]]\nname = \"site\"\nprobe = {{ kind = \"tcp\", port = 80 }}\n");
+        assert_eq!(zone_health_at(&both), Some((7, 1)));
+        assert_eq!(zone_health_at("not toml ="), None);
+        // An unknown version is reported before the table.
+        let future = table.replace("format_version = 1", "format_version = 2");
+        assert!(matches!(
+            Manifest::parse(&future),
+            Err(ManifestError::UnknownVersion { found: 2 })
+        ));
     }
 
     #[test]
