@@ -23,7 +23,7 @@ use crate::runtime::sshd::{self, Ssh};
 use crate::runtime::supervise::Supervision;
 use crate::storage::mounts::KernelMounter;
 use crate::storage::pool::PoolState;
-use crate::supervisor::protocol::SystemInfo;
+use crate::supervisor::protocol::{BootStep, BootTimeline, SystemInfo};
 use crate::{sys, upgrade, zone};
 use ramkey_image::service::ServiceSpec;
 
@@ -73,8 +73,10 @@ pub fn run() -> ! {
                 Ok((s, c)) => (services, control) = (s, c),
                 Err(_) => crate::error!("services: panic while starting them (see the PANIC line above)"),
             }
-            timeline.log_ready(clock.since_boot());
+            let ready = clock.since_boot();
+            timeline.log_ready(ready);
             if let Some(services) = services.as_mut() {
+                services.info_mut().timeline = Some(boot_timeline(&timeline, ready));
                 services.say_settled();
             }
         }
@@ -193,6 +195,24 @@ fn ssh(paths: &Paths, state: &BootState, usbkey: Option<&std::path::Path>) -> Ss
     )
 }
 
+/// The boot's steps for `ramkeyctl status --json` and the metrics, done at `ready`.
+fn boot_timeline(timeline: &Timeline, ready: Duration) -> BootTimeline {
+    let ms = crate::supervisor::state::millis;
+    BootTimeline {
+        init_start_ms: ms(timeline.init_start),
+        ready_ms: ms(ready),
+        steps: timeline
+            .steps
+            .iter()
+            .map(|s| BootStep {
+                name: s.name.to_owned(),
+                start_ms: ms(s.start),
+                duration_ms: ms(s.duration),
+            })
+            .collect(),
+    }
+}
+
 /// The zones of the config's personalities, as services (see [`crate::zone`]).
 fn zones(paths: &Paths, state: &mut BootState, usbkey: Option<&std::path::Path>) -> Vec<ServiceSpec> {
     let Some(config) = state.config.as_ref().filter(|c| !c.personalities.is_empty()) else {
@@ -248,12 +268,20 @@ fn describe(state: &BootState) -> SystemInfo {
         .pool
         .as_ref()
         .map_or_else(|| "none: the pool step did not run".to_string(), |p| p.to_string());
+    let (pool_health, pool_disks) = match &state.pool {
+        Some(PoolState::Mounted(m)) if m.degraded => ("degraded", (m.nodes.len() as u64, m.devices)),
+        Some(PoolState::Mounted(m)) => ("ok", (m.nodes.len() as u64, m.devices)),
+        Some(PoolState::ReadOnly(m)) => ("read-only", (m.nodes.len() as u64, m.devices)),
+        Some(PoolState::Diskless { .. }) | None => ("diskless", (0, 0)),
+    };
     SystemInfo {
         platform: String::new(),
         config_source,
         config_error,
         pool,
-        ssh: String::new(),
+        pool_health: pool_health.to_owned(),
+        pool_disks,
+        ..SystemInfo::default()
     }
 }
 
@@ -279,6 +307,7 @@ mod tests {
             Some("/usbkey/config.toml:3:1: unknown key `bogus`")
         );
         assert_eq!(info.pool, "diskless: data is lost at power-off (mount failed)");
+        assert_eq!((info.pool_health.as_str(), info.pool_disks), ("diskless", (0, 0)));
         state.pool = None;
         state.config_error = None;
         state.config_source = String::new();
