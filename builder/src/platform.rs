@@ -75,6 +75,8 @@ pub fn assemble(inputs: &Inputs<'_>) -> Result<Tree, PlatformError> {
     tree.symlink("usr/bin/ramkeyctl", "/init");
     // ... and as the zone launcher PID 1's supervisor runs for each personality.
     tree.symlink("usr/sbin/ramkey-zone", "/init");
+    // ... and as the Prometheus exporter, a platform service when the config has [metrics].
+    tree.symlink("usr/sbin/ramkey-metrics", "/init");
     if let Some(overlay) = inputs.overlay {
         tree.add_host_dir(overlay, "/")?;
     }

@@ -24,7 +24,7 @@ use crate::runtime::supervise::Supervision;
 use crate::storage::mounts::KernelMounter;
 use crate::storage::pool::PoolState;
 use crate::supervisor::protocol::{BootStep, BootTimeline, SystemInfo};
-use crate::{sys, upgrade, zone};
+use crate::{observe, sys, upgrade, zone};
 use ramkey_image::service::ServiceSpec;
 
 /// Runs PID 1 with `/` as the root. Never returns.
@@ -160,6 +160,7 @@ fn start_services(paths: &Paths, state: &mut BootState) -> (Option<Supervision>,
         Ssh::On { spec, .. } => defs.specs.push(spec.as_ref().clone()),
         Ssh::Off { message } => crate::notice!("ssh: off: {message}"),
     }
+    defs.specs.extend(metrics(state));
     defs.specs.extend(zones(paths, state, usbkey.as_deref()));
     let control = ControlServer::bind(&paths.control_socket())
         .inspect_err(|e| crate::error!("{e}; ramkeyctl cannot reach PID 1"))
@@ -193,6 +194,24 @@ fn ssh(paths: &Paths, state: &BootState, usbkey: Option<&std::path::Path>) -> Ss
         },
         &sshd::interface_addresses,
     )
+}
+
+/// The Prometheus exporter ([`observe::metrics`]) when the config has `[metrics]`, on the
+/// interface the boot gave the NIC with that tag.
+fn metrics(state: &BootState) -> Option<ServiceSpec> {
+    let wanted = state.config.as_ref()?.metrics.as_ref()?;
+    let interfaces = state.applied.as_ref().map(|a| a.interfaces.as_slice()).unwrap_or_default();
+    let interface = interfaces
+        .iter()
+        .find(|(tag, _)| *tag == wanted.nic)
+        .map_or(wanted.nic.as_str(), |(_, name)| name.as_str());
+    crate::notice!(
+        "metrics: {} on {interface} (NIC {}) port {}",
+        observe::metrics::SERVICE,
+        wanted.nic,
+        wanted.port
+    );
+    Some(observe::metrics::service(interface, wanted.port))
 }
 
 /// The boot's steps for `ramkeyctl status --json` and the metrics, done at `ready`.
