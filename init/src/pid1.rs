@@ -199,7 +199,8 @@ fn ssh(paths: &Paths, state: &BootState, usbkey: Option<&std::path::Path>) -> Ss
 /// The Prometheus exporter ([`observe::metrics`]) when the config has `[metrics]`, on the
 /// interface the boot gave the NIC with that tag.
 fn metrics(state: &BootState) -> Option<ServiceSpec> {
-    let wanted = state.config.as_ref()?.metrics.as_ref()?;
+    let config = state.config.as_ref()?;
+    let wanted = config.metrics.as_ref()?;
     let interfaces = state.applied.as_ref().map(|a| a.interfaces.as_slice()).unwrap_or_default();
     let interface = interfaces
         .iter()
@@ -211,7 +212,8 @@ fn metrics(state: &BootState) -> Option<ServiceSpec> {
         wanted.nic,
         wanted.port
     );
-    Some(observe::metrics::service(interface, wanted.port))
+    let zones: Vec<&str> = config.personalities.iter().map(|p| p.name.as_str()).collect();
+    Some(observe::metrics::service(interface, wanted.port, &zones))
 }
 
 /// The boot's steps for `ramkeyctl status --json` and the metrics, done at `ready`.

@@ -1,4 +1,4 @@
-//! The Prometheus exporter: `ramkey-metrics INTERFACE PORT`, a platform service PID 1 runs
+//! The Prometheus exporter: `ramkey-metrics INTERFACE PORT [ZONE...]`, a platform service PID 1 runs
 //! when the config has `[metrics] listen = "TAG:PORT"` (never part of PID 1's event loop).
 //!
 //! It listens on `0.0.0.0:PORT` bound to the NIC's interface (`SO_BINDTODEVICE`), so that it
@@ -47,10 +47,12 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const PID1_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The service PID 1 runs for `[metrics]`: the exporter on `interface` (the NIC tagged
-/// `metrics.nic`, as the boot named it) and `metrics.port`, restarted always, with small
-/// caps (a scrape reads a few dozen small files).
-pub fn service(interface: &str, port: u16) -> ServiceSpec {
-    let argv = vec![PROGRAM.to_owned(), interface.to_owned(), port.to_string()];
+/// `metrics.nic`, as the boot named it) and `metrics.port`, reporting the cgroups of the
+/// config's `zones` (a zone's gate, `zone-gate-NAME`, has a cgroup of the same shape),
+/// restarted always, with small caps (a scrape reads a few dozen small files).
+pub fn service(interface: &str, port: u16, zones: &[&str]) -> ServiceSpec {
+    let mut argv = vec![PROGRAM.to_owned(), interface.to_owned(), port.to_string()];
+    argv.extend(zones.iter().map(|z| (*z).to_owned()));
     let mut spec = ServiceSpec::new(SERVICE, argv);
     spec.restart = RestartPolicy::Always;
     spec.caps = Caps {
@@ -61,21 +63,23 @@ pub fn service(interface: &str, port: u16) -> ServiceSpec {
     spec
 }
 
-/// Runs `ramkey-metrics INTERFACE PORT`; returns only on a usage error.
+/// Runs `ramkey-metrics INTERFACE PORT [ZONE...]`; returns only on a usage error.
 pub fn main(args: &[String]) -> i32 {
-    let (interface, port) = match args {
-        [interface, port] => match port.parse::<u16>() {
-            Ok(port) if port > 0 => (interface.as_str(), port),
+    let (interface, port, zones) = match args {
+        [interface, port, zones @ ..] => match port.parse::<u16>() {
+            Ok(port) if port > 0 => (interface.as_str(), port, zones),
             _ => return usage(&format!("{port:?} is not a port")),
         },
-        _ => return usage("expected two arguments"),
+        _ => return usage("expected at least two arguments"),
     };
     let listener = listen_with_backoff(interface, port, &mut std::thread::sleep);
-    serve(&listener, &Paths::system())
+    serve(&listener, &Paths::system(), zones)
 }
 
 fn usage(why: &str) -> i32 {
-    eprintln!("ramkey-metrics: {why}\nusage: ramkey-metrics INTERFACE PORT (run by PID 1 for [metrics] listen)");
+    eprintln!(
+        "ramkey-metrics: {why}\nusage: ramkey-metrics INTERFACE PORT [ZONE...] (run by PID 1 for [metrics] listen)"
+    );
     2
 }
 
@@ -134,12 +138,15 @@ impl Said {
 }
 
 /// Answers requests one at a time, forever.
-fn serve(listener: &TcpListener, paths: &Paths) -> ! {
+fn serve(listener: &TcpListener, paths: &Paths, zones: &[String]) -> ! {
     let mut exporter = render::Exporter::default();
     let mut said = Said::default();
     loop {
         match listener.accept() {
-            Ok((mut stream, peer)) => answer(&mut stream, peer, paths, &pid1, &mut exporter, &mut said),
+            Ok((mut stream, peer)) => {
+                let from = Sources { paths, zones, ask: &pid1 };
+                answer(&mut stream, peer, &from, &mut exporter, &mut said);
+            }
             Err(e) => {
                 if said.first(&format!("accept {:?}", e.kind())) {
                     crate::warn!("metrics: accepting a connection: {e} (said once)");
@@ -150,21 +157,21 @@ fn serve(listener: &TcpListener, paths: &Paths) -> ! {
     }
 }
 
-/// Reads one request from `stream` and answers it, from the files under `paths` and PID 1's
-/// answers to `ask`.
-fn answer(
-    stream: &mut TcpStream,
-    peer: SocketAddr,
-    paths: &Paths,
-    ask: &dyn Fn(&Request) -> Result<Response, String>,
-    exporter: &mut render::Exporter,
-    said: &mut Said,
-) {
-    let start = Instant::now();
+/// Where a scrape reads: the files under `paths`, the cgroups of `zones`, PID 1's answers
+/// to `ask`.
+struct Sources<'a> {
+    paths: &'a Paths,
+    zones: &'a [String],
+    ask: &'a dyn Fn(&Request) -> Result<Response, String>,
+}
+
+/// Reads one request from `stream` and answers it.
+fn answer(stream: &mut TcpStream, peer: SocketAddr, from: &Sources<'_>, exporter: &mut render::Exporter, said: &mut Said) {
     let asked = http::read_request(stream, http::TIMEOUT);
     let (code, body, head) = match &asked {
         Ok(http::Ask::Metrics { head }) => {
-            let snapshot = read::collect(paths, ask, &mut |source, why| {
+            let start = Instant::now();
+            let snapshot = read::collect(from.paths, from.zones, from.ask, &mut |source, why| {
                 if said.first(&format!("source {source}: {why}")) {
                     crate::warn!("metrics: {source}: {why}; its metrics are left out while it fails (said once)");
                 }

@@ -151,10 +151,11 @@ impl Snapshot {
     }
 }
 
-/// Reads every source: files under `paths`, PID 1 through `ask`; `failed` hears of each
-/// source that could not be read (`(source, reason)`).
+/// Reads every source: files under `paths`, the cgroups of `zones`, PID 1 through `ask`;
+/// `failed` hears of each source that could not be read (`(source, reason)`).
 pub fn collect(
     paths: &Paths,
+    zones: &[String],
     ask: &dyn Fn(&Request) -> Result<Response, String>,
     failed: &mut dyn FnMut(&str, &str),
 ) -> Snapshot {
@@ -175,7 +176,7 @@ pub fn collect(
         now_ms: crate::supervisor::state::millis(crate::sys::boottime()),
         node: node(paths),
         nics: nics(&paths.sys().join("class/net")),
-        zones: zones(&paths.sys().join("fs/cgroup/ramkey")),
+        zones: self::zones(&paths.sys().join("fs/cgroup/ramkey"), zones),
         services,
         status,
         pool: mounted.then(|| space(&paths.pool())),
@@ -274,25 +275,25 @@ fn keyed(path: &Path, key: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-/// The zones' cgroups under `base` (`/sys/fs/cgroup/ramkey`), by name. No folder: no zones.
-pub fn zones(base: &Path) -> Result<Vec<Zone>, String> {
-    let entries = match fs::read_dir(base) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("{}: {e}", base.display())),
-    };
-    let mut zones: Vec<Zone> = entries
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().strip_prefix(ZONE_PREFIX)?.to_owned();
-            let dir = e.path();
+/// The cgroups of the zones `names` under `base` (`/sys/fs/cgroup/ramkey`), by name; a zone
+/// without one (never started: refused at boot) is left out.
+pub fn zones(base: &Path, names: &[String]) -> Result<Vec<Zone>, String> {
+    if !names.is_empty() && !base.is_dir() {
+        return Err(format!("{}: no such folder (are cgroups mounted?)", base.display()));
+    }
+    let mut zones: Vec<Zone> = names
+        .iter()
+        .filter_map(|name| {
+            let dir = base.join(format!("{ZONE_PREFIX}{name}"));
+            if !dir.is_dir() {
+                return None;
+            }
             let cpu_max = fs::read_to_string(dir.join("cpu.max")).ok().and_then(|text| {
                 let (quota, period) = text.trim().split_once(' ')?;
                 Some(quota.parse::<f64>().ok()? / period.parse::<f64>().ok().filter(|p| *p > 0.0)?)
             });
             Some(Zone {
-                name,
+                name: name.clone(),
                 memory: number(&dir.join("memory.current")),
                 memory_max: number(&dir.join("memory.max")),
                 cpu_seconds: keyed(&dir.join("cpu.stat"), "usage_usec").map(|us| us as f64 / 1e6),

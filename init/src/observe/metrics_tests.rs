@@ -50,6 +50,7 @@ fn fixture() -> tempfile::TempDir {
     put(r, &format!("{kv}/memory.max"), "max\n");
     put(r, &format!("{kv}/cpu.max"), "max 100000\n");
     put(r, "sys/fs/cgroup/ramkey/sshd/memory.current", "4096\n");
+    put(r, "sys/fs/cgroup/ramkey/zone-gate-web/memory.current", "8192\n");
     std::fs::create_dir_all(r.join("pool")).unwrap();
     dir
 }
@@ -114,7 +115,8 @@ fn pid1_answers(request: &Request) -> Result<Response, String> {
 
 fn scrape(root: &Path, ask: &dyn Fn(&Request) -> Result<Response, String>) -> (String, Vec<String>) {
     let mut failed = Vec::new();
-    let mut snapshot = read::collect(&Paths::new(root), ask, &mut |source, why| {
+    let zones = ["web", "kv", "refused"].map(String::from);
+    let mut snapshot = read::collect(&Paths::new(root), &zones, ask, &mut |source, why| {
         failed.push(format!("{source}: {why}"));
     });
     snapshot.now_ms = 10_000;
@@ -201,9 +203,12 @@ fn a_fixture_box_renders_every_promised_family() {
     ] {
         assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
     }
-    // No cap, no gauge; a service's cgroup is no zone; lo is no NIC.
+    // No cap, no gauge; a service's cgroup, a zone's gate's, is no zone; a zone refused at
+    // boot has no cgroup; lo is no NIC.
     assert!(!text.contains("ramkey_zone_memory_max_bytes{zone=\"kv\"}"), "{text}");
-    assert!(!text.contains("zone=\"sshd\"") && !text.contains("nic=\"lo\""), "{text}");
+    for other in ["zone=\"sshd\"", "zone=\"gate-web\"", "zone=\"refused\"", "nic=\"lo\""] {
+        assert!(!text.contains(other), "{other} in\n{text}");
+    }
     assert!(text.contains("ramkey_pool_size_bytes "), "{text}");
 }
 
@@ -283,12 +288,18 @@ fn a_silent_or_endless_client_cannot_hold_the_server() {
 fn a_scrape_and_a_wrong_path_over_tcp() {
     let dir = fixture();
     let paths = Paths::new(dir.path());
+    let zones = ["web".to_owned()];
+    let from = Sources {
+        paths: &paths,
+        zones: &zones,
+        ask: &pid1_answers,
+    };
     let (mut exporter, mut said) = (Exporter::default(), Said::default());
     let mut get = |path: &str| {
         let (mut client, mut server) = pair();
         client.write_all(format!("GET {path} HTTP/1.1\r\nHost: box\r\n\r\n").as_bytes()).unwrap();
         let peer = server.peer_addr().unwrap();
-        answer(&mut server, peer, &paths, &pid1_answers, &mut exporter, &mut said);
+        answer(&mut server, peer, &from, &mut exporter, &mut said);
         drop(server);
         let mut text = String::new();
         client.read_to_string(&mut text).unwrap();
@@ -330,8 +341,8 @@ fn a_taken_port_is_retried_with_backoff_until_it_is_free() {
 
 #[test]
 fn the_service_runs_the_link_with_caps() {
-    let spec = service("admin", 9100);
-    assert_eq!(spec.argv, ["/usr/sbin/ramkey-metrics", "admin", "9100"]);
+    let spec = service("admin", 9100, &["web", "office"]);
+    assert_eq!(spec.argv, ["/usr/sbin/ramkey-metrics", "admin", "9100", "web", "office"]);
     assert_eq!(spec.name, "ramkey-metrics");
     assert!(spec.readiness.is_none() && spec.requires.is_empty());
     assert_eq!(spec.restart, RestartPolicy::Always);
