@@ -76,7 +76,7 @@ pub fn run() -> ! {
             let ready = clock.since_boot();
             timeline.log_ready(ready);
             if let Some(services) = services.as_mut() {
-                services.info_mut().timeline = Some(boot_timeline(&timeline, ready));
+                services.info_mut().timeline = Some(Box::new(boot_timeline(&timeline, ready)));
                 services.say_settled();
             }
         }
@@ -197,15 +197,17 @@ fn ssh(paths: &Paths, state: &BootState, usbkey: Option<&std::path::Path>) -> Ss
 }
 
 /// The Prometheus exporter ([`observe::metrics`]) when the config has `[metrics]`, on the
-/// interface the boot gave the NIC with that tag.
+/// interface of the NIC with that tag.
 fn metrics(state: &BootState) -> Option<ServiceSpec> {
     let config = state.config.as_ref()?;
     let wanted = config.metrics.as_ref()?;
-    let interfaces = state.applied.as_ref().map(|a| a.interfaces.as_slice()).unwrap_or_default();
-    let interface = interfaces
+    // The boot renames each NIC to its tag; a DHCP lease records the name of one it did not
+    // (a PXE boot's NIC).
+    let interface = state
+        .leases
         .iter()
-        .find(|(tag, _)| *tag == wanted.nic)
-        .map_or(wanted.nic.as_str(), |(_, name)| name.as_str());
+        .find(|held| held.tag == wanted.nic)
+        .map_or(wanted.nic.as_str(), |held| held.ifname.as_str());
     crate::notice!(
         "metrics: {} on {interface} (NIC {}) port {}",
         observe::metrics::SERVICE,
@@ -274,6 +276,12 @@ fn system_info(paths: &Paths, state: &BootState) -> SystemInfo {
     }
 }
 
+/// A mounted pool's disks: attached, and how many its filesystem has.
+fn disks(m: &crate::storage::pool::Mounted) -> (u32, u32) {
+    let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    (count(m.nodes.len() as u64), count(m.devices))
+}
+
 /// The parts of [`system_info`] that come from the boot's state.
 fn describe(state: &BootState) -> SystemInfo {
     let config_source = match state.config_source.as_str() {
@@ -290,9 +298,9 @@ fn describe(state: &BootState) -> SystemInfo {
         .as_ref()
         .map_or_else(|| "none: the pool step did not run".to_string(), |p| p.to_string());
     let (pool_health, pool_disks) = match &state.pool {
-        Some(PoolState::Mounted(m)) if m.degraded => ("degraded", (m.nodes.len() as u64, m.devices)),
-        Some(PoolState::Mounted(m)) => ("ok", (m.nodes.len() as u64, m.devices)),
-        Some(PoolState::ReadOnly(m)) => ("read-only", (m.nodes.len() as u64, m.devices)),
+        Some(PoolState::Mounted(m)) if m.degraded => ("degraded", disks(m)),
+        Some(PoolState::Mounted(m)) => ("ok", disks(m)),
+        Some(PoolState::ReadOnly(m)) => ("read-only", disks(m)),
         Some(PoolState::Diskless { .. }) | None => ("diskless", (0, 0)),
     };
     SystemInfo {

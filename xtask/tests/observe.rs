@@ -111,8 +111,7 @@ fn boot_box(name: &str) -> Box {
     let known_hosts = keys.path().join("known_hosts");
     let web = artifacts::personality("web").unwrap();
     let config = keys.path().join("config.toml");
-    let text = ssh::zone_box_config("observed", public.trim(), &[])
-        .replace("memory = \"128M\"", "memory = \"256M\"")
+    let text = ssh::zone_box_config("observed", public.trim(), &[]).replace("memory = \"128M\"", "memory = \"256M\"")
         + &format!("\n[metrics]\nlisten = \"admin:{METRICS_PORT}\"\n");
     std::fs::write(&config, text).unwrap();
     let image = artifacts::usb_copy(name).unwrap();
@@ -135,10 +134,18 @@ fn boot_box(name: &str) -> Box {
     };
     opts.forwards = vec![to_box(ssh_port, 22), to_box(metrics_port, METRICS_PORT)];
     let mut vm = Machine::start(&Spec::run(name, &opts).unwrap()).unwrap();
-    vm.forbid(&["Kernel panic", "ramkey: error: PANIC", "RECOVERY MODE", "services: not started"])
-        .unwrap();
-    vm.expect(&format!("ramkey: metrics: ramkey-metrics on admin (NIC admin) port {METRICS_PORT}"), BOOT)
-        .unwrap();
+    vm.forbid(&[
+        "Kernel panic",
+        "ramkey: error: PANIC",
+        "RECOVERY MODE",
+        "services: not started",
+    ])
+    .unwrap();
+    vm.expect(
+        &format!("ramkey: metrics: ramkey-metrics on admin (NIC admin) port {METRICS_PORT}"),
+        BOOT,
+    )
+    .unwrap();
     vm.expect("ramkey: zone web: web 1.0.0 came up", BOOT).unwrap();
     ssh::ssh_when_up(ssh_port, &key, &known_hosts, "true", BOOT);
     Box {
@@ -156,7 +163,10 @@ fn boot_box(name: &str) -> Box {
 /// and cost.
 fn metrics_are_served(b: &Box) {
     let text = xtask::http::wait_ok(b.metrics_port, "/metrics", BOOT).unwrap();
-    let text = text.split_once("\r\n\r\n").map_or(text.as_str(), |(_, body)| body).to_owned();
+    let text = text
+        .split_once("\r\n\r\n")
+        .map_or(text.as_str(), |(_, body)| body)
+        .to_owned();
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -166,7 +176,11 @@ fn metrics_are_served(b: &Box) {
         .expect("promtool (Debian's prometheus package; `cargo xtask deps` installs it)");
     promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let checked = promtool.wait_with_output().unwrap();
-    assert!(checked.status.success(), "promtool check metrics: {}\n{text}", ssh::text(&checked));
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}\n{text}",
+        ssh::text(&checked)
+    );
 
     let all = samples(&text);
     let ones = [
@@ -180,7 +194,10 @@ fn metrics_are_served(b: &Box) {
         assert_eq!(sample(&text, name), 1.0, "{name}");
     }
     for source in ["node", "nics", "cgroups", "pid1", "pool"] {
-        assert_eq!(sample(&text, &format!("ramkey_metrics_source_up{{source=\"{source}\"}}")), 1.0);
+        assert_eq!(
+            sample(&text, &format!("ramkey_metrics_source_up{{source=\"{source}\"}}")),
+            1.0
+        );
     }
     let positive = [
         "ramkey_node_memory_available_bytes",
@@ -208,15 +225,24 @@ fn metrics_are_served(b: &Box) {
         .keys()
         .find(|k| k.starts_with("ramkey_platform_info{"))
         .unwrap_or_else(|| panic!("no ramkey_platform_info:\n{text}"));
-    assert!(info.contains("slot=\"a\"") && info.contains(&format!("version=\"{version}\"")), "{info}");
+    assert!(
+        info.contains("slot=\"a\"") && info.contains(&format!("version=\"{version}\"")),
+        "{info}"
+    );
     assert!(sample(&text, "ramkey_node_load1") >= 0.0);
 
     // Another path: a 404 with the way to the metrics, said once in the exporter's log.
     let (status, body) = b.get("/nope");
-    assert_eq!((status, body.as_str()), (404, "no page /nope: the metrics are at /metrics\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (404, "no page /nope: the metrics are at /metrics\n")
+    );
     assert_eq!(b.get("/").0, 404);
     let log = b.ssh("ramkeyctl log ramkey-metrics");
-    assert!(log.contains(&format!("metrics: listening on admin port {METRICS_PORT}")), "{log}");
+    assert!(
+        log.contains(&format!("metrics: listening on admin port {METRICS_PORT}")),
+        "{log}"
+    );
     assert_eq!(log.matches("no such page").count(), 1, "the 404s said once:\n{log}");
 
     // The zone, in its own network namespace, cannot reach the endpoint.
@@ -280,7 +306,11 @@ fn zone_memory_shows_in_the_metrics(b: &Box) {
         start.elapsed().as_secs_f64()
     );
     let out = hog.wait_with_output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("hog-done"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("hog-done"),
+        "{}",
+        text(&out)
+    );
 }
 
 fn power_off(mut vm: Machine) {
@@ -293,7 +323,10 @@ fn power_off(mut vm: Machine) {
 fn logs_and_metrics_leave_the_box() {
     let started = Instant::now();
     let b = boot_box("observe");
-    eprintln!("observe: booted, zone and SSH up in {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "observe: booted, zone and SSH up in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     metrics_are_served(&b);
     zone_memory_shows_in_the_metrics(&b);
     power_off(b.vm);

@@ -32,9 +32,6 @@ pub struct Applied {
     pub failures: Vec<String>,
     /// The `resolv.conf` written, if any.
     pub resolv_conf: Option<String>,
-    /// Each NIC's tag and the interface that has its address (the tag itself, unless the
-    /// NIC could not be renamed: a PXE boot's NIC, a name taken).
-    pub interfaces: Vec<(String, String)>,
 }
 
 /// The effects and settings of one run.
@@ -128,7 +125,6 @@ pub fn apply(env: &mut Env<'_>, nics: &[Nic], dns: &Dns, pxe: Option<&NetReport>
         let is_pxe = pxe.is_some_and(|r| r.link.index == link.index);
         match one_nic(env, nic, link, &mut now, is_pxe) {
             Ok((index, ifname, note)) => {
-                out.interfaces.push((nic.tag.clone(), ifname.clone()));
                 let held = pxe
                     .filter(|_| is_pxe)
                     .map(|r| (r.lease.clone(), "DHCP lease from the PXE boot"));

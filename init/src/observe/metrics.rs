@@ -103,7 +103,11 @@ pub fn listen_with_backoff(interface: &str, port: u16, sleep: &mut dyn FnMut(Dur
         tries += 1;
         match listen_on(interface, port) {
             Ok(listener) => {
-                let after = if tries > 1 { format!(" (after {tries} tries)") } else { String::new() };
+                let after = if tries > 1 {
+                    format!(" (after {tries} tries)")
+                } else {
+                    String::new()
+                };
                 crate::notice!("metrics: listening on {interface} port {port}{after}: GET /metrics");
                 return listener;
             }
@@ -144,7 +148,11 @@ fn serve(listener: &TcpListener, paths: &Paths, zones: &[String]) -> ! {
     loop {
         match listener.accept() {
             Ok((mut stream, peer)) => {
-                let from = Sources { paths, zones, ask: &pid1 };
+                let from = Sources {
+                    paths,
+                    zones,
+                    ask: &pid1,
+                };
                 answer(&mut stream, peer, &from, &mut exporter, &mut said);
             }
             Err(e) => {
@@ -166,7 +174,13 @@ struct Sources<'a> {
 }
 
 /// Reads one request from `stream` and answers it.
-fn answer(stream: &mut TcpStream, peer: SocketAddr, from: &Sources<'_>, exporter: &mut render::Exporter, said: &mut Said) {
+fn answer(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    from: &Sources<'_>,
+    exporter: &mut render::Exporter,
+    said: &mut Said,
+) {
     let asked = http::read_request(stream, http::TIMEOUT);
     let (code, body, head) = match &asked {
         Ok(http::Ask::Metrics { head }) => {

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 pub const MAX_REQUEST: usize = 8 * 1024;
 /// How long a client has to send its request, and a reply may take to write.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
-/// The one path served.
-pub const PATH: &str = "/metrics";
+/// The one page served, `/metrics` (an HTTP path, not a file: kept without its slash, which
+/// only `Paths` may write).
+pub const PAGE: &str = "metrics";
 /// The Prometheus text format's content type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -78,7 +79,9 @@ pub fn read_request(stream: &mut TcpStream, timeout: Duration) -> Result<Ask, Fa
         if left.is_zero() {
             return Err(Fault::Timeout);
         }
-        stream.set_read_timeout(Some(left)).map_err(|e| Fault::Io(e.to_string()))?;
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| Fault::Io(e.to_string()))?;
         let n = match stream.read(&mut buf) {
             Ok(0) => return Err(Fault::Closed),
             Ok(n) => n,
@@ -120,7 +123,9 @@ pub fn parse(head: &str) -> Ask {
     }
     let path = target.split('?').next().unwrap_or_default();
     match *method {
-        "GET" | "HEAD" if path == PATH => Ask::Metrics { head: *method == "HEAD" },
+        "GET" | "HEAD" if path.strip_prefix('/') == Some(PAGE) => Ask::Metrics {
+            head: *method == "HEAD",
+        },
         "GET" | "HEAD" => Ask::NotFound(truncated(path)),
         other => Ask::Method(truncated(other)),
     }
@@ -135,8 +140,8 @@ fn truncated(text: &str) -> String {
 pub fn refusal(ask: &Ask) -> (u16, String) {
     match ask {
         Ask::Metrics { .. } => (200, String::new()),
-        Ask::NotFound(path) => (404, format!("no page {path}: the metrics are at {PATH}\n")),
-        Ask::Method(method) => (405, format!("method {method} is not served: use GET {PATH}\n")),
+        Ask::NotFound(path) => (404, format!("no page {path}: the metrics are at /{PAGE}\n")),
+        Ask::Method(method) => (405, format!("method {method} is not served: use GET /{PAGE}\n")),
         Ask::Bad(why) => (400, format!("{why}\n")),
     }
 }
@@ -144,9 +149,9 @@ pub fn refusal(ask: &Ask) -> (u16, String) {
 /// A log line's words for a request that is not served.
 pub fn describe(ask: &Ask) -> String {
     match ask {
-        Ask::Metrics { .. } => format!("GET {PATH}"),
-        Ask::NotFound(path) => format!("GET {path}: no such page (only {PATH} is served)"),
-        Ask::Method(method) => format!("{method}: not served (GET {PATH} is)"),
+        Ask::Metrics { .. } => format!("GET /{PAGE}"),
+        Ask::NotFound(path) => format!("GET {path}: no such page (only /{PAGE} is served)"),
+        Ask::Method(method) => format!("{method}: not served (GET /{PAGE} is)"),
         Ask::Bad(why) => why.clone(),
     }
 }
@@ -165,7 +170,11 @@ fn reason(code: u16) -> &'static str {
 
 /// The whole answer: status line, headers, and `body` unless `head_only`.
 pub fn response(code: u16, body: &str, head_only: bool) -> Vec<u8> {
-    let content_type = if code == 200 { CONTENT_TYPE } else { "text/plain; charset=utf-8" };
+    let content_type = if code == 200 {
+        CONTENT_TYPE
+    } else {
+        "text/plain; charset=utf-8"
+    };
     let allow = if code == 405 { "Allow: GET, HEAD\r\n" } else { "" };
     let mut out = format!(
         "HTTP/1.1 {code} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
@@ -185,3 +194,7 @@ pub fn respond(stream: &mut TcpStream, code: u16, body: &str, head_only: bool, t
     stream.write_all(&response(code, body, head_only))?;
     stream.shutdown(Shutdown::Write)
 }
+
+#[cfg(test)]
+#[path = "metrics_http_tests.rs"]
+pub(super) mod tests;

@@ -210,7 +210,7 @@ pub fn node(paths: &Paths) -> Result<Node, String> {
     let total = stat
         .lines()
         .find(|l| l.split_whitespace().next() == Some("cpu"))
-        .ok_or_else(|| "/proc/stat has no cpu line".to_owned())?;
+        .ok_or_else(|| format!("{}: no cpu line", proc.join("stat").display()))?;
     let cpu = CPU_MODES
         .iter()
         .zip(total.split_whitespace().skip(1))
@@ -223,14 +223,16 @@ pub fn node(paths: &Paths) -> Result<Node, String> {
     let loadavg = read(&proc.join("loadavg"))?;
     let mut load = [0.0; 3];
     for (slot, word) in load.iter_mut().zip(loadavg.split_whitespace()) {
-        *slot = word.parse().map_err(|_| format!("/proc/loadavg: {loadavg:?}"))?;
+        *slot = word
+            .parse()
+            .map_err(|_| format!("{}: {loadavg:?}", proc.join("loadavg").display()))?;
     }
     let uptime = read(&proc.join("uptime"))?;
     let uptime = uptime
         .split_whitespace()
         .next()
         .and_then(|w| w.parse().ok())
-        .ok_or_else(|| format!("/proc/uptime: {uptime:?}"))?;
+        .ok_or_else(|| format!("{}: {uptime:?}", proc.join("uptime").display()))?;
     Ok(Node {
         memory,
         cpu,

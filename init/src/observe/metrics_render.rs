@@ -81,7 +81,7 @@ pub fn render(s: &Snapshot, e: &Exporter) -> prometheus::Result<String> {
 fn node(out: &Out, s: &Snapshot) -> prometheus::Result<()> {
     let Ok(node) = &s.node else { return Ok(()) };
     for (name, bytes) in &node.memory {
-        let help = format!("/proc/meminfo's {name} memory, in bytes.");
+        let help = format!("The {name} memory of meminfo, in bytes.");
         out.one(&format!("ramkey_node_memory_{name}_bytes"), &help, *bytes as f64)?;
     }
     let cpu = out.counter(
@@ -97,7 +97,11 @@ fn node(out: &Out, s: &Snapshot) -> prometheus::Result<()> {
         let help = format!("Load average over {window} minute(s).");
         out.one(&format!("ramkey_node_load{window}"), &help, load)?;
     }
-    out.one("ramkey_node_uptime_seconds", "Time since the kernel started.", node.uptime)
+    out.one(
+        "ramkey_node_uptime_seconds",
+        "Time since the kernel started.",
+        node.uptime,
+    )
 }
 
 fn nics(out: &Out, s: &Snapshot) -> prometheus::Result<()> {
@@ -109,7 +113,8 @@ fn nics(out: &Out, s: &Snapshot) -> prometheus::Result<()> {
     )?;
     let mut families = BTreeMap::new();
     for nic in nics {
-        up.with_label_values(&[nic.name.as_str()]).set(f64::from(u8::from(nic.up)));
+        up.with_label_values(&[nic.name.as_str()])
+            .set(f64::from(u8::from(nic.up)));
         for (name, value) in &nic.counters {
             let family = match families.get(name) {
                 Some(family) => family,
@@ -135,14 +140,24 @@ fn pool(out: &Out, s: &Snapshot) -> prometheus::Result<()> {
         &["health"],
     )?;
     for word in POOL_HEALTH {
-        health.with_label_values(&[word]).set(f64::from(u8::from(info.pool_health == word)));
+        health
+            .with_label_values(&[word])
+            .set(f64::from(u8::from(info.pool_health == word)));
     }
     let (attached, devices) = info.pool_disks;
-    out.one("ramkey_pool_disks", "Disks of the pool attached.", attached as f64)?;
-    let missing = devices.saturating_sub(attached) as f64;
-    out.one("ramkey_pool_disks_missing", "Disks the pool's filesystem has that are not attached.", missing)?;
+    out.one("ramkey_pool_disks", "Disks of the pool attached.", f64::from(attached))?;
+    let missing = f64::from(devices.saturating_sub(attached));
+    out.one(
+        "ramkey_pool_disks_missing",
+        "Disks the pool's filesystem has that are not attached.",
+        missing,
+    )?;
     if let Some(Ok(space)) = &s.pool {
-        out.one("ramkey_pool_size_bytes", "Size of the pool's filesystem.", space.size as f64)?;
+        out.one(
+            "ramkey_pool_size_bytes",
+            "Size of the pool's filesystem.",
+            space.size as f64,
+        )?;
         let help = "Bytes of the pool still free for use.";
         out.one("ramkey_pool_available_bytes", help, space.available as f64)?;
         out.one("ramkey_pool_used_bytes", "Bytes of the pool in use.", space.used as f64)?;
@@ -183,11 +198,26 @@ fn services(out: &Out, s: &Snapshot) -> prometheus::Result<()> {
 fn zones(out: &Out, s: &Snapshot) -> prometheus::Result<()> {
     let Ok(zones) = &s.zones else { return Ok(()) };
     let gauges = [
-        ("ramkey_zone_memory_bytes", "Memory the zone's cgroup uses (memory.current)."),
-        ("ramkey_zone_memory_max_bytes", "The zone's memory cap (memory.max); absent without one."),
-        ("ramkey_zone_cpu_max_cores", "The zone's CPU cap in CPUs (cpu.max quota / period); absent without one."),
-        ("ramkey_zone_pids", "Processes and threads in the zone's cgroup (pids.current)."),
-        ("ramkey_zone_pids_max", "The zone's cap on processes and threads (pids.max); absent without one."),
+        (
+            "ramkey_zone_memory_bytes",
+            "Memory the zone's cgroup uses (memory.current).",
+        ),
+        (
+            "ramkey_zone_memory_max_bytes",
+            "The zone's memory cap (memory.max); absent without one.",
+        ),
+        (
+            "ramkey_zone_cpu_max_cores",
+            "The zone's CPU cap in CPUs (cpu.max quota / period); absent without one.",
+        ),
+        (
+            "ramkey_zone_pids",
+            "Processes and threads in the zone's cgroup (pids.current).",
+        ),
+        (
+            "ramkey_zone_pids_max",
+            "The zone's cap on processes and threads (pids.max); absent without one.",
+        ),
     ];
     let mut families = Vec::new();
     for (name, help) in gauges {
@@ -234,8 +264,12 @@ fn boot(out: &Out, s: &Snapshot) -> prometheus::Result<()> {
         "1, labelled with the platform's version, its kernel and the slot it booted from (none: PXE or direct).",
         &["version", "kernel", "slot"],
     )?;
-    info.with_label_values(&[platform.version.as_str(), platform.kernel.as_str(), platform.slot.as_str()])
-        .set(1.0);
+    info.with_label_values(&[
+        platform.version.as_str(),
+        platform.kernel.as_str(),
+        platform.slot.as_str(),
+    ])
+    .set(1.0);
     let Some(timeline) = s.status.as_ref().ok().and_then(|s| s.system.timeline.as_ref()) else {
         return Ok(());
     };
@@ -245,10 +279,16 @@ fn boot(out: &Out, s: &Snapshot) -> prometheus::Result<()> {
         "When each boot step started, since the kernel started (the console's timeline lines).",
         &["step"],
     )?;
-    let duration = out.gauge("ramkey_boot_step_duration_seconds", "How long each boot step took.", &["step"])?;
+    let duration = out.gauge(
+        "ramkey_boot_step_duration_seconds",
+        "How long each boot step took.",
+        &["step"],
+    )?;
     for step in &timeline.steps {
         start.with_label_values(&[step.name.as_str()]).set(secs(step.start_ms));
-        duration.with_label_values(&[step.name.as_str()]).set(secs(step.duration_ms));
+        duration
+            .with_label_values(&[step.name.as_str()])
+            .set(secs(step.duration_ms));
     }
     let help = "When PID 1 started, since the kernel started.";
     out.one("ramkey_boot_init_start_seconds", help, secs(timeline.init_start_ms))?;
@@ -263,7 +303,8 @@ fn exporter(out: &Out, s: &Snapshot, e: &Exporter) -> prometheus::Result<()> {
         &["source"],
     )?;
     for (source, failed) in s.sources() {
-        up.with_label_values(&[source]).set(f64::from(u8::from(failed.is_none())));
+        up.with_label_values(&[source])
+            .set(f64::from(u8::from(failed.is_none())));
     }
     let scrapes = out.counter("ramkey_metrics_scrapes_total", "Scrapes answered.", &[])?;
     scrapes.with_label_values::<&str>(&[]).inc_by(e.scrapes as f64);
@@ -277,7 +318,9 @@ fn exporter(out: &Out, s: &Snapshot, e: &Exporter) -> prometheus::Result<()> {
         &["code"],
     )?;
     for (code, count) in &e.requests {
-        requests.with_label_values(&[code.to_string().as_str()]).inc_by(*count as f64);
+        requests
+            .with_label_values(&[code.to_string().as_str()])
+            .inc_by(*count as f64);
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use super::http::{self, Ask, Fault};
+use super::http::tests::pair;
 use super::render::Exporter;
 use super::*;
 use crate::supervisor::protocol::{BootStep, BootTimeline, SystemInfo, SystemStatus, summary};
@@ -25,26 +25,54 @@ fn put(root: &Path, path: &str, text: &str) {
 fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
-    put(r, "proc/meminfo", "MemTotal:        1000 kB\nMemFree:          200 kB\nMemAvailable:     600 kB\nBuffers:            10 kB\nCached:           300 kB\nSwapCached:         0 kB\nShmem:             50 kB\n");
-    put(r, "proc/stat", "cpu  100 0 50 1000 5 1 2 0 0 0\ncpu0 50 0 25 500 2 1 1 0 0 0\ncpu1 50 0 25 500 3 0 1 0 0 0\nintr 1 2\nctxt 42\n");
+    put(
+        r,
+        "proc/meminfo",
+        "MemTotal:        1000 kB\nMemFree:          200 kB\nMemAvailable:     600 kB\nBuffers:            10 kB\nCached:           300 kB\nSwapCached:         0 kB\nShmem:             50 kB\n",
+    );
+    put(
+        r,
+        "proc/stat",
+        "cpu  100 0 50 1000 5 1 2 0 0 0\ncpu0 50 0 25 500 2 1 1 0 0 0\ncpu1 50 0 25 500 3 0 1 0 0 0\nintr 1 2\nctxt 42\n",
+    );
     put(r, "proc/loadavg", "0.50 0.25 0.10 2/120 4242\n");
     put(r, "proc/uptime", "123.45 200.00\n");
-    put(r, "proc/cmdline", "BOOT_IMAGE=/platform/b/vmlinuz console=ttyS0 ramkey.slot=b\n");
+    put(
+        r,
+        "proc/cmdline",
+        "BOOT_IMAGE=/platform/b/vmlinuz console=ttyS0 ramkey.slot=b\n",
+    );
     put(r, "proc/sys/kernel/osrelease", "6.1.0-28-amd64\n");
-    put(r, "etc/os-release", "NAME=Ramkey\nVERSION_ID=0.1.0\nPRETTY_NAME=\"Ramkey 0.1.0\"\n");
+    put(
+        r,
+        "etc/os-release",
+        "NAME=Ramkey\nVERSION_ID=0.1.0\nPRETTY_NAME=\"Ramkey 0.1.0\"\n",
+    );
     for (nic, state, rx) in [("lo", "unknown", "1"), ("admin", "up", "5000")] {
         put(r, &format!("sys/class/net/{nic}/operstate"), &format!("{state}\n"));
-        put(r, &format!("sys/class/net/{nic}/statistics/rx_bytes"), &format!("{rx}\n"));
+        put(
+            r,
+            &format!("sys/class/net/{nic}/statistics/rx_bytes"),
+            &format!("{rx}\n"),
+        );
         put(r, &format!("sys/class/net/{nic}/statistics/tx_bytes"), "700\n");
     }
     let web = "sys/fs/cgroup/ramkey/zone-web";
     put(r, &format!("{web}/memory.current"), "33554432\n");
     put(r, &format!("{web}/memory.max"), "134217728\n");
-    put(r, &format!("{web}/cpu.stat"), "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n");
+    put(
+        r,
+        &format!("{web}/cpu.stat"),
+        "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n",
+    );
     put(r, &format!("{web}/cpu.max"), "50000 100000\n");
     put(r, &format!("{web}/pids.current"), "7\n");
     put(r, &format!("{web}/pids.max"), "256\n");
-    put(r, &format!("{web}/memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n");
+    put(
+        r,
+        &format!("{web}/memory.events"),
+        "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+    );
     let kv = "sys/fs/cgroup/ramkey/zone-kv";
     put(r, &format!("{kv}/memory.current"), "1048576\n");
     put(r, &format!("{kv}/memory.max"), "max\n");
@@ -81,7 +109,7 @@ fn status() -> SystemStatus {
     status.system = SystemInfo {
         pool_health: "ok".into(),
         pool_disks: (1, 1),
-        timeline: Some(BootTimeline {
+        timeline: Some(Box::new(BootTimeline {
             init_start_ms: 2_100,
             ready_ms: 6_500,
             steps: vec![
@@ -96,7 +124,7 @@ fn status() -> SystemStatus {
                     duration_ms: 90,
                 },
             ],
-        }),
+        })),
         ..SystemInfo::default()
     };
     status
@@ -136,7 +164,10 @@ fn lint(text: &str) -> BTreeSet<String> {
     let (mut helped, mut typed, mut seen) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# HELP ") {
-            assert!(helped.insert(rest.split(' ').next().unwrap().to_owned()), "twice: {line}");
+            assert!(
+                helped.insert(rest.split(' ').next().unwrap().to_owned()),
+                "twice: {line}"
+            );
         } else if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap();
             assert!(typed.insert(name.to_owned()), "twice: {line}");
@@ -145,7 +176,10 @@ fn lint(text: &str) -> BTreeSet<String> {
         } else {
             let name = line.split(['{', ' ']).next().unwrap();
             assert!(name.starts_with("ramkey_"), "{line}");
-            assert!(helped.contains(name) && typed.contains(name), "no HELP/TYPE before: {line}");
+            assert!(
+                helped.contains(name) && typed.contains(name),
+                "no HELP/TYPE before: {line}"
+            );
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");
             seen.insert(name.to_owned());
@@ -216,14 +250,22 @@ fn a_fixture_box_renders_every_promised_family() {
 fn a_source_that_fails_is_left_out_and_said() {
     let dir = fixture();
     std::fs::remove_file(dir.path().join("proc/loadavg")).unwrap();
-    let (text, failed) = scrape(dir.path(), &|_| Err("cannot reach PID 1 at /run/ramkey/control.sock: refused".into()));
+    let (text, failed) = scrape(dir.path(), &|_| {
+        Err("cannot reach PID 1 at /run/ramkey/control.sock: refused".into())
+    });
     lint(&text);
     assert_eq!(failed.len(), 2, "{failed:?}");
-    assert!(failed[0].starts_with("node: ") && failed[0].contains("loadavg"), "{failed:?}");
+    assert!(
+        failed[0].starts_with("node: ") && failed[0].contains("loadavg"),
+        "{failed:?}"
+    );
     assert!(failed[1].starts_with("pid1: cannot reach PID 1"), "{failed:?}");
     assert!(text.contains("ramkey_metrics_source_up{source=\"pid1\"} 0\n"), "{text}");
     assert!(text.contains("ramkey_metrics_source_up{source=\"node\"} 0\n"), "{text}");
-    assert!(text.contains("ramkey_metrics_source_up{source=\"cgroups\"} 1\n"), "{text}");
+    assert!(
+        text.contains("ramkey_metrics_source_up{source=\"cgroups\"} 1\n"),
+        "{text}"
+    );
     for gone in ["ramkey_node_", "ramkey_service_", "ramkey_pool_", "ramkey_boot_"] {
         assert!(!text.contains(gone), "{gone} in\n{text}");
     }
@@ -239,49 +281,11 @@ fn the_docs_name_every_family() {
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/observability.md");
     let docs = std::fs::read_to_string(docs).unwrap();
     for name in lint(&text) {
-        assert!(docs.contains(&format!("`{name}`")), "docs/observability.md does not name `{name}`");
+        assert!(
+            docs.contains(&format!("`{name}`")),
+            "docs/observability.md does not name `{name}`"
+        );
     }
-}
-
-#[test]
-fn requests_are_parsed_and_refused_with_reasons() {
-    assert_eq!(http::parse("GET /metrics HTTP/1.1\r\nHost: x"), Ask::Metrics { head: false });
-    assert_eq!(http::parse("HEAD /metrics?x=1 HTTP/1.0"), Ask::Metrics { head: true });
-    assert_eq!(http::parse("GET / HTTP/1.1"), Ask::NotFound("/".into()));
-    assert_eq!(http::parse("POST /metrics HTTP/1.1"), Ask::Method("POST".into()));
-    assert!(matches!(http::parse("hello"), Ask::Bad(_)));
-    assert!(matches!(http::parse("GET /metrics SPDY/3"), Ask::Bad(_)));
-    let (code, body) = http::refusal(&Ask::NotFound("/nope".into()));
-    assert_eq!((code, body.as_str()), (404, "no page /nope: the metrics are at /metrics\n"));
-    let text = String::from_utf8(http::response(405, "use GET\n", false)).unwrap();
-    assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{text}");
-    assert!(text.contains("\r\nAllow: GET, HEAD\r\n") && text.ends_with("\r\n\r\nuse GET\n"), "{text}");
-    let text = String::from_utf8(http::response(200, "x 1\n", true)).unwrap();
-    assert!(text.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"), "{text}");
-    assert!(text.contains("Content-Length: 4\r\n") && text.ends_with("\r\n\r\n"), "{text}");
-}
-
-/// A connected pair on loopback: (the client's end, the server's end).
-fn pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    (client, listener.accept().unwrap().0)
-}
-
-#[test]
-fn a_silent_or_endless_client_cannot_hold_the_server() {
-    let (_client, mut server) = pair();
-    let start = std::time::Instant::now();
-    assert_eq!(http::read_request(&mut server, Duration::from_millis(200)), Err(Fault::Timeout));
-    assert!(start.elapsed() < Duration::from_secs(2));
-    let (mut client, mut server) = pair();
-    client.write_all(&vec![b'a'; http::MAX_REQUEST + 2048]).unwrap();
-    assert_eq!(http::read_request(&mut server, Duration::from_secs(5)), Err(Fault::TooLarge));
-    let (mut client, mut server) = pair();
-    client.write_all(b"GET /metr").unwrap();
-    drop(client);
-    assert_eq!(http::read_request(&mut server, Duration::from_secs(5)), Err(Fault::Closed));
-    assert_eq!(Fault::Timeout.answer().unwrap().0, 408);
 }
 
 #[test]
@@ -297,7 +301,9 @@ fn a_scrape_and_a_wrong_path_over_tcp() {
     let (mut exporter, mut said) = (Exporter::default(), Said::default());
     let mut get = |path: &str| {
         let (mut client, mut server) = pair();
-        client.write_all(format!("GET {path} HTTP/1.1\r\nHost: box\r\n\r\n").as_bytes()).unwrap();
+        client
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: box\r\n\r\n").as_bytes())
+            .unwrap();
         let peer = server.peer_addr().unwrap();
         answer(&mut server, peer, &from, &mut exporter, &mut said);
         drop(server);
@@ -313,8 +319,14 @@ fn a_scrape_and_a_wrong_path_over_tcp() {
     assert!(get("/nope").starts_with("HTTP/1.1 404 Not Found\r\n"));
     assert!(get("/nope").starts_with("HTTP/1.1 404 Not Found\r\n"));
     let again = get("/metrics");
-    assert!(again.contains("ramkey_metrics_http_requests_total{code=\"404\"} 2\n"), "{again}");
-    assert!(again.contains("ramkey_metrics_http_requests_total{code=\"200\"} 1\n"), "{again}");
+    assert!(
+        again.contains("ramkey_metrics_http_requests_total{code=\"404\"} 2\n"),
+        "{again}"
+    );
+    assert!(
+        again.contains("ramkey_metrics_http_requests_total{code=\"200\"} 1\n"),
+        "{again}"
+    );
     // Said once: one entry for all the 404s.
     assert_eq!(said.0.iter().filter(|k| k.contains("404")).count(), 1, "{:?}", said.0);
 }
@@ -342,7 +354,10 @@ fn a_taken_port_is_retried_with_backoff_until_it_is_free() {
 #[test]
 fn the_service_runs_the_link_with_caps() {
     let spec = service("admin", 9100, &["web", "office"]);
-    assert_eq!(spec.argv, ["/usr/sbin/ramkey-metrics", "admin", "9100", "web", "office"]);
+    assert_eq!(
+        spec.argv,
+        ["/usr/sbin/ramkey-metrics", "admin", "9100", "web", "office"]
+    );
     assert_eq!(spec.name, "ramkey-metrics");
     assert!(spec.readiness.is_none() && spec.requires.is_empty());
     assert_eq!(spec.restart, RestartPolicy::Always);

@@ -130,10 +130,11 @@ pub struct SystemInfo {
     pub pool_health: String,
     /// The pool's disks attached, and how many its filesystem has (`pool_health` ok: equal).
     #[serde(default)]
-    pub pool_disks: (u64, u64),
-    /// The boot's steps, once the boot is done (`None` before `ready`).
+    pub pool_disks: (u32, u32),
+    /// The boot's steps, once the boot is done (`None` before `ready`); boxed, as it is
+    /// larger than any other answer.
     #[serde(default)]
-    pub timeline: Option<BootTimeline>,
+    pub timeline: Option<Box<BootTimeline>>,
 }
 
 /// The boot timeline as the console's `timeline step=...` and `ready in` lines say it.
