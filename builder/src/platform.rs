@@ -77,6 +77,8 @@ pub fn assemble(inputs: &Inputs<'_>) -> Result<Tree, PlatformError> {
     tree.symlink("usr/sbin/ramkey-zone", "/init");
     // ... and as the log shipper, a platform service when `[log] remote` is set.
     tree.symlink("usr/sbin/ramkey-logship", "/init");
+    // ... and as the Prometheus exporter, a platform service when the config has [metrics].
+    tree.symlink("usr/sbin/ramkey-metrics", "/init");
     if let Some(overlay) = inputs.overlay {
         tree.add_host_dir(overlay, "/")?;
     }

@@ -10,6 +10,7 @@ pub(crate) mod base;
 
 pub use base::log::install_panic_hook;
 pub use ctl::main as ramkeyctl;
+pub use observe::metrics::main as metrics_exporter;
 pub use observe::ship::main as log_shipper;
 pub use pid1::run as pid1;
 pub use zone::launch::main as zone_launcher;

@@ -1,6 +1,7 @@
 //! Ramkey PID 1 entry point: called as `ramkeyctl` (a link to `/init`) it is the admin
-//! tool, as `ramkey-zone` the zone launcher, as `ramkey-logship` the log shipper; otherwise
-//! it refuses to run as anything but PID 1, then hands over.
+//! tool, as `ramkey-zone` the zone launcher, as `ramkey-logship` the log shipper, as
+//! `ramkey-metrics` the Prometheus exporter; otherwise it refuses to run as anything but
+//! PID 1, then hands over.
 
 #![deny(unsafe_code)]
 
@@ -17,6 +18,7 @@ fn main() {
         Some("ramkeyctl") => std::process::exit(ramkey_init::ramkeyctl(&args.collect::<Vec<_>>())),
         Some("ramkey-zone") => std::process::exit(ramkey_init::zone_launcher(&args.collect::<Vec<_>>())),
         Some("ramkey-logship") => std::process::exit(ramkey_init::log_shipper(&args.collect::<Vec<_>>())),
+        Some("ramkey-metrics") => std::process::exit(ramkey_init::metrics_exporter(&args.collect::<Vec<_>>())),
         _ => {}
     }
     if std::process::id() != 1 {

@@ -24,8 +24,8 @@ use crate::runtime::supervise::Supervision;
 use crate::storage::mounts::KernelMounter;
 use crate::storage::pool::PoolState;
 use crate::supervisor::logfile::{LogSink, Rotation};
-use crate::supervisor::protocol::SystemInfo;
-use crate::{sys, upgrade, zone};
+use crate::supervisor::protocol::{BootStep, BootTimeline, SystemInfo};
+use crate::{observe, sys, upgrade, zone};
 use ramkey_image::service::ServiceSpec;
 
 /// Runs PID 1 with `/` as the root. Never returns.
@@ -76,8 +76,10 @@ pub fn run() -> ! {
                 Ok((s, c)) => (services, control) = (s, c),
                 Err(_) => crate::error!("services: panic while starting them (see the PANIC line above)"),
             }
-            timeline.log_ready(clock.since_boot());
+            let ready = clock.since_boot();
+            timeline.log_ready(ready);
             if let Some(services) = services.as_mut() {
+                services.info_mut().timeline = Some(Box::new(boot_timeline(&timeline, ready)));
                 services.say_settled();
             }
         }
@@ -164,6 +166,7 @@ fn start_services(paths: &Paths, state: &mut BootState) -> (Option<Supervision>,
         Ssh::Off { message } => crate::notice!("ssh: off: {message}"),
     }
     defs.specs.extend(log_shipper(paths, state));
+    defs.specs.extend(metrics(state));
     defs.specs.extend(zones(paths, state, usbkey.as_deref()));
     let control = ControlServer::bind(&paths.control_socket())
         .inspect_err(|e| crate::error!("{e}; ramkeyctl cannot reach PID 1"))
@@ -183,20 +186,20 @@ fn start_services(paths: &Paths, state: &mut BootState) -> (Option<Supervision>,
 /// (on the pool when there is one: `/var` is the pool's by now).
 fn keep_own_log(paths: &Paths) {
     let dir = paths.root().join(services::LOG_DIR);
-    let mut sink = LogSink::new(dir, crate::observe::ship::sources::PID1_LOG, Rotation::default());
+    let mut sink = LogSink::new(dir, observe::ship::sources::PID1_LOG, Rotation::default());
     crate::base::log::attach_tee(Box::new(move |at, line| {
         let _ignored = sink.write(at, format!("{line}\n").as_bytes());
     }));
 }
 
-/// The log shipper ([`crate::observe::ship`]) when `[log] remote` is set.
+/// The log shipper ([`observe::ship`]) when `[log] remote` is set.
 fn log_shipper(paths: &Paths, state: &BootState) -> Option<ServiceSpec> {
     let config = state.config.as_ref()?;
     let (instances, place) = match &state.pool {
         Some(PoolState::Mounted(m)) => (m.mount_point.join(zone::INSTANCES_DIR), "on the pool"),
         _ => (paths.root().join(zone::RAM_INSTANCES_DIR), "in RAM (no pool)"),
     };
-    let spec = crate::observe::ship::service(&config.log, &instances)?;
+    let spec = observe::ship::service(&config.log, &instances)?;
     if let Some(remote) = &config.log.remote {
         let buffer = match config.log.buffer {
             b if b >= 1 << 20 => format!("{} MiB", b >> 20),
@@ -225,6 +228,46 @@ fn ssh(paths: &Paths, state: &BootState, usbkey: Option<&std::path::Path>) -> Ss
         },
         &sshd::interface_addresses,
     )
+}
+
+/// The Prometheus exporter ([`observe::metrics`]) when the config has `[metrics]`, on the
+/// interface of the NIC with that tag.
+fn metrics(state: &BootState) -> Option<ServiceSpec> {
+    let config = state.config.as_ref()?;
+    let wanted = config.metrics.as_ref()?;
+    // The boot renames each NIC to its tag; a DHCP lease records the name of one it did not
+    // (a PXE boot's NIC).
+    let interface = state
+        .leases
+        .iter()
+        .find(|held| held.tag == wanted.nic)
+        .map_or(wanted.nic.as_str(), |held| held.ifname.as_str());
+    crate::notice!(
+        "metrics: {} on {interface} (NIC {}) port {}",
+        observe::metrics::SERVICE,
+        wanted.nic,
+        wanted.port
+    );
+    let zones: Vec<&str> = config.personalities.iter().map(|p| p.name.as_str()).collect();
+    Some(observe::metrics::service(interface, wanted.port, &zones))
+}
+
+/// The boot's steps for `ramkeyctl status --json` and the metrics, done at `ready`.
+fn boot_timeline(timeline: &Timeline, ready: Duration) -> BootTimeline {
+    let ms = crate::supervisor::state::millis;
+    BootTimeline {
+        init_start_ms: ms(timeline.init_start),
+        ready_ms: ms(ready),
+        steps: timeline
+            .steps
+            .iter()
+            .map(|s| BootStep {
+                name: s.name.to_owned(),
+                start_ms: ms(s.start),
+                duration_ms: ms(s.duration),
+            })
+            .collect(),
+    }
 }
 
 /// The zones of the config's personalities, as services (see [`crate::zone`]).
@@ -267,6 +310,12 @@ fn system_info(paths: &Paths, state: &BootState) -> SystemInfo {
     }
 }
 
+/// A mounted pool's disks: attached, and how many its filesystem has.
+fn disks(m: &crate::storage::pool::Mounted) -> (u32, u32) {
+    let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    (count(m.nodes.len() as u64), count(m.devices))
+}
+
 /// The parts of [`system_info`] that come from the boot's state.
 fn describe(state: &BootState) -> SystemInfo {
     let config_source = match state.config_source.as_str() {
@@ -282,12 +331,20 @@ fn describe(state: &BootState) -> SystemInfo {
         .pool
         .as_ref()
         .map_or_else(|| "none: the pool step did not run".to_string(), |p| p.to_string());
+    let (pool_health, pool_disks) = match &state.pool {
+        Some(PoolState::Mounted(m)) if m.degraded => ("degraded", disks(m)),
+        Some(PoolState::Mounted(m)) => ("ok", disks(m)),
+        Some(PoolState::ReadOnly(m)) => ("read-only", disks(m)),
+        Some(PoolState::Diskless { .. }) | None => ("diskless", (0, 0)),
+    };
     SystemInfo {
         platform: String::new(),
         config_source,
         config_error,
         pool,
-        ssh: String::new(),
+        pool_health: pool_health.to_owned(),
+        pool_disks,
+        ..SystemInfo::default()
     }
 }
 
@@ -313,6 +370,7 @@ mod tests {
             Some("/usbkey/config.toml:3:1: unknown key `bogus`")
         );
         assert_eq!(info.pool, "diskless: data is lost at power-off (mount failed)");
+        assert_eq!((info.pool_health.as_str(), info.pool_disks), ("diskless", (0, 0)));
         state.pool = None;
         state.config_error = None;
         state.config_source = String::new();

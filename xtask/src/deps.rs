@@ -12,6 +12,8 @@ struct Package {
     provides: &'static str,
     /// Taken from bookworm-backports (to match the preinstalled qemu-utils 10.0).
     backports: bool,
+    /// Installed without its recommends (which would run daemons the tests do not want).
+    bare: bool,
 }
 
 /// (package, a file it provides, from bookworm-backports?)
@@ -43,6 +45,12 @@ const PACKAGES: &[Package] = &[
     pkg("openssh-client", "/usr/bin/ssh", false),
     // The demo test asks office's DNS with `dig`, as the demo tells people to.
     pkg("bind9-dnsutils", "/usr/bin/dig", false),
+    // The observe test checks the box's metrics with `promtool check metrics`. Without its
+    // recommends: they are node_exporter, a daemon on port 9100.
+    Package {
+        bare: true,
+        ..pkg("prometheus", "/usr/bin/promtool", false)
+    },
 ];
 
 const fn pkg(name: &'static str, provides: &'static str, backports: bool) -> Package {
@@ -50,23 +58,26 @@ const fn pkg(name: &'static str, provides: &'static str, backports: bool) -> Pac
         name,
         provides,
         backports,
+        bare: false,
     }
 }
 
 /// The apt-get commands that install every package.
 fn by_hand() -> String {
-    let names = |backports: bool| {
+    let names = |backports: bool, bare: bool| {
         let names: Vec<&str> = PACKAGES
             .iter()
-            .filter(|p| p.backports == backports)
+            .filter(|p| p.backports == backports && p.bare == bare)
             .map(|p| p.name)
             .collect();
         names.join(" ")
     };
     format!(
-        "apt-get install --no-install-recommends -t bookworm-backports {} && apt-get install {}",
-        names(true),
-        names(false)
+        "apt-get install --no-install-recommends -t bookworm-backports {} && apt-get install {} && \
+         apt-get install --no-install-recommends {}",
+        names(true, false),
+        names(false, false),
+        names(false, true)
     )
 }
 
@@ -113,9 +124,15 @@ pub fn ensure() -> Result<()> {
         args.extend(back.iter().map(|p| p.name));
         apt(&args)?;
     }
+    let (bare, main): (Vec<&Package>, Vec<&Package>) = main.iter().partition(|p| p.bare);
     if !main.is_empty() {
         let mut args = vec!["install", "-y", "-q"];
         args.extend(main.iter().map(|p| p.name));
+        apt(&args)?;
+    }
+    if !bare.is_empty() {
+        let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+        args.extend(bare.iter().map(|p| p.name));
         apt(&args)?;
     }
     Ok(())

@@ -45,6 +45,7 @@ const LONGEST_FIRST: &[&str] = &[
     "pool",
     "trust",
     "remote",
+    "observe",
     "config",
     "supervisor",
     "media",

@@ -125,6 +125,7 @@ mod tests {
             reason: reason.into(),
             pid: None,
             restarts: 3,
+            started_ms: None,
             history: Vec::new(),
         }
     }

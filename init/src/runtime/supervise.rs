@@ -161,6 +161,11 @@ impl Supervision {
         }
     }
 
+    /// What `status` says besides the services, to complete after the boot (its timeline).
+    pub fn info_mut(&mut self) -> &mut SystemInfo {
+        &mut self.info
+    }
+
     /// Every service's status.
     pub fn statuses(&self) -> Vec<ServiceStatus> {
         self.sup.status()

@@ -190,6 +190,10 @@ impl<S: Spawner, K: Checker, C: Clock> Supervisor<S, K, C> {
             reason: svc.reason.clone(),
             pid: svc.phase.pid().map(|p| p.as_raw()),
             restarts: svc.restarts,
+            started_ms: match svc.phase {
+                Phase::Running { started, .. } => Some(millis(started)),
+                _ => None,
+            },
             history: svc.history.iter().cloned().collect(),
         }
     }

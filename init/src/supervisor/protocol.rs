@@ -124,6 +124,41 @@ pub struct SystemInfo {
     /// The SSH server: port, NICs and host key fingerprint, or why it is off.
     #[serde(default)]
     pub ssh: String,
+    /// The pool in one word, for the metrics exporter: `ok`, `degraded` (a btrfs mirror
+    /// running without a disk), `read-only` (one that may not) or `diskless`.
+    #[serde(default)]
+    pub pool_health: String,
+    /// The pool's disks attached, and how many its filesystem has (`pool_health` ok: equal).
+    #[serde(default)]
+    pub pool_disks: (u32, u32),
+    /// The boot's steps, once the boot is done (`None` before `ready`); boxed, as it is
+    /// larger than any other answer.
+    #[serde(default)]
+    pub timeline: Option<Box<BootTimeline>>,
+}
+
+/// The boot timeline as the console's `timeline step=...` and `ready in` lines say it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootTimeline {
+    /// When PID 1 started, in milliseconds since the kernel started.
+    pub init_start_ms: u64,
+    /// When the boot was done (`ready`), in milliseconds since the kernel started.
+    pub ready_ms: u64,
+    /// Each top-level step, in the order they ran.
+    pub steps: Vec<BootStep>,
+}
+
+/// One top-level boot step.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootStep {
+    /// Its name, e.g. `coldplug`.
+    pub name: String,
+    /// When it started, in milliseconds since the kernel started.
+    pub start_ms: u64,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
 }
 
 /// The answer to a request.
@@ -262,6 +297,7 @@ mod tests {
             reason: "because".into(),
             pid: Some(42),
             restarts: 1,
+            started_ms: Some(1000),
             history: vec![Transition {
                 state,
                 at_ms: 1500,

@@ -82,6 +82,10 @@ pub struct ServiceStatus {
     pub pid: Option<i32>,
     /// Restarts since boot (or since the last `clear`).
     pub restarts: u32,
+    /// When its running process started, in milliseconds since boot (`None` while none
+    /// runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
     /// The last transitions, oldest first (at most [`HISTORY`]).
     pub history: Vec<Transition>,
 }

@@ -14,6 +14,7 @@ fn status(name: &str, state: SvcState, reason: &str) -> ServiceStatus {
         reason: reason.into(),
         pid: None,
         restarts: 0,
+        started_ms: None,
         history: Vec::new(),
     }
 }

@@ -273,7 +273,7 @@ fn serve(paths: &Paths, spec: &ZoneSpec, leases: Vec<HeldLease>) -> i32 {
         config_source: paths.root().join(SETTINGS_FILE).display().to_string(),
         config_error: None,
         pool: if spec.persistent { "on the pool" } else { "in RAM" }.to_string(),
-        ssh: String::new(),
+        ..SystemInfo::default()
     };
     let services = match Supervision::start(defs, paths.root(), None, info) {
         Ok(s) => s,

@@ -50,14 +50,12 @@ const SHIPPING: &[&str] = &["init", "builder", "config", "image"];
 
 /// Fields that need no reader outside their crate: (model file, `Struct.field`, why).
 /// Each entry is checked: it must name a field that exists and still has no outside reader.
-const READ_INSIDE: &[(&str, &str, &str)] = &[
-    (
-        "image/src/manifest/mod.rs",
-        "Manifest.format_version",
-        "read by `Manifest::parse` and `validate` in the image crate, which refuse any other \
+const READ_INSIDE: &[(&str, &str, &str)] = &[(
+    "image/src/manifest/mod.rs",
+    "Manifest.format_version",
+    "read by `Manifest::parse` and `validate` in the image crate, which refuse any other \
          version: it selects the parser, it is no setting",
-    ),
-];
+)];
 
 /// The `pub` fields of the `pub struct`s in `code` (non-test code): (line, struct, field).
 pub fn fields(code: &str) -> Vec<(usize, String, String)> {
