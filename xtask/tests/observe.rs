@@ -4,8 +4,14 @@
 //! Debian's `promtool check metrics`, name the node, the NICs, the pool, the services, the
 //! zone, the boot timeline and the platform's version and slot; another path is a 404, said
 //! once in the exporter's log; the zone cannot reach the endpoint; a memory hog in `web`
-//! shows in `ramkey_zone_memory_bytes`. Every check runs on the same boot: more can be added
-//! to [`logs_and_metrics_leave_the_box`] without paying for another.
+//! shows in `ramkey_zone_memory_bytes`. With `[log] remote` pointing at a collector on the
+//! host ([`collector`]), PID 1's, a platform service's and the zone's lines arrive as RFC 5424
+//! with the box's name; lines written while the collector is down arrive once, in order, when
+//! it is back; past `[log] buffer` the stream says how many were dropped. Every check runs on
+//! the same boot.
+
+#[path = "observe/collector.rs"]
+mod collector;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -14,6 +20,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use collector::{Collector, Message};
 use ramkey_builder::run::{Boot, Forward, RunOptions};
 use xtask::artifacts;
 use xtask::qemu::{Machine, Spec};
@@ -103,23 +110,34 @@ fn sample(text: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample {name} in the scrape:\n{text}"))
 }
 
-/// Boots the stick with a pool, `web` (256 MiB cap), root's key and `[metrics]`.
-fn boot_box(name: &str) -> Box {
+/// A one-shot that writes `seq K of N` for K in 1..=N, N read from /run/count.
+const COUNTER: &str = "name = \"counter\"\nrestart = \"never\"\nargv = [\"/bin/sh\", \"-c\", \
+    \"n=$(cat /run/count 2>/dev/null || echo 0); i=1; while [ $i -le $n ]; do echo \\\"seq $i of $n\\\"; i=$((i+1)); done\"]\n";
+/// The box's name, as the collector must see it.
+const HOST: &str = "observed";
+
+/// Boots the stick with a pool, `web` (256 MiB cap), root's key, `[metrics]`, `[log] remote`
+/// to the collector on the host's `log_port` (a 64 KiB backlog) and the `counter` service.
+fn boot_box(name: &str, log_port: u16) -> Box {
     let keys = tempfile::tempdir().unwrap();
     let key = keygen(keys.path(), "operator");
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     let known_hosts = keys.path().join("known_hosts");
     let web = artifacts::personality("web").unwrap();
     let config = keys.path().join("config.toml");
-    let text = ssh::zone_box_config("observed", public.trim(), &[]).replace("memory = \"128M\"", "memory = \"256M\"")
-        + &format!("\n[metrics]\nlisten = \"admin:{METRICS_PORT}\"\n");
+    let text = ssh::zone_box_config(HOST, public.trim(), &[]).replace("memory = \"128M\"", "memory = \"256M\"")
+        + &format!("\n[metrics]\nlisten = \"admin:{METRICS_PORT}\"\n")
+        + &format!("\n[log]\nremote = \"tcp://10.0.2.2:{log_port}\"\nbuffer = \"64KiB\"\n");
     std::fs::write(&config, text).unwrap();
+    let counter = keys.path().join("counter.toml");
+    std::fs::write(&counter, COUNTER).unwrap();
     let image = artifacts::usb_copy(name).unwrap();
     artifacts::put_on_stick(
         &image,
         &[
             (web.as_path(), "::/personalities/web-1.0.0.rkimg"),
             (&config, "::/config.toml"),
+            (&counter, "::/services.d/counter.toml"),
         ],
     )
     .unwrap();
@@ -146,6 +164,8 @@ fn boot_box(name: &str) -> Box {
         BOOT,
     )
     .unwrap();
+    vm.expect("ramkey: log: every line also goes to tcp://10.0.2.2:", BOOT)
+        .unwrap();
     vm.expect("ramkey: zone web: web 1.0.0 came up", BOOT).unwrap();
     ssh::ssh_when_up(ssh_port, &key, &known_hosts, "true", BOOT);
     Box {
@@ -279,7 +299,8 @@ fn metrics_are_served(b: &Box) {
 }
 
 /// A hog holding [`HOG_MIB`] in `web` for a while: the zone's memory gauge rises by most of it.
-fn zone_memory_shows_in_the_metrics(b: &Box) {
+/// Returns the hog, which ends on its own 40 s after it started.
+fn zone_memory_shows_in_the_metrics(b: &Box) -> Child {
     let gauge = "ramkey_zone_memory_bytes{zone=\"web\"}";
     let before = sample(&b.scrape(), gauge);
     // tail keeps a line that never ends in memory until its input closes, 40 s later.
@@ -305,11 +326,119 @@ fn zone_memory_shows_in_the_metrics(b: &Box) {
         peak / MIB,
         start.elapsed().as_secs_f64()
     );
-    let out = hog.wait_with_output().unwrap();
+    hog
+}
+
+/// The `seq K of N` lines of one run of `counter`, in arrival order.
+fn run_of(messages: &[Message], n: u32) -> Vec<u32> {
+    let tail = format!(" of {n}");
+    messages
+        .iter()
+        .filter(|m| m.app == "counter")
+        .filter_map(|m| m.text.strip_prefix("seq ")?.strip_suffix(&tail)?.parse().ok())
+        .collect()
+}
+
+/// Has `counter` write `n` lines, and waits until its log on the box has the last.
+fn count_to(b: &Box, n: u32) {
+    b.ssh(&format!("echo {n} > /run/count && ramkeyctl svcadm restart counter"));
+    let start = Instant::now();
+    while !b.ssh("ramkeyctl log counter -n 1").contains(&format!("seq {n} of {n}")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "counter never wrote {n} lines"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The collector gets the box's lines; none is lost while it is down; an overflow of the
+/// backlog is said in the stream. Prints the shipper's pace, delay and CPU.
+fn logs_leave_the_box(b: &Box, collector: Collector, port: u16) {
+    // PID 1's lines, a platform service's and a zone's service's, each parseable RFC 5424
+    // with the box's name, its origin as APP-NAME, facility daemon.
+    let ready = collector.wait_for(BOOT, "PID 1's ready line", |m| {
+        m.app == "ramkey" && m.text.starts_with("ready in")
+    });
+    let seed = collector.wait_for(BOOT, "web's seed line", |m| m.app == "web" && m.msgid == "seed");
+    assert!(seed.text.contains("seeded /srv/www"), "{seed:?}");
+    let sshd = collector.wait_for(BOOT, "sshd's line", |m| {
+        m.app == "sshd" && m.text.contains("Accepted publickey")
+    });
+    assert!(!sshd.text.ends_with('\r'), "{sshd:?}");
+    for m in collector.messages() {
+        assert_eq!(m.host, HOST, "{m:?}");
+        assert!((24..32).contains(&m.pri), "{m:?}");
+    }
+    eprintln!("logs: got {ready:?}\n{seed:?}\n{sshd:?}");
+
+    // The collector goes down; 200 lines are written; it comes back: each arrives once, in order.
+    let frames = collector.stop();
+    count_to(b, 200);
+    let collector = Collector::start(port, frames);
+    collector.wait_for(Duration::from_secs(60), "the last of 200 lines", |m| {
+        m.text == "seq 200 of 200"
+    });
+    assert_eq!(run_of(&collector.messages(), 200), (1..=200).collect::<Vec<_>>());
+
+    // Down again, and 3000 lines: more than a 64 KiB backlog holds. The stream says how many
+    // were dropped where they were, and the newest arrive in order after it.
+    let frames = collector.stop();
+    count_to(b, 3000);
+    let collector = Collector::start(port, frames);
+    collector.wait_for(Duration::from_secs(60), "the last of 3000 lines", |m| {
+        m.text == "seq 3000 of 3000"
+    });
+    let all = collector.messages();
+    let note = all
+        .iter()
+        .position(|m| m.app == "logship" && m.text.contains("lines dropped here"))
+        .unwrap_or_else(|| panic!("no note of dropped lines"));
+    let dropped: u32 = all[note].text.split(' ').next().unwrap().parse().unwrap();
+    let kept = run_of(&all[note..], 3000);
+    let first = kept[0];
+    assert_eq!(
+        kept,
+        (first..=3000).collect::<Vec<_>>(),
+        "the lines after the note have no gap"
+    );
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("hog-done"),
-        "{}",
-        text(&out)
+        run_of(&all[..note], 3000).is_empty(),
+        "nothing of the run came before the note"
+    );
+    assert!(dropped >= first - 1, "{dropped} dropped, the first kept is {first}");
+    eprintln!("logs: after the overflow {dropped} lines dropped (noted), seq {first}..=3000 kept");
+
+    // With the collector up: how fast lines go, how late they arrive, what the shipper costs.
+    let cpu = || -> u64 {
+        let stat = b.ssh("cat /sys/fs/cgroup/ramkey/logship/cpu.stat");
+        stat.lines()
+            .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse().ok())
+            .unwrap()
+    };
+    let before = cpu();
+    b.ssh("echo 2000 > /run/count && ramkeyctl svcadm restart counter");
+    collector.wait_for(Duration::from_secs(60), "the last of 2000 lines", |m| {
+        m.text == "seq 2000 of 2000"
+    });
+    let used = cpu() - before;
+    let all = collector.messages();
+    let run: Vec<&Message> = all
+        .iter()
+        .filter(|m| m.app == "counter" && m.text.ends_with(" of 2000"))
+        .collect();
+    assert_eq!(run.len(), 2000);
+    let span = run[1999].arrived.duration_since(run[0].arrived).unwrap();
+    let mut delays: Vec<Duration> = run.iter().map(|m| m.delay()).collect();
+    delays.sort();
+    eprintln!(
+        "logs: 2000 lines arrived over {:.2} s ({:.0} lines/s, the counter's pace under TCG); \
+         written -> received median {} ms, max {} ms; the shipper used {} ms of CPU for them",
+        span.as_secs_f64(),
+        2000.0 / span.as_secs_f64(),
+        delays[1000].as_millis(),
+        delays[1999].as_millis(),
+        used / 1000
     );
 }
 
@@ -322,13 +451,22 @@ fn power_off(mut vm: Machine) {
 #[test]
 fn logs_and_metrics_leave_the_box() {
     let started = Instant::now();
-    let b = boot_box("observe");
+    let log_port = free_port();
+    let collector = Collector::start(log_port, Default::default());
+    let b = boot_box("observe", log_port);
     eprintln!(
         "observe: booted, zone and SSH up in {:.0} s",
         started.elapsed().as_secs_f64()
     );
     metrics_are_served(&b);
-    zone_memory_shows_in_the_metrics(&b);
+    let hog = zone_memory_shows_in_the_metrics(&b);
+    logs_leave_the_box(&b, collector, log_port);
+    let out = hog.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("hog-done"),
+        "{}",
+        text(&out)
+    );
     power_off(b.vm);
     eprintln!("observe: done in {:.0} s", started.elapsed().as_secs_f64());
 }
