@@ -159,13 +159,13 @@ fn boot_box(name: &str, log_port: u16) -> Box {
         "services: not started",
     ])
     .unwrap();
+    vm.expect("ramkey: log: every line also goes to tcp://10.0.2.2:", BOOT)
+        .unwrap();
     vm.expect(
         &format!("ramkey: metrics: ramkey-metrics on admin (NIC admin) port {METRICS_PORT}"),
         BOOT,
     )
     .unwrap();
-    vm.expect("ramkey: log: every line also goes to tcp://10.0.2.2:", BOOT)
-        .unwrap();
     vm.expect("ramkey: zone web: web 1.0.0 came up", BOOT).unwrap();
     ssh::ssh_when_up(ssh_port, &key, &known_hosts, "true", BOOT);
     Box {
