@@ -91,7 +91,7 @@ pub fn follow(places: &Places<'_>, select: &Select, out: &mut dyn Write) -> Resu
         ..Sources::default()
     };
     // Start at the end of what is there: read it all, unprinted.
-    while sources.pass(places.log_dir, places.instances, places.zone_log_dir, &mut |_, _| {}) > 0 {}
+    while sources.pass(places.log_dir, places.instances, places.zone_log_dir, &mut |_, _| true) > 0 {}
     loop {
         let mut failed = None;
         sources.pass(
@@ -104,6 +104,7 @@ pub fn follow(places: &Places<'_>, select: &Select, out: &mut dyn Write) -> Resu
                 {
                     failed = Some(e.to_string());
                 }
+                true
             },
         );
         if let Some(e) = failed.or_else(|| out.flush().err().map(|e| e.to_string())) {

@@ -88,14 +88,28 @@ fn run(paths: &Paths, remote: Remote, buffer: u64, instances: &Path) -> std::io:
     let mut sender = send::Sender::new(remote);
     let mut synced = Instant::now();
     let mut push_failed = false;
+    let mut stalled = false;
     loop {
-        let mut read = 0u64;
-        sources.pass(
+        // While the collector takes lines, read no more than the backlog has room for: the
+        // rest waits in the files. While it cannot be reached or takes nothing, read all: the
+        // backlog then drops its oldest lines and counts them.
+        let room = if sender.reachable() && !stalled {
+            buffer.saturating_sub(spool.backlog())
+        } else {
+            u64::MAX
+        };
+        let (mut taken, mut full) = (0u64, false);
+        let read = sources.pass(
             &log_dir,
             instances,
             crate::runtime::services::LOG_DIR,
             &mut |origin, line| {
                 let frame = syslog::frame(&host, origin, line, std::time::SystemTime::now());
+                if taken + frame.len() as u64 > room {
+                    full = true;
+                    return false;
+                }
+                taken += frame.len() as u64;
                 match spool.push(&frame) {
                     Ok(()) => push_failed = false,
                     Err(e) if !push_failed => {
@@ -104,11 +118,12 @@ fn run(paths: &Paths, remote: Remote, buffer: u64, instances: &Path) -> std::io:
                     }
                     Err(_) => {}
                 }
-                read += 1;
+                true
             },
         );
         let before = sender.sent;
         sender.pump(&mut spool, &host)?;
+        stalled = sender.reachable() && spool.lines() > 0 && sender.sent == before;
         let stop = terminate
             .as_ref()
             .is_some_and(|fd| matches!(crate::sys::read_signal(fd), Ok(Some(_))));
@@ -120,7 +135,10 @@ fn run(paths: &Paths, remote: Remote, buffer: u64, instances: &Path) -> std::io:
         if stop {
             return Ok(());
         }
-        std::thread::sleep(TICK);
+        // A pass that stopped at the backlog's room goes on at once.
+        if !full || stalled {
+            std::thread::sleep(TICK);
+        }
     }
 }
 

@@ -57,6 +57,11 @@ impl Sender {
         }
     }
 
+    /// False after an attempt to reach the collector failed, until one succeeds.
+    pub fn reachable(&self) -> bool {
+        self.problem.is_none()
+    }
+
     /// Sends from the backlog until it is empty, the collector stops taking, or a burst is
     /// done; `host` names the box in the note about dropped lines.
     pub fn pump(&mut self, spool: &mut Spool, host: &str) -> io::Result<()> {

@@ -178,22 +178,24 @@ fn plain(name: &str) -> bool {
 }
 
 impl Sources {
-    /// Reads what was added to every log since the last pass; `emit` gets each whole line.
-    /// Returns how many lines it read.
+    /// Reads what was added to every log since the last pass; `emit` gets each whole line,
+    /// and may refuse it (`false`): that line and the rest of its file wait for the next pass.
+    /// Returns how many lines were taken.
     pub fn pass(
         &mut self,
         log_dir: &Path,
         instances: &Path,
         zone_log_dir: &str,
-        emit: &mut dyn FnMut(&Origin, &str),
+        emit: &mut dyn FnMut(&Origin, &str) -> bool,
     ) -> usize {
         let mut seen = Vec::new();
         let mut count = 0;
         for file in files(log_dir, instances, zone_log_dir, &self.select) {
             let cursor = self.cursors.get(&file.key).copied();
             let next = follow(&file.folder, &file.stem, cursor, &mut |line| {
-                count += 1;
-                emit(&file.origin, line);
+                let taken = emit(&file.origin, line);
+                count += usize::from(taken);
+                taken
             });
             if let Some(next) = next {
                 self.cursors.insert(file.key.clone(), next);
@@ -232,7 +234,7 @@ impl Sources {
 
 /// Reads `stem.log` from `cursor` on (finishing the file it was in if that was rotated);
 /// the new cursor, or `None` when the file cannot be opened.
-fn follow(folder: &Folder, stem: &str, cursor: Option<Cursor>, emit: &mut dyn FnMut(&str)) -> Option<Cursor> {
+fn follow(folder: &Folder, stem: &str, cursor: Option<Cursor>, emit: &mut dyn FnMut(&str) -> bool) -> Option<Cursor> {
     let open = |k: u32| {
         let name = if k == 0 {
             format!("{stem}.log")
@@ -250,9 +252,13 @@ fn follow(folder: &Folder, stem: &str, cursor: Option<Cursor>, emit: &mut dyn Fn
         // it, oldest first.
         if let Some(k) = (1..=ROTATED).find(|&k| open(k).is_some_and(|(_, i)| i == cursor.ino)) {
             for j in (1..=k).rev() {
-                if let Some((mut old, _)) = open(j) {
+                if let Some((mut old, old_ino)) = open(j) {
                     let from = if j == k { cursor.offset } else { 0 };
-                    read_lines(&mut old, from, u64::MAX, true, emit);
+                    let (offset, done) = read_lines(&mut old, from, u64::MAX, true, emit);
+                    if !done {
+                        // Refused on the way: go on from here, in this rotated file.
+                        return Some(Cursor { ino: old_ino, offset });
+                    }
                 }
             }
         }
@@ -263,16 +269,23 @@ fn follow(folder: &Folder, stem: &str, cursor: Option<Cursor>, emit: &mut dyn Fn
         // Cut short by someone: start again.
         cursor.offset = 0;
     }
-    cursor.offset = read_lines(&mut file, cursor.offset, CHUNK, false, emit);
+    cursor.offset = read_lines(&mut file, cursor.offset, CHUNK, false, emit).0;
     Some(cursor)
 }
 
 /// Emits the whole lines of `file` from `from` on, at most `limit` bytes (and an unended
-/// last line when `to_end`); returns the offset after the last line emitted.
-fn read_lines(file: &mut std::fs::File, from: u64, limit: u64, to_end: bool, emit: &mut dyn FnMut(&str)) -> u64 {
+/// last line when `to_end`), until `emit` refuses one; returns the offset after the last
+/// line taken, and whether none was refused.
+fn read_lines(
+    file: &mut std::fs::File,
+    from: u64,
+    limit: u64,
+    to_end: bool,
+    emit: &mut dyn FnMut(&str) -> bool,
+) -> (u64, bool) {
     let mut bytes = Vec::new();
     if file.seek(SeekFrom::Start(from)).is_err() || file.take(limit).read_to_end(&mut bytes).is_err() {
-        return from;
+        return (from, true);
     }
     let mut used = 0;
     while used < bytes.len() {
@@ -286,10 +299,12 @@ fn read_lines(file: &mut std::fs::File, from: u64, limit: u64, to_end: bool, emi
             }
             None => break,
         };
-        emit(&String::from_utf8_lossy(&rest[..end]));
+        if !emit(&String::from_utf8_lossy(&rest[..end])) {
+            return (from + used as u64, false);
+        }
         used += next;
     }
-    from + used as u64
+    (from + used as u64, true)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ fn collect(sources: &mut Sources, log: &Path, instances: &Path) -> Vec<String> {
             None => o.app.clone(),
         };
         out.push(format!("{who}: {}", l.split_once(' ').map_or(l, |(_, t)| t)));
+        true
     });
     out
 }
@@ -69,4 +70,42 @@ fn zones_are_read_beneath_their_layer_and_name_zone_and_service() {
     assert_eq!(got, ["ramkey: warning: x", "web/nginx: hello"]);
     let origin = |key: &str| sources.cursors.contains_key(key);
     assert!(origin("host/ramkey") && origin("zone/web/nginx") && !origin("zone/web/steal"));
+}
+
+#[test]
+fn a_refused_line_waits_for_the_next_pass_also_in_a_rotated_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, instances) = (dir.path().join("log"), dir.path().join("instances"));
+    let mut sink = LogSink::new(
+        &log,
+        "web",
+        Rotation {
+            max_bytes: 100,
+            keep: 3,
+        },
+    );
+    let t = UNIX_EPOCH;
+    let mut sources = Sources::default();
+    sink.write(t, b"a\n").unwrap();
+    let mut take = |sources: &mut Sources, n: usize| {
+        let mut got = Vec::new();
+        sources.pass(&log, &instances, "var/log/ramkey", &mut |_, l| {
+            if got.len() == n {
+                return false;
+            }
+            got.push(l.split_once(' ').map_or(l, |(_, t)| t).to_owned());
+            true
+        });
+        got
+    };
+    assert_eq!(take(&mut sources, 5), ["a"]);
+    for n in 0..6 {
+        sink.write(t, format!("line {n}\n").as_bytes()).unwrap();
+    }
+    assert!(log.join("web.log.1").exists());
+    let mut all = Vec::new();
+    for _ in 0..10 {
+        all.extend(take(&mut sources, 2));
+    }
+    assert_eq!(all, (0..6).map(|n| format!("line {n}")).collect::<Vec<_>>());
 }
