@@ -87,7 +87,7 @@ fn a_refused_line_waits_for_the_next_pass_also_in_a_rotated_file() {
     let t = UNIX_EPOCH;
     let mut sources = Sources::default();
     sink.write(t, b"a\n").unwrap();
-    let mut take = |sources: &mut Sources, n: usize| {
+    let take = |sources: &mut Sources, n: usize| {
         let mut got = Vec::new();
         sources.pass(&log, &instances, "var/log/ramkey", &mut |_, l| {
             if got.len() == n {
