@@ -12,7 +12,7 @@ use ramkey_image::keys::{self, KeyError, KeyId};
 use crate::appliance::Appliance;
 use crate::kernel::{self, KernelSource};
 use crate::platform::{self, Inputs};
-use crate::{extras, pxe, usb};
+use crate::{extras, packed, pxe, usb};
 
 /// The triple the static init is built for (without `--target`, proc macros fail).
 pub const INIT_TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -48,6 +48,8 @@ pub struct Report {
     pub kernel: String,
     pub platform: platform::Output,
     pub libraries: Vec<String>,
+    /// What went into the packed platform (`packed`).
+    pub packed: packed::Packed,
     /// `platform.rkup` and the id of the key that signed it, or none when no key was given.
     pub bundle: Option<(PathBuf, KeyId)>,
     pub usb: Option<(PathBuf, u64)>,
@@ -63,6 +65,8 @@ pub enum BuildError {
     Platform(#[from] platform::PlatformError),
     #[error(transparent)]
     Extras(#[from] extras::ExtrasError),
+    #[error(transparent)]
+    Pack(#[from] packed::PackError),
     #[error(transparent)]
     Usb(#[from] usb::UsbError),
     #[error(transparent)]
@@ -270,6 +274,9 @@ pub fn build(appliance: &Appliance, base: &Path, opts: &Options) -> Result<Repor
             .collect();
         tree.file("etc/ramkey/config-keys", keys.into_bytes(), 0o644);
     }
+    let index =
+        crate::modules::Index::load(&kernel.modules_dir, &kernel.release).map_err(platform::PlatformError::from)?;
+    let (tree, packed) = packed::pack(&tree, &index, &kernel.release, opts.epoch)?;
     let platform_dir = opts.out.join("platform");
     let output = platform::write(
         &platform_dir,
@@ -292,6 +299,7 @@ pub fn build(appliance: &Appliance, base: &Path, opts: &Options) -> Result<Repor
         kernel: kernel.release.clone(),
         platform: output,
         libraries,
+        packed,
         bundle,
         usb: None,
         pxe: None,

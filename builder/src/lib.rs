@@ -12,6 +12,7 @@ pub mod image_cmd;
 pub mod initramfs;
 pub mod kernel;
 pub mod modules;
+pub mod packed;
 pub mod platform;
 pub mod platform_cmd;
 pub mod push;

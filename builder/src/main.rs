@@ -89,12 +89,15 @@ fn main() -> Result<()> {
             let report = build::build(&a, base, &opts)?;
             let p = &report.platform;
             println!(
-                "platform {} (kernel {}): {} records, initrd.img {} bytes ({} uncompressed), {} libraries for extras",
+                "platform {} (kernel {}): {} records, initrd.img {} bytes ({} uncompressed), {} of them packed ({} bytes in a {}-byte squashfs), {} libraries for extras",
                 platform::VERSION,
                 report.kernel,
-                p.records,
+                p.records + report.packed.records,
                 p.initrd_size,
                 p.uncompressed_size,
+                report.packed.records,
+                report.packed.bytes,
+                report.packed.image,
                 report.libraries.len()
             );
             match &report.bundle {

@@ -41,6 +41,11 @@ impl Tree {
         Tree::default()
     }
 
+    /// Adds `record` at `path` (replacing what is there), with the missing parents.
+    pub fn insert_record(&mut self, path: &str, record: Record) {
+        self.insert(path, record);
+    }
+
     fn insert(&mut self, path: &str, record: Record) {
         let path = path.trim_matches('/').to_string();
         let mut parent = path.as_str();

@@ -13,8 +13,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use ramkey_builder::initramfs;
 use ramkey_builder::records::Tree;
+use ramkey_builder::{initramfs, packed};
 use ramkey_image::SigningKey;
 use ramkey_image::bundle::{self, Release};
 
@@ -141,9 +141,14 @@ fn with_version(os_release: &str, version: &str) -> Result<String> {
 fn module_path(initrd: &[u8], module: &str) -> Result<String> {
     let want = module.replace('-', "_");
     let entries = initramfs::read(initrd)?;
-    let found: Vec<&str> = entries
+    // Most modules are in the packed platform, merged under the initramfs's own files.
+    let mut paths: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
+    if let Some(image) = entries.iter().find(|e| e.path == packed::IMAGE) {
+        paths.extend(packed::list(&image.data)?);
+    }
+    let found: Vec<&str> = paths
         .iter()
-        .map(|e| e.path.as_str())
+        .map(String::as_str)
         .filter(|p| p.starts_with("lib/modules/"))
         .filter(|p| {
             let file = p.rsplit('/').next().unwrap_or_default();

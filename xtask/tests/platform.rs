@@ -8,7 +8,7 @@ use std::process::Command;
 use ramkey_builder::appliance::Appliance;
 use ramkey_builder::build;
 use ramkey_builder::image_cmd::build::BuildOptions;
-use ramkey_builder::initramfs;
+use ramkey_builder::{initramfs, packed};
 use xtask::artifacts;
 
 const S_IFMT: u32 = 0o170000;
@@ -212,18 +212,38 @@ fn the_archive_holds_init_modules_and_device_nodes() {
     let base = format!("lib/modules/{}", kernel.release);
     let dep = String::from_utf8(by_path[format!("{base}/modules.dep").as_str()].data.clone()).unwrap();
     let alias = String::from_utf8(by_path[format!("{base}/modules.alias").as_str()].data.clone()).unwrap();
-    // Every module in modules.dep, and every dependency it names, is in the archive.
+    // Every module in modules.dep, and every dependency it names, is in the archive or in the
+    // packed platform; those that mount the packed platform are in the archive itself.
+    let packed = packed::list(&by_path[packed::IMAGE].data).unwrap();
+    let packed: std::collections::BTreeSet<&str> = packed.iter().map(String::as_str).collect();
     let mut modules = 0;
     for line in dep.lines() {
         let (module, deps) = line.split_once(':').unwrap();
         for path in std::iter::once(module).chain(deps.split_whitespace()) {
+            let at = format!("{base}/{path}");
             assert!(
-                by_path.contains_key(format!("{base}/{path}").as_str()),
+                by_path.contains_key(at.as_str()) || packed.contains(at.as_str()),
                 "{path} named in modules.dep is missing"
             );
         }
         modules += 1;
     }
+    for module in [
+        "kernel/drivers/block/loop.ko",
+        "kernel/fs/squashfs/squashfs.ko",
+        "kernel/fs/overlayfs/overlay.ko",
+    ] {
+        assert!(
+            by_path.contains_key(format!("{base}/{module}").as_str()),
+            "{module} is not unpacked"
+        );
+    }
+    // What PID 1 runs is packed; PID 1 and the links to it are not.
+    assert!(
+        packed.contains("usr/sbin/sshd") && packed.contains("bin/busybox"),
+        "{packed:?}"
+    );
+    assert!(by_path.contains_key("usr/bin/ramkeyctl") && !by_path.contains_key("usr/sbin/sshd"));
     assert!(modules > 50, "only {modules} modules");
     // virtio_net comes with its dependency chain, deepest last.
     let virtio_net = dep

@@ -202,7 +202,7 @@ fn under_seabios_an_upgrade_commits_and_a_panic_a_dead_zone_and_a_power_cut_fall
     copy_into(www.path(), &v2, "v2.rkup");
     let panics = bundles::panicking_platform_bundle("bios-0.3.0-panics", "0.3.0").unwrap();
     copy_into(www.path(), &panics, "panics.rkup");
-    let no_zones = bundles::platform_bundle_without_module("bios-0.4.0-no-overlay", "0.4.0", "overlay").unwrap();
+    let no_zones = bundles::platform_bundle_without_module("bios-0.4.0-no-macvlan", "0.4.0", "macvlan").unwrap();
     copy_into(www.path(), &no_zones, "no-zones.rkup");
     let stranger = ramkey_image::SigningKey::from_bytes(&[0x5a; 32]);
     let untrusted = bundles::platform_bundle_signed_by("bios-0.2.0-stranger", "0.2.0", &stranger).unwrap();

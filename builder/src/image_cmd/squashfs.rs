@@ -22,19 +22,26 @@ pub const OPTIONS: &[&str] = &["-noappend", "-comp", COMPRESSION, "-noId"];
 /// Writes the squashfs of `root` to `out` (replaced). `all_root` makes every file owned by
 /// root (for trees a normal user put together, where owners mean nothing).
 pub fn make(root: &Path, out: &Path, epoch: u64, all_root: bool) -> Result<(), RootfsError> {
+    let mut options = OPTIONS.to_vec();
+    if all_root {
+        options.push("-all-root");
+    }
+    make_with(root, out, epoch, &options)
+}
+
+/// Writes the squashfs of `root` to `out` with mksquashfs `options` (compressor and the
+/// like), every time set to `epoch`.
+pub fn make_with(root: &Path, out: &Path, epoch: u64, options: &[&str]) -> Result<(), RootfsError> {
     ensure_tool("mksquashfs", "squashfs-tools")?;
     let epoch = epoch.to_string();
     let mut cmd = Command::new("mksquashfs");
     cmd.arg(root)
         .arg(out)
-        .args(OPTIONS)
+        .args(options)
         .args(["-no-progress", "-quiet"])
         .args(["-mkfs-time", &epoch, "-all-time", &epoch])
         // mksquashfs refuses SOURCE_DATE_EPOCH together with the options that say the same.
         .env_remove("SOURCE_DATE_EPOCH");
-    if all_root {
-        cmd.arg("-all-root");
-    }
     run(&mut cmd)?;
     Ok(())
 }

@@ -13,6 +13,9 @@ pub const USBKEY: &str = "/usbkey";
 /// under a root; a zone's PID 1 binds its own at the same place in the zone).
 pub const CONTROL_SOCKET: &str = "/run/ramkey/control.sock";
 
+/// The packed platform in the initramfs, as the builder writes it and messages name it.
+pub const PACKED_IMAGE: &str = "lib/ramkey/platform.sqfs";
+
 /// The filesystem locations PID 1 uses, relative to a root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
@@ -124,6 +127,17 @@ impl Paths {
     /// `/lib/modules/<KVER>`.
     pub fn modules_dir(&self, kernel_release: &str) -> PathBuf {
         self.under("lib/modules").join(kernel_release)
+    }
+
+    /// The packed platform: the squashfs in the initramfs that holds the extras and most
+    /// modules (`crate::storage::packed`).
+    pub fn packed_image(&self) -> PathBuf {
+        self.under(PACKED_IMAGE)
+    }
+
+    /// Where the packed platform is mounted before its folders are merged into the root.
+    pub fn packed_mount(&self) -> PathBuf {
+        self.under("run/ramkey/packed")
     }
 
     /// The platform's `/etc/os-release`.

@@ -26,6 +26,7 @@ use crate::net::ntp::Synced;
 use crate::net::renew::HeldLease;
 use crate::net::{NetError, NetReport, Network};
 use crate::storage::mounts::{self, EARLY_MOUNTS, MountError, Mounter};
+use crate::storage::packed::{self, PackedError};
 use crate::storage::usbkey::{FoundKey, UsbkeyError};
 
 /// A boot step failed; the boot goes to recovery mode with this as the cause.
@@ -48,6 +49,9 @@ pub enum BootError {
     /// `modules.dep` or `modules.alias` is missing.
     #[error("module index unusable: {0}")]
     Modules(#[from] ModulesError),
+    /// The packed platform could not be mounted.
+    #[error(transparent)]
+    Packed(#[from] PackedError),
     /// sysfs could not be scanned.
     #[error("coldplug failed: {0}")]
     Coldplug(#[from] ColdplugError),
@@ -172,6 +176,15 @@ impl Boot<'_> {
 
         let modprobe = timeline.step(clock, "modules-index", || open_modules(paths, &state.cmdline))?;
         let modprobe = state.modprobe.insert(modprobe);
+
+        let (loader, mounter) = (&mut *self.loader, &mut *self.mounter);
+        let packed = timeline.step(clock, "packed", || {
+            let mut attach = |file: &std::fs::File, size| crate::sys::confine::attach_loop(file, size, &paths.dev());
+            packed::mount(paths, modprobe, loader, mounter, &mut attach)
+        })?;
+        if let Some(packed) = packed {
+            crate::info!("{}", packed.summary());
+        }
 
         if self.watch_uevents {
             state.uevents = open_uevents();
@@ -601,6 +614,7 @@ mod tests {
         "early-mounts",
         "cmdline",
         "modules-index",
+        "packed",
         "coldplug",
         "power-button",
         "usbkey",
