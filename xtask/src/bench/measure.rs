@@ -29,13 +29,35 @@ pub enum Console {
     Ramkey,
 }
 
+/// How a system boots.
+#[derive(Debug, Clone)]
+pub enum Boot {
+    /// Direct kernel boot with [`CMDLINE`]; `disk` (the config) is a read-only virtio disk.
+    Kernel {
+        vmlinuz: PathBuf,
+        initrd: PathBuf,
+        disk: PathBuf,
+    },
+    /// A stick image on a USB disk under SeaBIOS, as `ramkey run` boots it, with the
+    /// command line of its boot loader; each run boots a fresh copy.
+    Stick { image: PathBuf },
+}
+
+impl Boot {
+    /// What the system boots besides the shared kernel: the initramfs, or the stick.
+    pub fn source(&self) -> &std::path::Path {
+        match self {
+            Boot::Kernel { initrd, .. } => initrd,
+            Boot::Stick { image } => image,
+        }
+    }
+}
+
 /// What to boot.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub name: String,
-    pub vmlinuz: PathBuf,
-    pub initrd: PathBuf,
-    pub disk: PathBuf,
+    pub boot: Boot,
     pub console: Console,
     /// Where the page is served: the box's own address, or a zone's.
     pub serve_at: Option<&'static str>,
@@ -124,18 +146,23 @@ fn kib(line: &str) -> Option<u64> {
 /// Boots `target` once and measures it.
 pub fn run_once(target: &Target, run: u32) -> Result<Sample> {
     let port = free_port()?;
-    let mut spec = Spec {
-        name: format!("bench-{}-{run}", target.name),
-        memory_mb: MEMORY_MB,
-        kernel: Some((target.vmlinuz.clone(), target.initrd.clone(), CMDLINE.into())),
-        args: vec![
-            "-drive".into(),
-            format!("if=none,id=cfg,format=raw,readonly=on,file={}", target.disk.display()),
-            "-device".into(),
-            "virtio-blk-pci,drive=cfg".into(),
-        ],
-    }
-    .user_net(&[(port, 80)]);
+    let name = format!("bench-{}-{run}", target.name);
+    let mut spec = match &target.boot {
+        Boot::Kernel { vmlinuz, initrd, disk } => Spec {
+            name,
+            memory_mb: MEMORY_MB,
+            kernel: Some((vmlinuz.clone(), initrd.clone(), CMDLINE.into())),
+            args: vec![
+                "-drive".into(),
+                format!("if=none,id=cfg,format=raw,readonly=on,file={}", disk.display()),
+                "-device".into(),
+                "virtio-blk-pci,drive=cfg".into(),
+            ],
+        }
+        .user_net(&[(port, 80)]),
+        Boot::Stick { image } => super::stick::spec(&name, image, port)?,
+    };
+    spec.memory_mb = MEMORY_MB;
     if let Some(address) = target.serve_at {
         // The forward goes to the zone's own address on the user network.
         for arg in &mut spec.args {

@@ -11,6 +11,7 @@ mod floor;
 pub mod measure;
 mod peers;
 pub mod report;
+mod stick;
 mod systemd;
 
 use std::path::PathBuf;
@@ -18,11 +19,18 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 use crate::artifacts;
-use measure::{Console, Target};
+use measure::{Boot, Console, Target};
 use report::{Environment, SystemResult};
 
 /// The systems, in report order.
-pub const SYSTEMS: &[&str] = &["floor", "busybox", "systemd", "ramkey-platform", "ramkey-zone"];
+pub const SYSTEMS: &[&str] = &[
+    "floor",
+    "busybox",
+    "systemd",
+    "ramkey-platform",
+    "ramkey-stick",
+    "ramkey-zone",
+];
 
 fn what(name: &str) -> &'static str {
     match name {
@@ -38,10 +46,28 @@ fn what(name: &str) -> &'static str {
         "ramkey-platform" => {
             "Ramkey's platform (`xtask::artifacts::platform()`): the config from the FAT disk, busybox `httpd` as a platform service (`/usbkey/services.d`)."
         }
+        "ramkey-stick" => {
+            "the `usb.img` `ramkey build` writes (GPT, FAT, syslinux), booted as `ramkey run` boots it: a USB disk on xHCI under SeaBIOS, no direct kernel boot; the same config and services as ramkey-platform, on the stick."
+        }
         _ => {
             "Ramkey's platform running the `web` personality (nginx, 22 MB signed image on the FAT disk) in a zone at 10.0.2.16, data in RAM."
         }
     }
+}
+
+/// The `ramkey-stick` system's note: the command line its boot loader gives the kernel.
+fn stick_note(cmdline: &str) -> String {
+    let quiet = if cmdline.split_whitespace().any(|w| w == "quiet") {
+        ""
+    } else {
+        ": without `quiet` the kernel logs every message to the serial console"
+    };
+    format!(
+        "Its kernel command line is the stick's own (`{cmdline}`, from `syslinux/syslinux.cfg`), not the bench's\
+         {quiet}. Its size is what the boot loader \
+         loads besides the kernel (the initrds of its default entry). Each run boots a fresh copy of the stick, \
+         whose `config.toml.good` already holds the config, as after a first boot."
+    )
 }
 
 fn note(name: &str) -> Option<&'static str> {
@@ -97,7 +123,7 @@ impl Options {
 
 pub const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only NAME[,NAME]] [--out DIR]
        cargo xtask bench build [--runs N] [--out DIR]
-systems: floor, busybox, systemd, ramkey-platform, ramkey-zone";
+systems: floor, busybox, systemd, ramkey-platform, ramkey-stick, ramkey-zone";
 
 /// `cargo xtask bench ...`.
 pub fn main(args: &[String]) -> Result<()> {
@@ -134,36 +160,49 @@ pub fn run(opts: &Options) -> Result<()> {
 
     let mut targets: Vec<(Target, u64)> = Vec::new();
     let mut results: Vec<SystemResult> = Vec::new();
+    // A direct kernel boot of `initrd` with `disk`; its size counts `extra` bytes more.
+    let direct = |initrd: PathBuf, disk: PathBuf, extra: u64| -> Result<(Boot, u64)> {
+        let size = std::fs::metadata(&initrd)?.len() + extra;
+        let vmlinuz = kernel.vmlinuz.clone();
+        Ok((Boot::Kernel { vmlinuz, initrd, disk }, size))
+    };
     for &name in SYSTEMS.iter().filter(|n| opts.wants(n)) {
-        let (mut disk, mut serve_at, mut mark, mut extra) = (disk.clone(), None, peers::PAGE_MARK, 0);
+        let (mut serve_at, mut mark, mut note) = (None, peers::PAGE_MARK, note(name).map(str::to_string));
         let built = match name {
-            "floor" => Some((floor::build(&cache, epoch)?, Console::Floor)),
-            "busybox" => Some((busybox::build(&cache, &kernel, epoch)?, Console::Peer)),
-            "systemd" => Some((systemd::build(&cache, &kernel, epoch)?, Console::Peer)),
+            "floor" => Some((direct(floor::build(&cache, epoch)?, disk.clone(), 0)?, Console::Floor)),
+            "busybox" => Some((
+                direct(busybox::build(&cache, &kernel, epoch)?, disk.clone(), 0)?,
+                Console::Peer,
+            )),
+            "systemd" => Some((
+                direct(systemd::build(&cache, &kernel, epoch)?, disk.clone(), 0)?,
+                Console::Peer,
+            )),
             "ramkey-platform" => {
-                disk = peers::partitioned(&disk, &cache.join("disk/config.stick.img"))?;
-                Some((platform_initrd()?, Console::Ramkey))
+                let stick = peers::partitioned(&disk, &cache.join("disk/config.stick.img"))?;
+                Some((direct(platform_initrd()?, stick, 0)?, Console::Ramkey))
+            }
+            "ramkey-stick" => {
+                let stick = stick::prepare(&cache.join("stick"), &kernel)?;
+                note = Some(stick_note(&stick.cmdline));
+                Some(((Boot::Stick { image: stick.image }, stick.size), Console::Ramkey))
             }
             "ramkey-zone" => {
                 let web = artifacts::personality("web")?;
                 let (_, trusted) = artifacts::test_key()?;
-                disk = peers::zone_disk(&cache.join("zone"), &web, &trusted)?;
-                (serve_at, mark, extra) = (Some(peers::ZONE_ADDRESS), "It works", std::fs::metadata(&web)?.len());
-                Some((platform_initrd()?, Console::Ramkey))
+                let zone = peers::zone_disk(&cache.join("zone"), &web, &trusted)?;
+                (serve_at, mark) = (Some(peers::ZONE_ADDRESS), "It works");
+                let extra = std::fs::metadata(&web)?.len();
+                Some((direct(platform_initrd()?, zone, extra)?, Console::Ramkey))
             }
             _ => None,
         };
-        let size = match &built {
-            Some((initrd, _)) => Some(std::fs::metadata(initrd)?.len() + extra),
-            None => None,
-        };
-        if let Some((initrd, console)) = built {
-            eprintln!("bench: {name}: {} ({} bytes)", initrd.display(), size.unwrap_or(0));
+        let size = built.as_ref().map(|((_, size), _)| *size);
+        if let Some(((boot, size), console)) = built {
+            eprintln!("bench: {name}: {} ({size} bytes)", boot.source().display());
             let target = Target {
                 name: name.to_string(),
-                vmlinuz: kernel.vmlinuz.clone(),
-                initrd,
-                disk,
+                boot,
                 console,
                 serve_at,
                 mark,
@@ -175,7 +214,7 @@ pub fn run(opts: &Options) -> Result<()> {
             what: what(name),
             size,
             samples: Vec::new(),
-            note: note(name),
+            note,
         });
     }
 

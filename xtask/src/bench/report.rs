@@ -17,8 +17,8 @@ pub struct SystemResult {
     /// Compressed bytes of what it boots besides the shared kernel (the initramfs).
     pub size: Option<u64>,
     pub samples: Vec<Sample>,
-    /// Why a figure is missing or the system is not measured.
-    pub note: Option<&'static str>,
+    /// Why a figure is missing or the system is not measured, or how it differs.
+    pub note: Option<String>,
 }
 
 /// Median, min and max.
@@ -142,8 +142,18 @@ pub fn markdown(systems: &[SystemResult], env: &Environment) -> String {
     let _ = writeln!(
         md,
         "Runs: {} per system, alternating. Kernel {} ({} bytes, shared by all), {}, `-accel {} -M q35 -cpu max -smp 1 -m {MEMORY_MB}`, \
-         `{CMDLINE}`, host {} CPUs. Times in seconds from QEMU start. RAM in MiB after boot: *used* = MemTotal − MemAvailable (what cannot be reclaimed: a zone's squashfs pages are page cache and count as available, a RAM root's files do not), *resident* = MemTotal − MemFree (every page in use, caches included: the same measure for all). Median (min–max).\n",
-        env.runs, env.kernel, env.kernel_size, env.qemu, env.accel, env.host_cpus
+         `{CMDLINE}`{}, host {} CPUs. Times in seconds from QEMU start. RAM in MiB after boot: *used* = MemTotal − MemAvailable (what cannot be reclaimed: a zone's squashfs pages are page cache and count as available, a RAM root's files do not), *resident* = MemTotal − MemFree (every page in use, caches included: the same measure for all). Median (min–max).\n",
+        env.runs,
+        env.kernel,
+        env.kernel_size,
+        env.qemu,
+        env.accel,
+        if find(systems, "ramkey-stick").is_some() {
+            " (ramkey-stick: the stick's own, see the notes)"
+        } else {
+            ""
+        },
+        env.host_cpus
     );
     md.push_str("| system | initramfs (gzip) |");
     for (_, title, _, _) in FIGURES {
@@ -199,7 +209,7 @@ pub fn markdown(systems: &[SystemResult], env: &Environment) -> String {
         );
     }
 
-    for ramkey in ["ramkey-platform", "ramkey-zone"]
+    for ramkey in ["ramkey-platform", "ramkey-stick", "ramkey-zone"]
         .into_iter()
         .filter_map(|name| find(systems, name).filter(|r| !r.samples.is_empty()))
     {
@@ -233,7 +243,7 @@ pub fn markdown(systems: &[SystemResult], env: &Environment) -> String {
             "- **{}**: {}{}",
             sys.name,
             sys.what,
-            sys.note.map(|n| format!(" {n}")).unwrap_or_default()
+            sys.note.as_ref().map(|n| format!(" {n}")).unwrap_or_default()
         );
     }
     md
