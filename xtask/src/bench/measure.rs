@@ -85,6 +85,8 @@ pub struct Sample {
     pub steps: Vec<(String, u64)>,
     /// The zone's memory readings (`bench: zone-memory NAME: N kB`), KiB.
     pub zone_kib: Vec<(String, u64)>,
+    /// Where a Ramkey platform's RAM goes (`bench: ram NAME: N kB`, [`super::peers::RAM_PARTS_SH`]).
+    pub ram_kib: Vec<(String, u64)>,
 }
 
 /// The printk timestamp of a console line: `[    3.992543] ...`.
@@ -106,11 +108,21 @@ fn free_port() -> Result<u16> {
 
 /// Polls until the page answers, `stop` is set, or the deadline; the time since `t0`.
 fn poll_http(port: u16, mark: &str, t0: Instant, stop: &AtomicBool) -> Option<f64> {
+    // A request sent before the guest has its address hangs until its timeout even when the
+    // guest answers meanwhile (QEMU's user network accepts at once and forwards later), so one
+    // poll at a time put the figure on the timeout's grid. Overlapping attempts, one every
+    // 50 ms, each with its own timeout: the first answer comes within ~50 ms of the guest's.
+    let (tx, rx) = std::sync::mpsc::channel();
     while t0.elapsed() < DEADLINE && !stop.load(Ordering::Relaxed) {
-        if crate::http::get_ok(port, "/", Duration::from_secs(1)).is_some_and(|page| page.contains(mark)) {
-            return Some(t0.elapsed().as_secs_f64());
+        let (tx, mark) = (tx.clone(), mark.to_owned());
+        std::thread::spawn(move || {
+            if crate::http::get_ok(port, "/", Duration::from_secs(2)).is_some_and(|page| page.contains(&mark)) {
+                let _ = tx.send(t0.elapsed().as_secs_f64());
+            }
+        });
+        if let Ok(at) = rx.recv_timeout(Duration::from_millis(50)) {
+            return Some(at);
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
     None
 }
@@ -249,6 +261,14 @@ fn observe(vm: &mut Machine, console: Console) -> Result<Sample> {
     };
     sample.mem_used_kib = Some(total.saturating_sub(available));
     sample.mem_resident_kib = value("meminfo MemFree:").map(|free| total.saturating_sub(free));
+    sample.ram_kib = vm
+        .lines()
+        .iter()
+        .filter_map(|(_, l)| {
+            let (name, value) = l.split_once("bench: ram ")?.1.rsplit_once(':')?;
+            Some((name.to_string(), kib(value)?))
+        })
+        .collect();
     sample.zone_kib = vm
         .lines()
         .iter()

@@ -23,7 +23,7 @@ pub const CONFIG: &str = "ADDRESS=10.0.2.15/24\nGATEWAY=10.0.2.2\n";
 pub const RAMKEY_CONFIG: &str = "version = 1\nhostname = \"bench\"\n\n[[nic]]\ntag = \"admin\"\nname = \"eth0\"\nip = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\n";
 
 /// Ramkey's platform services on the config disk (the peers ignore them): busybox `httpd`
-/// serving the page, and the same memory readings the peers print.
+/// serving the page, the same memory readings the peers print, and where the RAM goes.
 pub fn ramkey_services() -> [(&'static str, String); 2] {
     let page = PAGE.trim_end();
     let httpd = format!(
@@ -31,11 +31,35 @@ pub fn ramkey_services() -> [(&'static str, String); 2] {
          printf '%s' '{page}' > /run/www/index.html && exec /bin/busybox httpd -f -p 80 -h /run/www''']\n"
     );
     let meminfo = format!(
-        "name = \"bench-meminfo\"\nrestart = \"never\"\nargv = [\"/bin/sh\", \"-c\", '''{MEMINFO_SH}\
-         sleep 3; meminfo; sleep 3; meminfo''']\n"
+        "name = \"bench-meminfo\"\nrestart = \"never\"\nargv = [\"/bin/sh\", \"-c\", '''{MEMINFO_SH}{RAM_PARTS_SH}\
+         sleep 3; meminfo; sleep 3; ram_parts; meminfo''']\n"
     );
     [("bench-httpd.toml", httpd), ("bench-meminfo.toml", meminfo)]
 }
+
+/// The shell lines that log where a Ramkey platform's RAM goes, as level-2 kernel messages
+/// `bench: ram NAME: N kB`: the files the kernel unpacked from the initramfs (tmpfs, with
+/// `/run`: `Shmem`), of them the packed platform and PID 1's binary; the modules' code and
+/// data (`/proc/modules`); the processes' anonymous memory and PID 1's share (PSS); the page
+/// cache besides the tmpfs (mostly the packed platform's pages that were read, reclaimable);
+/// the kernel's unreclaimable slab; page tables and kernel stacks.
+pub const RAM_PARTS_SH: &str = r#"ram_parts() {
+  m() { sed -n "s/^$1: *\([0-9]*\) kB$/\1/p" /proc/meminfo; }
+  r() { echo "<2>bench: ram $1: $2 kB" > /dev/kmsg; }
+  size() { [ -f "$1" ] && echo $(($(wc -c < "$1") / 1024)) || echo 0; }
+  modules=0
+  while read -r _ bytes _; do modules=$((modules + bytes)); done < /proc/modules
+  r 'RAM files (initramfs, /run)' "$(m Shmem)"
+  r '- the packed platform' "$(size /lib/ramkey/platform.sqfs)"
+  r '- PID 1 binary' "$(size /init)"
+  r 'modules' "$((modules / 1024))"
+  r 'processes (anonymous)' "$(m AnonPages)"
+  r '- PID 1 (PSS)' "$(sed -n 's/^Pss: *\([0-9]*\) kB$/\1/p' /proc/1/smaps_rollup)"
+  r 'page cache (reclaimable)' "$(($(m Cached) - $(m Shmem)))"
+  r 'kernel slab (unreclaimable)' "$(m SUnreclaim)"
+  r 'page tables, kernel stacks' "$(($(m PageTables) + $(m KernelStack)))"
+}
+"#;
 
 /// The address the `ramkey-zone` system's `web` zone gets on QEMU's user network.
 pub const ZONE_ADDRESS: &str = "10.0.2.16";

@@ -236,6 +236,22 @@ pub fn markdown(systems: &[SystemResult], env: &Environment) -> String {
             }
         }
     }
+    for sys in systems {
+        let parts = named_stats(sys, |s| &s.ram_kib, 1.0 / 1024.0);
+        if parts.is_empty() {
+            continue;
+        }
+        let _ = write!(
+            md,
+            "\n{}: where the RAM goes, at the second memory reading, MiB: median (min–max). RAM files: what the \
+             kernel unpacked from the initramfs, never reclaimable (with /run); page cache: files read, mostly the \
+             packed platform's, reclaimable:\n\n| part | MiB |\n|---|---|\n",
+            sys.name
+        );
+        for (name, s) in parts {
+            let _ = writeln!(md, "| {name} | {:.1} ({:.1}–{:.1}) |", s.median, s.min, s.max);
+        }
+    }
     md.push_str("\nNotes:\n\n");
     for sys in systems {
         let _ = writeln!(
@@ -312,6 +328,7 @@ pub fn json(systems: &[SystemResult], env: &Environment) -> Value {
                         "mem_resident_kib": s.mem_resident_kib,
                         "steps_ms": s.steps.iter().map(|(n, ms)| json!({"step": n, "duration_ms": ms})).collect::<Vec<_>>(),
                         "zone_memory_kib": s.zone_kib.iter().map(|(n, kib)| json!({"reading": n, "kib": kib})).collect::<Vec<_>>(),
+                        "ram_parts_kib": s.ram_kib.iter().map(|(n, kib)| json!({"part": n, "kib": kib})).collect::<Vec<_>>(),
                     })
                 })
                 .collect();
