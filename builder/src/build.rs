@@ -276,12 +276,13 @@ pub fn build(appliance: &Appliance, base: &Path, opts: &Options) -> Result<Repor
     }
     let index =
         crate::modules::Index::load(&kernel.modules_dir, &kernel.release).map_err(platform::PlatformError::from)?;
-    let (tree, packed) = packed::pack(&tree, &index, &kernel.release, opts.epoch, &cache)?;
+    let (tree, image, packed) = packed::pack(&tree, &index, &kernel.release, opts.epoch, &cache)?;
     let platform_dir = opts.out.join("platform");
     let output = platform::write(
         &platform_dir,
         &kernel,
         &tree,
+        &image,
         opts.epoch,
         appliance.platform.compression,
     )?;

@@ -77,18 +77,51 @@ pub struct Entry {
     pub data: Vec<u8>,
 }
 
-/// Reads a (possibly compressed) newc archive back into its entries, without unpacking.
+/// Appends `tree` to `initrd` as an uncompressed newc segment, 4-byte aligned: for files
+/// that are compressed already (the packed platform), which gzip cannot shrink and the kernel
+/// would only inflate for nothing, and for the upgrade tests' changed platforms. The kernel
+/// unpacks concatenated segments in order; a later file replaces an earlier one.
+pub fn append_uncompressed(initrd: &mut Vec<u8>, tree: &Tree, epoch: u32) -> io::Result<()> {
+    initrd.resize(initrd.len().next_multiple_of(4), 0);
+    write_cpio(tree, epoch, initrd)
+}
+
+/// Reads a newc archive back into its entries, without unpacking: every concatenated segment,
+/// each gzip, zstd or uncompressed, in order (as the kernel reads them).
 pub fn read(bytes: &[u8]) -> io::Result<Vec<Entry>> {
-    let mut raw: Box<dyn Read> = match bytes {
-        [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(bytes)),
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(zstd::stream::read::Decoder::new(bytes)?),
-        _ => Box::new(bytes),
-    };
     let mut entries = Vec::new();
+    let mut rest = bytes;
+    loop {
+        // The kernel skips zeros between segments.
+        rest = &rest[rest.iter().take_while(|b| **b == 0).count()..];
+        rest = match rest {
+            [] => return Ok(entries),
+            [0x1f, 0x8b, ..] => {
+                let mut gz = flate2::bufread::GzDecoder::new(rest);
+                let mut raw = Vec::new();
+                gz.read_to_end(&mut raw)?;
+                read_cpio(&raw, &mut entries)?;
+                gz.into_inner()
+            }
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => {
+                let mut zst = zstd::stream::read::Decoder::with_buffer(rest)?.single_frame();
+                let mut raw = Vec::new();
+                zst.read_to_end(&mut raw)?;
+                read_cpio(&raw, &mut entries)?;
+                zst.finish()
+            }
+            _ => read_cpio(rest, &mut entries)?,
+        };
+    }
+}
+
+/// Reads one uncompressed segment up to its trailer into `entries`; returns what follows.
+fn read_cpio<'a>(bytes: &'a [u8], entries: &mut Vec<Entry>) -> io::Result<&'a [u8]> {
+    let mut raw = bytes;
     loop {
         let mut reader = cpio::newc::Reader::new(raw)?;
         if reader.entry().is_trailer() {
-            return Ok(entries);
+            return reader.finish();
         }
         let e = reader.entry();
         let mut entry = Entry {
@@ -133,6 +166,31 @@ mod tests {
                 entries
                     .iter()
                     .all(|e| e.uid == 0 && e.gid == 0 && e.mtime == 1_700_000_000)
+            );
+        }
+    }
+
+    #[test]
+    fn every_segment_is_read_in_order() {
+        for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let mut bytes = write(&sample(), 1, compression).unwrap();
+            let mut more = Tree::new();
+            more.file("lib/ramkey/platform.sqfs", b"hsqs".to_vec(), 0o644);
+            append_uncompressed(&mut bytes, &more, 1).unwrap();
+            let paths: Vec<String> = read(&bytes).unwrap().into_iter().map(|e| e.path).collect();
+            assert_eq!(
+                paths,
+                [
+                    "dev",
+                    "dev/console",
+                    "init",
+                    "sbin",
+                    "sbin/init",
+                    "lib",
+                    "lib/ramkey",
+                    "lib/ramkey/platform.sqfs"
+                ],
+                "{compression:?}"
             );
         }
     }

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::initramfs::{self, Compression};
 use crate::kernel::Kernel;
 use crate::modules::{Index, ModuleError};
+use crate::packed;
 use crate::records::{RecordError, Tree};
 
 /// The platform version, shown in `/etc/os-release` and `platform/version`.
@@ -117,14 +118,17 @@ pub struct Output {
     pub dir: PathBuf,
     pub initrd_size: u64,
     pub uncompressed_size: u64,
+    /// Records in the compressed segment (the packed platform's are counted apart).
     pub records: usize,
 }
 
-/// Writes `dir/{vmlinuz,initrd.img,version,SHA256SUMS}`.
+/// Writes `dir/{vmlinuz,initrd.img,version,SHA256SUMS}`: `initrd.img` is `tree` compressed,
+/// then the packed platform `image` at [`packed::IMAGE`] as an uncompressed segment.
 pub fn write(
     dir: &Path,
     kernel: &Kernel,
     tree: &Tree,
+    image: &[u8],
     epoch: u32,
     compression: Compression,
 ) -> Result<Output, PlatformError> {
@@ -133,9 +137,13 @@ pub fn write(
         move |source| PlatformError::Write { path, source }
     };
     std::fs::create_dir_all(dir).map_err(write_err(dir))?;
-    let initrd = initramfs::write(tree, epoch, compression).map_err(write_err(&dir.join("initrd.img")))?;
+    let mut segment = Tree::new();
+    segment.file(packed::IMAGE, image, 0o644);
+    let mut initrd = initramfs::write(tree, epoch, compression).map_err(write_err(&dir.join("initrd.img")))?;
+    initramfs::append_uncompressed(&mut initrd, &segment, epoch).map_err(write_err(&dir.join("initrd.img")))?;
     let mut uncompressed = Vec::new();
     initramfs::write_cpio(tree, epoch, &mut uncompressed).map_err(write_err(dir))?;
+    initramfs::append_uncompressed(&mut uncompressed, &segment, epoch).map_err(write_err(dir))?;
     let vmlinuz = std::fs::read(&kernel.vmlinuz).map_err(|source| PlatformError::Read {
         path: kernel.vmlinuz.clone(),
         source,

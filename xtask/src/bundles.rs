@@ -7,8 +7,7 @@
 //! appended: the kernel unpacks concatenated segments in order and a later file replaces an
 //! earlier one, so the segment carries only what differs (the `etc/os-release` of another
 //! version, an empty module file). `NAME` must be unique among the tests, which run two at
-//! a time. Note that `ramkey_builder::initramfs::read` stops at the first segment's trailer:
-//! it shows the files of the built platform, not what the kernel ends up with.
+//! a time.
 
 use std::path::{Path, PathBuf};
 
@@ -170,8 +169,7 @@ fn module_path(initrd: &[u8], module: &str) -> Result<String> {
 /// (`init/initramfs.c`), so zeros pad to it (it skips zeros between segments).
 fn appended(initrd: &[u8], extra: &Tree) -> Result<Vec<u8>> {
     let mut out = initrd.to_vec();
-    out.resize(out.len().next_multiple_of(4), 0);
-    initramfs::write_cpio(extra, artifacts::source_date_epoch(), &mut out)?;
+    initramfs::append_uncompressed(&mut out, extra, artifacts::source_date_epoch())?;
     Ok(out)
 }
 
