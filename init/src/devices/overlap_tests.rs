@@ -19,17 +19,21 @@ kernel/virtio.ko: kernel/virtio_ring.ko
 kernel/virtio_pci.ko: kernel/virtio_ring.ko kernel/virtio.ko
 kernel/virtio_net.ko: kernel/virtio_ring.ko kernel/virtio.ko
 kernel/button.ko:
+kernel/sha256_ssse3.ko:
 ";
 const ALIAS: &str = "\
 alias pci:v00008086d00002922* ahci
 alias pci:v00001AF4d00001000* virtio_pci
 alias virtio:d00000001v* virtio_net
 alias acpi*:LNXPWRBN:* button
+alias cpu:type:x86,ven*fam*mod*:feature:*0089* sha256_ssse3
+alias crypto-sha256 sha256_ssse3
 ";
 const AHCI: &str = "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01";
 const VIRTIO_PCI: &str = "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00";
 const VIRTIO_NET: &str = "virtio:d00000001v00001AF4";
 const BUTTON: &str = "acpi:LNXPWRBN:";
+const CPU: &str = "cpu:type:x86,ven0002fam0006mod0006:feature:,0000,0089,009C";
 
 /// What one module's load does in the fake kernel.
 #[derive(Debug, Clone, Default)]
@@ -204,14 +208,16 @@ fn the_wait_for_asynchronous_probes_overlaps_the_next_loads() {
     };
     let (kernel, mut feed) = fake_kernel(&[("ahci", ahci), ("virtio_pci", virtio_pci)]);
     let mut mp = modprobe();
-    let (result, loaded, failures, rescans) = run(&mut mp, &kernel, &mut feed, &[BUTTON, AHCI, VIRTIO_PCI], &[]);
-    assert_eq!((result, loaded, failures, rescans), (Ok(()), 9, 0, 0));
+    let (result, loaded, failures, rescans) = run(&mut mp, &kernel, &mut feed, &[BUTTON, AHCI, CPU, VIRTIO_PCI], &[]);
+    assert_eq!((result, loaded, failures, rescans), (Ok(()), 10, 0, 0));
     let log = kernel.log();
-    // The deepest dependency chain first (ahci's 4), then virtio_pci's 3, then as found; the
-    // device virtio_pci adds is announced and its module queued without a rescan.
+    // The signature hash first, then the deepest dependency chain (ahci's 4), virtio_pci's
+    // 3, then as found; the device virtio_pci adds is announced and its module queued
+    // without a rescan.
     assert_eq!(
         starts(&log),
         [
+            "sha256_ssse3",
             "scsi_common",
             "scsi_mod",
             "libata",

@@ -1,14 +1,23 @@
 //! Coldplug's queue of module loads: which module loads next, in a fixed order, and what came
 //! of each load. [`crate::devices::overlap`] runs it with the loads overlapping.
 //!
-//! The order: within each batch (the first sysfs scan, the devices announced meanwhile), the
-//! modules with the deepest dependency chains first (storage controllers: `ahci` sits on
-//! `libahci`, `libata`, `scsi_mod`), then as found; each module after its dependencies.
+//! The order: within each batch (the first sysfs scan, the devices announced meanwhile),
+//! first the CPU's implementation of the hash module signatures are checked with
+//! ([`SIGNATURE_HASH`]), then the modules with the deepest dependency chains (storage
+//! controllers: `ahci` sits on `libahci`, `libata`, `scsi_mod`), then as found; each module
+//! after its dependencies.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 
 use crate::devices::modprobe::{LoadOutcome, Modprobe, ModprobeError, ModuleLoader};
+
+/// The alias of the hash the kernel checks module signatures with (Debian's
+/// `CONFIG_MODULE_SIG_HASH="sha256"`). Before loading a module the kernel hashes its whole
+/// `.ko` with the fastest `sha256` registered; the CPU's (`sha256_ssse3`, matched by the CPU's
+/// modalias) loaded first cut the loads after it by a quarter under TCG (`libata` 66 → 47 ms,
+/// `scsi_mod` 46 → 35 ms) for its own 34 ms.
+pub const SIGNATURE_HASH: &str = "crypto-sha256";
 
 /// One module to load now.
 #[derive(Debug, Clone)]
@@ -61,12 +70,14 @@ impl<'m> Pipeline<'m> {
     /// Queues the modules for each modalias `wanted` accepts and not handled before: deepest
     /// dependency chains first, then in the order given.
     pub fn devices(&mut self, modaliases: &[String], wanted: &dyn Fn(&str) -> bool) {
+        let hashers = self.modprobe.index().match_alias(SIGNATURE_HASH);
         let mut asked = Vec::new();
         for alias in modaliases {
             self.devices.insert(alias.clone());
             if wanted(alias) && self.modprobe.first_sight(alias) {
                 for module in self.modprobe.index().match_alias(alias) {
-                    asked.push((self.depth(&module), module, alias.clone()));
+                    let rank = (hashers.contains(&module), self.depth(&module));
+                    asked.push((rank, module, alias.clone()));
                 }
             }
         }
