@@ -5,6 +5,7 @@
 use super::*;
 use crate::devices::modprobe::Modprobe;
 use crate::devices::modules::ModuleIndex;
+use crate::devices::pipeline::disk_controller;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -211,9 +212,8 @@ fn the_wait_for_asynchronous_probes_overlaps_the_next_loads() {
     let (result, loaded, failures, rescans) = run(&mut mp, &kernel, &mut feed, &[BUTTON, AHCI, CPU, VIRTIO_PCI], &[]);
     assert_eq!((result, loaded, failures, rescans), (Ok(()), 10, 0, 0));
     let log = kernel.log();
-    // The signature hash first, then the deepest dependency chain (ahci's 4), virtio_pci's
-    // 3, then as found; the device virtio_pci adds is announced and its module queued
-    // without a rescan.
+    // The signature hash first, then the disk controller's chain (ahci), then in modalias
+    // order; the device virtio_pci adds is announced and its module queued without a rescan.
     assert_eq!(
         starts(&log),
         [
@@ -222,10 +222,10 @@ fn the_wait_for_asynchronous_probes_overlaps_the_next_loads() {
             "scsi_mod",
             "libata",
             "ahci",
+            "button",
             "virtio_ring",
             "virtio",
             "virtio_pci",
-            "button",
             "virtio_net"
         ]
     );
@@ -246,7 +246,7 @@ fn without_an_announcement_the_next_load_waits_for_the_return() {
     let (result, loaded, ..) = run(&mut mp, &kernel, &mut feed, &[BUTTON, VIRTIO_PCI], &[]);
     assert_eq!((result, loaded), (Ok(()), 4));
     let log = kernel.log();
-    assert_eq!(starts(&log), ["virtio_ring", "virtio", "virtio_pci", "button"]);
+    assert_eq!(starts(&log), ["button", "virtio_ring", "virtio", "virtio_pci"]);
     assert!(at(&log, "end virtio") < at(&log, "start virtio_pci"), "{log:?}");
 }
 
@@ -333,4 +333,16 @@ fn uevents_announce_devices_and_module_inits() {
         parse(b"bind@/devices/pci0000:00/0000:00:02.0\0ACTION=bind\0SUBSYSTEM=pci\0"),
         None
     );
+}
+
+#[test]
+fn disk_controllers_are_told_by_their_pci_class() {
+    assert!(disk_controller(AHCI));
+    assert!(disk_controller("pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02"));
+    assert!(disk_controller("pci:v00001B36d0000000Dsv00001AF4sd00001100bc0Csc03i30"));
+    assert!(!disk_controller(VIRTIO_PCI));
+    assert!(!disk_controller(
+        "pci:v00008086d00002918sv00001AF4sd00001100bc06sc01i00"
+    ));
+    assert!(!disk_controller(BUTTON) && !disk_controller("usb:v0781p5567d0100dc00dsc00dp00ic08isc06ip50in00"));
 }
