@@ -81,8 +81,8 @@ impl<'m> Pipeline<'m> {
         }
     }
 
-    /// Queues the modules for each modalias `wanted` accepts and not handled before, in the
-    /// module's order: the signature hash, disk controllers, then in the order given.
+    /// Queues the modules for each modalias `wanted` accepts and not handled before: the
+    /// signature hash's first, then the disk controllers', then in the order given.
     pub fn devices(&mut self, modaliases: &[String], wanted: &dyn Fn(&str) -> bool) {
         let hashers = self.modprobe.index().match_alias(SIGNATURE_HASH);
         let mut asked = Vec::new();
