@@ -1,6 +1,6 @@
 //! Loading a module with its dependency closure, behind the [`ModuleLoader`] trait.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::CString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -49,6 +49,12 @@ pub enum ModprobeError {
         /// The dependency that failed.
         dependency: String,
     },
+    /// The thread loading the module panicked (the panic is on the console above).
+    #[error("loading module {module} panicked (see the PANIC line above)")]
+    Panicked {
+        /// The module.
+        module: String,
+    },
 }
 
 /// What a successful load did.
@@ -64,6 +70,59 @@ pub enum LoadOutcome {
 pub trait ModuleLoader {
     /// Loads `name` from `path` (absolute) with the `finit_module` parameter string.
     fn load(&mut self, name: &str, path: &Path, params: &str) -> Result<LoadOutcome, ModprobeError>;
+
+    /// What coldplug needs to let loads overlap (see [`crate::devices::overlap`]): a loader
+    /// the loading threads share and the kernel's announcements of new devices and of modules
+    /// that have run their init. `None` (the default, and when the announcements cannot be
+    /// had): coldplug loads one module at a time on the caller's thread.
+    fn parallel(&self) -> Option<Parallel> {
+        None
+    }
+}
+
+/// A loader that several threads may call at once (`finit_module(2)` may be).
+pub trait SharedLoader: Send + Sync {
+    /// As [`ModuleLoader::load`].
+    fn load(&self, name: &str, path: &Path, params: &str) -> Result<LoadOutcome, ModprobeError>;
+}
+
+/// What overlapping loads need, from [`ModuleLoader::parallel`].
+pub struct Parallel {
+    /// Loads in the loading threads.
+    pub loader: Box<dyn SharedLoader>,
+    /// Announces new devices and finished module inits, opened before coldplug scans sysfs.
+    pub feed: Box<dyn DeviceFeed>,
+}
+
+impl std::fmt::Debug for Parallel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Parallel")
+    }
+}
+
+/// One thing the kernel announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Announced {
+    /// A device was added; its modalias.
+    Device(String),
+    /// A module has run its init (its state is live, so modules needing its symbols may load),
+    /// even if its `finit_module` has not returned yet.
+    Module(String),
+}
+
+/// Reading the announcements failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedError {
+    /// Some were lost (the socket's buffer overflowed): sysfs must be scanned again.
+    Lost,
+    /// The feed cannot be read any more.
+    Broken(Errno),
+}
+
+/// The kernel's announcements (the uevent socket on the box, a pipe in tests).
+pub trait DeviceFeed: std::os::fd::AsFd {
+    /// Every announcement pending now, without blocking.
+    fn drain(&mut self) -> Result<Vec<Announced>, FeedError>;
 }
 
 impl std::fmt::Debug for dyn ModuleLoader {
@@ -73,11 +132,30 @@ impl std::fmt::Debug for dyn ModuleLoader {
 }
 
 /// The real loader: `finit_module(2)` on the opened `.ko` file.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 pub struct KernelLoader;
 
 impl ModuleLoader for KernelLoader {
     fn load(&mut self, name: &str, path: &Path, params: &str) -> Result<LoadOutcome, ModprobeError> {
+        SharedLoader::load(self, name, path, params)
+    }
+
+    fn parallel(&self) -> Option<Parallel> {
+        match crate::devices::uevent::UeventSocket::open() {
+            Ok(socket) => Some(Parallel {
+                loader: Box::new(KernelLoader),
+                feed: Box::new(socket),
+            }),
+            Err(e) => {
+                crate::warn!("{e}; coldplug loads one module at a time");
+                None
+            }
+        }
+    }
+}
+
+impl SharedLoader for KernelLoader {
+    fn load(&self, name: &str, path: &Path, params: &str) -> Result<LoadOutcome, ModprobeError> {
         let file = File::open(path).map_err(|source| ModprobeError::Open {
             module: name.to_owned(),
             path: path.to_owned(),
@@ -140,6 +218,8 @@ pub struct Modprobe {
     index: ModuleIndex,
     params: BTreeMap<String, String>,
     state: HashMap<String, State>,
+    /// Modaliases whose modules were asked for already.
+    seen: HashSet<String>,
 }
 
 impl Modprobe {
@@ -149,6 +229,7 @@ impl Modprobe {
             index,
             params,
             state: HashMap::new(),
+            seen: HashSet::new(),
         }
     }
 
@@ -164,10 +245,66 @@ impl Modprobe {
         }
     }
 
-    #[cfg(test)]
     /// True when `name` is known to be in the kernel.
     pub fn is_loaded(&self, name: &str) -> bool {
         self.state.get(&normalize(name)) == Some(&State::Loaded)
+    }
+
+    /// True when loading `name` failed (it is not tried again).
+    pub fn is_failed(&self, name: &str) -> bool {
+        self.state.get(&normalize(name)) == Some(&State::Failed)
+    }
+
+    /// Records what loading `name` did.
+    pub fn record(&mut self, name: &str, loaded: bool) {
+        let state = if loaded { State::Loaded } else { State::Failed };
+        self.state.insert(normalize(name), state);
+    }
+
+    /// True the first time a modalias is seen: its modules are looked up once.
+    pub fn first_sight(&mut self, modalias: &str) -> bool {
+        self.seen.insert(modalias.to_owned())
+    }
+
+    /// The modules to load for `name`, dependencies first, without those loaded already;
+    /// empty when `name` is loaded or failed before. An unknown module, or a dependency that
+    /// failed before, is an error, and `name` is not tried again.
+    pub fn plan(&mut self, name: &str) -> Result<Vec<String>, ModprobeError> {
+        let name = normalize(name);
+        if self.state.contains_key(&name) {
+            return Ok(Vec::new());
+        }
+        let order = match self.index.load_order(&name) {
+            Ok(order) => order,
+            Err(e) => {
+                self.state.insert(name, State::Failed);
+                return Err(e.into());
+            }
+        };
+        if let Some(dependency) = self.failed_dependency(&name) {
+            self.state.insert(name.clone(), State::Failed);
+            return Err(ModprobeError::Dependency {
+                module: name,
+                dependency,
+            });
+        }
+        Ok(order.into_iter().filter(|m| !self.is_loaded(m)).collect())
+    }
+
+    /// A module of `name`'s dependency closure whose load failed.
+    pub fn failed_dependency(&self, name: &str) -> Option<String> {
+        let order = self.index.load_order(name).ok()?;
+        order
+            .into_iter()
+            .filter(|m| *m != normalize(name))
+            .find(|m| self.is_failed(m))
+    }
+
+    /// The `.ko` file and the parameter string of an indexed module.
+    pub fn file_and_params(&self, name: &str) -> Option<(PathBuf, String)> {
+        let entry = self.index.get(name)?;
+        let params = self.params.get(&normalize(name)).cloned().unwrap_or_default();
+        Some((self.index.dir.join(&entry.path), params))
     }
 
     /// Loads `name` and its dependency closure, deepest first.
@@ -313,6 +450,24 @@ kernel/broken.ko: kernel/missing.ko
         assert!(matches!(err, ModprobeError::Dependency { ref dependency, .. } if dependency == "base"));
         assert_eq!(mp.modprobe("top", &mut loader).unwrap(), 0);
         assert_eq!(loader.calls.len(), 1);
+    }
+
+    #[test]
+    fn plan_lists_what_is_missing_dependencies_first() {
+        let mut mp = modprobe(&[("left", "x=1")]);
+        mp.seed_loaded("base 16384 0 - Live 0x0\n");
+        assert_eq!(mp.plan("top").unwrap(), ["right", "left", "top"]);
+        assert_eq!(
+            mp.file_and_params("left"),
+            Some((PathBuf::from("/lib/modules/6.1.0-test/kernel/left.ko"), "x=1".into()))
+        );
+        mp.record("right", false);
+        assert_eq!(mp.failed_dependency("top").as_deref(), Some("right"));
+        assert!(matches!(mp.plan("top"), Err(ModprobeError::Dependency { .. })));
+        assert!(mp.is_failed("top"));
+        assert!(mp.plan("top").unwrap().is_empty());
+        assert!(matches!(mp.plan("nope"), Err(ModprobeError::Index(_))));
+        assert!(mp.first_sight("pci:v1") && !mp.first_sight("pci:v1"));
     }
 
     #[test]

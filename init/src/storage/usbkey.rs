@@ -1,8 +1,21 @@
 //! The usbkey: wait for the FAT filesystem with the right label, then mount it read-only.
 //!
 //! Whatever the bus (USB, SATA, NVMe, virtio), the key is found by its label, never by a
-//! device name. Partitions win over whole disks: a disk shows up before the kernel has
-//! scanned its partitions, so a whole-disk match is only taken after a grace period.
+//! device name. Partitions win over whole disks.
+//!
+//! A whole disk shows up in sysfs before its partitions: `device_add_disk` (Linux 6.1,
+//! `block/genhd.c`) adds the disk's device (its `/sys/block` entry and `/dev` node) first,
+//! then `bdev_add` and `disk_scan_partitions`, and only then sends the disk's `add` uevent,
+//! with its partitions'. So a listing of sysfs may hold a disk without the partitions it is
+//! about to have. But the scan is done by an open of the disk: `disk_scan_partitions` sets
+//! `GD_NEED_PART_SCAN` (set before `bdev_add` since 6.1.20, "block: fix scan partition for
+//! exclusively open device again", in Debian's 6.1 changelog) and opens it, and every open
+//! (`blkdev_get_whole`, under the disk's `open_mutex`) first scans the partitions when that
+//! bit is set (also after a media change, `disk_check_media_change`). Probing the whole disk
+//! opens it: once that open returned, sysfs lists every partition the disk has. A whole-disk
+//! match is taken at once when no partition of its disk appeared during the probe; when one
+//! did, the devices are listed and probed again at once. (Until 2025-12 a whole-disk match
+//! waited a fixed 750 ms in case partitions were still to come.)
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,8 +51,9 @@ pub const MOUNT_OPTIONS: &str = "utf8=1,fmask=0133,dmask=0022";
 /// How often the block devices are probed again while waiting.
 pub const RESCAN: Duration = Duration::from_millis(250);
 
-/// How long a whole-disk match waits for a matching partition to show up.
-pub const DISK_GRACE: Duration = Duration::from_millis(750);
+/// Looks again at once, without waiting, when partitions appeared while a whole disk was
+/// probed; after that many, a look that is still not settled waits [`RESCAN`] like any other.
+const QUICK_LOOKS: usize = 3;
 
 /// Finding or mounting the usbkey failed.
 #[derive(Debug, thiserror::Error)]
@@ -124,14 +138,27 @@ pub struct FoundKey {
     pub waited: Duration,
 }
 
-/// Probes every block device once: each filesystem labelled `wanted`, partitions first; a
-/// whole disk only when none of its partitions carries the label (a superfloppy).
-pub fn find(sys_root: &Path, dev_root: &Path, wanted: &str) -> Vec<(BlockDevice, String)> {
-    let mut found: Vec<(BlockDevice, String)> = blockdev::scan(sys_root)
-        .into_iter()
+/// What one look at the block devices found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Look {
+    /// Each filesystem labelled as wanted: partitions first; a whole disk only when none of
+    /// its partitions carries the label (a superfloppy).
+    pub found: Vec<(BlockDevice, String)>,
+    /// False when a disk matched as a whole got partitions the listing did not have while it
+    /// was probed (the probe's open made the kernel scan them): look again before taking it.
+    pub settled: bool,
+}
+
+/// Lists the block devices with `list`, probes each once (partitions before the disks they
+/// are on), and, when a whole disk matched, lists them again to see whether the probe's open
+/// of that disk brought partitions (see the module's notes).
+pub fn look(dev_root: &Path, wanted: &str, list: &mut dyn FnMut() -> Vec<BlockDevice>) -> Look {
+    let listed = list();
+    let mut found: Vec<(BlockDevice, String)> = listed
+        .iter()
         .filter_map(|device| {
             let label = blkid::probe_device(&device.node(dev_root))?.label?;
-            blkid::label_matches(&label, wanted).then_some((device, label))
+            blkid::label_matches(&label, wanted).then(|| (device.clone(), label))
         })
         .collect();
     found.sort_by_key(|(device, _)| !device.partition);
@@ -141,7 +168,17 @@ pub fn find(sys_root: &Path, dev_root: &Path, wanted: &str) -> Vec<(BlockDevice,
         .map(|(d, _)| d.disk.clone())
         .collect();
     found.retain(|(d, _)| d.partition || !partitioned.contains(&d.name));
-    found
+    let wholes: Vec<&str> = found
+        .iter()
+        .filter(|(d, _)| !d.partition)
+        .map(|(d, _)| d.name.as_str())
+        .collect();
+    let settled = wholes.is_empty() || {
+        let now = list();
+        !now.iter()
+            .any(|p| p.partition && wholes.contains(&p.disk.as_str()) && !listed.iter().any(|l| l.name == p.name))
+    };
+    Look { found, settled }
 }
 
 /// Waits up to `wait` for a filesystem labelled `wanted`, handling device events meanwhile.
@@ -153,13 +190,31 @@ pub fn wait_for_label(
     clock: &dyn Clock,
     events: &mut dyn DeviceEvents,
 ) -> Result<FoundKey, UsbkeyError> {
+    let mut list = || blockdev::scan(sys_root);
+    wait_listing(&mut list, dev_root, wanted, wait, clock, events)
+}
+
+/// [`wait_for_label`] with the block devices from `list`.
+fn wait_listing(
+    list: &mut dyn FnMut() -> Vec<BlockDevice>,
+    dev_root: &Path,
+    wanted: &str,
+    wait: Duration,
+    clock: &dyn Clock,
+    events: &mut dyn DeviceEvents,
+) -> Result<FoundKey, UsbkeyError> {
     let start = clock.since_boot();
     // The nodes as the box names them, whatever `dev_root` the probing reads.
     let box_dev = Paths::system().dev();
-    let mut disk_seen: Option<(String, Duration)> = None;
+    let mut quick = 0;
     loop {
-        let mut found = find(sys_root, dev_root, wanted);
+        let Look { mut found, settled } = look(dev_root, wanted, list);
         let elapsed = clock.since_boot().saturating_sub(start);
+        if !settled && quick < QUICK_LOOKS {
+            quick += 1;
+            crate::debug!("usbkey: partitions appeared while a whole disk was probed; looking again");
+            continue;
+        }
         if found.len() > 1 {
             return Err(UsbkeyError::Ambiguous {
                 label: wanted.to_owned(),
@@ -169,25 +224,18 @@ pub fn wait_for_label(
                     .collect(),
             });
         }
-        if let Some((device, label)) = found.pop() {
-            let take = device.partition || {
-                let since = match &disk_seen {
-                    Some((name, since)) if *name == device.name => *since,
-                    _ => elapsed,
-                };
-                disk_seen = Some((device.name.clone(), since));
-                elapsed.saturating_sub(since) >= DISK_GRACE || elapsed >= wait
-            };
-            if take {
-                let node = device.node(&box_dev);
-                return Ok(FoundKey {
-                    device,
-                    label,
-                    node,
-                    waited: elapsed,
-                });
-            }
-        } else if elapsed >= wait {
+        if let Some((device, label)) = found.pop()
+            && (settled || elapsed >= wait)
+        {
+            let node = device.node(&box_dev);
+            return Ok(FoundKey {
+                device,
+                label,
+                node,
+                waited: elapsed,
+            });
+        }
+        if elapsed >= wait {
             return Err(UsbkeyError::NotFound {
                 label: wanted.to_owned(),
                 wait,
@@ -246,7 +294,7 @@ mod tests {
     use crate::base::clock::FakeClock;
     use crate::devices::hotplug::FakeEvents;
     use crate::storage::blkid::{FatKind, fixture_sector};
-    use crate::storage::blockdev::fake_device;
+    use crate::storage::blockdev::{self, fake_device};
 
     const USB: &str = "pci0000:00/0000:00:02.0/usb2/2-1/2-1:1.0/host0/target0:0:0/0:0:0:0";
 
@@ -328,7 +376,7 @@ mod tests {
     }
 
     #[test]
-    fn whole_disk_superfloppy_is_taken_after_the_grace() {
+    fn whole_disk_superfloppy_is_taken_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let r = dir.path();
         fake_device(&r.join("sys"), USB, "sdb", None, ("Kingston", "DataTraveler"));
@@ -337,8 +385,95 @@ mod tests {
         let key = key.unwrap();
         assert_eq!(key.device.name, "sdb");
         assert!(!key.device.partition);
-        assert!(!waits.is_empty());
-        assert!(key.waited >= DISK_GRACE, "{:?}", key.waited);
+        assert!(waits.is_empty(), "{waits:?}");
+        assert_eq!(key.waited, Duration::from_millis(50));
+    }
+
+    /// A lister that runs `kernel` with its call number before listing `r`'s fake sysfs (the
+    /// kernel adding partitions while a whole disk is probed, say).
+    fn listing(r: &Path, mut kernel: impl FnMut(usize, &Path)) -> impl FnMut() -> Vec<BlockDevice> {
+        let (r, mut n) = (r.to_owned(), 0);
+        move || {
+            kernel(n, &r);
+            n += 1;
+            blockdev::scan(&r.join("sys"))
+        }
+    }
+
+    fn wait_listed(
+        r: &Path,
+        list: &mut dyn FnMut() -> Vec<BlockDevice>,
+    ) -> (Result<FoundKey, UsbkeyError>, Vec<Duration>) {
+        let mut events = FakeEvents {
+            on_wait: |_| {},
+            waits: vec![],
+        };
+        let wait = Duration::from_secs(2);
+        let found = wait_listing(list, &r.join("dev"), "RAMKEY", wait, &clock(), &mut events);
+        (found, events.waits)
+    }
+
+    #[test]
+    fn a_partition_the_disk_probe_brought_wins_without_a_wait() {
+        // The disk and its first partition both hold a FAT labelled RAMKEY; the partition
+        // appears (the kernel's scan) while the disk is probed, after the first listing.
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        fake_device(&r.join("sys"), USB, "sda", None, ("SanDisk", "Cruzer"));
+        node(r, "sda", Some("RAMKEY"));
+        let mut list = listing(r, |n, r| {
+            if n == 1 {
+                fake_device(&r.join("sys"), USB, "sda", Some("sda1"), ("SanDisk", "Cruzer"));
+                node(r, "sda1", Some("RAMKEY"));
+            }
+        });
+        let (key, waits) = wait_listed(r, &mut list);
+        assert_eq!(key.unwrap().device.name, "sda1");
+        assert!(waits.is_empty(), "{waits:?}");
+    }
+
+    #[test]
+    fn look_is_settled_unless_a_matched_disk_got_partitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        fake_device(&r.join("sys"), USB, "sda", None, ("SanDisk", "Cruzer"));
+        node(r, "sda", Some("RAMKEY"));
+        let other = "pci0000:00/0000:00:04.0/virtio2";
+        let mut list = listing(r, |n, r| {
+            if n == 1 {
+                fake_device(&r.join("sys"), other, "vda", Some("vda1"), ("", ""));
+            }
+            if n == 3 {
+                fake_device(&r.join("sys"), USB, "sda", Some("sda1"), ("SanDisk", "Cruzer"));
+            }
+        });
+        // A new disk elsewhere (vda) does not unsettle sda.
+        let first = look(&r.join("dev"), "RAMKEY", &mut list);
+        assert!(first.settled);
+        assert_eq!(first.found[0].0.name, "sda");
+        // sda1 (no filesystem) came while sda was probed: not settled, though sda is found.
+        let second = look(&r.join("dev"), "RAMKEY", &mut list);
+        assert!(!second.settled);
+        assert_eq!(second.found.len(), 1);
+        let third = look(&r.join("dev"), "RAMKEY", &mut list);
+        assert!(third.settled);
+    }
+
+    #[test]
+    fn partitions_that_keep_coming_fall_back_to_waiting_then_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        fake_device(&r.join("sys"), USB, "sda", None, ("SanDisk", "Cruzer"));
+        node(r, "sda", Some("RAMKEY"));
+        let mut list = listing(r, |n, r| {
+            let part = format!("sda{}", n + 1);
+            fake_device(&r.join("sys"), USB, "sda", Some(&part), ("SanDisk", "Cruzer"));
+        });
+        let (key, waits) = wait_listed(r, &mut list);
+        let key = key.unwrap();
+        assert_eq!(key.device.name, "sda");
+        assert!(key.waited >= Duration::from_secs(2), "{:?}", key.waited);
+        assert!(!waits.is_empty() && waits.iter().all(|w| *w <= RESCAN));
     }
 
     #[test]
