@@ -432,6 +432,7 @@ mod tests {
                 "early-mounts",
                 "cmdline",
                 "modules-index",
+                "packed",
                 "coldplug",
                 "power-button",
                 "usbkey",
@@ -544,7 +545,7 @@ mod tests {
         let ((result, timeline, state), _) = boot_with(dir.path(), &mut loader, &mut net);
         result.unwrap();
         let steps: Vec<_> = timeline.steps.iter().map(|s| s.name).collect();
-        assert_eq!(steps[5..], ["network", "config", "pool", "identity", "nics", "ntp"]);
+        assert_eq!(steps[6..], ["network", "config", "pool", "identity", "nics", "ntp"]);
         assert_eq!(net.http.urls, ["http://10.0.2.2:8099/52:54:00:12:34:56.toml"]);
         assert_eq!(net.links.calls, ["configure", "apply_config"]);
         assert_eq!(net.hostname.0, ["pxe1"]);
