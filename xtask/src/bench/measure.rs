@@ -261,22 +261,18 @@ fn observe(vm: &mut Machine, console: Console) -> Result<Sample> {
     };
     sample.mem_used_kib = Some(total.saturating_sub(available));
     sample.mem_resident_kib = value("meminfo MemFree:").map(|free| total.saturating_sub(free));
-    sample.ram_kib = vm
-        .lines()
-        .iter()
-        .filter_map(|(_, l)| {
-            let (name, value) = l.split_once("bench: ram ")?.1.rsplit_once(':')?;
-            Some((name.to_string(), kib(value)?))
-        })
-        .collect();
-    sample.zone_kib = vm
-        .lines()
-        .iter()
-        .filter_map(|(_, l)| {
-            let (name, value) = l.split_once("bench: zone-memory ")?.1.split_once(':')?;
-            Some((name.to_string(), kib(value)?))
-        })
-        .collect();
+    // `bench: PREFIX NAME: N kB` lines, in order.
+    let readings = |prefix: &str| -> Vec<(String, u64)> {
+        vm.lines()
+            .iter()
+            .filter_map(|(_, l)| {
+                let (name, value) = l.split_once(prefix)?.1.rsplit_once(':')?;
+                Some((name.to_string(), kib(value)?))
+            })
+            .collect()
+    };
+    sample.ram_kib = readings("bench: ram ");
+    sample.zone_kib = readings("bench: zone-memory ");
     Ok(sample)
 }
 
