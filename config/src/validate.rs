@@ -117,7 +117,7 @@ pub(crate) fn validate(text: &str, raw: RawConfigV1) -> Result<Config, Vec<Confi
     let ntp_servers = ntp(&mut c, raw.ntp.unwrap_or_default());
     let pool = raw.pool.map(|p| pool(&mut c, &p));
     let log = crate::validate_observe::log(&mut c, raw.log.unwrap_or_default());
-    let (trusted_keys, image_sources) = images(&mut c, raw.images.unwrap_or_default());
+    let (trusted_keys, image_sources, image_ca_certs) = images(&mut c, raw.images.unwrap_or_default());
     let upgrade = crate::validate_net::upgrade(&mut c, raw.upgrade);
     let metrics = raw
         .metrics
@@ -137,6 +137,7 @@ pub(crate) fn validate(text: &str, raw: RawConfigV1) -> Result<Config, Vec<Confi
         personalities,
         trusted_keys,
         image_sources,
+        image_ca_certs,
         upgrade,
         metrics,
     })
@@ -325,7 +326,10 @@ fn create(c: &mut Checker<'_>, p: &RawPool) -> Vec<String> {
     ids
 }
 
-fn images(c: &mut Checker<'_>, raw: RawImages) -> (Vec<crate::keys::TrustedKey>, Vec<String>) {
+/// `[images]`: the trusted keys, the sources, the CA certificates (DER).
+type Images = (Vec<crate::keys::TrustedKey>, Vec<String>, Vec<Vec<u8>>);
+
+fn images(c: &mut Checker<'_>, raw: RawImages) -> Images {
     let mut keys = Vec::new();
     let mut seen = HashMap::new();
     for key in &raw.trusted_keys {
@@ -346,18 +350,44 @@ fn images(c: &mut Checker<'_>, raw: RawImages) -> (Vec<crate::keys::TrustedKey>,
             None => sources.push(source.get_ref().trim_end_matches('/').to_owned()),
             Some(reason) => {
                 c.invalid(source, "images source", reason).hint = Some(
-                    "a folder served over plain HTTP by a numeric address: \"http://192.0.2.10:8080/images\"".into(),
+                    "a folder served over HTTP or HTTPS by a numeric address: \"https://192.0.2.10:8443/images\""
+                        .into(),
                 );
             }
         }
     }
-    (keys, sources)
+    let mut certs = Vec::new();
+    for pem in &raw.ca_certs {
+        match ca_cert(pem.get_ref()) {
+            Ok(der) => certs.push(der),
+            Err(reason) => {
+                c.invalid(pem, "images CA certificate", reason).hint = Some(
+                    "one PEM certificate per string: \"\"\"-----BEGIN CERTIFICATE-----\\n...\\n-----END CERTIFICATE-----\"\"\""
+                        .into(),
+                );
+            }
+        }
+    }
+    (keys, sources, certs)
 }
 
-/// What is wrong with an image source URL: the box speaks plain HTTP and resolves no names.
+/// The DER of a string holding exactly one PEM certificate.
+fn ca_cert(pem: &str) -> Result<Vec<u8>, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut certs = CertificateDer::pem_slice_iter(pem.as_bytes());
+    match (certs.next(), certs.next()) {
+        (Some(Ok(der)), None) => Ok(der.to_vec()),
+        (None, _) => Err("no -----BEGIN CERTIFICATE----- block in it".into()),
+        (Some(Err(e)), _) => Err(format!("not a PEM certificate: {e}")),
+        (Some(Ok(_)), Some(_)) => Err("more than one certificate: give each its own string".into()),
+    }
+}
+
+/// What is wrong with an image source URL: the box resolves no names.
 fn source_problem(url: &str) -> Option<String> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Some("it must start with http:// (the box has no TLS client)".into());
+    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
+        return Some("it must start with http:// or https://".into());
     };
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
     let host = match authority.strip_prefix('[') {

@@ -15,6 +15,7 @@ use ramkey_image::repo::{Entry, INDEX_FILE, Index, version_order};
 
 use super::import::{self, Expected, Source};
 use crate::base::paths::Paths;
+use crate::net::conn::Trust;
 use crate::net::http::{self, Url};
 use crate::zone::{PREVIOUS, ZoneSpec, binding};
 
@@ -45,8 +46,8 @@ fn split(wanted: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// The config's sources.
-fn sources(root: &Path) -> Result<Vec<String>, String> {
+/// The config's sources, and the CAs their certificates may chain to.
+fn sources(root: &Path) -> Result<(Vec<String>, Trust), String> {
     let config = import::config(root)?;
     if config.image_sources.is_empty() {
         return Err(
@@ -55,14 +56,15 @@ fn sources(root: &Path) -> Result<Vec<String>, String> {
                 .into(),
         );
     }
-    Ok(config.image_sources)
+    Ok((config.image_sources.clone(), Trust::of(&config)))
 }
 
 /// A source's index.
-fn index(source: &str) -> Result<Index, String> {
+fn index(source: &str, trust: &Trust) -> Result<Index, String> {
     let text = format!("{source}/{INDEX_FILE}");
     let url = Url::parse(&text).map_err(|e| e.to_string())?;
-    let body = http::get(&url, Duration::from_secs(10), Duration::from_secs(30)).map_err(|e| format!("{text}: {e}"))?;
+    let body =
+        http::get(&url, Duration::from_secs(10), Duration::from_secs(30), trust).map_err(|e| format!("{text}: {e}"))?;
     Index::parse(&body).map_err(|e| format!("{text}: {e}"))
 }
 
@@ -79,8 +81,9 @@ fn avail(root: &Path) -> Result<String, String> {
     );
     let mut reached = 0;
     let mut problems = String::new();
-    for source in sources(root)? {
-        match index(&source) {
+    let (sources, trust) = sources(root)?;
+    for source in sources {
+        match index(&source, &trust) {
             Ok(index) => {
                 reached += 1;
                 for e in &index.images {
@@ -109,8 +112,9 @@ fn avail(root: &Path) -> Result<String, String> {
 fn pull(root: &Path, name: &str, version: Option<&str>) -> Result<String, String> {
     let mut best: Option<(Entry, String)> = None;
     let mut problems = Vec::new();
-    for source in sources(root)? {
-        match index(&source) {
+    let (sources, trust) = sources(root)?;
+    for source in sources {
+        match index(&source, &trust) {
             Ok(index) => {
                 if let Some(e) = index.find(name, version) {
                     let newer = best
