@@ -21,6 +21,7 @@ pub mod smartos;
 mod suggest;
 mod units;
 mod validate;
+mod validate_images;
 mod validate_net;
 mod validate_observe;
 mod validate_volumes;

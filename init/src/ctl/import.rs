@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::base::paths::Paths;
-use crate::net::conn::Trust;
-use crate::net::http::Url;
+use crate::net::conn::Client;
 use crate::net::http_stream;
 use crate::zone::plan;
 
@@ -44,9 +43,9 @@ impl Source {
         }
     }
 
-    /// The bytes, and their length when known in advance; an `https://` server's
-    /// certificate must chain to a CA in `trust`.
-    pub(crate) fn open(&self, trust: &Trust) -> Result<(Box<dyn Read>, Option<u64>), String> {
+    /// The bytes, and their length when known in advance; a URL's host name is resolved
+    /// and an `https://` server's certificate checked by `client`.
+    pub(crate) fn open(&self, client: &Client) -> Result<(Box<dyn Read>, Option<u64>), String> {
         match self {
             Source::File(path) => {
                 let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -55,8 +54,8 @@ impl Source {
             }
             Source::Stdin => Ok((Box::new(std::io::stdin().lock()), None)),
             Source::Url(text) => {
-                let url = Url::parse(text).map_err(|e| e.to_string())?;
-                let body = http_stream::open(&url, HTTP_TIMEOUT, trust).map_err(|e| format!("{text}: {e}"))?;
+                let url = client.url(text).map_err(|e| e.to_string())?;
+                let body = http_stream::open(&url, HTTP_TIMEOUT, &client.trust).map_err(|e| format!("{text}: {e}"))?;
                 let length = body.length;
                 Ok((Box::new(body), length))
             }
@@ -204,7 +203,7 @@ pub fn import_checked(root: &Path, source: &Source, expected: Option<&Expected>)
     let images = pool.join("images");
     fs::create_dir_all(&images).map_err(|e| format!("{}: {e}", images.display()))?;
     let (room, reserve) = room(&images)?;
-    let (mut from, length) = source.open(&Trust::of(&config))?;
+    let (mut from, length) = source.open(&Client::on_box(root, &config))?;
     if length.is_some_and(|n| n > room) {
         return Err(format!(
             "refused: {source} ({}) does not fit: the pool keeps {} free and has {} more; remove images no zone \

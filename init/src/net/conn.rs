@@ -14,6 +14,30 @@ use rustls::{CertificateError, ClientConfig, ClientConnection, RootCertStore, St
 
 use super::http::{HttpError, Url};
 
+/// What the box's own HTTP clients need: the CAs to trust and the nameservers.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The CAs an `https://` server's certificate may chain to.
+    pub trust: Trust,
+    /// The `resolv.conf` naming the nameservers.
+    pub resolv_conf: std::path::PathBuf,
+}
+
+impl Client {
+    /// The client of a box whose root is `root` and whose usbkey config is `config`.
+    pub fn on_box(root: &std::path::Path, config: &ramkey_config::Config) -> Client {
+        Client {
+            trust: Trust::of(config),
+            resolv_conf: crate::base::paths::Paths::new(root).resolv_conf(),
+        }
+    }
+
+    /// Parses `text`, resolving a host name.
+    pub fn url(&self, text: &str) -> Result<Url, HttpError> {
+        Url::resolve(text, &self.resolv_conf)
+    }
+}
+
 /// The CAs an `https://` server's certificate may chain to.
 #[derive(Debug, Clone, Default)]
 pub struct Trust {

@@ -1,8 +1,8 @@
 //! A minimal HTTP/1.0 GET, over TCP or TLS ([`super::conn`]), for the config URL and image
 //! indexes (bodies up to [`MAX_BODY`]); [`super::http_stream`] streams larger ones.
 //!
-//! The PID 1 is statically linked against glibc, which cannot resolve host names
-//! (no NSS): URLs must use a numeric address.
+//! The PID 1 is statically linked against glibc, which cannot resolve host names (no NSS):
+//! [`Url::resolve`] asks the box's nameservers itself ([`super::resolve`]).
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
@@ -22,16 +22,13 @@ pub enum HttpError {
         /// The URL.
         url: String,
     },
-    /// The host is a name, not a number.
-    #[error(
-        "{url}: the host {host:?} is a name; the boot cannot resolve host names (static PID 1, \
-         no DNS resolver): use a numeric address such as http://10.0.2.2:8080/..."
-    )]
+    /// The host is a name that could not be resolved.
+    #[error("{url}: {reason}")]
     HostName {
         /// The URL.
         url: String,
-        /// The host part.
-        host: String,
+        /// Why not.
+        reason: String,
     },
     /// The URL is malformed.
     #[error("{url}: {reason}")]
@@ -99,6 +96,8 @@ pub struct Url {
     pub text: String,
     /// `https://`.
     pub tls: bool,
+    /// The host's name, when the URL names it rather than giving an address.
+    pub name: Option<String>,
     /// The server's address and port.
     pub addr: SocketAddr,
     /// The `Host:` header value.
@@ -110,6 +109,17 @@ pub struct Url {
 impl Url {
     /// Parses a URL with a numeric host.
     pub fn parse(text: &str) -> Result<Url, HttpError> {
+        Url::parse_with(text, |_| Err("a host name where an address was expected".into()))
+    }
+
+    /// Parses a URL, resolving a host name with the nameservers of the `resolv.conf` at
+    /// `resolv_conf`.
+    pub fn resolve(text: &str, resolv_conf: &std::path::Path) -> Result<Url, HttpError> {
+        Url::parse_with(text, |name| super::resolve::resolve_with(resolv_conf, name))
+    }
+
+    /// Parses a URL, `resolve` turning a host name into an address.
+    pub fn parse_with(text: &str, resolve: impl FnOnce(&str) -> Result<IpAddr, String>) -> Result<Url, HttpError> {
         let url = text.to_owned();
         let (tls, rest) = match (text.strip_prefix("http://"), text.strip_prefix("https://")) {
             (Some(rest), _) => (false, rest),
@@ -149,13 +159,23 @@ impl Url {
             None | Some("") => 80,
             Some(p) => p.parse().map_err(|_| malformed("the port is not a number"))?,
         };
-        let ip: IpAddr = host.parse().map_err(|_| HttpError::HostName {
-            url: url.clone(),
-            host: host.to_owned(),
-        })?;
+        let (ip, name) = match host.parse::<IpAddr>() {
+            Ok(ip) => (ip, None),
+            Err(_) if !host.contains(|c: char| c.is_ascii_alphabetic()) => {
+                return Err(malformed("the host is neither an address nor a name"));
+            }
+            Err(_) => {
+                let ip = resolve(host).map_err(|reason| HttpError::HostName {
+                    url: url.clone(),
+                    reason,
+                })?;
+                (ip, Some(host.to_ascii_lowercase()))
+            }
+        };
         Ok(Url {
             text: url,
             tls,
+            name,
             addr: SocketAddr::new(ip, port),
             host: authority.to_owned(),
             path,
@@ -164,9 +184,9 @@ impl Url {
 }
 
 impl Url {
-    /// The host as a certificate names it: the address, without brackets or port.
+    /// The host as a certificate names it: the name, or the address without brackets.
     pub fn server_name(&self) -> String {
-        self.addr.ip().to_string()
+        self.name.clone().unwrap_or_else(|| self.addr.ip().to_string())
     }
 }
 
@@ -277,6 +297,10 @@ pub fn get(url: &Url, timeout: Duration, total: Duration, trust: &Trust) -> Resu
 
 /// Fetches URLs, pausing between attempts.
 pub trait Fetch {
+    /// Parses a URL (resolving a host name, on the box).
+    fn url(&self, text: &str) -> Result<Url, HttpError> {
+        Url::parse(text)
+    }
     /// GETs a URL.
     fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError>;
     /// Waits between retries.
@@ -284,6 +308,10 @@ pub trait Fetch {
 }
 
 impl Fetch for crate::net::KernelNetwork {
+    fn url(&self, text: &str) -> Result<Url, HttpError> {
+        Url::resolve(text, &self.resolv_conf)
+    }
+
     fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError> {
         get(url, Duration::from_secs(5), Duration::from_secs(30), &Trust::default())
     }
@@ -370,10 +398,34 @@ mod tests {
     #[test]
     fn bad_urls_say_why() {
         let e = Url::parse("http://boot.example.com/c.toml").unwrap_err();
-        assert!(e.to_string().contains("cannot resolve host names"), "{e}");
+        assert!(
+            e.to_string().contains("a host name where an address was expected"),
+            "{e}"
+        );
+        let named = Url::parse_with("https://Images.Example.com:8443/x", |name| {
+            assert_eq!(name, "Images.Example.com");
+            Ok(IpAddr::from([192, 0, 2, 9]))
+        })
+        .unwrap();
+        assert_eq!(named.addr, "192.0.2.9:8443".parse().unwrap());
+        assert_eq!(
+            (named.server_name(), named.host.as_str()),
+            ("images.example.com".into(), "Images.Example.com:8443")
+        );
+        let e = Url::parse_with("http://nowhere.test/", |_| {
+            Err("cannot resolve \"nowhere.test\": no".into())
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "http://nowhere.test/: cannot resolve \"nowhere.test\": no"
+        );
+        assert!(matches!(Url::parse("http://1.2.3/"), Err(HttpError::Malformed { .. })));
         assert!(matches!(Url::parse("ftp://1.2.3.4/"), Err(HttpError::Scheme { .. })));
-        let e = Url::parse("https://images.example.com/").unwrap_err();
-        assert!(e.to_string().contains("cannot resolve host names"), "{e}");
+        assert!(matches!(
+            Url::parse("https://images.example.com/"),
+            Err(HttpError::HostName { .. })
+        ));
         assert!(matches!(
             Url::parse("http://1.2.3.4:x/"),
             Err(HttpError::Malformed { .. })
