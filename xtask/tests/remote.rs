@@ -25,8 +25,11 @@ use xtask::ssh::{self, client, free_port, keygen, ssh, text};
 
 const BOOT: Duration = Duration::from_secs(240);
 
-/// A CA and the PEM files of a server certificate it signed for 10.0.2.2 (the host as the
-/// box sees it), written into `dir` as `NAME.crt` and `NAME.key`; the CA's PEM.
+/// The name the host's DNS server gives the host (10.0.2.2 as the box sees it).
+const REPO_NAME: &str = "images.ramkey.test";
+
+/// A CA and the PEM files of a server certificate it signed for 10.0.2.2 and [`REPO_NAME`],
+/// written into `dir` as `NAME.crt` and `NAME.key`; the CA's PEM.
 fn tls_server_files(dir: &Path, name: &str) -> String {
     use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
@@ -37,7 +40,7 @@ fn tls_server_files(dir: &Path, name: &str) -> String {
         .push(DnType::CommonName, format!("{name} test CA"));
     let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
     let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["10.0.2.2".to_owned()])
+    let cert = CertificateParams::new(vec!["10.0.2.2".to_owned(), REPO_NAME.to_owned()])
         .unwrap()
         .signed_by(&key, &Issuer::new(ca, ca_key))
         .unwrap();
@@ -261,22 +264,28 @@ fn images_pushed_over_ssh_and_pulled_over_http_and_https_go_into_service_and_bad
     tls_server_files(pki, "stranger");
     let tls = Served::start_tls(&served, &pki.join("trusted.crt"), &pki.join("trusted.key"));
     let stranger = Served::start_tls(&served, &pki.join("stranger.crt"), &pki.join("stranger.key"));
+    // The box resolves the HTTPS repository's name with the host's DNS server, which knows
+    // one more name only to say it does not exist.
+    let _dns = xtask::dns::Dnsmasq::start(&[(REPO_NAME, Some("10.0.2.2")), ("missing.ramkey.test", None)]).unwrap();
     let closed = free_port();
     let sources: Vec<String> = ["good", "lying", "garbage"]
         .iter()
         .map(|r| format!("http://10.0.2.2:{}/{r}", server.port()))
         .chain([
             format!("http://10.0.2.2:{closed}/down"),
-            format!("https://10.0.2.2:{}/good", tls.port()),
+            format!("https://{REPO_NAME}:{}/good", tls.port()),
+            format!("http://missing.ramkey.test:{}/good", server.port()),
         ])
         .collect();
 
     let image = artifacts::usb_copy(name).unwrap();
     let config = keys.path().join("config.toml");
-    let written = ssh::zone_box_config("pushbox", public.trim(), &sources).replace(
-        "\nsources = [",
-        &format!("\nca_certs = [\"\"\"\n{ca}\"\"\"]\nsources = ["),
-    );
+    let written = ssh::zone_box_config("pushbox", public.trim(), &sources)
+        .replace(
+            "\nsources = [",
+            &format!("\nca_certs = [\"\"\"\n{ca}\"\"\"]\nsources = ["),
+        )
+        .replace("\n[pool]", "\n[dns]\nresolvers = [\"10.0.2.2\"]\n\n[pool]");
     std::fs::write(&config, written).unwrap();
     artifacts::put_on_stick(
         &image,
@@ -416,7 +425,7 @@ fn images_pushed_over_ssh_and_pulled_over_http_and_https_go_into_service_and_bad
     let avail = text(&avail);
     eprintln!("image avail: {avail}");
     let good = format!("http://10.0.2.2:{}/good", server.port());
-    let good_tls = format!("https://10.0.2.2:{}/good", tls.port());
+    let good_tls = format!("https://{REPO_NAME}:{}/good", tls.port());
     for good in [&good, &good_tls] {
         assert!(
             avail
@@ -433,6 +442,10 @@ fn images_pushed_over_ssh_and_pulled_over_http_and_https_go_into_service_and_bad
         avail.contains(&format!(
             "unavailable: http://10.0.2.2:{closed}/down/index.json: connecting to"
         )),
+        "{avail}"
+    );
+    assert!(
+        avail.contains("cannot resolve \"missing.ramkey.test\": 10.0.2.2:53 says there is no such name"),
         "{avail}"
     );
     let pulled = run("ramkeyctl image import web@2.1.0");
