@@ -278,7 +278,7 @@ pub fn get(url: &Url, timeout: Duration, total: Duration, trust: &Trust) -> Resu
             Err(e)
                 if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
                     && started.elapsed() >= total => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && body.length.is_some() => {
                 return Err(HttpError::Truncated {
                     got: out.len(),
                     expected: body.length.map_or(0, |n| n as usize),
