@@ -869,7 +869,17 @@ say "list $(ramkeyctl personality list | grep '^web ')"
 say "after-rollback $(planted 2>&1 | tr '\n' ' ')"
 # The zone's own log on the host, and a service's log inside it (v2's seed says a line).
 say "log-zone $(ramkeyctl personality log web | grep -c 'starting its services')"
-say "log-seed $(ramkeyctl personality log web seed 2>&1 | tail -1)"
+# The seed's last line reaches its log a moment after the zone is online: wait up to 10 s.
+seedlog() {
+  n=0
+  while [ $n -lt 20 ]; do
+    line=$(ramkeyctl personality log web seed 2>&1 | tail -1)
+    case "$line" in *checked) break ;; esac
+    sleep 0.5; n=$((n + 1))
+  done
+  echo "$line"
+}
+say "log-seed $(seedlog)"
 # Waits for web to be online; after 120 s says what the zone and its log show instead.
 online() {
   n=0
