@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bundles;
 pub mod deps;
 pub mod http;
+pub mod nested;
 pub mod qemu;
 pub mod ssh;
 pub mod suite;

@@ -1,0 +1,215 @@
+//! The machine of the VM boot test (`tests/vm.rs`): a TCG guest with `-cpu max` (QEMU
+//! emulates AMD SVM, so `kvm_amd` loads inside it) whose initramfs holds busybox, the KVM
+//! modules of the tests' Debian kernel, the static `ramkey-vmm`, and an inner kernel (the
+//! uncompressed vmlinux taken out of that kernel's bzImage) with an inner initramfs. The
+//! outer `/init` runs the VMM once before loading `kvm_amd` (no usable KVM), then loads the
+//! modules and boots the inner guest, whose `/init` prints a marker and its uptime, then
+//! `reboot -f`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use ramkey_builder::initramfs::{self, Compression};
+use ramkey_builder::kernel::{self, Kernel};
+use ramkey_builder::modules::Index;
+use ramkey_builder::records::Tree;
+
+use crate::artifacts::{self, source_date_epoch, target_dir, workspace_root};
+use crate::bench::peers::{add_dev_nodes, load_order};
+
+/// The modules `/dev/kvm` needs in an AMD (SVM) guest, dependencies pulled in.
+pub const KVM_MODULES: &[&str] = &["kvm_amd"];
+
+/// What the inner `/init` prints first: the marker the test waits for, then the inner
+/// kernel's uptime in seconds.
+pub const INNER_MARKER: &str = "inner: hello from the nested guest, uptime";
+
+/// The inner guest's `/init`: the marker with the kernel's own uptime, then a reboot,
+/// which the VMM sees as the i8042 reset.
+const INNER_INIT: &str = r#"#!/bin/sh
+mount -t proc proc /proc
+read up idle < /proc/uptime
+echo "@MARKER@ $up"
+reboot -f
+"#;
+
+/// The outer `/init`. `@INSMOD@` becomes the module loads; `@VMM@` the VMM's command.
+const OUTER_INIT: &str = r#"#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "outer: running the VMM before kvm_amd is loaded"
+@VMM@
+echo "outer: vmm exit $?"
+@INSMOD@
+if [ -c /dev/kvm ]; then echo "outer: /dev/kvm is there"; fi
+echo "outer: booting the inner guest"
+@VMM@
+echo "outer: vmm exit $?"
+poweroff -f
+"#;
+
+/// Applets the two `/init`s call, linked to `/bin/busybox`.
+const APPLETS: &[&str] = &["sh", "mount", "insmod", "reboot", "poweroff"];
+
+/// The inner guest's memory, MiB.
+pub const INNER_MEMORY_MIB: u32 = 256;
+
+/// The VMM's command line in the outer guest.
+fn vmm_command() -> String {
+    format!(
+        "/bin/ramkey-vmm --kernel /guest/vmlinux --initrd /guest/initrd.img --memory {INNER_MEMORY_MIB} --cmdline quiet"
+    )
+}
+
+/// The uncompressed vmlinux inside a bzImage: the setup header's payload (XZ, as Debian
+/// builds it) decompressed.
+pub fn extract_vmlinux(bzimage: &[u8]) -> Result<Vec<u8>> {
+    ensure!(
+        bzimage.len() > 0x250 && &bzimage[0x202..0x206] == b"HdrS",
+        "not a bzImage"
+    );
+    let u32_at =
+        |at: usize| u32::from_le_bytes([bzimage[at], bzimage[at + 1], bzimage[at + 2], bzimage[at + 3]]) as usize;
+    let setup_sects = match bzimage[0x1f1] {
+        0 => 4,
+        n => usize::from(n),
+    };
+    let start = (setup_sects + 1) * 512 + u32_at(0x248);
+    let payload = bzimage
+        .get(start..start + u32_at(0x24c))
+        .context("the bzImage's payload lies outside the file")?;
+    if !payload.starts_with(b"\xfd7zXZ\0") {
+        bail!(
+            "the bzImage's payload is not XZ-compressed (starts {:02x?})",
+            &payload[..6.min(payload.len())]
+        );
+    }
+    let mut vmlinux = Vec::new();
+    liblzma::read::XzDecoder::new(payload)
+        .read_to_end(&mut vmlinux)
+        .context("decompressing the bzImage's payload")?;
+    ensure!(
+        vmlinux.starts_with(b"\x7fELF"),
+        "the decompressed payload is not an ELF file"
+    );
+    Ok(vmlinux)
+}
+
+/// The tests' kernel's vmlinux, extracted once into `target/ramkey/nested/`.
+pub fn vmlinux(kernel: &Kernel) -> Result<PathBuf> {
+    let dir = target_dir().join("ramkey/nested");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("vmlinux-{}", kernel.release));
+    if !path.exists() {
+        let bzimage =
+            std::fs::read(&kernel.vmlinuz).with_context(|| format!("reading {}", kernel.vmlinuz.display()))?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, extract_vmlinux(&bzimage)?)?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(path)
+}
+
+/// busybox from Debian's busybox-static package (cached with the builder's kernel cache).
+fn busybox() -> Result<PathBuf> {
+    let cache = kernel::cache_dir();
+    let deb = ramkey_builder::deb::download("busybox-static", &cache).context("getting busybox-static")?;
+    let root = ramkey_builder::deb::unpack_cached(&deb, &cache)?;
+    ["bin/busybox", "usr/bin/busybox"]
+        .iter()
+        .map(|p| root.join(p))
+        .find(|p| p.is_file())
+        .with_context(|| format!("no busybox in {}", deb.path.display()))
+}
+
+fn add_busybox(tree: &mut Tree, busybox: &Path) -> Result<()> {
+    add_dev_nodes(tree);
+    for d in ["proc", "sys", "tmp"] {
+        tree.dir(d, 0o755);
+    }
+    tree.file("bin/busybox", std::fs::read(busybox)?, 0o755);
+    for applet in APPLETS {
+        tree.symlink(&format!("bin/{applet}"), "busybox");
+    }
+    Ok(())
+}
+
+/// The static `ramkey-vmm`, built like the static PID 1.
+pub fn static_vmm() -> Result<PathBuf> {
+    let path = ramkey_builder::build::static_binary_into(&workspace_root(), &target_dir(), "ramkey-vmm", "ramkey-vmm")?;
+    Ok(path)
+}
+
+/// What the test boots: the outer guest's kernel and initramfs.
+#[derive(Debug)]
+pub struct Nested {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+}
+
+/// Builds the outer and inner initramfs into `target/ramkey/nested/` (`vmm` is the VMM
+/// binary to ship, so that a test can ship a different one).
+pub fn build(vmm: &Path) -> Result<Nested> {
+    let kernel = artifacts::kernel()?;
+    let vmlinux = vmlinux(&kernel)?;
+    let busybox = busybox()?;
+    let epoch = source_date_epoch();
+    let dir = target_dir().join("ramkey/nested");
+
+    let mut inner = Tree::new();
+    add_busybox(&mut inner, &busybox)?;
+    inner.file("init", INNER_INIT.replace("@MARKER@", INNER_MARKER), 0o755);
+    let inner_initrd = initramfs::write(&inner, epoch, Compression::Gzip)?;
+
+    let mut outer = Tree::new();
+    add_busybox(&mut outer, &busybox)?;
+    let index = Index::load(&kernel.modules_dir, &kernel.release).context("indexing the kernel's modules")?;
+    let selection = index.select(KVM_MODULES)?;
+    let base = format!("lib/modules/{}", kernel.release);
+    for module in selection.modules.values() {
+        let data = std::fs::read(kernel.modules_dir.join(&module.path))?;
+        outer.file(&format!("{base}/{}", module.path), data, 0o644);
+    }
+    let wanted: Vec<String> = KVM_MODULES.iter().map(|m| selection.modules[*m].path.clone()).collect();
+    let insmod: Vec<String> = load_order(&selection.modules_dep(), &wanted)
+        .iter()
+        .map(|p| format!("insmod /{base}/{p}"))
+        .collect();
+    outer.file(
+        "bin/ramkey-vmm",
+        std::fs::read(vmm).with_context(|| format!("reading {}", vmm.display()))?,
+        0o755,
+    );
+    outer.file("guest/vmlinux", std::fs::read(&vmlinux)?, 0o644);
+    outer.file("guest/initrd.img", inner_initrd, 0o644);
+    let init = OUTER_INIT
+        .replace("@INSMOD@", &insmod.join("\n"))
+        .replace("@VMM@", &vmm_command());
+    outer.file("init", init, 0o755);
+    // Uncompressed: nothing to inflate under TCG.
+    let initrd = dir.join("outer-initrd.img");
+    std::fs::write(&initrd, initramfs::write(&outer, epoch, Compression::None)?)?;
+    Ok(Nested {
+        kernel: kernel.vmlinuz,
+        initrd,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_is_not_a_bzimage_is_refused() {
+        assert!(extract_vmlinux(b"MZ not a kernel").is_err());
+        let mut fake = vec![0u8; 0x1000];
+        fake[0x202..0x206].copy_from_slice(b"HdrS");
+        fake[0x1f1] = 1;
+        fake[0x248..0x24c].copy_from_slice(&0u32.to_le_bytes());
+        fake[0x24c..0x250].copy_from_slice(&16u32.to_le_bytes());
+        let err = extract_vmlinux(&fake).unwrap_err().to_string();
+        assert!(err.contains("not XZ"), "{err}");
+    }
+}
