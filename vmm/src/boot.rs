@@ -15,10 +15,11 @@ use crate::layout::{self, *};
 use crate::mptable;
 
 /// What the machine itself needs on every kernel command line: the console on the serial
-/// port, a reboot through the i8042 (which the VMM sees), no PCI bus, one UART, an i8042
-/// without aux port or multiplexer. `--cmdline` is appended.
+/// port, a reboot through the i8042 (which the VMM sees), no ACPI tables (the MP table
+/// describes the CPUs) and no PCI bus, one UART, an i8042 without aux port or
+/// multiplexer. `--cmdline` is appended.
 pub const BASE_CMDLINE: &str =
-    "console=ttyS0 reboot=k panic=1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.dumbkbd";
+    "console=ttyS0 reboot=k panic=1 acpi=off pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.dumbkbd";
 
 /// The 64-bit entry point of a bzImage's protected-mode kernel, from its load address.
 const BZIMAGE_64BIT_ENTRY: u64 = 0x200;

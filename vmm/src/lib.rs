@@ -1,12 +1,12 @@
 //! ramkey-vmm: a small virtual machine monitor on KVM and the rust-vmm crates
 //! (kvm-ioctls, kvm-bindings, vm-memory, linux-loader, vm-superio). It boots a Linux
 //! kernel (ELF vmlinux or bzImage, 64-bit boot protocol) with an initramfs and a command
-//! line on N vCPUs, with a serial console on the VMM's stdin/stdout and an i8042 whose
-//! reset ends the VM; it reports how the VM ended ([`Outcome`]). See `docs/vms.md`.
+//! line on N vCPUs, with a serial console on the VMM's stdin/stdout, a CMOS clock and an
+//! i8042 whose reset ends the VM; it reports how the VM ended ([`Outcome`]). See `docs/vms.md`.
 //!
 //! Layout: [`cli`] (arguments), [`kvm`] (the sys layer: the probe, the VM, memory slots),
 //! [`layout`] + [`boot`] + [`mptable`] (guest memory), [`cpu`] (vCPU state), [`devices`]
-//! (the buses, serial, i8042), [`vcpu`] (the run loop), [`outcome`] (how it ended).
+//! (the buses, serial, i8042, CMOS clock), [`vcpu`] (the run loop), [`outcome`] (how it ended).
 
 pub mod boot;
 pub mod cli;
@@ -27,6 +27,7 @@ use vmm_sys_util::eventfd::EventFd;
 pub use cli::Options;
 pub use outcome::Outcome;
 
+use devices::cmos::{CMOS_PORT, CMOS_PORTS, Cmos};
 use devices::i8042::{I8042, I8042_PORT, I8042_PORTS};
 use devices::serial::{self, COM1_IRQ, COM1_PORT, COM1_PORTS, SerialPort};
 use devices::{Bus, Overlap};
@@ -89,6 +90,7 @@ pub fn run(opts: &Options) -> Result<Outcome, VmmError> {
     let mut pio = Bus::default();
     pio.insert(COM1_PORT, COM1_PORTS, console)?;
     pio.insert(I8042_PORT, I8042_PORTS, Arc::new(Mutex::new(I8042::new(stop.clone()))))?;
+    pio.insert(CMOS_PORT, CMOS_PORTS, Arc::new(Mutex::new(Cmos::default())))?;
     let buses = vcpu::Buses {
         pio: Arc::new(pio),
         mmio: Arc::new(Bus::default()),
