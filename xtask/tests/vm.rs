@@ -13,7 +13,7 @@ use xtask::qemu::{Machine, Spec};
 /// Outer boot, VMM run, inner boot and reboot: ~20–30 s per nested boot under TCG
 /// (FACTS.md); generous for a slow, busy host.
 const OUTER_BOOT: Duration = Duration::from_secs(120);
-const INNER_BOOT: Duration = Duration::from_secs(240);
+const INNER_BOOT: Duration = Duration::from_secs(120);
 const SHUTDOWN: Duration = Duration::from_secs(60);
 
 #[test]
