@@ -6,7 +6,8 @@
 //!
 //! Layout: [`cli`] (arguments), [`kvm`] (the sys layer: the probe, the VM, memory slots),
 //! [`layout`] + [`boot`] + [`mptable`] (guest memory), [`cpu`] (vCPU state), [`devices`]
-//! (the buses, serial, i8042, CMOS clock), [`vcpu`] (the run loop), [`outcome`] (how it ended).
+//! (the buses, serial, i8042, CMOS clock), [`vcpu`] (the run loop), [`outcome`] (how it ended),
+//! [`memory_use`] (what it cost).
 
 pub mod boot;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod cpu;
 pub mod devices;
 pub mod kvm;
 pub mod layout;
+pub mod memory_use;
 pub mod mptable;
 pub mod outcome;
 pub mod vcpu;
@@ -21,7 +23,7 @@ pub mod vcpu;
 use std::sync::{Arc, Mutex};
 
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress};
 use vmm_sys_util::eventfd::EventFd;
 
 pub use cli::Options;
@@ -55,8 +57,15 @@ pub enum VmmError {
     Thread { id: u8, source: std::io::Error },
 }
 
+/// How the VM ended, and the VMM's memory use then.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub outcome: Outcome,
+    pub memory: Option<memory_use::MemoryUse>,
+}
+
 /// Boots the VM `opts` describes and runs it until it ends.
-pub fn run(opts: &Options) -> Result<Outcome, VmmError> {
+pub fn run(opts: &Options) -> Result<Ended, VmmError> {
     let hv = kvm::open(&opts.kvm)?;
     kvm::platform(&hv.vm)?;
     let ranges = layout::ram_ranges(opts.memory_mib << 20);
@@ -117,28 +126,11 @@ pub fn run(opts: &Options) -> Result<Outcome, VmmError> {
     }
     // The guest's memory and the VM stay alive until the process exits.
     let outcome = stop.wait();
+    let host: Vec<(u64, u64)> = mem
+        .iter()
+        .filter_map(|r| Some((r.get_host_address(MemoryRegionAddress(0)).ok()? as u64, r.len())))
+        .collect();
+    let memory = memory_use::now(&host);
     std::mem::forget((mem, hv));
-    Ok(outcome)
-}
-
-/// The peak resident set (`VmHWM`, kB) from a `/proc/PID/status` text.
-pub fn peak_rss_kib(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_peak_rss_is_read_from_proc_status() {
-        let status = "Name:\tramkey-vmm\nVmPeak:\t  300000 kB\nVmHWM:\t    9876 kB\nVmRSS:\t 9000 kB\n";
-        assert_eq!(peak_rss_kib(status), Some(9876));
-        assert_eq!(peak_rss_kib("Name: x\n"), None);
-        let own = std::fs::read_to_string("/proc/self/status").unwrap();
-        assert!(peak_rss_kib(&own).is_some_and(|k| k > 0));
-    }
+    Ok(Ended { outcome, memory })
 }

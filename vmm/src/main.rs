@@ -5,9 +5,9 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use ramkey_vmm::VmmError;
 use ramkey_vmm::cli::{self, UsageError};
 use ramkey_vmm::outcome::code;
-use ramkey_vmm::{VmmError, peak_rss_kib};
 
 fn exit(code: i32) -> ExitCode {
     ExitCode::from(code as u8)
@@ -27,12 +27,9 @@ fn main() -> ExitCode {
     };
     let started = Instant::now();
     match ramkey_vmm::run(&opts) {
-        Ok(outcome) => {
-            let peak = std::fs::read_to_string("/proc/self/status")
-                .ok()
-                .and_then(|s| peak_rss_kib(&s));
-            eprintln!("{}", outcome.line(started.elapsed(), peak));
-            exit(outcome.code())
+        Ok(ended) => {
+            eprintln!("{}", ended.outcome.line(started.elapsed(), ended.memory));
+            exit(ended.outcome.code())
         }
         Err(VmmError::NoKvm(e)) => {
             eprintln!("ramkey-vmm: {e}");

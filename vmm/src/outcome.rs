@@ -8,6 +8,8 @@ use std::time::Duration;
 use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
 use kvm_ioctls::VcpuExit;
 
+use crate::memory_use::MemoryUse;
+
 /// Exit codes of `ramkey-vmm`, one per kind of ending.
 pub mod code {
     /// The guest rebooted or shut down (it asked to stop).
@@ -43,14 +45,17 @@ impl Outcome {
     }
 
     /// The one line the VMM prints at exit: the ending, the time the guest ran, the exit
-    /// code, and the VMM's peak resident memory when known.
-    pub fn line(&self, ran: Duration, peak_rss_kib: Option<u64>) -> String {
+    /// code, and when known the VMM's peak resident memory and its own part of the
+    /// resident set at the end (what is not guest memory).
+    pub fn line(&self, ran: Duration, memory: Option<MemoryUse>) -> String {
         let what = match self {
             Outcome::Stopped { how } => format!("guest rebooted ({how})"),
             Outcome::Crashed { why } => format!("guest crashed: {why}"),
             Outcome::Internal { why } => format!("internal error: {why}"),
         };
-        let rss = peak_rss_kib.map_or_else(String::new, |k| format!(", peak RSS {k} kB"));
+        let rss = memory.map_or_else(String::new, |m| {
+            format!(", peak RSS {} kB, VMM's own {} kB", m.peak_rss_kib, m.vmm_kib())
+        });
         format!(
             "ramkey-vmm: {what} after {:.2} s (exit {}{rss})",
             ran.as_secs_f64(),
@@ -139,8 +144,15 @@ mod tests {
         };
         assert_eq!(reboot.code(), 0);
         assert_eq!(
-            reboot.line(ran, Some(9000)),
-            "ramkey-vmm: guest rebooted (i8042 reset) after 21.34 s (exit 0, peak RSS 9000 kB)"
+            reboot.line(
+                ran,
+                Some(MemoryUse {
+                    peak_rss_kib: 9000,
+                    rss_kib: 8000,
+                    guest_kib: 6000
+                })
+            ),
+            "ramkey-vmm: guest rebooted (i8042 reset) after 21.34 s (exit 0, peak RSS 9000 kB, VMM's own 2000 kB)"
         );
         let crash = classify(&VcpuExit::Shutdown, 1).unwrap();
         assert_eq!(crash.code(), 4);

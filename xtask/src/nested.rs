@@ -3,8 +3,8 @@
 //! modules of the tests' Debian kernel, the static `ramkey-vmm`, and an inner kernel (the
 //! uncompressed vmlinux taken out of that kernel's bzImage) with an inner initramfs. The
 //! outer `/init` runs the VMM once before loading `kvm_amd` (no usable KVM), then loads the
-//! modules and boots the inner guest, whose `/init` prints a marker and its uptime, then
-//! `reboot -f`.
+//! modules and boots the inner guest twice — the vmlinux on one vCPU, the bzImage on two —
+//! whose `/init` prints a marker, its uptime and its CPU count, then `reboot -f`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -22,19 +22,22 @@ use crate::bench::peers::{add_dev_nodes, load_order};
 pub const KVM_MODULES: &[&str] = &["kvm_amd"];
 
 /// What the inner `/init` prints first: the marker the test waits for, then the inner
-/// kernel's uptime in seconds.
+/// kernel's uptime in seconds and its CPU count (`... uptime 3.31, cpus 1`).
 pub const INNER_MARKER: &str = "inner: hello from the nested guest, uptime";
 
-/// The inner guest's `/init`: the marker with the kernel's own uptime, then a reboot,
-/// which the VMM sees as the i8042 reset.
+/// The inner guest's `/init`: the marker with the kernel's own uptime and the CPUs it
+/// found, then a reboot, which the VMM sees as the i8042 reset.
 const INNER_INIT: &str = r#"#!/bin/sh
 mount -t proc proc /proc
 read up idle < /proc/uptime
-echo "@MARKER@ $up"
+n=0
+while read -r key rest; do [ "$key" = processor ] && n=$((n + 1)); done < /proc/cpuinfo
+echo "@MARKER@ $up, cpus $n"
 reboot -f
 "#;
 
-/// The outer `/init`. `@INSMOD@` becomes the module loads; `@VMM@` the VMM's command.
+/// The outer `/init`. `@INSMOD@` becomes the module loads; `@VMM@` the VMM's command,
+/// `@BOOTS@` the inner boots ([`BOOTS`]).
 const OUTER_INIT: &str = r#"#!/bin/sh
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -44,10 +47,7 @@ echo "outer: running the VMM before kvm_amd is loaded"
 echo "outer: vmm exit $?"
 @INSMOD@
 if [ -c /dev/kvm ]; then echo "outer: /dev/kvm is there"; fi
-echo "outer: booting the inner guest"
-@VMM@
-echo "outer: vmm exit $?"
-poweroff -f
+@BOOTS@poweroff -f
 "#;
 
 /// Applets the two `/init`s call, linked to `/bin/busybox`.
@@ -56,10 +56,15 @@ const APPLETS: &[&str] = &["sh", "mount", "insmod", "reboot", "poweroff"];
 /// The inner guest's memory, MiB.
 pub const INNER_MEMORY_MIB: u32 = 256;
 
+/// The inner boots after the modules are loaded: what the outer `/init` says before each
+/// (`outer: booting the inner guest: LABEL`), the kernel in `/guest`, the vCPUs.
+pub const BOOTS: &[(&str, &str, u8)] = &[("vmlinux, 1 vcpu", "vmlinux", 1), ("bzImage, 2 vcpus", "bzImage", 2)];
+
 /// The VMM's command line in the outer guest.
-fn vmm_command() -> String {
+fn vmm_command(kernel: &str, vcpus: u8) -> String {
     format!(
-        "/bin/ramkey-vmm --kernel /guest/vmlinux --initrd /guest/initrd.img --memory {INNER_MEMORY_MIB} --cmdline quiet"
+        "/bin/ramkey-vmm --kernel /guest/{kernel} --initrd /guest/initrd.img --vcpus {vcpus} \
+         --memory {INNER_MEMORY_MIB} --cmdline quiet"
     )
 }
 
@@ -183,10 +188,21 @@ pub fn build(vmm: &Path) -> Result<Nested> {
         0o755,
     );
     outer.file("guest/vmlinux", std::fs::read(&vmlinux)?, 0o644);
+    outer.file("guest/bzImage", std::fs::read(&kernel.vmlinuz)?, 0o644);
     outer.file("guest/initrd.img", inner_initrd, 0o644);
+    let boots: String = BOOTS
+        .iter()
+        .map(|(label, kernel, vcpus)| {
+            format!(
+                "echo \"outer: booting the inner guest: {label}\"\n{}\necho \"outer: vmm exit $?\"\n",
+                vmm_command(kernel, *vcpus)
+            )
+        })
+        .collect();
     let init = OUTER_INIT
         .replace("@INSMOD@", &insmod.join("\n"))
-        .replace("@VMM@", &vmm_command());
+        .replace("@BOOTS@", &boots)
+        .replace("@VMM@", &vmm_command("vmlinux", 1));
     outer.file("init", init, 0o755);
     // Uncompressed: nothing to inflate under TCG.
     let initrd = dir.join("outer-initrd.img");

@@ -1,13 +1,13 @@
 //! The VM boot test: `ramkey-vmm` under nested KVM. An outer TCG guest (`-cpu max`, so
 //! QEMU emulates AMD SVM) runs the static VMM first without `kvm_amd` (it must say, in one
 //! line and with exit code 3, that there is no usable KVM), then loads the KVM modules and
-//! boots the Debian kernel's vmlinux with a busybox initramfs in a 256 MiB VM; the inner
-//! `/init` prints a marker and its uptime and reboots, which the VMM must report as a
-//! guest reboot (exit 0). See `xtask/src/nested.rs` and `docs/vms.md`.
+//! boots the Debian kernel with a busybox initramfs in a 256 MiB VM twice: the vmlinux on
+//! one vCPU, the bzImage on two. The inner `/init` prints a marker, its uptime and its CPU
+//! count and reboots, which the VMM must report as a guest reboot (exit 0). See `xtask/src/nested.rs` and `docs/vms.md`.
 
 use std::time::Duration;
 
-use xtask::nested::{self, INNER_MARKER};
+use xtask::nested::{self, BOOTS, INNER_MARKER};
 use xtask::qemu::{Machine, Spec};
 
 /// Outer boot, VMM run, inner boot and reboot: ~20–30 s per nested boot under TCG
@@ -39,14 +39,19 @@ fn the_vmm_boots_a_linux_guest_under_nested_kvm_and_sees_it_reboot() {
     assert!(line.contains("load kvm_amd or kvm_intel"), "{line}");
     vm.expect_line("outer: vmm exit 3", OUTER_BOOT).unwrap();
 
-    // After: the inner kernel boots to its /init, reboots, and the VMM says so.
+    // After: each inner kernel boots to its /init on its vCPUs, reboots, and the VMM says so.
     vm.expect("outer: /dev/kvm is there", OUTER_BOOT).unwrap();
-    let (_, marker) = vm.expect(INNER_MARKER, INNER_BOOT).unwrap();
-    let (_, exit_line) = vm
-        .expect("ramkey-vmm: guest rebooted (i8042 reset)", INNER_BOOT)
-        .unwrap();
-    assert!(exit_line.contains("(exit 0, peak RSS"), "{exit_line}");
-    let (_, code) = vm.expect_line("outer: vmm exit 0", SHUTDOWN).unwrap();
-    eprintln!("vm test: {marker}\nvm test: {exit_line}\nvm test: {code}");
+    for (label, _, vcpus) in BOOTS {
+        vm.expect(&format!("outer: booting the inner guest: {label}"), OUTER_BOOT)
+            .unwrap();
+        let (_, marker) = vm.expect(INNER_MARKER, INNER_BOOT).unwrap();
+        assert!(marker.ends_with(&format!(", cpus {vcpus}")), "{label}: {marker}");
+        let (_, exit_line) = vm
+            .expect("ramkey-vmm: guest rebooted (i8042 reset)", INNER_BOOT)
+            .unwrap();
+        assert!(exit_line.contains("(exit 0, peak RSS"), "{exit_line}");
+        vm.expect_line("outer: vmm exit 0", SHUTDOWN).unwrap();
+        eprintln!("vm test: {label}: {marker}\nvm test: {label}: {exit_line}");
+    }
     assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
 }
