@@ -3,8 +3,9 @@
 //! modules of the tests' Debian kernel, the static `ramkey-vmm`, and an inner kernel (the
 //! uncompressed vmlinux taken out of that kernel's bzImage) with an inner initramfs. The
 //! outer `/init` runs the VMM once before loading `kvm_amd` (no usable KVM), then loads the
-//! modules and boots the inner guest twice — the vmlinux on one vCPU, the bzImage on two —
-//! whose `/init` prints a marker, its uptime and its CPU count, then `reboot -f`.
+//! modules, boots a 121-byte ELF "kernel" that triple-faults at once ([`triple_fault_elf`]),
+//! then the inner guest twice — the vmlinux on one vCPU, the bzImage on two — whose `/init`
+//! prints a marker, its uptime and its CPU count, then `reboot -f`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,9 @@ echo "outer: running the VMM before kvm_amd is loaded"
 echo "outer: vmm exit $?"
 @INSMOD@
 if [ -c /dev/kvm ]; then echo "outer: /dev/kvm is there"; fi
+echo "outer: booting a guest that triple-faults"
+/bin/ramkey-vmm --kernel /guest/crash.elf --memory 32
+echo "outer: vmm exit $?"
 @BOOTS@poweroff -f
 "#;
 
@@ -66,6 +70,40 @@ fn vmm_command(kernel: &str, vcpus: u8) -> String {
         "/bin/ramkey-vmm --kernel /guest/{kernel} --initrd /guest/initrd.img --vcpus {vcpus} \
          --memory {INNER_MEMORY_MIB} --cmdline quiet"
     )
+}
+
+/// Where the crash kernel is loaded and entered.
+const CRASH_LOAD: u64 = 0x10_0000;
+
+/// A minimal ELF64 executable whose one loadable segment, at 1 MiB, is an `int3`: with the
+/// VMM's empty boot IDT the breakpoint cannot be delivered, nor the #GP and double fault
+/// that follow, so the vCPU triple-faults on its first instruction (KVM_EXIT_SHUTDOWN).
+pub fn triple_fault_elf() -> Vec<u8> {
+    const EHDR: u16 = 64;
+    const PHDR: u16 = 56;
+    let code = [0xcc]; // int3
+    let size = u64::from(EHDR + PHDR) + code.len() as u64;
+    let mut elf = Vec::new();
+    elf.extend_from_slice(b"\x7fELF");
+    elf.extend_from_slice(&[2, 1, 1, 0]); // 64-bit, little-endian, version 1, System V
+    elf.extend_from_slice(&[0; 8]);
+    elf.extend_from_slice(&2u16.to_le_bytes()); // executable
+    elf.extend_from_slice(&0x3eu16.to_le_bytes()); // x86-64
+    elf.extend_from_slice(&1u32.to_le_bytes());
+    elf.extend_from_slice(&(CRASH_LOAD + u64::from(EHDR + PHDR)).to_le_bytes()); // entry
+    elf.extend_from_slice(&u64::from(EHDR).to_le_bytes()); // program headers
+    elf.extend_from_slice(&0u64.to_le_bytes()); // no section headers
+    elf.extend_from_slice(&0u32.to_le_bytes());
+    for half in [EHDR, PHDR, 1, 64, 0, 0] {
+        elf.extend_from_slice(&half.to_le_bytes());
+    }
+    elf.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    elf.extend_from_slice(&5u32.to_le_bytes()); // read, execute
+    for word in [0, CRASH_LOAD, CRASH_LOAD, size, size, 0x1000] {
+        elf.extend_from_slice(&word.to_le_bytes());
+    }
+    elf.extend_from_slice(&code);
+    elf
 }
 
 /// The uncompressed vmlinux inside a bzImage: the setup header's payload (XZ, as Debian
@@ -189,6 +227,7 @@ pub fn build(vmm: &Path) -> Result<Nested> {
     );
     outer.file("guest/vmlinux", std::fs::read(&vmlinux)?, 0o644);
     outer.file("guest/bzImage", std::fs::read(&kernel.vmlinuz)?, 0o644);
+    outer.file("guest/crash.elf", triple_fault_elf(), 0o644);
     outer.file("guest/initrd.img", inner_initrd, 0o644);
     let boots: String = BOOTS
         .iter()
@@ -216,6 +255,18 @@ pub fn build(vmm: &Path) -> Result<Nested> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_crash_kernel_is_one_int3_at_its_entry() {
+        let elf = triple_fault_elf();
+        assert_eq!(elf.len(), 121);
+        let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+        let entry = u64_at(24);
+        let (offset, paddr, filesz) = (u64_at(64 + 8), u64_at(64 + 24), u64_at(64 + 32));
+        assert_eq!((offset, paddr, filesz), (0, CRASH_LOAD, 121));
+        assert_eq!(elf[(entry - paddr + offset) as usize], 0xcc);
+        assert_eq!(u16::from_le_bytes([elf[54], elf[55]]), 56, "program header size");
+    }
 
     #[test]
     fn a_file_that_is_not_a_bzimage_is_refused() {
