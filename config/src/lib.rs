@@ -21,6 +21,7 @@ pub mod smartos;
 mod suggest;
 mod units;
 mod validate;
+mod validate_images;
 mod validate_net;
 mod validate_observe;
 mod validate_volumes;
@@ -83,7 +84,11 @@ mod tests {
         assert_eq!(web.settings.get("workers"), Some(&SettingValue::Integer(4)));
         assert!(!c.personality("dns").expect("dns").enabled);
         assert_eq!(c.trusted_keys.len(), 2);
-        assert_eq!(c.image_sources, ["http://192.168.1.10:8080/images"]);
+        assert_eq!(
+            c.image_sources,
+            ["http://192.168.1.10:8080/images", "https://192.168.1.11:8443/images"]
+        );
+        assert_eq!(c.image_ca_certs.len(), 1);
         let pool = c.pool.expect("[pool]");
         assert_eq!(pool.filesystem, Filesystem::Btrfs);
         assert_eq!(pool.create, [pool.disks[0].clone(), pool.mirror[0].clone()]);

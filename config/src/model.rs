@@ -33,9 +33,12 @@ pub struct Config {
     pub personalities: Vec<Personality>,
     /// Keys trusted to sign personality images (`[images] trusted_keys`).
     pub trusted_keys: Vec<TrustedKey>,
-    /// Image repositories (`[images] sources`): `http://` URLs of folders with an
-    /// `index.json`, as `ramkey image publish` writes them.
+    /// Image repositories (`[images] sources`): `http://` or `https://` URLs of folders
+    /// with an `index.json`, as `ramkey image publish` writes them.
     pub image_sources: Vec<String>,
+    /// Certificates of the CAs trusted for `https://` imports besides the built-in
+    /// Mozilla roots (`[images] ca_certs`), DER, each checked to be one PEM certificate.
+    pub image_ca_certs: Vec<Vec<u8>>,
     /// Platform upgrades (`[upgrade]`).
     pub upgrade: Upgrade,
     /// The Prometheus endpoint (`[metrics]`); off when `None`.

@@ -200,4 +200,6 @@ pub(crate) struct RawImages {
     pub trusted_keys: Vec<Spanned<String>>,
     #[serde(default)]
     pub sources: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub ca_certs: Vec<Spanned<String>>,
 }

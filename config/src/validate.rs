@@ -7,10 +7,10 @@ use std::ops::Range;
 use toml::Spanned;
 
 use crate::error::{ConfigError, ErrorKind, Location};
-use crate::keys::{check_password_hash, parse_ssh_key, parse_trusted_key};
+use crate::keys::{check_password_hash, parse_ssh_key};
 use crate::model::{Admin, Config, Dns, Filesystem, Pool, Ssh};
 use crate::net::{domain_problem, host_problem, label_problem};
-use crate::raw::{RawAdmin, RawConfigV1, RawCreate, RawDns, RawImages, RawNic, RawNtp, RawPool};
+use crate::raw::{RawAdmin, RawConfigV1, RawCreate, RawDns, RawNic, RawNtp, RawPool};
 use crate::suggest::{is_timezone, timezone_hint};
 
 /// Collects problems while checking; each problem is placed in the text by its span.
@@ -117,7 +117,8 @@ pub(crate) fn validate(text: &str, raw: RawConfigV1) -> Result<Config, Vec<Confi
     let ntp_servers = ntp(&mut c, raw.ntp.unwrap_or_default());
     let pool = raw.pool.map(|p| pool(&mut c, &p));
     let log = crate::validate_observe::log(&mut c, raw.log.unwrap_or_default());
-    let (trusted_keys, image_sources) = images(&mut c, raw.images.unwrap_or_default());
+    let (trusted_keys, image_sources, image_ca_certs) =
+        crate::validate_images::images(&mut c, raw.images.unwrap_or_default());
     let upgrade = crate::validate_net::upgrade(&mut c, raw.upgrade);
     let metrics = raw
         .metrics
@@ -137,6 +138,7 @@ pub(crate) fn validate(text: &str, raw: RawConfigV1) -> Result<Config, Vec<Confi
         personalities,
         trusted_keys,
         image_sources,
+        image_ca_certs,
         upgrade,
         metrics,
     })
@@ -323,51 +325,4 @@ fn create(c: &mut Checker<'_>, p: &RawPool) -> Vec<String> {
         c.push(value.span(), ErrorKind::Conflict { message }).hint = Some(create_hint(p));
     }
     ids
-}
-
-fn images(c: &mut Checker<'_>, raw: RawImages) -> (Vec<crate::keys::TrustedKey>, Vec<String>) {
-    let mut keys = Vec::new();
-    let mut seen = HashMap::new();
-    for key in &raw.trusted_keys {
-        match parse_trusted_key(key.get_ref()) {
-            Ok(k) => {
-                let hex: String = k.key.iter().map(|b| format!("{b:02x}")).collect();
-                c.unique(&mut seen, "trusted key", hex, key.span());
-                keys.push(k);
-            }
-            Err(reason) => {
-                c.invalid(key, "images trusted key", reason);
-            }
-        }
-    }
-    let mut sources = Vec::new();
-    for source in &raw.sources {
-        match source_problem(source.get_ref()) {
-            None => sources.push(source.get_ref().trim_end_matches('/').to_owned()),
-            Some(reason) => {
-                c.invalid(source, "images source", reason).hint = Some(
-                    "a folder served over plain HTTP by a numeric address: \"http://192.0.2.10:8080/images\"".into(),
-                );
-            }
-        }
-    }
-    (keys, sources)
-}
-
-/// What is wrong with an image source URL: the box speaks plain HTTP and resolves no names.
-fn source_problem(url: &str) -> Option<String> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Some("it must start with http:// (the box has no TLS client)".into());
-    };
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    if host.parse::<IpAddr>().is_err() {
-        return Some(format!(
-            "the host {host:?} is not a numeric address (the box cannot resolve names)"
-        ));
-    }
-    None
 }

@@ -43,6 +43,8 @@ const PACKAGES: &[Package] = &[
     pkg("openssl", "/usr/bin/openssl", false),
     // The remote tests log in with `ssh` and copy with `sftp`; `ramkey push` uses them too.
     pkg("openssh-client", "/usr/bin/ssh", false),
+    // The remote test resolves its image repository's name through a DNS server on the host.
+    pkg("dnsmasq-base", "/usr/sbin/dnsmasq", false),
     // The demo test asks office's DNS with `dig`, as the demo tells people to.
     pkg("bind9-dnsutils", "/usr/bin/dig", false),
     // The observe test checks the box's metrics with `promtool check metrics`. Without its

@@ -86,21 +86,51 @@ mod tests {
 }
 
 /// `python3 -m http.server` serving `dir` on a free loopback port (QEMU's user network
-/// reaches it from the box as 10.0.2.2); killed when dropped.
+/// reaches it from the box as 10.0.2.2), over plain HTTP or TLS; killed when dropped.
 #[derive(Debug)]
 pub struct Served {
     child: std::process::Child,
     port: u16,
 }
 
+/// Python's `http.server` behind TLS: `DIR PORT CERT KEY`.
+const TLS_SERVER: &str = r#"
+import functools, http.server, ssl, sys
+folder, port, cert, key = sys.argv[1:5]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=folder)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(port)), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+
 impl Served {
-    /// Starts it and waits until it accepts connections.
+    /// Starts it over plain HTTP and waits until it accepts connections.
     pub fn start(dir: &std::path::Path) -> Served {
         let port = crate::ssh::free_port();
-        let child = std::process::Command::new("python3")
+        let mut command = std::process::Command::new("python3");
+        command
             .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
             .arg(dir)
+            .arg(port.to_string());
+        Served::spawn(command, port)
+    }
+
+    /// Starts it over TLS with the PEM files `cert` (the chain) and `key`.
+    pub fn start_tls(dir: &std::path::Path, cert: &std::path::Path, key: &std::path::Path) -> Served {
+        let port = crate::ssh::free_port();
+        let mut command = std::process::Command::new("python3");
+        command
+            .args(["-c", TLS_SERVER])
+            .arg(dir)
             .arg(port.to_string())
+            .args([cert, key]);
+        Served::spawn(command, port)
+    }
+
+    fn spawn(mut command: std::process::Command, port: u16) -> Served {
+        let child = command
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -109,7 +139,7 @@ impl Served {
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
-                "python3 -m http.server did not start"
+                "python3's http.server did not start"
             );
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod bench;
 pub mod bundles;
 pub mod deps;
+pub mod dns;
 pub mod http;
 pub mod nested;
 pub mod qemu;

@@ -4,7 +4,8 @@
 //! file, sshd's log is the supervisor's — and the host key survives a reboot (kept on the
 //! pool). Then images delivered to a running zone box: `ramkey push --swap` puts `web` 2.0.0
 //! into service, an image served by `python3 -m http.server` on the host is imported by URL,
-//! and a tampered image, a source that is down and a truncated upload are refused with
+//! over HTTP and over HTTPS from a server whose CA the config names (one whose CA it does not
+//! name, and plain HTTP behind an https:// URL, are refused), and a tampered image, a source that is down and a truncated upload are refused with
 //! nothing left on the pool while `web` keeps serving. The host's own OpenSSH client does
 //! the talking, as an operator's would.
 
@@ -23,6 +24,30 @@ use xtask::qemu::{Machine, Spec};
 use xtask::ssh::{self, client, free_port, keygen, ssh, text};
 
 const BOOT: Duration = Duration::from_secs(240);
+
+/// The name the host's DNS server gives the host (10.0.2.2 as the box sees it).
+const REPO_NAME: &str = "images.ramkey.test";
+
+/// A CA and the PEM files of a server certificate it signed for 10.0.2.2 and [`REPO_NAME`],
+/// written into `dir` as `NAME.crt` and `NAME.key`; the CA's PEM.
+fn tls_server_files(dir: &Path, name: &str) -> String {
+    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("{name} test CA"));
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["10.0.2.2".to_owned(), REPO_NAME.to_owned()])
+        .unwrap()
+        .signed_by(&key, &Issuer::new(ca, ca_key))
+        .unwrap();
+    std::fs::write(dir.join(format!("{name}.crt")), cert.pem() + &ca_pem).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    ca_pem
+}
 const SHUTDOWN: Duration = Duration::from_secs(90);
 const GIB: u64 = 1 << 30;
 
@@ -192,7 +217,7 @@ fn ssh_with_the_configured_key_sees_the_printed_host_key_which_survives_a_reboot
 }
 
 #[test]
-fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leave_nothing() {
+fn images_pushed_over_ssh_and_pulled_over_http_and_https_go_into_service_and_bad_ones_leave_nothing() {
     let name = "remote-push";
     let keys = tempfile::tempdir().unwrap();
     let key = keygen(keys.path(), "operator");
@@ -232,16 +257,36 @@ fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leav
     std::fs::create_dir(served.join("garbage")).unwrap();
     std::fs::write(served.join("garbage/index.json"), "<html>moved</html>\n").unwrap();
     let server = Served::start(&served);
+    // The same files over HTTPS: from a server whose CA the config names, and from one whose
+    // CA it does not.
+    let pki = keys.path();
+    let ca = tls_server_files(pki, "trusted");
+    tls_server_files(pki, "stranger");
+    let tls = Served::start_tls(&served, &pki.join("trusted.crt"), &pki.join("trusted.key"));
+    let stranger = Served::start_tls(&served, &pki.join("stranger.crt"), &pki.join("stranger.key"));
+    // The box resolves the HTTPS repository's name with the host's DNS server, which knows
+    // one more name only to say it does not exist.
+    let _dns = xtask::dns::Dnsmasq::start(&[(REPO_NAME, Some("10.0.2.2")), ("missing.ramkey.test", None)]).unwrap();
     let closed = free_port();
     let sources: Vec<String> = ["good", "lying", "garbage"]
         .iter()
         .map(|r| format!("http://10.0.2.2:{}/{r}", server.port()))
-        .chain([format!("http://10.0.2.2:{closed}/down")])
+        .chain([
+            format!("http://10.0.2.2:{closed}/down"),
+            format!("https://{REPO_NAME}:{}/good", tls.port()),
+            format!("http://missing.ramkey.test:{}/good", server.port()),
+        ])
         .collect();
 
     let image = artifacts::usb_copy(name).unwrap();
     let config = keys.path().join("config.toml");
-    std::fs::write(&config, ssh::zone_box_config("pushbox", public.trim(), &sources)).unwrap();
+    let written = ssh::zone_box_config("pushbox", public.trim(), &sources)
+        .replace(
+            "\nsources = [",
+            &format!("\nca_certs = [\"\"\"\n{ca}\"\"\"]\nsources = ["),
+        )
+        .replace("\n[pool]", "\n[dns]\nresolvers = [\"10.0.2.2\"]\n\n[pool]");
+    std::fs::write(&config, written).unwrap();
     artifacts::put_on_stick(
         &image,
         &[
@@ -307,6 +352,28 @@ fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leav
         "{pulled}"
     );
     eprintln!("over HTTP: {pulled}");
+    let https = |port: u16, file: &str| format!("ramkeyctl personality import https://10.0.2.2:{port}/{file}");
+    let pulled = run(&https(tls.port(), "web-1.0.1.rkimg"));
+    assert!(
+        pulled.status.success()
+            && String::from_utf8_lossy(&pulled.stdout)
+                .starts_with("already imported web 1.0.1 as /pool/images/web-1.0.1-"),
+        "{}",
+        text(&pulled)
+    );
+    eprintln!("over HTTPS: {}", text(&pulled));
+    let refused = run(&https(stranger.port(), "web-1.0.1.rkimg"));
+    assert!(
+        !refused.status.success() && text(&refused).contains("not signed by a CA the box trusts"),
+        "{}",
+        text(&refused)
+    );
+    let plain = run(&https(server.port(), "web-1.0.1.rkimg"));
+    assert!(
+        !plain.status.success() && text(&plain).contains("is it an https:// server?"),
+        "{}",
+        text(&plain)
+    );
     let tampered = run(&format!("ramkeyctl personality import {}", url("tampered.rkimg")));
     assert!(
         !tampered.status.success()
@@ -358,12 +425,15 @@ fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leav
     let avail = text(&avail);
     eprintln!("image avail: {avail}");
     let good = format!("http://10.0.2.2:{}/good", server.port());
-    assert!(
-        avail
-            .lines()
-            .any(|l| l.starts_with("web ") && l.contains(" 2.1.0 ") && l.ends_with(&good)),
-        "{avail}"
-    );
+    let good_tls = format!("https://{REPO_NAME}:{}/good", tls.port());
+    for good in [&good, &good_tls] {
+        assert!(
+            avail
+                .lines()
+                .any(|l| l.starts_with("web ") && l.contains(" 2.1.0 ") && l.ends_with(good.as_str())),
+            "{avail}"
+        );
+    }
     assert!(
         avail.contains("unavailable: http://10.0.2.2:") && avail.contains("/garbage/index.json: not an image index"),
         "{avail}"
@@ -372,6 +442,10 @@ fn images_pushed_over_ssh_and_pulled_over_http_go_into_service_and_bad_ones_leav
         avail.contains(&format!(
             "unavailable: http://10.0.2.2:{closed}/down/index.json: connecting to"
         )),
+        "{avail}"
+    );
+    assert!(
+        avail.contains("cannot resolve \"missing.ramkey.test\": 10.0.2.2:53 says there is no such name"),
         "{avail}"
     );
     let pulled = run("ramkeyctl image import web@2.1.0");

@@ -43,9 +43,10 @@ pub enum FetchError {
     },
 }
 
-/// Checks a `ramkey.config=` URL before the network is brought up (fails fast on a host name).
+/// Checks a `ramkey.config=` URL before the network is brought up (fails fast on a bad
+/// one; a host name is resolved once the network is up).
 pub fn check_url(template: &str) -> Result<(), FetchError> {
-    Url::parse(&http::substitute_mac(template, [0; 6]))
+    Url::parse_with(&http::substitute_mac(template, [0; 6]), |_| Ok([0, 0, 0, 0].into()))
         .map(drop)
         .map_err(|source| FetchError::Url {
             url: template.to_owned(),
@@ -207,7 +208,7 @@ impl ConfigKeys {
 /// no good copy for PXE boots).
 pub fn fetch(net: &mut dyn Fetch, template: &str, mac: [u8; 6], keys: &ConfigKeys) -> Result<Loaded, FetchError> {
     let text = http::substitute_mac(template, mac);
-    let url = Url::parse(&text).map_err(|source| FetchError::Url {
+    let url = net.url(&text).map_err(|source| FetchError::Url {
         url: text.clone(),
         source,
     })?;
@@ -221,7 +222,7 @@ pub fn fetch(net: &mut dyn Fetch, template: &str, mac: [u8; 6], keys: &ConfigKey
             Ok(())
         }
         ConfigKeys::Required(trusted) => {
-            let sig_url = Url::parse(&format!("{text}.sig")).map_err(|source| FetchError::Url {
+            let sig_url = net.url(&format!("{text}.sig")).map_err(|source| FetchError::Url {
                 url: format!("{text}.sig"),
                 source,
             })?;
@@ -362,9 +363,10 @@ mod tests {
     }
 
     #[test]
-    fn host_names_fail_fast() {
-        let err = check_url("http://pxe.example.com/${mac}.toml").unwrap_err().to_string();
-        assert!(err.contains("cannot resolve host names"), "{err}");
+    fn bad_urls_fail_fast_and_host_names_wait_for_the_network() {
+        let err = check_url("tftp://10.0.2.2/${mac}.toml").unwrap_err().to_string();
+        assert!(err.contains("only http:// and https://"), "{err}");
+        check_url("https://pxe.example.com/${mac}.toml").unwrap();
         check_url(URL).unwrap();
     }
 

@@ -15,7 +15,8 @@ use ramkey_image::repo::{Entry, INDEX_FILE, Index, version_order};
 
 use super::import::{self, Expected, Source};
 use crate::base::paths::Paths;
-use crate::net::http::{self, Url};
+use crate::net::conn::Client;
+use crate::net::http;
 use crate::zone::{PREVIOUS, ZoneSpec, binding};
 
 const USAGE: &str = "usage: ramkeyctl image avail | import NAME[@VERSION] | list | delete NAME@VERSION";
@@ -45,8 +46,8 @@ fn split(wanted: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// The config's sources.
-fn sources(root: &Path) -> Result<Vec<String>, String> {
+/// The config's sources, and the client that reaches them.
+fn sources(root: &Path) -> Result<(Vec<String>, Client), String> {
     let config = import::config(root)?;
     if config.image_sources.is_empty() {
         return Err(
@@ -55,14 +56,15 @@ fn sources(root: &Path) -> Result<Vec<String>, String> {
                 .into(),
         );
     }
-    Ok(config.image_sources)
+    Ok((config.image_sources.clone(), Client::on_box(root, &config)))
 }
 
 /// A source's index.
-fn index(source: &str) -> Result<Index, String> {
+fn index(source: &str, client: &Client) -> Result<Index, String> {
     let text = format!("{source}/{INDEX_FILE}");
-    let url = Url::parse(&text).map_err(|e| e.to_string())?;
-    let body = http::get(&url, Duration::from_secs(10), Duration::from_secs(30)).map_err(|e| format!("{text}: {e}"))?;
+    let url = client.url(&text).map_err(|e| e.to_string())?;
+    let body = http::get(&url, Duration::from_secs(10), Duration::from_secs(30), &client.trust)
+        .map_err(|e| format!("{text}: {e}"))?;
     Index::parse(&body).map_err(|e| format!("{text}: {e}"))
 }
 
@@ -79,8 +81,9 @@ fn avail(root: &Path) -> Result<String, String> {
     );
     let mut reached = 0;
     let mut problems = String::new();
-    for source in sources(root)? {
-        match index(&source) {
+    let (sources, client) = sources(root)?;
+    for source in sources {
+        match index(&source, &client) {
             Ok(index) => {
                 reached += 1;
                 for e in &index.images {
@@ -109,8 +112,9 @@ fn avail(root: &Path) -> Result<String, String> {
 fn pull(root: &Path, name: &str, version: Option<&str>) -> Result<String, String> {
     let mut best: Option<(Entry, String)> = None;
     let mut problems = Vec::new();
-    for source in sources(root)? {
-        match index(&source) {
+    let (sources, client) = sources(root)?;
+    for source in sources {
+        match index(&source, &client) {
             Ok(index) => {
                 if let Some(e) = index.find(name, version) {
                     let newer = best

@@ -1,6 +1,6 @@
 //! `ramkeyctl personality import FILE|-|URL`: an image delivered to the box — a file, the
 //! standard input (`ssh box ramkeyctl personality import - < web.rkimg`, what `ramkey push`
-//! does) or an `http://` URL — streamed into `/pool/images/` under a temporary name, then
+//! does) or an `http://` or `https://` URL — streamed into `/pool/images/` under a temporary name, then
 //! verified there against the keys the usbkey config trusts and this platform, and renamed
 //! to `NAME-VERSION-SHA.rkimg` only then. The stream stops before the pool has less than a
 //! reserve free; the temporary file is removed on every error, so nothing partial is left.
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::base::paths::Paths;
-use crate::net::http::Url;
+use crate::net::conn::Client;
 use crate::net::http_stream;
 use crate::zone::plan;
 
@@ -29,7 +29,7 @@ pub enum Source {
     File(PathBuf),
     /// Standard input.
     Stdin,
-    /// An `http://` URL.
+    /// An `http://` or `https://` URL.
     Url(String),
 }
 
@@ -43,8 +43,9 @@ impl Source {
         }
     }
 
-    /// The bytes, and their length when known in advance.
-    pub(crate) fn open(&self) -> Result<(Box<dyn Read>, Option<u64>), String> {
+    /// The bytes, and their length when known in advance; a URL's host name is resolved
+    /// and an `https://` server's certificate checked by `client`.
+    pub(crate) fn open(&self, client: &Client) -> Result<(Box<dyn Read>, Option<u64>), String> {
         match self {
             Source::File(path) => {
                 let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -53,8 +54,8 @@ impl Source {
             }
             Source::Stdin => Ok((Box::new(std::io::stdin().lock()), None)),
             Source::Url(text) => {
-                let url = Url::parse(text).map_err(|e| e.to_string())?;
-                let body = http_stream::open(&url, HTTP_TIMEOUT).map_err(|e| format!("{text}: {e}"))?;
+                let url = client.url(text).map_err(|e| e.to_string())?;
+                let body = http_stream::open(&url, HTTP_TIMEOUT, &client.trust).map_err(|e| format!("{text}: {e}"))?;
                 let length = body.length;
                 Ok((Box::new(body), length))
             }
@@ -202,7 +203,7 @@ pub fn import_checked(root: &Path, source: &Source, expected: Option<&Expected>)
     let images = pool.join("images");
     fs::create_dir_all(&images).map_err(|e| format!("{}: {e}", images.display()))?;
     let (room, reserve) = room(&images)?;
-    let (mut from, length) = source.open()?;
+    let (mut from, length) = source.open(&Client::on_box(root, &config))?;
     if length.is_some_and(|n| n > room) {
         return Err(format!(
             "refused: {source} ({}) does not fit: the pool keeps {} free and has {} more; remove images no zone \

@@ -187,7 +187,7 @@ fn upgrade(
         .os_release_field("VERSION_ID")
         .unwrap_or_else(|| "0".into());
     let expect = came_up()?;
-    let (mut from, _) = source.open()?;
+    let (mut from, _) = source.open(&crate::net::conn::Client::on_box(root, &config))?;
     let print = |out: &mut dyn Write, text: String| {
         writeln!(out, "{text}")
             .and_then(|()| out.flush())

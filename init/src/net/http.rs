@@ -1,12 +1,14 @@
-//! A minimal HTTP/1.0 GET over `std::net::TcpStream` for the config URL (bodies up to
-//! [`MAX_BODY`]); [`super::http_stream`] streams larger ones.
+//! A minimal HTTP/1.0 GET, over TCP or TLS ([`super::conn`]), for the config URL and image
+//! indexes (bodies up to [`MAX_BODY`]); [`super::http_stream`] streams larger ones.
 //!
-//! The PID 1 is statically linked against glibc, which cannot resolve host names
-//! (no NSS): URLs must use a numeric address.
+//! The PID 1 is statically linked against glibc, which cannot resolve host names (no NSS):
+//! [`Url::resolve`] asks the box's nameservers itself ([`super::resolve`]).
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+
+use super::conn::Trust;
 
 /// The largest body accepted.
 pub const MAX_BODY: usize = 1 << 20;
@@ -14,22 +16,19 @@ pub const MAX_BODY: usize = 1 << 20;
 /// Fetching a URL failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    /// Not an `http://` URL.
-    #[error("{url}: only http:// URLs are supported (no TLS at boot)")]
+    /// Neither an `http://` nor an `https://` URL.
+    #[error("{url}: only http:// and https:// URLs are supported")]
     Scheme {
         /// The URL.
         url: String,
     },
-    /// The host is a name, not a number.
-    #[error(
-        "{url}: the host {host:?} is a name; the boot cannot resolve host names (static PID 1, \
-         no DNS resolver): use a numeric address such as http://10.0.2.2:8080/..."
-    )]
+    /// The host is a name that could not be resolved.
+    #[error("{url}: {reason}")]
     HostName {
         /// The URL.
         url: String,
-        /// The host part.
-        host: String,
+        /// Why not.
+        reason: String,
     },
     /// The URL is malformed.
     #[error("{url}: {reason}")]
@@ -48,6 +47,14 @@ pub enum HttpError {
         addr: SocketAddr,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The TLS handshake failed or the certificate was refused.
+    #[error("{addr}: {reason}")]
+    Tls {
+        /// The server.
+        addr: SocketAddr,
+        /// What went wrong and what to do.
+        reason: String,
     },
     /// The answer is not HTTP.
     #[error("bad HTTP response: {0}")]
@@ -82,11 +89,15 @@ pub enum HttpError {
     },
 }
 
-/// A parsed `http://ADDRESS[:PORT]/path` URL.
+/// A parsed `http[s]://ADDRESS[:PORT]/path` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
     /// The URL as given.
     pub text: String,
+    /// `https://`.
+    pub tls: bool,
+    /// The host's name, when the URL names it rather than giving an address.
+    pub name: Option<String>,
     /// The server's address and port.
     pub addr: SocketAddr,
     /// The `Host:` header value.
@@ -98,10 +109,23 @@ pub struct Url {
 impl Url {
     /// Parses a URL with a numeric host.
     pub fn parse(text: &str) -> Result<Url, HttpError> {
+        Url::parse_with(text, |_| Err("a host name where an address was expected".into()))
+    }
+
+    /// Parses a URL, resolving a host name with the nameservers of the `resolv.conf` at
+    /// `resolv_conf`.
+    pub fn resolve(text: &str, resolv_conf: &std::path::Path) -> Result<Url, HttpError> {
+        Url::parse_with(text, |name| super::resolve::resolve_with(resolv_conf, name))
+    }
+
+    /// Parses a URL, `resolve` turning a host name into an address.
+    pub fn parse_with(text: &str, resolve: impl FnOnce(&str) -> Result<IpAddr, String>) -> Result<Url, HttpError> {
         let url = text.to_owned();
-        let rest = text
-            .strip_prefix("http://")
-            .ok_or_else(|| HttpError::Scheme { url: url.clone() })?;
+        let (tls, rest) = match (text.strip_prefix("http://"), text.strip_prefix("https://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => return Err(HttpError::Scheme { url }),
+        };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -131,19 +155,38 @@ impl Url {
             return Err(malformed("the URL has no host"));
         }
         let port = match port {
+            None | Some("") if tls => 443,
             None | Some("") => 80,
             Some(p) => p.parse().map_err(|_| malformed("the port is not a number"))?,
         };
-        let ip: IpAddr = host.parse().map_err(|_| HttpError::HostName {
-            url: url.clone(),
-            host: host.to_owned(),
-        })?;
+        let (ip, name) = match host.parse::<IpAddr>() {
+            Ok(ip) => (ip, None),
+            Err(_) if !host.contains(|c: char| c.is_ascii_alphabetic()) => {
+                return Err(malformed("the host is neither an address nor a name"));
+            }
+            Err(_) => {
+                let ip = resolve(host).map_err(|reason| HttpError::HostName {
+                    url: url.clone(),
+                    reason,
+                })?;
+                (ip, Some(host.to_ascii_lowercase()))
+            }
+        };
         Ok(Url {
             text: url,
+            tls,
+            name,
             addr: SocketAddr::new(ip, port),
             host: authority.to_owned(),
             path,
         })
+    }
+}
+
+impl Url {
+    /// The host as a certificate names it: the name, or the address without brackets.
+    pub fn server_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.addr.ip().to_string())
     }
 }
 
@@ -199,65 +242,65 @@ pub fn head_end(bytes: &[u8]) -> Option<usize> {
     bytes.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
-/// Parses a complete response (read to EOF); the body of a 200 answer.
-pub fn parse_response(bytes: &[u8]) -> Result<&[u8], HttpError> {
-    let end = head_end(bytes).ok_or(HttpError::BadResponse("no end of headers"))?;
-    let length = parse_head(bytes.get(..end).unwrap_or_default())?;
-    let body = bytes.get(end + 4..).unwrap_or_default();
-    match length {
-        Some(n) if n > MAX_BODY => Err(HttpError::TooLarge),
-        Some(n) if body.len() < n => Err(HttpError::Truncated {
-            got: body.len(),
-            expected: n,
-        }),
-        Some(n) => Ok(body.get(..n).unwrap_or_default()),
-        None if body.len() > MAX_BODY => Err(HttpError::TooLarge),
-        None => Ok(body),
-    }
-}
-
 /// GETs `url` with `timeout` for connecting and for each read, and `total` for the whole
 /// exchange (a server that sends a byte now and then never ends a per-read timeout); the
 /// body of a 200 answer.
-pub fn get(url: &Url, timeout: Duration, total: Duration) -> Result<Vec<u8>, HttpError> {
+pub fn get(url: &Url, timeout: Duration, total: Duration, trust: &Trust) -> Result<Vec<u8>, HttpError> {
     let addr = url.addr;
     let started = std::time::Instant::now();
-    let io = |op| move |source| HttpError::Io { op, addr, source };
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(io("connecting to"))?;
-    stream.set_write_timeout(Some(timeout)).map_err(io("configuring"))?;
-    stream.write_all(request(url).as_bytes()).map_err(io("sending to"))?;
-    let mut response = Vec::new();
-    // Headers plus the largest body, plus one byte to notice a larger one.
-    let limit = MAX_BODY + 16 * 1024 + 1;
+    let mut body = super::http_stream::open(url, timeout, trust)?;
+    if body.length.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(HttpError::TooLarge);
+    }
+    let mut out = Vec::new();
     let mut buf = [0u8; 16 * 1024];
-    while response.len() < limit {
+    loop {
         let left = total.saturating_sub(started.elapsed());
         if left.is_zero() {
             return Err(HttpError::Deadline {
                 addr,
                 total,
-                got: response.len(),
+                got: out.len(),
             });
         }
-        stream
-            .set_read_timeout(Some(left.min(timeout)))
-            .map_err(io("configuring"))?;
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => response.extend_from_slice(&buf[..n.min(limit - response.len())]),
+        body.set_read_timeout(left.min(timeout))
+            .map_err(|source| HttpError::Io {
+                op: "configuring",
+                addr,
+                source,
+            })?;
+        match body.read(&mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) if out.len() + n > MAX_BODY => return Err(HttpError::TooLarge),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             // The read ran into the overall deadline: said at the top of the loop.
             Err(e)
                 if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
                     && started.elapsed() >= total => {}
-            Err(e) => return Err(io("reading from")(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && body.length.is_some() => {
+                return Err(HttpError::Truncated {
+                    got: out.len(),
+                    expected: body.length.map_or(0, |n| n as usize),
+                });
+            }
+            Err(source) => {
+                return Err(HttpError::Io {
+                    op: "reading from",
+                    addr,
+                    source,
+                });
+            }
         }
     }
-    parse_response(&response).map(<[u8]>::to_vec)
 }
 
 /// Fetches URLs, pausing between attempts.
 pub trait Fetch {
+    /// Parses a URL (resolving a host name, on the box).
+    fn url(&self, text: &str) -> Result<Url, HttpError> {
+        Url::parse(text)
+    }
     /// GETs a URL.
     fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError>;
     /// Waits between retries.
@@ -265,8 +308,12 @@ pub trait Fetch {
 }
 
 impl Fetch for crate::net::KernelNetwork {
+    fn url(&self, text: &str) -> Result<Url, HttpError> {
+        Url::resolve(text, &self.resolv_conf)
+    }
+
     fn fetch(&mut self, url: &Url) -> Result<Vec<u8>, HttpError> {
-        get(url, Duration::from_secs(5), Duration::from_secs(30))
+        get(url, Duration::from_secs(5), Duration::from_secs(30), &Trust::default())
     }
 
     fn pause(&mut self, duration: Duration) {
@@ -328,6 +375,7 @@ pub(crate) mod fake {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn urls() {
@@ -340,13 +388,44 @@ mod tests {
         let u = Url::parse("http://[fd00::1]:81/x?a=b").unwrap();
         assert_eq!(u.addr, "[fd00::1]:81".parse().unwrap());
         assert_eq!(Url::parse("http://1.2.3.4?x").unwrap().path, "/?x");
+        let u = Url::parse("https://10.0.2.2/images").unwrap();
+        assert_eq!((u.tls, u.addr.port(), u.server_name()), (true, 443, "10.0.2.2".into()));
+        let u = Url::parse("https://[fd00::1]:8443/").unwrap();
+        assert_eq!((u.tls, u.server_name()), (true, "fd00::1".into()));
+        assert!(!Url::parse("http://1.2.3.4/").unwrap().tls);
     }
 
     #[test]
     fn bad_urls_say_why() {
         let e = Url::parse("http://boot.example.com/c.toml").unwrap_err();
-        assert!(e.to_string().contains("cannot resolve host names"), "{e}");
-        assert!(matches!(Url::parse("https://1.2.3.4/"), Err(HttpError::Scheme { .. })));
+        assert!(
+            e.to_string().contains("a host name where an address was expected"),
+            "{e}"
+        );
+        let named = Url::parse_with("https://Images.Example.com:8443/x", |name| {
+            assert_eq!(name, "Images.Example.com");
+            Ok(IpAddr::from([192, 0, 2, 9]))
+        })
+        .unwrap();
+        assert_eq!(named.addr, "192.0.2.9:8443".parse().unwrap());
+        assert_eq!(
+            (named.server_name(), named.host.as_str()),
+            ("images.example.com".into(), "Images.Example.com:8443")
+        );
+        let e = Url::parse_with("http://nowhere.test/", |_| {
+            Err("cannot resolve \"nowhere.test\": no".into())
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "http://nowhere.test/: cannot resolve \"nowhere.test\": no"
+        );
+        assert!(matches!(Url::parse("http://1.2.3/"), Err(HttpError::Malformed { .. })));
+        assert!(matches!(Url::parse("ftp://1.2.3.4/"), Err(HttpError::Scheme { .. })));
+        assert!(matches!(
+            Url::parse("https://images.example.com/"),
+            Err(HttpError::HostName { .. })
+        ));
         assert!(matches!(
             Url::parse("http://1.2.3.4:x/"),
             Err(HttpError::Malformed { .. })
@@ -368,30 +447,45 @@ mod tests {
         assert_eq!(substitute_mac("http://h/x", mac), "http://h/x");
     }
 
+    /// Answers one request on a loopback port with `answer`; the URL to GET.
+    fn serve_once(answer: &'static [u8]) -> Url {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let _ = s.read(&mut [0u8; 1024]);
+            let _ = s.write_all(answer);
+        });
+        Url::parse(&format!("http://127.0.0.1:{port}/c.toml")).unwrap()
+    }
+
+    fn get_once(answer: &'static [u8]) -> Result<Vec<u8>, HttpError> {
+        get(
+            &serve_once(answer),
+            Duration::from_secs(5),
+            Duration::from_secs(10),
+            &Trust::default(),
+        )
+    }
+
     #[test]
     fn responses() {
         let ok = b"HTTP/1.0 200 OK\r\nServer: x\r\nContent-Length: 5\r\n\r\nhello, extra";
-        assert_eq!(parse_response(ok).unwrap(), b"hello");
+        assert_eq!(get_once(ok).unwrap(), b"hello");
         let eof = b"HTTP/1.1 200 OK\r\n\r\nbody to eof";
-        assert_eq!(parse_response(eof).unwrap(), b"body to eof");
-        let e = parse_response(b"HTTP/1.0 404 File not found\r\n\r\n").unwrap_err();
+        assert_eq!(get_once(eof).unwrap(), b"body to eof");
+        let e = get_once(b"HTTP/1.0 404 File not found\r\n\r\n").unwrap_err();
         assert_eq!(e.to_string(), "HTTP status 404 (File not found)");
         assert!(matches!(
-            parse_response(b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
+            get_once(b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
             Err(HttpError::Truncated { got: 3, expected: 10 })
         ));
         assert!(matches!(
-            parse_response(b"HTTP/1.0 200 OK\r\nContent-Length: 99999999\r\n\r\n"),
+            get_once(b"HTTP/1.0 200 OK\r\nContent-Length: 99999999\r\n\r\n"),
             Err(HttpError::TooLarge)
         ));
-        assert!(matches!(
-            parse_response(b"SSH-2.0\r\n\r\n"),
-            Err(HttpError::BadResponse(_))
-        ));
-        assert!(matches!(
-            parse_response(b"HTTP/1.0 200"),
-            Err(HttpError::BadResponse(_))
-        ));
+        assert!(matches!(get_once(b"SSH-2.0\r\n\r\n"), Err(HttpError::BadResponse(_))));
+        assert!(matches!(get_once(b"HTTP/1.0 200"), Err(HttpError::BadResponse(_))));
     }
 
     #[test]
@@ -408,12 +502,12 @@ mod tests {
             req
         });
         let url = Url::parse(&format!("http://127.0.0.1:{port}/aa:bb.toml")).unwrap();
-        let body = get(&url, Duration::from_secs(5), Duration::from_secs(10)).unwrap();
+        let body = get(&url, Duration::from_secs(5), Duration::from_secs(10), &Trust::default()).unwrap();
         assert_eq!(body, b"version = 1\n");
         let req = server.join().unwrap();
         assert!(req.starts_with("GET /aa:bb.toml HTTP/1.0\r\nHost: 127.0.0.1:"), "{req}");
         // Nothing listens there any more.
-        let gone = get(&url, Duration::from_secs(1), Duration::from_secs(2));
+        let gone = get(&url, Duration::from_secs(1), Duration::from_secs(2), &Trust::default());
         assert!(matches!(gone, Err(HttpError::Io { .. })));
     }
 
@@ -434,7 +528,13 @@ mod tests {
         });
         let url = Url::parse(&format!("http://127.0.0.1:{port}/c.toml")).unwrap();
         // Without the deadline the whole trickle (10 s) reads as a 200 answer.
-        let err = get(&url, Duration::from_secs(5), Duration::from_millis(700)).unwrap_err();
+        let err = get(
+            &url,
+            Duration::from_secs(5),
+            Duration::from_millis(700),
+            &Trust::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, HttpError::Deadline { .. }), "{err}");
         assert!(
             err.to_string().contains("did not finish its answer within 0.7 s"),

@@ -1,11 +1,11 @@
-//! An HTTP/1.0 GET whose body is read as a stream (personality images, which may be far
+//! An HTTP/1.0 GET, over TCP or TLS, whose body is read as a stream (personality images, which may be far
 //! larger than [`super::http::MAX_BODY`]): the head is read and checked, then the body is
 //! whatever the connection carries until it closes, or `Content-Length` bytes.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
+use super::conn::{self, Conn, Trust};
 use super::http::{HttpError, Url, head_end, parse_head, request};
 
 /// The longest head accepted.
@@ -18,20 +18,20 @@ pub struct Body {
     pub length: Option<u64>,
     /// Body bytes read with the head.
     early: std::io::Cursor<Vec<u8>>,
-    stream: TcpStream,
+    stream: Conn,
     /// Bytes of the body still to come when the length is known.
     left: Option<u64>,
 }
 
-/// Connects, sends the request and reads the head; `timeout` bounds the connection and each
-/// read, so a server that stops sending ends the download with an error.
-pub fn open(url: &Url, timeout: Duration) -> Result<Body, HttpError> {
+/// Connects (an `https://` server's certificate checked against `trust`), sends the request
+/// and reads the head; `timeout` bounds the connection and each read, so a server that stops
+/// sending ends the download with an error.
+pub fn open(url: &Url, timeout: Duration, trust: &Trust) -> Result<Body, HttpError> {
     let addr = url.addr;
     let io = |op| move |source| HttpError::Io { op, addr, source };
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(io("connecting to"))?;
-    stream.set_write_timeout(Some(timeout)).map_err(io("configuring"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(io("configuring"))?;
+    let mut stream = conn::connect(url, timeout, trust)?;
     stream.write_all(request(url).as_bytes()).map_err(io("sending to"))?;
+    stream.flush().map_err(io("sending to"))?;
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     let end = loop {
@@ -56,6 +56,13 @@ pub fn open(url: &Url, timeout: Duration) -> Result<Body, HttpError> {
         early: std::io::Cursor::new(early),
         stream,
     })
+}
+
+impl Body {
+    /// Bounds each read that follows.
+    pub fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        self.stream.set_read_timeout(timeout)
+    }
 }
 
 impl Read for Body {
@@ -101,7 +108,8 @@ mod tests {
     }
 
     fn fetch(answer: &[u8]) -> Result<(Option<u64>, Vec<u8>), String> {
-        let mut body = open(&serve(answer.to_vec()), Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        let mut body =
+            open(&serve(answer.to_vec()), Duration::from_secs(5), &Trust::default()).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         body.read_to_end(&mut out).map_err(|e| e.to_string())?;
         Ok((body.length, out))

@@ -9,6 +9,7 @@
 //! [`Hostname`], [`ntp::Sntp`]), [`Network`] all of them, so that the boot can be tested
 //! with fakes.
 
+pub mod conn;
 pub mod dhcp;
 pub mod http;
 pub mod http_stream;
@@ -18,6 +19,7 @@ pub mod netconf;
 pub mod netlink;
 pub mod ntp;
 pub mod renew;
+pub mod resolve;
 pub mod source_check;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -487,6 +489,10 @@ pub(crate) mod fake {
 
         fn set_clock(&mut self, since_epoch: Duration) -> Result<(), Errno> {
             self.sntp.set_clock(since_epoch)
+        }
+
+        fn resolve(&mut self, name: &str) -> Result<std::net::IpAddr, String> {
+            self.sntp.resolve(name)
         }
     }
 }

@@ -19,7 +19,7 @@ const LEN: usize = 48;
 #[derive(Debug, thiserror::Error)]
 pub enum NtpError {
     /// No usable server in the config.
-    #[error("no server with a numeric address (host names cannot be resolved at boot)")]
+    #[error("no server could be resolved to an address")]
     NoServer,
     /// Sending or receiving failed (or timed out).
     #[error("{server}: {source}")]
@@ -110,20 +110,26 @@ pub fn parse(server: SocketAddr, reply: &[u8], sent: &[u8; LEN]) -> Result<Durat
     from_ntp(&reply[40..48]).ok_or_else(|| bad("bad timestamp"))
 }
 
-/// The servers of `[ntp]` with numeric addresses (port 123 unless given as `addr:port`);
-/// the others are logged and skipped.
-pub fn servers(names: &[String]) -> Vec<SocketAddr> {
+/// The servers of `[ntp]` (port 123 unless given as `addr:port` or `name:port`), host names
+/// resolved by `net`; those that cannot be are logged and skipped.
+pub fn servers(names: &[String], net: &mut dyn Sntp) -> Vec<SocketAddr> {
     names
         .iter()
         .filter_map(|n| {
-            let addr = n
-                .parse::<SocketAddr>()
-                .ok()
-                .or_else(|| n.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 123)));
-            if addr.is_none() {
-                crate::warn!("ntp: {n}: a host name; the boot has no resolver for it (give an address)");
+            if let Ok(addr) = n.parse::<SocketAddr>() {
+                return Some(addr);
             }
-            addr
+            if let Ok(ip) = n.parse::<IpAddr>() {
+                return Some(SocketAddr::new(ip, 123));
+            }
+            let (name, port) = match n.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
+                Some((h, Ok(port))) => (h, port),
+                _ => (n.as_str(), 123),
+            };
+            net.resolve(name)
+                .map(|ip| SocketAddr::new(ip, port))
+                .map_err(|e| crate::warn!("ntp: {n}: {e}"))
+                .ok()
         })
         .collect()
 }
@@ -183,9 +189,15 @@ pub trait Sntp {
     fn exchange(&mut self, server: SocketAddr, request: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>>;
     /// Sets `CLOCK_REALTIME` to this time since the Unix epoch.
     fn set_clock(&mut self, since_epoch: Duration) -> Result<(), nix::errno::Errno>;
+    /// A host name's address.
+    fn resolve(&mut self, name: &str) -> Result<IpAddr, String>;
 }
 
 impl Sntp for KernelNetwork {
+    fn resolve(&mut self, name: &str) -> Result<IpAddr, String> {
+        super::resolve::resolve_with(&self.resolv_conf, name)
+    }
+
     fn exchange(&mut self, server: SocketAddr, request: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
         let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
         socket.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
@@ -213,7 +225,7 @@ pub fn sync(
     realtime: &dyn Fn() -> Duration,
     sanity: Sanity,
 ) -> Result<Synced, Vec<NtpError>> {
-    let servers = servers(names);
+    let servers = servers(names, net);
     if servers.is_empty() {
         return Err(vec![NtpError::NoServer]);
     }
@@ -311,9 +323,18 @@ pub(crate) mod fake {
         pub(crate) asked: Vec<SocketAddr>,
         /// The times the clock was set to.
         pub(crate) set: Vec<Duration>,
+        /// The host names it resolves.
+        pub(crate) names: Vec<(&'static str, IpAddr)>,
     }
 
     impl Sntp for FakeSntp {
+        fn resolve(&mut self, name: &str) -> Result<IpAddr, String> {
+            let known = self.names.iter().find(|(n, _)| *n == name);
+            known
+                .map(|(_, ip)| *ip)
+                .ok_or_else(|| format!("cannot resolve {name:?}"))
+        }
+
         fn exchange(&mut self, server: SocketAddr, req: &[u8], _: Duration) -> std::io::Result<Vec<u8>> {
             self.asked.push(server);
             let Some(t) = self.reply.filter(|_| !self.silent.contains(&server.ip())) else {
@@ -390,14 +411,19 @@ mod tests {
         let mut net = FakeSntp {
             reply: Some(Duration::from_secs(1_700_000_100)),
             silent: vec![IpAddr::from([10, 0, 0, 1])],
+            names: vec![("time.lan", IpAddr::from([10, 0, 0, 9]))],
             ..FakeSntp::default()
         };
         let clock = FakeClock::new(Duration::from_secs(5), Duration::from_millis(10));
-        let names = ["pool.ntp.org".to_owned(), "10.0.0.1".to_owned(), "10.0.2.2".to_owned()];
+        let names = ["pool.ntp.org", "10.0.0.1", "time.lan:1123", "10.0.2.2"].map(String::from);
         let s = sync(&names, &mut net, &clock, &|| Duration::from_secs(1_700_000_000), ANY).unwrap();
-        assert_eq!(s.server, "10.0.2.2:123".parse().unwrap());
+        assert_eq!(s.server, "10.0.0.9:1123".parse().unwrap());
         let asked: Vec<_> = net.asked.iter().map(ToString::to_string).collect();
-        assert_eq!(asked, ["10.0.0.1:123", "10.0.2.2:123"], "host names are skipped");
+        assert_eq!(
+            asked,
+            ["10.0.0.1:123", "10.0.0.9:1123"],
+            "names that do not resolve are skipped"
+        );
         assert_eq!(net.set.len(), 1);
         assert!((s.offset_ms - 100_000).abs() < 50, "{}", s.offset_ms);
     }
