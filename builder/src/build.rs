@@ -95,6 +95,8 @@ pub enum BuildError {
     },
     #[error("building the static init failed ({0})")]
     InitBuild(String),
+    #[error("building the static {binary} failed ({why})")]
+    StaticBuild { binary: String, why: String },
 }
 
 /// The source tree this `ramkey` was compiled from (the workspace holding `builder/`),
@@ -200,17 +202,6 @@ fn init_rustflags(workspace: &Path) -> String {
     flags
 }
 
-/// The arguments of the static init's `cargo` run.
-const INIT_CARGO_ARGS: [&str; 7] = [
-    "build",
-    "--quiet",
-    "--release",
-    "-p",
-    "ramkey-init",
-    "--target",
-    INIT_TARGET,
-];
-
 /// [`static_init`] into the target directory `target`; says on stderr what it runs.
 pub fn static_init_into(workspace: &Path, target: &Path) -> Result<PathBuf, BuildError> {
     if !workspace.join("init/Cargo.toml").exists() {
@@ -219,26 +210,46 @@ pub fn static_init_into(workspace: &Path, target: &Path) -> Result<PathBuf, Buil
             recorded: String::new(),
         });
     }
+    static_binary_into(workspace, target, "ramkey-init", "init").map_err(|e| match e {
+        BuildError::StaticBuild { why, .. } if why.starts_with("cannot run") => {
+            BuildError::InitBuild(format!("{why}; give --init FILE"))
+        }
+        BuildError::StaticBuild { why, .. } => BuildError::InitBuild(why),
+        other => other,
+    })
+}
+
+/// Builds `package`'s binary `binary` of the source tree at `workspace` as a static
+/// executable, with the same flags as the static init (so that both share the dependencies
+/// they have in common in `target`), and returns its path. Says on stderr what it runs.
+pub fn static_binary_into(workspace: &Path, target: &Path, package: &str, binary: &str) -> Result<PathBuf, BuildError> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let rustflags = init_rustflags(workspace);
+    let args = ["build", "--quiet", "--release", "-p", package, "--target", INIT_TARGET];
     eprintln!(
-        "ramkey: building the static init: cd {} && CARGO_TARGET_DIR={} RUSTFLAGS='{rustflags}' {cargo} {}",
+        "ramkey: building the static {binary}: cd {} && CARGO_TARGET_DIR={} RUSTFLAGS='{rustflags}' {cargo} {}",
         workspace.display(),
         target.display(),
-        INIT_CARGO_ARGS.join(" ")
+        args.join(" ")
     );
     let status = Command::new(&cargo)
-        .args(INIT_CARGO_ARGS)
+        .args(args)
         .current_dir(workspace)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env("CARGO_TARGET_DIR", target)
         .env("RUSTFLAGS", rustflags)
         .status()
-        .map_err(|e| BuildError::InitBuild(format!("cannot run {cargo}: {e}; give --init FILE")))?;
+        .map_err(|e| BuildError::StaticBuild {
+            binary: binary.into(),
+            why: format!("cannot run {cargo}: {e}"),
+        })?;
     if !status.success() {
-        return Err(BuildError::InitBuild(status.to_string()));
+        return Err(BuildError::StaticBuild {
+            binary: binary.into(),
+            why: status.to_string(),
+        });
     }
-    Ok(target.join(INIT_TARGET).join("release/init"))
+    Ok(target.join(INIT_TARGET).join("release").join(binary))
 }
 
 /// Builds the appliance at `path` (resolved paths) into `opts.out`.

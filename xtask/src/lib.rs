@@ -7,6 +7,7 @@ pub mod bundles;
 pub mod deps;
 pub mod dns;
 pub mod http;
+pub mod nested;
 pub mod qemu;
 pub mod ssh;
 pub mod suite;

@@ -50,6 +50,7 @@ const LONGEST_FIRST: &[&str] = &[
     "supervisor",
     "media",
     "boot",
+    "vm",
     "platform",
     "bench_smoke",
 ];

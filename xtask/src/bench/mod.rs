@@ -9,7 +9,7 @@ mod build_time;
 mod busybox;
 mod floor;
 pub mod measure;
-mod peers;
+pub(crate) mod peers;
 pub mod report;
 mod stick;
 mod systemd;

@@ -1,0 +1,144 @@
+//! The command line of `ramkey-vmm`: what to boot (kernel, initramfs, command line) and the
+//! machine's size (vCPUs, memory), validated into [`Options`].
+
+use std::path::PathBuf;
+
+use crate::mptable::MAX_VCPUS;
+
+/// What the VMM boots, and on what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// An uncompressed ELF `vmlinux` or a `bzImage`.
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    /// Appended to the machine's own parameters ([`crate::boot::BASE_CMDLINE`]).
+    pub cmdline: String,
+    pub vcpus: u8,
+    pub memory_mib: u64,
+    /// The KVM device (`/dev/kvm`).
+    pub kvm: PathBuf,
+}
+
+/// The usage text, printed by `--help` and after a usage error.
+pub const USAGE: &str = "usage: ramkey-vmm --kernel VMLINUX|BZIMAGE [--initrd FILE] [--cmdline TEXT] \
+[--vcpus N] [--memory MiB] [--kvm DEVICE]";
+
+/// Smallest and largest guest memory accepted.
+const MIN_MIB: u64 = 32;
+const MAX_MIB: u64 = 64 * 1024;
+
+/// A command line that cannot be run.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UsageError {
+    #[error("{0} needs a value")]
+    MissingValue(String),
+    #[error("unknown argument {0:?}")]
+    Unknown(String),
+    #[error("--kernel is required")]
+    NoKernel,
+    #[error("--vcpus {0:?}: give a number from 1 to {MAX_VCPUS}")]
+    Vcpus(String),
+    #[error("--memory {0:?}: give MiB from {MIN_MIB} to {MAX_MIB}")]
+    Memory(String),
+    /// `--help`: not an error, but nothing to run.
+    #[error("{USAGE}")]
+    Help,
+}
+
+/// Parses the arguments after the program name.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageError> {
+    let mut kernel = None;
+    let mut opts = Options {
+        kernel: PathBuf::new(),
+        initrd: None,
+        cmdline: String::new(),
+        vcpus: 1,
+        memory_mib: 256,
+        kvm: PathBuf::from("/dev/kvm"),
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        if name == "--help" || name == "-h" {
+            return Err(UsageError::Help);
+        }
+        if !matches!(
+            name.as_str(),
+            "--kernel" | "--initrd" | "--cmdline" | "--vcpus" | "--memory" | "--kvm"
+        ) {
+            return Err(UsageError::Unknown(arg));
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => args.next().ok_or_else(|| UsageError::MissingValue(name.clone()))?,
+        };
+        match name.as_str() {
+            "--kernel" => kernel = Some(PathBuf::from(value)),
+            "--initrd" => opts.initrd = Some(PathBuf::from(value)),
+            "--cmdline" => opts.cmdline = value,
+            "--kvm" => opts.kvm = PathBuf::from(value),
+            "--vcpus" => {
+                opts.vcpus = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_VCPUS).contains(n))
+                    .ok_or(UsageError::Vcpus(value))?;
+            }
+            _ => {
+                opts.memory_mib = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (MIN_MIB..=MAX_MIB).contains(n))
+                    .ok_or(UsageError::Memory(value))?;
+            }
+        }
+    }
+    opts.kernel = kernel.ok_or(UsageError::NoKernel)?;
+    Ok(opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Result<Options, UsageError> {
+        parse(line.split_whitespace().map(str::to_string))
+    }
+
+    #[test]
+    fn a_full_command_line_parses() {
+        let opts = args("--kernel /k --initrd=/i --vcpus 2 --memory=512 --cmdline quiet").unwrap();
+        assert_eq!(opts.kernel, PathBuf::from("/k"));
+        assert_eq!(opts.initrd, Some(PathBuf::from("/i")));
+        assert_eq!((opts.vcpus, opts.memory_mib), (2, 512));
+        assert_eq!(opts.cmdline, "quiet");
+        assert_eq!(opts.kvm, PathBuf::from("/dev/kvm"));
+        let spaced = parse(["--kernel", "/k", "--cmdline", "a=1 b"].map(String::from)).unwrap();
+        assert_eq!(spaced.cmdline, "a=1 b");
+    }
+
+    #[test]
+    fn defaults_are_one_vcpu_and_256_mib() {
+        let opts = args("--kernel /k").unwrap();
+        assert_eq!((opts.vcpus, opts.memory_mib, opts.initrd), (1, 256, None));
+    }
+
+    #[test]
+    fn bad_command_lines_say_what_is_wrong() {
+        assert_eq!(args("--initrd /i"), Err(UsageError::NoKernel));
+        assert_eq!(args("--kernel"), Err(UsageError::MissingValue("--kernel".into())));
+        assert_eq!(args("--kernel /k --vcpus 0"), Err(UsageError::Vcpus("0".into())));
+        assert_eq!(args("--kernel /k --vcpus 33"), Err(UsageError::Vcpus("33".into())));
+        assert_eq!(args("--kernel /k --memory 8"), Err(UsageError::Memory("8".into())));
+        assert_eq!(
+            args("--kernel /k --memory lots"),
+            Err(UsageError::Memory("lots".into()))
+        );
+        assert_eq!(args("--kernel /k --disk /d"), Err(UsageError::Unknown("--disk".into())));
+        assert_eq!(args("/k"), Err(UsageError::Unknown("/k".into())));
+        assert_eq!(args("--help"), Err(UsageError::Help));
+    }
+}

@@ -1,0 +1,136 @@
+//! ramkey-vmm: a small virtual machine monitor on KVM and the rust-vmm crates
+//! (kvm-ioctls, kvm-bindings, vm-memory, linux-loader, vm-superio). It boots a Linux
+//! kernel (ELF vmlinux or bzImage, 64-bit boot protocol) with an initramfs and a command
+//! line on N vCPUs, with a serial console on the VMM's stdin/stdout, a CMOS clock and an
+//! i8042 whose reset ends the VM; it reports how the VM ended ([`Outcome`]). See `docs/vms.md`.
+//!
+//! Layout: [`cli`] (arguments), [`kvm`] (the sys layer: the probe, the VM, memory slots),
+//! [`layout`] + [`boot`] + [`mptable`] (guest memory), [`cpu`] (vCPU state), [`devices`]
+//! (the buses, serial, i8042, CMOS clock), [`vcpu`] (the run loop), [`outcome`] (how it ended),
+//! [`memory_use`] (what it cost).
+
+pub mod boot;
+pub mod cli;
+pub mod cpu;
+pub mod devices;
+pub mod kvm;
+pub mod layout;
+pub mod memory_use;
+pub mod mptable;
+pub mod outcome;
+pub mod vcpu;
+
+use std::sync::{Arc, Mutex};
+
+use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress};
+use vmm_sys_util::eventfd::EventFd;
+
+pub use cli::Options;
+pub use outcome::Outcome;
+
+use devices::cmos::{CMOS_PORT, CMOS_PORTS, Cmos};
+use devices::i8042::{I8042, I8042_PORT, I8042_PORTS};
+use devices::serial::{self, COM1_IRQ, COM1_PORT, COM1_PORTS, SerialPort};
+use devices::{Bus, Overlap};
+use outcome::Stop;
+
+/// Why a VM could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    #[error(transparent)]
+    NoKvm(#[from] kvm::NoKvm),
+    #[error(transparent)]
+    Kvm(#[from] kvm::KvmError),
+    #[error(transparent)]
+    Boot(#[from] boot::BootError),
+    #[error("allocating {mib} MiB of guest memory: {source}")]
+    Memory {
+        mib: u64,
+        source: vm_memory::mmap::FromRangesError,
+    },
+    #[error("the serial port's interrupt: {0}")]
+    EventFd(std::io::Error),
+    #[error(transparent)]
+    Bus(#[from] Overlap),
+    #[error("starting vcpu {id}: {source}")]
+    Thread { id: u8, source: std::io::Error },
+}
+
+/// How the VM ended, and the VMM's memory use then.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub outcome: Outcome,
+    pub memory: Option<memory_use::MemoryUse>,
+}
+
+/// Boots the VM `opts` describes and runs it until it ends.
+pub fn run(opts: &Options) -> Result<Ended, VmmError> {
+    let hv = kvm::open(&opts.kvm)?;
+    kvm::platform(&hv.vm)?;
+    let ranges = layout::ram_ranges(opts.memory_mib << 20);
+    let regions: Vec<_> = ranges.iter().map(|&(s, l)| (GuestAddress(s), l as usize)).collect();
+    let mem = GuestMemoryMmap::from_ranges(&regions).map_err(|source| VmmError::Memory {
+        mib: opts.memory_mib,
+        source,
+    })?;
+    kvm::add_memory(&hv.vm, &mem)?;
+
+    let kernel = boot::load_kernel(&mem, &opts.kernel)?;
+    let initrd = match &opts.initrd {
+        Some(path) => Some(boot::load_initrd(&mem, &ranges, kernel.end, path)?),
+        None => None,
+    };
+    let line = boot::cmdline(&opts.cmdline)?;
+    let cmdline_len = line.as_cstring().map_or(0, |c| c.as_bytes().len());
+    let params = boot::zero_page(kernel.header, cmdline_len, initrd, &layout::e820(&ranges));
+    boot::write_boot_structures(&mem, &line, &params, opts.vcpus)?;
+
+    let stop = Stop::default();
+    let interrupt = EventFd::new(libc::EFD_NONBLOCK).map_err(VmmError::EventFd)?;
+    hv.vm
+        .register_irqfd(&interrupt, COM1_IRQ)
+        .map_err(|source| kvm::KvmError {
+            what: "KVM_IRQFD",
+            source,
+        })?;
+    let console = Arc::new(Mutex::new(SerialPort::new(interrupt, serial::stdout())));
+    serial::feed(console.clone(), std::io::stdin());
+    let mut pio = Bus::default();
+    pio.insert(COM1_PORT, COM1_PORTS, console)?;
+    pio.insert(I8042_PORT, I8042_PORTS, Arc::new(Mutex::new(I8042::new(stop.clone()))))?;
+    pio.insert(CMOS_PORT, CMOS_PORTS, Arc::new(Mutex::new(Cmos::default())))?;
+    let buses = vcpu::Buses {
+        pio: Arc::new(pio),
+        mmio: Arc::new(Bus::default()),
+    };
+
+    let supported = hv
+        .kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(|source| kvm::KvmError {
+            what: "KVM_GET_SUPPORTED_CPUID",
+            source,
+        })?;
+    for id in 0..opts.vcpus {
+        let fd = hv.vm.create_vcpu(u64::from(id)).map_err(|source| kvm::KvmError {
+            what: "KVM_CREATE_VCPU",
+            source,
+        })?;
+        cpu::configure(&fd, id, opts.vcpus, &supported, kernel.entry)?;
+        let (buses, stop) = (buses.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("vcpu{id}"))
+            .spawn(move || vcpu::run(fd, id, &buses, &stop))
+            .map_err(|source| VmmError::Thread { id, source })?;
+    }
+    // The guest's memory and the VM stay alive until the process exits.
+    let outcome = stop.wait();
+    let host: Vec<(u64, u64)> = mem
+        .iter()
+        .filter_map(|r| Some((r.get_host_address(MemoryRegionAddress(0)).ok()? as u64, r.len())))
+        .collect();
+    let memory = memory_use::now(&host);
+    std::mem::forget((mem, hv));
+    Ok(Ended { outcome, memory })
+}

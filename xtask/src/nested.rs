@@ -1,0 +1,282 @@
+//! The machine of the VM boot test (`tests/vm.rs`): a TCG guest with `-cpu max` (QEMU
+//! emulates AMD SVM, so `kvm_amd` loads inside it) whose initramfs holds busybox, the KVM
+//! modules of the tests' Debian kernel, the static `ramkey-vmm`, and an inner kernel (the
+//! uncompressed vmlinux taken out of that kernel's bzImage) with an inner initramfs. The
+//! outer `/init` runs the VMM once before loading `kvm_amd` (no usable KVM), then loads the
+//! modules, boots a 121-byte ELF "kernel" that triple-faults at once ([`triple_fault_elf`]),
+//! then the inner guest twice — the vmlinux on one vCPU, the bzImage on two — whose `/init`
+//! prints a marker, its uptime and its CPU count, then `reboot -f`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use ramkey_builder::initramfs::{self, Compression};
+use ramkey_builder::kernel::{self, Kernel};
+use ramkey_builder::modules::Index;
+use ramkey_builder::records::Tree;
+
+use crate::artifacts::{self, source_date_epoch, target_dir, workspace_root};
+use crate::bench::peers::{add_dev_nodes, load_order};
+
+/// The modules `/dev/kvm` needs in an AMD (SVM) guest, dependencies pulled in.
+pub const KVM_MODULES: &[&str] = &["kvm_amd"];
+
+/// What the inner `/init` prints first: the marker the test waits for, then the inner
+/// kernel's uptime in seconds and its CPU count (`... uptime 3.31, cpus 1`).
+pub const INNER_MARKER: &str = "inner: hello from the nested guest, uptime";
+
+/// The inner guest's `/init`: the marker with the kernel's own uptime and the CPUs it
+/// found, then a reboot, which the VMM sees as the i8042 reset.
+const INNER_INIT: &str = r#"#!/bin/sh
+mount -t proc proc /proc
+read up idle < /proc/uptime
+n=0
+while read -r key rest; do [ "$key" = processor ] && n=$((n + 1)); done < /proc/cpuinfo
+echo "@MARKER@ $up, cpus $n"
+reboot -f
+"#;
+
+/// The outer `/init`. `@INSMOD@` becomes the module loads; `@VMM@` the VMM's command,
+/// `@BOOTS@` the inner boots ([`BOOTS`]).
+const OUTER_INIT: &str = r#"#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "outer: running the VMM before kvm_amd is loaded"
+@VMM@
+echo "outer: vmm exit $?"
+@INSMOD@
+if [ -c /dev/kvm ]; then echo "outer: /dev/kvm is there"; fi
+echo "outer: booting a guest that triple-faults"
+/bin/ramkey-vmm --kernel /guest/crash.elf --memory 32
+echo "outer: vmm exit $?"
+@BOOTS@poweroff -f
+"#;
+
+/// Applets the two `/init`s call, linked to `/bin/busybox`.
+const APPLETS: &[&str] = &["sh", "mount", "insmod", "reboot", "poweroff"];
+
+/// The inner guest's memory, MiB.
+pub const INNER_MEMORY_MIB: u32 = 256;
+
+/// The inner boots after the modules are loaded: what the outer `/init` says before each
+/// (`outer: booting the inner guest: LABEL`), the kernel in `/guest`, the vCPUs.
+pub const BOOTS: &[(&str, &str, u8)] = &[("vmlinux, 1 vcpu", "vmlinux", 1), ("bzImage, 2 vcpus", "bzImage", 2)];
+
+/// The VMM's command line in the outer guest.
+fn vmm_command(kernel: &str, vcpus: u8) -> String {
+    format!(
+        "/bin/ramkey-vmm --kernel /guest/{kernel} --initrd /guest/initrd.img --vcpus {vcpus} \
+         --memory {INNER_MEMORY_MIB} --cmdline quiet"
+    )
+}
+
+/// Where the crash kernel is loaded and entered.
+const CRASH_LOAD: u64 = 0x10_0000;
+
+/// A minimal ELF64 executable whose one loadable segment, at 1 MiB, is an `int3`: with the
+/// VMM's empty boot IDT the breakpoint cannot be delivered, nor the #GP and double fault
+/// that follow, so the vCPU triple-faults on its first instruction (KVM_EXIT_SHUTDOWN).
+pub fn triple_fault_elf() -> Vec<u8> {
+    const EHDR: u16 = 64;
+    const PHDR: u16 = 56;
+    let code = [0xcc]; // int3
+    let size = u64::from(EHDR + PHDR) + code.len() as u64;
+    let mut elf = Vec::new();
+    elf.extend_from_slice(b"\x7fELF");
+    elf.extend_from_slice(&[2, 1, 1, 0]); // 64-bit, little-endian, version 1, System V
+    elf.extend_from_slice(&[0; 8]);
+    elf.extend_from_slice(&2u16.to_le_bytes()); // executable
+    elf.extend_from_slice(&0x3eu16.to_le_bytes()); // x86-64
+    elf.extend_from_slice(&1u32.to_le_bytes());
+    elf.extend_from_slice(&(CRASH_LOAD + u64::from(EHDR + PHDR)).to_le_bytes()); // entry
+    elf.extend_from_slice(&u64::from(EHDR).to_le_bytes()); // program headers
+    elf.extend_from_slice(&0u64.to_le_bytes()); // no section headers
+    elf.extend_from_slice(&0u32.to_le_bytes());
+    for half in [EHDR, PHDR, 1, 64, 0, 0] {
+        elf.extend_from_slice(&half.to_le_bytes());
+    }
+    elf.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    elf.extend_from_slice(&5u32.to_le_bytes()); // read, execute
+    for word in [0, CRASH_LOAD, CRASH_LOAD, size, size, 0x1000] {
+        elf.extend_from_slice(&word.to_le_bytes());
+    }
+    elf.extend_from_slice(&code);
+    elf
+}
+
+/// The uncompressed vmlinux inside a bzImage: the setup header's payload (XZ, as Debian
+/// builds it) decompressed.
+pub fn extract_vmlinux(bzimage: &[u8]) -> Result<Vec<u8>> {
+    ensure!(
+        bzimage.len() > 0x250 && &bzimage[0x202..0x206] == b"HdrS",
+        "not a bzImage"
+    );
+    let u32_at =
+        |at: usize| u32::from_le_bytes([bzimage[at], bzimage[at + 1], bzimage[at + 2], bzimage[at + 3]]) as usize;
+    let setup_sects = match bzimage[0x1f1] {
+        0 => 4,
+        n => usize::from(n),
+    };
+    let start = (setup_sects + 1) * 512 + u32_at(0x248);
+    let payload = bzimage
+        .get(start..start + u32_at(0x24c))
+        .context("the bzImage's payload lies outside the file")?;
+    if !payload.starts_with(b"\xfd7zXZ\0") {
+        bail!(
+            "the bzImage's payload is not XZ-compressed (starts {:02x?})",
+            &payload[..6.min(payload.len())]
+        );
+    }
+    let mut vmlinux = Vec::new();
+    liblzma::read::XzDecoder::new(payload)
+        .read_to_end(&mut vmlinux)
+        .context("decompressing the bzImage's payload")?;
+    ensure!(
+        vmlinux.starts_with(b"\x7fELF"),
+        "the decompressed payload is not an ELF file"
+    );
+    Ok(vmlinux)
+}
+
+/// The tests' kernel's vmlinux, extracted once into `target/ramkey/nested/`.
+pub fn vmlinux(kernel: &Kernel) -> Result<PathBuf> {
+    let dir = target_dir().join("ramkey/nested");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("vmlinux-{}", kernel.release));
+    if !path.exists() {
+        let bzimage =
+            std::fs::read(&kernel.vmlinuz).with_context(|| format!("reading {}", kernel.vmlinuz.display()))?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, extract_vmlinux(&bzimage)?)?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(path)
+}
+
+/// busybox from Debian's busybox-static package (cached with the builder's kernel cache).
+fn busybox() -> Result<PathBuf> {
+    let cache = kernel::cache_dir();
+    let deb = ramkey_builder::deb::download("busybox-static", &cache).context("getting busybox-static")?;
+    let root = ramkey_builder::deb::unpack_cached(&deb, &cache)?;
+    ["bin/busybox", "usr/bin/busybox"]
+        .iter()
+        .map(|p| root.join(p))
+        .find(|p| p.is_file())
+        .with_context(|| format!("no busybox in {}", deb.path.display()))
+}
+
+fn add_busybox(tree: &mut Tree, busybox: &Path) -> Result<()> {
+    add_dev_nodes(tree);
+    for d in ["proc", "sys", "tmp"] {
+        tree.dir(d, 0o755);
+    }
+    tree.file("bin/busybox", std::fs::read(busybox)?, 0o755);
+    for applet in APPLETS {
+        tree.symlink(&format!("bin/{applet}"), "busybox");
+    }
+    Ok(())
+}
+
+/// The static `ramkey-vmm`, built like the static PID 1.
+pub fn static_vmm() -> Result<PathBuf> {
+    let path = ramkey_builder::build::static_binary_into(&workspace_root(), &target_dir(), "ramkey-vmm", "ramkey-vmm")?;
+    Ok(path)
+}
+
+/// What the test boots: the outer guest's kernel and initramfs.
+#[derive(Debug)]
+pub struct Nested {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+}
+
+/// Builds the outer and inner initramfs into `target/ramkey/nested/` (`vmm` is the VMM
+/// binary to ship, so that a test can ship a different one).
+pub fn build(vmm: &Path) -> Result<Nested> {
+    let kernel = artifacts::kernel()?;
+    let vmlinux = vmlinux(&kernel)?;
+    let busybox = busybox()?;
+    let epoch = source_date_epoch();
+    let dir = target_dir().join("ramkey/nested");
+
+    let mut inner = Tree::new();
+    add_busybox(&mut inner, &busybox)?;
+    inner.file("init", INNER_INIT.replace("@MARKER@", INNER_MARKER), 0o755);
+    let inner_initrd = initramfs::write(&inner, epoch, Compression::Gzip)?;
+
+    let mut outer = Tree::new();
+    add_busybox(&mut outer, &busybox)?;
+    let index = Index::load(&kernel.modules_dir, &kernel.release).context("indexing the kernel's modules")?;
+    let selection = index.select(KVM_MODULES)?;
+    let base = format!("lib/modules/{}", kernel.release);
+    for module in selection.modules.values() {
+        let data = std::fs::read(kernel.modules_dir.join(&module.path))?;
+        outer.file(&format!("{base}/{}", module.path), data, 0o644);
+    }
+    let wanted: Vec<String> = KVM_MODULES.iter().map(|m| selection.modules[*m].path.clone()).collect();
+    let insmod: Vec<String> = load_order(&selection.modules_dep(), &wanted)
+        .iter()
+        .map(|p| format!("insmod /{base}/{p}"))
+        .collect();
+    outer.file(
+        "bin/ramkey-vmm",
+        std::fs::read(vmm).with_context(|| format!("reading {}", vmm.display()))?,
+        0o755,
+    );
+    outer.file("guest/vmlinux", std::fs::read(&vmlinux)?, 0o644);
+    outer.file("guest/bzImage", std::fs::read(&kernel.vmlinuz)?, 0o644);
+    outer.file("guest/crash.elf", triple_fault_elf(), 0o644);
+    outer.file("guest/initrd.img", inner_initrd, 0o644);
+    let boots: String = BOOTS
+        .iter()
+        .map(|(label, kernel, vcpus)| {
+            format!(
+                "echo \"outer: booting the inner guest: {label}\"\n{}\necho \"outer: vmm exit $?\"\n",
+                vmm_command(kernel, *vcpus)
+            )
+        })
+        .collect();
+    let init = OUTER_INIT
+        .replace("@INSMOD@", &insmod.join("\n"))
+        .replace("@BOOTS@", &boots)
+        .replace("@VMM@", &vmm_command("vmlinux", 1));
+    outer.file("init", init, 0o755);
+    // Uncompressed: nothing to inflate under TCG.
+    let initrd = dir.join("outer-initrd.img");
+    std::fs::write(&initrd, initramfs::write(&outer, epoch, Compression::None)?)?;
+    Ok(Nested {
+        kernel: kernel.vmlinuz,
+        initrd,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_crash_kernel_is_one_int3_at_its_entry() {
+        let elf = triple_fault_elf();
+        assert_eq!(elf.len(), 121);
+        let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+        let entry = u64_at(24);
+        let (offset, paddr, filesz) = (u64_at(64 + 8), u64_at(64 + 24), u64_at(64 + 32));
+        assert_eq!((offset, paddr, filesz), (0, CRASH_LOAD, 121));
+        assert_eq!(elf[(entry - paddr + offset) as usize], 0xcc);
+        assert_eq!(u16::from_le_bytes([elf[54], elf[55]]), 56, "program header size");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_bzimage_is_refused() {
+        assert!(extract_vmlinux(b"MZ not a kernel").is_err());
+        let mut fake = vec![0u8; 0x1000];
+        fake[0x202..0x206].copy_from_slice(b"HdrS");
+        fake[0x1f1] = 1;
+        fake[0x248..0x24c].copy_from_slice(&0u32.to_le_bytes());
+        fake[0x24c..0x250].copy_from_slice(&16u32.to_le_bytes());
+        let err = extract_vmlinux(&fake).unwrap_err().to_string();
+        assert!(err.contains("not XZ"), "{err}");
+    }
+}

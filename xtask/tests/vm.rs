@@ -1,0 +1,71 @@
+//! The VM boot test: `ramkey-vmm` under nested KVM. An outer TCG guest (`-cpu max`, so
+//! QEMU emulates AMD SVM) runs the static VMM first without `kvm_amd` (it must say, in one
+//! line and with exit code 3, that there is no usable KVM), then loads the KVM modules and
+//! boots the Debian kernel with a busybox initramfs in a 256 MiB VM twice: the vmlinux on
+//! one vCPU, the bzImage on two. The inner `/init` prints a marker, its uptime and its CPU
+//! count and reboots, which the VMM must report as a guest reboot (exit 0). Before those, a
+//! one-instruction ELF that triple-faults must be reported as a guest crash (exit 4). See `xtask/src/nested.rs` and `docs/vms.md`.
+
+use std::time::Duration;
+
+use xtask::nested::{self, BOOTS, INNER_MARKER};
+use xtask::qemu::{Machine, Spec};
+
+/// Outer boot, VMM run, inner boot and reboot: ~20–30 s per nested boot under TCG
+/// (FACTS.md); generous for a slow, busy host.
+const OUTER_BOOT: Duration = Duration::from_secs(120);
+const INNER_BOOT: Duration = Duration::from_secs(120);
+const SHUTDOWN: Duration = Duration::from_secs(60);
+
+#[test]
+fn the_vmm_boots_a_linux_guest_under_nested_kvm_and_sees_it_reboot() {
+    let vmm = nested::static_vmm().unwrap();
+    let machine = nested::build(&vmm).unwrap();
+    let spec = Spec {
+        name: "vm-nested".into(),
+        memory_mb: 1024,
+        kernel: Some((machine.kernel, machine.initrd, "console=ttyS0 panic=-1 quiet".into())),
+        args: Vec::new(),
+    };
+    let mut vm = Machine::start(&spec).unwrap();
+    // A boot that should reboot and crashes instead misses its reboot line: "guest crashed"
+    // is not forbidden, since the crash kernel must print it.
+    vm.forbid(&["Kernel panic", "internal error", "cannot start the VM"])
+        .unwrap();
+
+    // Before kvm_amd: no /dev/kvm, one clear line, exit code 3 (never a panic).
+    vm.expect("outer: running the VMM before kvm_amd is loaded", OUTER_BOOT)
+        .unwrap();
+    let (_, line) = vm
+        .expect("ramkey-vmm: no usable KVM: /dev/kvm is missing", OUTER_BOOT)
+        .unwrap();
+    assert!(line.contains("load kvm_amd or kvm_intel"), "{line}");
+    vm.expect_line("outer: vmm exit 3", OUTER_BOOT).unwrap();
+
+    // After: each inner kernel boots to its /init on its vCPUs, reboots, and the VMM says so.
+    vm.expect("outer: /dev/kvm is there", OUTER_BOOT).unwrap();
+
+    // A guest that triple-faults is a crash, exit 4.
+    vm.expect("outer: booting a guest that triple-faults", OUTER_BOOT)
+        .unwrap();
+    vm.expect(
+        "ramkey-vmm: guest crashed: triple fault (KVM_EXIT_SHUTDOWN) on vcpu 0",
+        INNER_BOOT,
+    )
+    .unwrap();
+    vm.expect_line("outer: vmm exit 4", SHUTDOWN).unwrap();
+
+    for (label, _, vcpus) in BOOTS {
+        vm.expect(&format!("outer: booting the inner guest: {label}"), OUTER_BOOT)
+            .unwrap();
+        let (_, marker) = vm.expect(INNER_MARKER, INNER_BOOT).unwrap();
+        assert!(marker.ends_with(&format!(", cpus {vcpus}")), "{label}: {marker}");
+        let (_, exit_line) = vm
+            .expect("ramkey-vmm: guest rebooted (i8042 reset)", INNER_BOOT)
+            .unwrap();
+        assert!(exit_line.contains("(exit 0, peak RSS"), "{exit_line}");
+        vm.expect_line("outer: vmm exit 0", SHUTDOWN).unwrap();
+        eprintln!("vm test: {label}: {marker}\nvm test: {label}: {exit_line}");
+    }
+    assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
+}
