@@ -5,10 +5,11 @@
 //! i8042 whose reset ends the VM; it reports how the VM ended ([`Outcome`]). See `docs/vms.md`.
 //!
 //! Layout: [`cli`] (arguments), [`kvm`] (the sys layer: the probe, the VM, memory slots),
-//! [`layout`] + [`boot`] + [`mptable`] (guest memory), [`cpu`] (vCPU state), [`devices`]
+//! [`layout`] + [`boot`] + [`mptable`] + [`acpi`] (guest memory), [`cpu`] (vCPU state), [`devices`]
 //! (the buses, serial, i8042, CMOS clock), [`vcpu`] (the run loop), [`outcome`] (how it ended),
 //! [`memory_use`] (what it cost).
 
+pub mod acpi;
 pub mod boot;
 pub mod cli;
 pub mod cpu;
@@ -84,7 +85,7 @@ pub fn run(opts: &Options) -> Result<Ended, VmmError> {
     let line = boot::cmdline(&opts.cmdline)?;
     let cmdline_len = line.as_cstring().map_or(0, |c| c.as_bytes().len());
     let params = boot::zero_page(kernel.header, cmdline_len, initrd, &layout::e820(&ranges));
-    boot::write_boot_structures(&mem, &line, &params, opts.vcpus)?;
+    boot::write_boot_structures(&mem, &line, &params, opts.vcpus, &[])?;
 
     let stop = Stop::default();
     let interrupt = EventFd::new(libc::EFD_NONBLOCK).map_err(VmmError::EventFd)?;
