@@ -50,7 +50,8 @@ pub fn ro_disk() -> Vec<u8> {
 /// The inner guest's `/init`: the marker with the kernel's own uptime and the CPUs it
 /// found; with disks, their checks (below); then a reboot, which the VMM sees as the i8042
 /// reset. `vda` is read-only: its first line and GET_ID serial are printed, a write to it
-/// must fail, and it is read whole (timed). `vdb` gets [`RW_DISK_LINE`] in its first
+/// must fail (refused by the kernel for `VIRTIO_BLK_F_RO`, or by the VMM with IOERR), its
+/// sysfs `ro` flag is printed, and it is read whole (timed). `vdb` gets [`RW_DISK_LINE`] in its first
 /// sector and 4 MiB at 1 MiB (timed), each flushed.
 const INNER_INIT: &str = r#"#!/bin/sh
 mount -t proc proc /proc
@@ -64,12 +65,13 @@ cs() { read u i < /proc/uptime; echo "${u%.*}${u#*.}"; } # uptime in centisecond
 @INSMOD@
 if [ -b /dev/vda ]; then
   echo "inner: vda holds: $(head -n 1 /dev/vda)"
-  echo "inner: vda serial: $(cat /sys/block/vda/serial) ro $(cat /sys/block/vda/ro)"
+  echo "inner: vda serial: $(cat /sys/block/vda/serial)"
   if echo overwritten | dd of=/dev/vda conv=fsync 2>/dev/null; then
     echo "inner: vda write: accepted"
   else
     echo "inner: vda write: refused"
   fi
+  echo "inner: vda read-only flag: $(cat /sys/block/vda/ro)"
   echo "@RW_LINE@" | dd of=/dev/vdb bs=512 conv=sync,fsync 2>/dev/null && echo "inner: vdb line written"
   t0=$(cs); dd if=/dev/vda of=/dev/null bs=1M 2>/dev/null; t1=$(cs)
   dd if=/dev/zero of=/dev/vdb bs=1M seek=1 count=4 conv=fsync 2>/dev/null; t2=$(cs)
