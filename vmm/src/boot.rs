@@ -11,15 +11,16 @@ use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header
 use linux_loader::loader::{self, BzImage, Elf, KernelLoader};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use crate::acpi::{self, VirtioWindow};
 use crate::layout::{self, *};
 use crate::mptable;
 
 /// What the machine itself needs on every kernel command line: the console on the serial
-/// port, a reboot through the i8042 (which the VMM sees), no ACPI tables (the MP table
-/// describes the CPUs) and no PCI bus, one UART, an i8042 without aux port or
-/// multiplexer. `--cmdline` is appended.
+/// port, a reboot through the i8042 (which the VMM sees), no PCI bus, one UART, an i8042
+/// without aux port or multiplexer. The CPUs, interrupt controllers and virtio-mmio devices
+/// come from the ACPI tables ([`crate::acpi`]). `--cmdline` is appended.
 pub const BASE_CMDLINE: &str =
-    "console=ttyS0 reboot=k panic=1 acpi=off pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.dumbkbd";
+    "console=ttyS0 reboot=k panic=1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.dumbkbd";
 
 /// The 64-bit entry point of a bzImage's protected-mode kernel, from its load address.
 const BZIMAGE_64BIT_ENTRY: u64 = 0x200;
@@ -44,6 +45,8 @@ pub enum BootError {
     },
     #[error("kernel command line: {0}")]
     Cmdline(String),
+    #[error(transparent)]
+    Acpi(#[from] acpi::TooBig),
     #[error("writing the boot structures to guest memory: {0}")]
     Memory(#[from] vm_memory::GuestMemoryError),
 }
@@ -155,6 +158,7 @@ pub fn zero_page(
         params.hdr.kernel_alignment = 0x0100_0000;
     }
     params.hdr.type_of_loader = 0xff; // undefined loader
+    params.acpi_rsdp_addr = ACPI_START;
     params.hdr.cmd_line_ptr = CMDLINE_START as u32;
     params.hdr.cmdline_size = cmdline_len as u32;
     if let Some((at, size)) = initrd {
@@ -191,16 +195,21 @@ pub const fn gdt_entry(flags: u16, base: u32, limit: u32) -> u64 {
 }
 
 /// Writes everything but the kernel and the initramfs: command line, zero page, MP table,
-/// GDT, IDT and the page tables that identity-map the first GiB with 2 MiB pages.
+/// ACPI tables (with `windows`, the virtio-mmio devices), GDT, IDT and the page tables that
+/// identity-map the first GiB with 2 MiB pages.
 pub fn write_boot_structures(
     mem: &GuestMemoryMmap,
     line: &Cmdline,
     params: &boot_params,
     vcpus: u8,
+    windows: &[VirtioWindow],
 ) -> Result<(), BootError> {
     loader::load_cmdline(mem, GuestAddress(CMDLINE_START), line).map_err(|e| BootError::Cmdline(e.to_string()))?;
     mem.write_obj(*params, GuestAddress(ZERO_PAGE_START))?;
     mem.write_slice(&mptable::build(vcpus, MPTABLE_START), GuestAddress(MPTABLE_START))?;
+    for (at, table) in acpi::tables(vcpus, windows)? {
+        mem.write_slice(&table, GuestAddress(at))?;
+    }
     for (i, entry) in GDT.iter().enumerate() {
         mem.write_obj(*entry, GuestAddress(GDT_START + 8 * i as u64))?;
     }
@@ -271,7 +280,11 @@ mod tests {
         let mem = GuestMemoryMmap::from_ranges(&regions).unwrap();
         let line = cmdline("quiet").unwrap();
         let params = zero_page(None, 10, None, &layout::e820(&ranges));
-        write_boot_structures(&mem, &line, &params, 2).unwrap();
+        write_boot_structures(&mem, &line, &params, 2, &[]).unwrap();
+        let mut rsdp = [0u8; 8];
+        mem.read_slice(&mut rsdp, GuestAddress(ACPI_START)).unwrap();
+        assert_eq!(&rsdp, b"RSD PTR ");
+        assert_eq!({ params.acpi_rsdp_addr }, ACPI_START);
         let pde: u64 = mem.read_obj(GuestAddress(PDE_START + 8)).unwrap();
         assert_eq!(pde, (1 << 21) | 0x83);
         let mut sig = [0u8; 4];

@@ -3,7 +3,15 @@
 
 use std::path::PathBuf;
 
+use crate::layout::MAX_VIRTIO_DEVICES;
 use crate::mptable::MAX_VCPUS;
+
+/// A `--disk PATH[,ro]`: a file the guest sees as a virtio-blk disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub read_only: bool,
+}
 
 /// What the VMM boots, and on what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,11 +25,13 @@ pub struct Options {
     pub memory_mib: u64,
     /// The KVM device (`/dev/kvm`).
     pub kvm: PathBuf,
+    /// The virtio-blk disks, in order (the guest's `vda`, `vdb`, ...).
+    pub disks: Vec<Disk>,
 }
 
 /// The usage text, printed by `--help` and after a usage error.
 pub const USAGE: &str = "usage: ramkey-vmm --kernel VMLINUX|BZIMAGE [--initrd FILE] [--cmdline TEXT] \
-[--vcpus N] [--memory MiB] [--kvm DEVICE]";
+[--vcpus N] [--memory MiB] [--disk PATH[,ro]]... [--kvm DEVICE]";
 
 /// Smallest and largest guest memory accepted.
 const MIN_MIB: u64 = 32;
@@ -40,9 +50,28 @@ pub enum UsageError {
     Vcpus(String),
     #[error("--memory {0:?}: give MiB from {MIN_MIB} to {MAX_MIB}")]
     Memory(String),
+    #[error("--disk {0:?}: give PATH or PATH,ro")]
+    Disk(String),
+    #[error("more than {MAX_VIRTIO_DEVICES} disks")]
+    TooManyDisks,
     /// `--help`: not an error, but nothing to run.
     #[error("{USAGE}")]
     Help,
+}
+
+/// `PATH` or `PATH,ro`.
+fn disk(value: String) -> Result<Disk, UsageError> {
+    let (path, read_only) = match value.strip_suffix(",ro") {
+        Some(path) => (path, true),
+        None => (value.as_str(), false),
+    };
+    if path.is_empty() || path.contains(',') {
+        return Err(UsageError::Disk(value));
+    }
+    Ok(Disk {
+        path: PathBuf::from(path),
+        read_only,
+    })
 }
 
 /// Parses the arguments after the program name.
@@ -55,6 +84,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
         vcpus: 1,
         memory_mib: 256,
         kvm: PathBuf::from("/dev/kvm"),
+        disks: Vec::new(),
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -67,7 +97,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
         }
         if !matches!(
             name.as_str(),
-            "--kernel" | "--initrd" | "--cmdline" | "--vcpus" | "--memory" | "--kvm"
+            "--kernel" | "--initrd" | "--cmdline" | "--vcpus" | "--memory" | "--kvm" | "--disk"
         ) {
             return Err(UsageError::Unknown(arg));
         }
@@ -80,6 +110,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
             "--initrd" => opts.initrd = Some(PathBuf::from(value)),
             "--cmdline" => opts.cmdline = value,
             "--kvm" => opts.kvm = PathBuf::from(value),
+            "--disk" => {
+                if opts.disks.len() == MAX_VIRTIO_DEVICES {
+                    return Err(UsageError::TooManyDisks);
+                }
+                opts.disks.push(disk(value)?);
+            }
             "--vcpus" => {
                 opts.vcpus = value
                     .parse()
@@ -118,6 +154,20 @@ mod tests {
         assert_eq!(opts.kvm, PathBuf::from("/dev/kvm"));
         let spaced = parse(["--kernel", "/k", "--cmdline", "a=1 b"].map(String::from)).unwrap();
         assert_eq!(spaced.cmdline, "a=1 b");
+        let disks = args("--kernel /k --disk /ro.img,ro --disk=/rw.img").unwrap().disks;
+        assert_eq!(
+            disks,
+            vec![
+                Disk {
+                    path: "/ro.img".into(),
+                    read_only: true
+                },
+                Disk {
+                    path: "/rw.img".into(),
+                    read_only: false
+                }
+            ]
+        );
     }
 
     #[test]
@@ -137,7 +187,18 @@ mod tests {
             args("--kernel /k --memory lots"),
             Err(UsageError::Memory("lots".into()))
         );
-        assert_eq!(args("--kernel /k --disk /d"), Err(UsageError::Unknown("--disk".into())));
+        assert_eq!(
+            args("--kernel /k --disk"),
+            Err(UsageError::MissingValue("--disk".into()))
+        );
+        assert_eq!(args("--kernel /k --disk /d,rw"), Err(UsageError::Disk("/d,rw".into())));
+        assert_eq!(args("--kernel /k --disk ,ro"), Err(UsageError::Disk(",ro".into())));
+        let nine = "--kernel /k".to_string() + &" --disk /d".repeat(9);
+        assert_eq!(args(&nine), Err(UsageError::TooManyDisks));
+        assert_eq!(
+            args("--kernel /k --disks /d"),
+            Err(UsageError::Unknown("--disks".into()))
+        );
         assert_eq!(args("/k"), Err(UsageError::Unknown("/k".into())));
         assert_eq!(args("--help"), Err(UsageError::Help));
     }

@@ -31,6 +31,23 @@ pub const MMIO_GAP_END: u64 = 1 << 32;
 pub const IOAPIC_START: u64 = 0xfec0_0000;
 pub const APIC_START: u64 = 0xfee0_0000;
 
+/// The ACPI tables (RSDP first, where the kernel scans for it) live in the legacy BIOS
+/// area, which the e820 map leaves out of RAM.
+pub const ACPI_START: u64 = 0xe_0000;
+pub const ACPI_END: u64 = 0x10_0000;
+
+/// The virtio-mmio windows: one page each from the start of the MMIO gap. Device `i` has
+/// window `MMIO_GAP_START + i * VIRTIO_MMIO_SIZE` and interrupt `VIRTIO_IRQ_BASE + i`:
+/// IOAPIC pins 16–23, above the ISA interrupts (the CMOS clock's IRQ 8 stays free).
+pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;
+pub const VIRTIO_IRQ_BASE: u32 = 16;
+pub const MAX_VIRTIO_DEVICES: usize = 8;
+
+/// Where virtio-mmio device `i` sits and which interrupt it raises.
+pub fn virtio_window(i: usize) -> (u64, u32) {
+    (MMIO_GAP_START + i as u64 * VIRTIO_MMIO_SIZE, VIRTIO_IRQ_BASE + i as u32)
+}
+
 /// A page.
 pub const PAGE_SIZE: u64 = 4096;
 

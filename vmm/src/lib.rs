@@ -2,13 +2,16 @@
 //! (kvm-ioctls, kvm-bindings, vm-memory, linux-loader, vm-superio). It boots a Linux
 //! kernel (ELF vmlinux or bzImage, 64-bit boot protocol) with an initramfs and a command
 //! line on N vCPUs, with a serial console on the VMM's stdin/stdout, a CMOS clock and an
-//! i8042 whose reset ends the VM; it reports how the VM ended ([`Outcome`]). See `docs/vms.md`.
+//! i8042 whose reset ends the VM, and virtio-blk disks on virtio-mmio (announced to the guest
+//! in ACPI tables); it reports how the VM ended ([`Outcome`]). See `docs/vms.md`.
 //!
 //! Layout: [`cli`] (arguments), [`kvm`] (the sys layer: the probe, the VM, memory slots),
-//! [`layout`] + [`boot`] + [`mptable`] (guest memory), [`cpu`] (vCPU state), [`devices`]
-//! (the buses, serial, i8042, CMOS clock), [`vcpu`] (the run loop), [`outcome`] (how it ended),
+//! [`layout`] + [`boot`] + [`mptable`] + [`acpi`] (guest memory), [`cpu`] (vCPU state),
+//! [`devices`] (the buses, serial, i8042, CMOS clock, virtio-mmio, virtio-blk), [`vcpu`] (the
+//! run loop), [`outcome`] (how it ended),
 //! [`memory_use`] (what it cost).
 
+pub mod acpi;
 pub mod boot;
 pub mod cli;
 pub mod cpu;
@@ -29,9 +32,12 @@ use vmm_sys_util::eventfd::EventFd;
 pub use cli::Options;
 pub use outcome::Outcome;
 
+use acpi::VirtioWindow;
+use devices::block::Block;
 use devices::cmos::{CMOS_PORT, CMOS_PORTS, Cmos};
 use devices::i8042::{I8042, I8042_PORT, I8042_PORTS};
 use devices::serial::{self, COM1_IRQ, COM1_PORT, COM1_PORTS, SerialPort};
+use devices::virtio_mmio::MmioTransport;
 use devices::{Bus, Overlap};
 use outcome::Stop;
 
@@ -49,10 +55,12 @@ pub enum VmmError {
         mib: u64,
         source: vm_memory::mmap::FromRangesError,
     },
-    #[error("the serial port's interrupt: {0}")]
+    #[error("a device's interrupt eventfd: {0}")]
     EventFd(std::io::Error),
     #[error(transparent)]
     Bus(#[from] Overlap),
+    #[error(transparent)]
+    Disk(#[from] devices::block::DiskError),
     #[error("starting vcpu {id}: {source}")]
     Thread { id: u8, source: std::io::Error },
 }
@@ -84,7 +92,13 @@ pub fn run(opts: &Options) -> Result<Ended, VmmError> {
     let line = boot::cmdline(&opts.cmdline)?;
     let cmdline_len = line.as_cstring().map_or(0, |c| c.as_bytes().len());
     let params = boot::zero_page(kernel.header, cmdline_len, initrd, &layout::e820(&ranges));
-    boot::write_boot_structures(&mem, &line, &params, opts.vcpus)?;
+    let windows: Vec<VirtioWindow> = (0..opts.disks.len())
+        .map(|i| {
+            let (base, irq) = layout::virtio_window(i);
+            VirtioWindow { base, irq }
+        })
+        .collect();
+    boot::write_boot_structures(&mem, &line, &params, opts.vcpus, &windows)?;
 
     let stop = Stop::default();
     let interrupt = EventFd::new(libc::EFD_NONBLOCK).map_err(VmmError::EventFd)?;
@@ -100,9 +114,22 @@ pub fn run(opts: &Options) -> Result<Ended, VmmError> {
     pio.insert(COM1_PORT, COM1_PORTS, console)?;
     pio.insert(I8042_PORT, I8042_PORTS, Arc::new(Mutex::new(I8042::new(stop.clone()))))?;
     pio.insert(CMOS_PORT, CMOS_PORTS, Arc::new(Mutex::new(Cmos::default())))?;
+    let mut mmio = Bus::default();
+    for (i, (disk, window)) in opts.disks.iter().zip(&windows).enumerate() {
+        let block = Block::open(&disk.path, disk.read_only, &format!("ramkey-disk{i}"))?;
+        let interrupt = EventFd::new(libc::EFD_NONBLOCK).map_err(VmmError::EventFd)?;
+        hv.vm
+            .register_irqfd(&interrupt, window.irq)
+            .map_err(|source| kvm::KvmError {
+                what: "KVM_IRQFD",
+                source,
+            })?;
+        let transport = MmioTransport::new(Box::new(block), mem.clone(), interrupt);
+        mmio.insert(window.base, layout::VIRTIO_MMIO_SIZE, Arc::new(Mutex::new(transport)))?;
+    }
     let buses = vcpu::Buses {
         pio: Arc::new(pio),
-        mmio: Arc::new(Bus::default()),
+        mmio: Arc::new(mmio),
     };
 
     let supported = hv

@@ -5,7 +5,11 @@
 //! outer `/init` runs the VMM once before loading `kvm_amd` (no usable KVM), then loads the
 //! modules, boots a 121-byte ELF "kernel" that triple-faults at once ([`triple_fault_elf`]),
 //! then the inner guest twice — the vmlinux on one vCPU, the bzImage on two — whose `/init`
-//! prints a marker, its uptime and its CPU count, then `reboot -f`.
+//! prints a marker, its uptime and its CPU count, then `reboot -f`. The vmlinux boot also
+//! gets two virtio-blk disks: a read-only image built here ([`ro_disk`]) whose first line
+//! the inner `/init` prints and fails to overwrite, and a writable one (made by the outer
+//! `/init`) it writes a line to; the outer `/init` then prints both backing files' first
+//! lines. The inner guest loads `virtio_mmio` and `virtio_blk` from the same kernel.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -26,14 +30,55 @@ pub const KVM_MODULES: &[&str] = &["kvm_amd"];
 /// kernel's uptime in seconds and its CPU count (`... uptime 3.31, cpus 1`).
 pub const INNER_MARKER: &str = "inner: hello from the nested guest, uptime";
 
+/// The modules the inner guest loads for its disks, dependencies pulled in.
+pub const DISK_MODULES: &[&str] = &["virtio_mmio", "virtio_blk"];
+
+/// The read-only disk's first line (the rest of its [`RO_DISK_BYTES`] are zeros).
+pub const RO_DISK_LINE: &str = "ramkey read-only test disk: 7f3e9a";
+pub const RO_DISK_BYTES: usize = 4 << 20;
+
+/// The line the inner `/init` writes to its writable disk (`vdb`).
+pub const RW_DISK_LINE: &str = "inner: written through virtio-blk";
+
+/// The read-only disk: [`RO_DISK_LINE`] and zeros.
+pub fn ro_disk() -> Vec<u8> {
+    let mut disk = format!("{RO_DISK_LINE}\n").into_bytes();
+    disk.resize(RO_DISK_BYTES, 0);
+    disk
+}
+
 /// The inner guest's `/init`: the marker with the kernel's own uptime and the CPUs it
-/// found, then a reboot, which the VMM sees as the i8042 reset.
+/// found; with disks, their checks (below); then a reboot, which the VMM sees as the i8042
+/// reset. `vda` is read-only: its first line and GET_ID serial are printed, a write to it
+/// must fail (refused by the kernel for `VIRTIO_BLK_F_RO`, or by the VMM with IOERR), its
+/// sysfs `ro` flag is printed, and it is read whole (timed). `vdb` gets [`RW_DISK_LINE`] in its first
+/// sector and 4 MiB at 1 MiB (timed), each flushed.
 const INNER_INIT: &str = r#"#!/bin/sh
 mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
 read up idle < /proc/uptime
 n=0
 while read -r key rest; do [ "$key" = processor ] && n=$((n + 1)); done < /proc/cpuinfo
 echo "@MARKER@ $up, cpus $n"
+cs() { read u i < /proc/uptime; echo "${u%.*}${u#*.}"; } # uptime in centiseconds
+@INSMOD@
+if [ -b /dev/vda ]; then
+  echo "inner: vda holds: $(head -n 1 /dev/vda)"
+  echo "inner: vda serial: $(cat /sys/block/vda/serial)"
+  if echo overwritten | dd of=/dev/vda conv=fsync 2>/dev/null; then
+    echo "inner: vda write: accepted"
+  else
+    echo "inner: vda write: refused"
+  fi
+  echo "inner: vda read-only flag: $(cat /sys/block/vda/ro)"
+  echo "@RW_LINE@" | dd of=/dev/vdb bs=512 conv=sync,fsync 2>/dev/null && echo "inner: vdb line written"
+  t0=$(cs); dd if=/dev/vda of=/dev/null bs=1M 2>/dev/null; t1=$(cs)
+  dd if=/dev/zero of=/dev/vdb bs=1M seek=1 count=4 conv=fsync 2>/dev/null; t2=$(cs)
+  echo "inner: 4 MiB read in $((t1 - t0))0 ms, 4 MiB written in $((t2 - t1))0 ms"
+else
+  echo "inner: no disks"
+fi
 reboot -f
 "#;
 
@@ -48,6 +93,7 @@ echo "outer: running the VMM before kvm_amd is loaded"
 echo "outer: vmm exit $?"
 @INSMOD@
 if [ -c /dev/kvm ]; then echo "outer: /dev/kvm is there"; fi
+dd if=/dev/zero of=/guest/rw.img bs=1M count=8 2>/dev/null
 echo "outer: booting a guest that triple-faults"
 /bin/ramkey-vmm --kernel /guest/crash.elf --memory 32
 echo "outer: vmm exit $?"
@@ -55,21 +101,49 @@ echo "outer: vmm exit $?"
 "#;
 
 /// Applets the two `/init`s call, linked to `/bin/busybox`.
-const APPLETS: &[&str] = &["sh", "mount", "insmod", "reboot", "poweroff"];
+const APPLETS: &[&str] = &[
+    "sh", "mount", "insmod", "reboot", "poweroff", "head", "tail", "cat", "dd",
+];
 
 /// The inner guest's memory, MiB.
 pub const INNER_MEMORY_MIB: u32 = 256;
 
 /// The inner boots after the modules are loaded: what the outer `/init` says before each
-/// (`outer: booting the inner guest: LABEL`), the kernel in `/guest`, the vCPUs.
-pub const BOOTS: &[(&str, &str, u8)] = &[("vmlinux, 1 vcpu", "vmlinux", 1), ("bzImage, 2 vcpus", "bzImage", 2)];
+/// (`outer: booting the inner guest: LABEL`), the kernel in `/guest`, the vCPUs, and
+/// whether it gets the disks (after it, the outer `/init` prints `outer: ro disk holds: ...`
+/// and `outer: rw disk holds: ...`, the backing files' first lines).
+pub const BOOTS: &[(&str, &str, u8, bool)] = &[
+    ("vmlinux, 1 vcpu, 2 disks", "vmlinux", 1, true),
+    ("bzImage, 2 vcpus", "bzImage", 2, false),
+];
 
 /// The VMM's command line in the outer guest.
-fn vmm_command(kernel: &str, vcpus: u8) -> String {
+fn vmm_command(kernel: &str, vcpus: u8, disks: bool) -> String {
+    let disks = if disks {
+        " --disk /guest/ro.img,ro --disk /guest/rw.img"
+    } else {
+        ""
+    };
     format!(
         "/bin/ramkey-vmm --kernel /guest/{kernel} --initrd /guest/initrd.img --vcpus {vcpus} \
-         --memory {INNER_MEMORY_MIB} --cmdline quiet"
+         --memory {INNER_MEMORY_MIB}{disks} --cmdline quiet"
     )
+}
+
+/// `insmod` lines for `wanted` and their dependencies, in load order.
+fn insmod_lines(index: &Index, wanted: &[&str], tree: &mut Tree, kernel: &Kernel) -> Result<String> {
+    let selection = index.select(wanted)?;
+    let base = format!("lib/modules/{}", kernel.release);
+    for module in selection.modules.values() {
+        let data = std::fs::read(kernel.modules_dir.join(&module.path))?;
+        tree.file(&format!("{base}/{}", module.path), data, 0o644);
+    }
+    let paths: Vec<String> = wanted.iter().map(|m| selection.modules[*m].path.clone()).collect();
+    let lines: Vec<String> = load_order(&selection.modules_dep(), &paths)
+        .iter()
+        .map(|p| format!("insmod /{base}/{p}"))
+        .collect();
+    Ok(lines.join("\n"))
 }
 
 /// Where the crash kernel is loaded and entered.
@@ -201,25 +275,20 @@ pub fn build(vmm: &Path) -> Result<Nested> {
     let epoch = source_date_epoch();
     let dir = target_dir().join("ramkey/nested");
 
+    let index = Index::load(&kernel.modules_dir, &kernel.release).context("indexing the kernel's modules")?;
     let mut inner = Tree::new();
     add_busybox(&mut inner, &busybox)?;
-    inner.file("init", INNER_INIT.replace("@MARKER@", INNER_MARKER), 0o755);
+    let disk_insmod = insmod_lines(&index, DISK_MODULES, &mut inner, &kernel)?;
+    let inner_init = INNER_INIT
+        .replace("@MARKER@", INNER_MARKER)
+        .replace("@INSMOD@", &disk_insmod)
+        .replace("@RW_LINE@", RW_DISK_LINE);
+    inner.file("init", inner_init, 0o755);
     let inner_initrd = initramfs::write(&inner, epoch, Compression::Gzip)?;
 
     let mut outer = Tree::new();
     add_busybox(&mut outer, &busybox)?;
-    let index = Index::load(&kernel.modules_dir, &kernel.release).context("indexing the kernel's modules")?;
-    let selection = index.select(KVM_MODULES)?;
-    let base = format!("lib/modules/{}", kernel.release);
-    for module in selection.modules.values() {
-        let data = std::fs::read(kernel.modules_dir.join(&module.path))?;
-        outer.file(&format!("{base}/{}", module.path), data, 0o644);
-    }
-    let wanted: Vec<String> = KVM_MODULES.iter().map(|m| selection.modules[*m].path.clone()).collect();
-    let insmod: Vec<String> = load_order(&selection.modules_dep(), &wanted)
-        .iter()
-        .map(|p| format!("insmod /{base}/{p}"))
-        .collect();
+    let insmod = insmod_lines(&index, KVM_MODULES, &mut outer, &kernel)?;
     outer.file(
         "bin/ramkey-vmm",
         std::fs::read(vmm).with_context(|| format!("reading {}", vmm.display()))?,
@@ -229,19 +298,23 @@ pub fn build(vmm: &Path) -> Result<Nested> {
     outer.file("guest/bzImage", std::fs::read(&kernel.vmlinuz)?, 0o644);
     outer.file("guest/crash.elf", triple_fault_elf(), 0o644);
     outer.file("guest/initrd.img", inner_initrd, 0o644);
+    outer.file("guest/ro.img", ro_disk(), 0o444);
+    let check_disks = "echo \"outer: ro disk holds: $(head -c 64 /guest/ro.img | head -n 1)\"\n\
+                       echo \"outer: rw disk holds: $(head -c 64 /guest/rw.img | head -n 1)\"\n";
     let boots: String = BOOTS
         .iter()
-        .map(|(label, kernel, vcpus)| {
+        .map(|(label, kernel, vcpus, disks)| {
             format!(
-                "echo \"outer: booting the inner guest: {label}\"\n{}\necho \"outer: vmm exit $?\"\n",
-                vmm_command(kernel, *vcpus)
+                "echo \"outer: booting the inner guest: {label}\"\n{}\necho \"outer: vmm exit $?\"\n{}",
+                vmm_command(kernel, *vcpus, *disks),
+                if *disks { check_disks } else { "" }
             )
         })
         .collect();
     let init = OUTER_INIT
-        .replace("@INSMOD@", &insmod.join("\n"))
+        .replace("@INSMOD@", &insmod)
         .replace("@BOOTS@", &boots)
-        .replace("@VMM@", &vmm_command("vmlinux", 1));
+        .replace("@VMM@", &vmm_command("vmlinux", 1, false));
     outer.file("init", init, 0o755);
     // Uncompressed: nothing to inflate under TCG.
     let initrd = dir.join("outer-initrd.img");

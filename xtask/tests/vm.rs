@@ -4,11 +4,15 @@
 //! boots the Debian kernel with a busybox initramfs in a 256 MiB VM twice: the vmlinux on
 //! one vCPU, the bzImage on two. The inner `/init` prints a marker, its uptime and its CPU
 //! count and reboots, which the VMM must report as a guest reboot (exit 0). Before those, a
-//! one-instruction ELF that triple-faults must be reported as a guest crash (exit 4). See `xtask/src/nested.rs` and `docs/vms.md`.
+//! one-instruction ELF that triple-faults must be reported as a guest crash (exit 4). The
+//! vmlinux boot has two virtio-blk disks (virtio-mmio, announced in the VMM's ACPI tables):
+//! the guest must read the read-only one's first line and its serial, fail to write it, and
+//! write a line to the other that the outer guest then finds in the backing file. See
+//! `xtask/src/nested.rs` and `docs/vms.md`.
 
 use std::time::Duration;
 
-use xtask::nested::{self, BOOTS, INNER_MARKER};
+use xtask::nested::{self, BOOTS, INNER_MARKER, RO_DISK_LINE, RW_DISK_LINE};
 use xtask::qemu::{Machine, Spec};
 
 /// Outer boot, VMM run, inner boot and reboot: ~20–30 s per nested boot under TCG
@@ -55,16 +59,43 @@ fn the_vmm_boots_a_linux_guest_under_nested_kvm_and_sees_it_reboot() {
     .unwrap();
     vm.expect_line("outer: vmm exit 4", SHUTDOWN).unwrap();
 
-    for (label, _, vcpus) in BOOTS {
+    for (label, _, vcpus, disks) in BOOTS {
         vm.expect(&format!("outer: booting the inner guest: {label}"), OUTER_BOOT)
             .unwrap();
         let (_, marker) = vm.expect(INNER_MARKER, INNER_BOOT).unwrap();
         assert!(marker.ends_with(&format!(", cpus {vcpus}")), "{label}: {marker}");
+        if *disks {
+            // The ACPI DSDT announced both virtio-mmio windows; the guest's virtio_blk found
+            // them, read the read-only disk and its GET_ID serial.
+            let (_, holds) = vm.expect("inner: vda holds: ", INNER_BOOT).unwrap();
+            assert!(holds.ends_with(&format!("holds: {RO_DISK_LINE}")), "{holds}");
+            let (_, serial) = vm.expect("inner: vda serial: ", INNER_BOOT).unwrap();
+            assert!(serial.ends_with("serial: ramkey-disk0"), "{serial}");
+            // A write to the read-only disk fails (the VMM refuses it with IOERR even when the
+            // guest ignores VIRTIO_BLK_F_RO); the guest sees the flag. A write to the
+            // writable disk is flushed.
+            let (_, write) = vm.expect("inner: vda write: ", INNER_BOOT).unwrap();
+            assert!(write.ends_with("write: refused"), "{write}");
+            let (_, flag) = vm.expect("inner: vda read-only flag: ", INNER_BOOT).unwrap();
+            assert!(flag.ends_with("flag: 1"), "{flag}");
+            vm.expect("inner: vdb line written", INNER_BOOT).unwrap();
+            let (_, rates) = vm.expect("inner: 4 MiB read in ", INNER_BOOT).unwrap();
+            eprintln!("vm test: {label}: {rates}");
+        } else {
+            vm.expect("inner: no disks", INNER_BOOT).unwrap();
+        }
         let (_, exit_line) = vm
             .expect("ramkey-vmm: guest rebooted (i8042 reset)", INNER_BOOT)
             .unwrap();
         assert!(exit_line.contains("(exit 0, peak RSS"), "{exit_line}");
         vm.expect_line("outer: vmm exit 0", SHUTDOWN).unwrap();
+        if *disks {
+            // The backing files, read by the outer guest after the VMM ended.
+            let (_, ro) = vm.expect("outer: ro disk holds: ", SHUTDOWN).unwrap();
+            assert!(ro.ends_with(&format!("holds: {RO_DISK_LINE}")), "{ro}");
+            let (_, rw) = vm.expect("outer: rw disk holds: ", SHUTDOWN).unwrap();
+            assert!(rw.ends_with(&format!("holds: {RW_DISK_LINE}")), "{rw}");
+        }
         eprintln!("vm test: {label}: {marker}\nvm test: {label}: {exit_line}");
     }
     assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());

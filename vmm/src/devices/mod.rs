@@ -1,11 +1,14 @@
 //! The device model: a [`Bus`] maps address ranges to [`BusDevice`]s. The VMM has two, one
-//! for port I/O (the serial port, the i8042, the CMOS clock) and one for MMIO (empty until the virtio-mmio
-//! block and network devices of phase 2 are added at [`crate::layout::MMIO_GAP_START`]).
+//! for port I/O (the serial port, the i8042, the CMOS clock) and one for MMIO (the
+//! virtio-mmio devices, [`virtio_mmio`], from [`crate::layout::MMIO_GAP_START`]: the
+//! [`block`] disks).
 //! A vCPU's `IoIn`/`IoOut`/`MmioRead`/`MmioWrite` exit is dispatched here.
 
+pub mod block;
 pub mod cmos;
 pub mod i8042;
 pub mod serial;
+pub mod virtio_mmio;
 
 use std::sync::{Arc, Mutex};
 
