@@ -13,6 +13,14 @@ pub struct Disk {
     pub read_only: bool,
 }
 
+/// A `--net TAP[,mac=MAC]`: a tap interface the guest sees as a virtio-net NIC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    pub tap: String,
+    /// Given, or derived from the tap's name ([`crate::devices::net::default_mac`]).
+    pub mac: [u8; 6],
+}
+
 /// What the VMM boots, and on what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -27,11 +35,13 @@ pub struct Options {
     pub kvm: PathBuf,
     /// The virtio-blk disks, in order (the guest's `vda`, `vdb`, ...).
     pub disks: Vec<Disk>,
+    /// The virtio-net NIC, after the disks.
+    pub net: Option<Nic>,
 }
 
 /// The usage text, printed by `--help` and after a usage error.
 pub const USAGE: &str = "usage: ramkey-vmm --kernel VMLINUX|BZIMAGE [--initrd FILE] [--cmdline TEXT] \
-[--vcpus N] [--memory MiB] [--disk PATH[,ro]]... [--kvm DEVICE]";
+[--vcpus N] [--memory MiB] [--disk PATH[,ro]]... [--net TAP[,mac=MAC]] [--kvm DEVICE]";
 
 /// Smallest and largest guest memory accepted.
 const MIN_MIB: u64 = 32;
@@ -52,8 +62,12 @@ pub enum UsageError {
     Memory(String),
     #[error("--disk {0:?}: give PATH or PATH,ro")]
     Disk(String),
-    #[error("more than {MAX_VIRTIO_DEVICES} disks")]
+    #[error("more than {MAX_VIRTIO_DEVICES} virtio devices (each --disk and --net is one)")]
     TooManyDisks,
+    #[error("--net {0:?}: give TAP or TAP,mac=52:54:00:12:34:56 (a tap name is 1 to 15 bytes, a MAC unicast)")]
+    Net(String),
+    #[error("--net given twice: the VMM has one NIC")]
+    TwoNics,
     /// `--help`: not an error, but nothing to run.
     #[error("{USAGE}")]
     Help,
@@ -74,6 +88,34 @@ fn disk(value: String) -> Result<Disk, UsageError> {
     })
 }
 
+/// `TAP` or `TAP,mac=aa:bb:cc:dd:ee:ff` (a unicast address).
+fn nic(value: String) -> Result<Nic, UsageError> {
+    let (tap, mac) = match value.split_once(',') {
+        Some((tap, rest)) => (
+            tap,
+            Some(rest.strip_prefix("mac=").ok_or(UsageError::Net(value.clone()))?),
+        ),
+        None => (value.as_str(), None),
+    };
+    let ok_name = !tap.is_empty() && tap.len() < 16 && !tap.contains(['/', ' ', '\0']);
+    let mac = match mac {
+        None => Some(crate::devices::net::default_mac(tap)),
+        Some(text) => {
+            let bytes: Vec<u8> = text
+                .split(':')
+                .filter_map(|b| (b.len() == 2).then(|| u8::from_str_radix(b, 16).ok()).flatten())
+                .collect();
+            <[u8; 6]>::try_from(bytes)
+                .ok()
+                .filter(|m| m[0] & 1 == 0 && text.len() == 17)
+        }
+    };
+    match mac {
+        Some(mac) if ok_name => Ok(Nic { tap: tap.into(), mac }),
+        _ => Err(UsageError::Net(value)),
+    }
+}
+
 /// Parses the arguments after the program name.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageError> {
     let mut kernel = None;
@@ -85,6 +127,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
         memory_mib: 256,
         kvm: PathBuf::from("/dev/kvm"),
         disks: Vec::new(),
+        net: None,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -97,7 +140,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
         }
         if !matches!(
             name.as_str(),
-            "--kernel" | "--initrd" | "--cmdline" | "--vcpus" | "--memory" | "--kvm" | "--disk"
+            "--kernel" | "--initrd" | "--cmdline" | "--vcpus" | "--memory" | "--kvm" | "--disk" | "--net"
         ) {
             return Err(UsageError::Unknown(arg));
         }
@@ -111,10 +154,19 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
             "--cmdline" => opts.cmdline = value,
             "--kvm" => opts.kvm = PathBuf::from(value),
             "--disk" => {
-                if opts.disks.len() == MAX_VIRTIO_DEVICES {
+                if opts.disks.len() + usize::from(opts.net.is_some()) == MAX_VIRTIO_DEVICES {
                     return Err(UsageError::TooManyDisks);
                 }
                 opts.disks.push(disk(value)?);
+            }
+            "--net" => {
+                if opts.net.is_some() {
+                    return Err(UsageError::TwoNics);
+                }
+                if opts.disks.len() == MAX_VIRTIO_DEVICES {
+                    return Err(UsageError::TooManyDisks);
+                }
+                opts.net = Some(nic(value)?);
             }
             "--vcpus" => {
                 opts.vcpus = value
@@ -171,9 +223,43 @@ mod tests {
     }
 
     #[test]
+    fn a_nic_takes_a_tap_and_a_mac_or_derives_one() {
+        let nic = args("--kernel /k --net tap0").unwrap().net.unwrap();
+        assert_eq!(nic.tap, "tap0");
+        assert_eq!(nic.mac, crate::devices::net::default_mac("tap0"));
+        assert_eq!(nic.mac[..3], [0x52, 0x54, 0x00]);
+        assert_ne!(nic.mac, crate::devices::net::default_mac("tap1"));
+        let given = args("--kernel /k --net=tap1,mac=52:54:00:AB:cd:0e")
+            .unwrap()
+            .net
+            .unwrap();
+        assert_eq!(given.mac, [0x52, 0x54, 0, 0xab, 0xcd, 0x0e]);
+        for bad in [
+            "tap0,mac=53:54:00:00:00:01", // multicast
+            "tap0,mac=52:54:00:00:00",
+            "tap0,mac=52:54:00:00:00:001",
+            "tap0,mac=52-54-00-00-00-01",
+            "tap0,mtu=9000",
+            ",mac=52:54:00:00:00:01",
+            "a-name-far-too-long",
+            "a/b",
+        ] {
+            assert_eq!(
+                args(&format!("--kernel /k --net {bad}")),
+                Err(UsageError::Net(bad.into())),
+                "{bad}"
+            );
+        }
+        assert_eq!(args("--kernel /k --net a --net b"), Err(UsageError::TwoNics));
+        let eight = "--kernel /k --net t".to_string() + &" --disk /d".repeat(8);
+        assert_eq!(args(&eight), Err(UsageError::TooManyDisks));
+    }
+
+    #[test]
     fn defaults_are_one_vcpu_and_256_mib() {
         let opts = args("--kernel /k").unwrap();
         assert_eq!((opts.vcpus, opts.memory_mib, opts.initrd), (1, 256, None));
+        assert_eq!(opts.net, None);
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! (kvm-ioctls, kvm-bindings, vm-memory, linux-loader, vm-superio). It boots a Linux
 //! kernel (ELF vmlinux or bzImage, 64-bit boot protocol) with an initramfs and a command
 //! line on N vCPUs, with a serial console on the VMM's stdin/stdout, a CMOS clock and an
-//! i8042 whose reset ends the VM, and virtio-blk disks on virtio-mmio (announced to the guest
+//! i8042 whose reset ends the VM, and virtio-blk disks and a virtio-net NIC on a tap on
+//! virtio-mmio (announced to the guest
 //! in ACPI tables); it reports how the VM ended ([`Outcome`]). See `docs/vms.md`.
 //!
 //! Layout: [`cli`] (arguments), [`kvm`] (the sys layer: the probe, the VM, memory slots),
 //! [`layout`] + [`boot`] + [`mptable`] + [`acpi`] (guest memory), [`cpu`] (vCPU state),
-//! [`devices`] (the buses, serial, i8042, CMOS clock, virtio-mmio, virtio-blk), [`vcpu`] (the
+//! [`devices`] (the buses, serial, i8042, CMOS clock, virtio-mmio, virtio-blk, virtio-net), [`vcpu`] (the
 //! run loop), [`outcome`] (how it ended),
 //! [`memory_use`] (what it cost).
 
@@ -36,6 +37,7 @@ use acpi::VirtioWindow;
 use devices::block::Block;
 use devices::cmos::{CMOS_PORT, CMOS_PORTS, Cmos};
 use devices::i8042::{I8042, I8042_PORT, I8042_PORTS};
+use devices::net::Net;
 use devices::serial::{self, COM1_IRQ, COM1_PORT, COM1_PORTS, SerialPort};
 use devices::virtio_mmio::MmioTransport;
 use devices::{Bus, Overlap};
@@ -61,6 +63,10 @@ pub enum VmmError {
     Bus(#[from] Overlap),
     #[error(transparent)]
     Disk(#[from] devices::block::DiskError),
+    #[error(transparent)]
+    Tap(#[from] devices::net::TapError),
+    #[error("the NIC's RX thread: {0}")]
+    NetThread(std::io::Error),
     #[error("starting vcpu {id}: {source}")]
     Thread { id: u8, source: std::io::Error },
 }
@@ -70,6 +76,16 @@ pub enum VmmError {
 pub struct Ended {
     pub outcome: Outcome,
     pub memory: Option<memory_use::MemoryUse>,
+}
+
+/// A new eventfd that KVM injects as interrupt `gsi`.
+fn irqfd(vm: &kvm_ioctls::VmFd, gsi: u32) -> Result<EventFd, VmmError> {
+    let interrupt = EventFd::new(libc::EFD_NONBLOCK).map_err(VmmError::EventFd)?;
+    vm.register_irqfd(&interrupt, gsi).map_err(|source| kvm::KvmError {
+        what: "KVM_IRQFD",
+        source,
+    })?;
+    Ok(interrupt)
 }
 
 /// Boots the VM `opts` describes and runs it until it ends.
@@ -92,7 +108,8 @@ pub fn run(opts: &Options) -> Result<Ended, VmmError> {
     let line = boot::cmdline(&opts.cmdline)?;
     let cmdline_len = line.as_cstring().map_or(0, |c| c.as_bytes().len());
     let params = boot::zero_page(kernel.header, cmdline_len, initrd, &layout::e820(&ranges));
-    let windows: Vec<VirtioWindow> = (0..opts.disks.len())
+    let devices = opts.disks.len() + usize::from(opts.net.is_some());
+    let windows: Vec<VirtioWindow> = (0..devices)
         .map(|i| {
             let (base, irq) = layout::virtio_window(i);
             VirtioWindow { base, irq }
@@ -115,17 +132,21 @@ pub fn run(opts: &Options) -> Result<Ended, VmmError> {
     pio.insert(I8042_PORT, I8042_PORTS, Arc::new(Mutex::new(I8042::new(stop.clone()))))?;
     pio.insert(CMOS_PORT, CMOS_PORTS, Arc::new(Mutex::new(Cmos::default())))?;
     let mut mmio = Bus::default();
-    for (i, (disk, window)) in opts.disks.iter().zip(&windows).enumerate() {
+    let mut windows = windows.iter();
+    for (i, (disk, window)) in opts.disks.iter().zip(windows.by_ref()).enumerate() {
         let block = Block::open(&disk.path, disk.read_only, &format!("ramkey-disk{i}"))?;
-        let interrupt = EventFd::new(libc::EFD_NONBLOCK).map_err(VmmError::EventFd)?;
-        hv.vm
-            .register_irqfd(&interrupt, window.irq)
-            .map_err(|source| kvm::KvmError {
-                what: "KVM_IRQFD",
-                source,
-            })?;
-        let transport = MmioTransport::new(Box::new(block), mem.clone(), interrupt);
+        let transport = MmioTransport::new(Box::new(block), mem.clone(), irqfd(&hv.vm, window.irq)?);
         mmio.insert(window.base, layout::VIRTIO_MMIO_SIZE, Arc::new(Mutex::new(transport)))?;
+    }
+    if let (Some(nic), Some(window)) = (&opts.net, windows.next()) {
+        let net = Net::new(devices::net::open_tap(&nic.tap)?, nic.mac).map_err(VmmError::EventFd)?;
+        let (interrupt, rx) = (
+            irqfd(&hv.vm, window.irq)?,
+            net.rx_handle().map_err(VmmError::NetThread)?,
+        );
+        let transport = Arc::new(Mutex::new(MmioTransport::new(Box::new(net), mem.clone(), interrupt)));
+        devices::net::spawn_rx(rx, transport.clone()).map_err(VmmError::NetThread)?;
+        mmio.insert(window.base, layout::VIRTIO_MMIO_SIZE, transport)?;
     }
     let buses = vcpu::Buses {
         pio: Arc::new(pio),

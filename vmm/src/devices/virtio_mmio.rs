@@ -1,7 +1,8 @@
 //! The virtio-mmio transport, version 2 (the register layout of virtio 1.x, section 4.2.2):
 //! a register window on the MMIO bus in front of a [`VirtioDevice`], split virtqueues from
 //! `virtio-queue`, and an interrupt raised through an eventfd that KVM injects (an irqfd).
-//! A write to `QueueNotify` processes the queue at once, on the vCPU thread that wrote it.
+//! A write to `QueueNotify` processes the queue at once, on the vCPU thread that wrote it;
+//! a device with input of its own (virtio-net's RX thread) calls [`MmioTransport::notify`].
 //! Everything the driver writes is untrusted: a queue the device cannot use is ignored, and
 //! a device error sets `DEVICE_NEEDS_RESET` instead of stopping the VMM.
 
@@ -46,6 +47,8 @@ pub trait VirtioDevice: Send {
     fn read_config(&self, offset: u64, data: &mut [u8]);
     /// Takes the buffers the driver made available on queue `index`; whether any was used.
     fn process(&mut self, index: usize, queue: &mut Queue, mem: &GuestMemoryMmap) -> Result<bool, virtio_queue::Error>;
+    /// The driver reset the device (wrote 0 to `Status`).
+    fn reset(&mut self) {}
 }
 
 /// One virtio-mmio device: its registers' state, its queues, its interrupt.
@@ -113,6 +116,7 @@ impl MmioTransport {
         self.driver_features = 0;
         self.status = 0;
         self.interrupt_status = 0;
+        self.device.reset();
     }
 
     fn set_status(&mut self, mut status: u32) {
@@ -127,7 +131,9 @@ impl MmioTransport {
         self.status = status;
     }
 
-    fn notify(&mut self, index: u32) {
+    /// Processes queue `index` (a `QueueNotify`, or a device's own thread with new input)
+    /// if the device is live and the queue usable, and raises the interrupt if needed.
+    pub fn notify(&mut self, index: u32) {
         if self.status & DRIVER_OK == 0 || self.status & DEVICE_NEEDS_RESET != 0 {
             return;
         }
