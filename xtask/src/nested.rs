@@ -9,7 +9,10 @@
 //! gets two virtio-blk disks: a read-only image built here ([`ro_disk`]) whose first line
 //! the inner `/init` prints and fails to overwrite, and a writable one (made by the outer
 //! `/init`) it writes a line to; the outer `/init` then prints both backing files' first
-//! lines. The inner guest loads `virtio_mmio` and `virtio_blk` from the same kernel.
+//! lines. The inner guest loads `virtio_mmio`, `virtio_blk` and `virtio_net` from the same
+//! kernel. The vmlinux boot also gets a NIC on a tap the outer `/init` makes (`tun` loaded
+//! with the KVM modules): the outer guest serves a page and 4 MiB with busybox `httpd` that
+//! the inner guest fetches (an HTTP GET with `nc`; busybox-static's `wget` crashes in these guests).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -30,8 +33,20 @@ pub const KVM_MODULES: &[&str] = &["kvm_amd"];
 /// kernel's uptime in seconds and its CPU count (`... uptime 3.31, cpus 1`).
 pub const INNER_MARKER: &str = "inner: hello from the nested guest, uptime";
 
-/// The modules the inner guest loads for its disks, dependencies pulled in.
-pub const DISK_MODULES: &[&str] = &["virtio_mmio", "virtio_blk"];
+/// The modules the inner guest loads for its disks and its NIC, dependencies pulled in
+/// (`virtio_net` needs `net_failover` and `failover`).
+pub const DISK_MODULES: &[&str] = &["virtio_mmio", "virtio_blk", "virtio_net"];
+
+/// The module the outer guest loads for its tap (`/dev/net/tun`).
+pub const TAP_MODULES: &[&str] = &["tun"];
+
+/// The tap the outer `/init` makes for the inner guest's NIC, and the two addresses.
+pub const TAP: &str = "tap0";
+pub const OUTER_ADDRESS: &str = "192.168.77.1";
+pub const INNER_ADDRESS: &str = "192.168.77.2";
+
+/// The page the outer guest's httpd serves; the inner guest fetches and prints it.
+pub const OUTER_PAGE: &str = "ramkey outer httpd page: 5c1d07";
 
 /// The read-only disk's first line (the rest of its [`RO_DISK_BYTES`] are zeros).
 pub const RO_DISK_LINE: &str = "ramkey read-only test disk: 7f3e9a";
@@ -79,11 +94,23 @@ if [ -b /dev/vda ]; then
 else
   echo "inner: no disks"
 fi
+if [ -e /sys/class/net/eth0 ]; then
+  echo "inner: eth0 mac $(cat /sys/class/net/eth0/address)"
+  ip addr add @INNER@/24 dev eth0 && ip link set eth0 up
+  # busybox-static's wget crashes without NSS (its port lookup); nc with numbers does not.
+  get() { printf 'GET /%s HTTP/1.0\r\n\r\n' "$2" | nc -w 5 "$1" 80; }
+  echo "inner: fetched: $(get @OUTER@ index.html | tail -n 1)"
+  t0=$(cs); n=$(get @OUTER@ big | wc -c); t1=$(cs)
+  echo "inner: 4 MiB fetched in $((t1 - t0))0 ms ($n bytes with the headers)"
+else
+  echo "inner: no nic"
+fi
 reboot -f
 "#;
 
 /// The outer `/init`. `@INSMOD@` becomes the module loads; `@VMM@` the VMM's command,
-/// `@BOOTS@` the inner boots ([`BOOTS`]).
+/// `@BOOTS@` the inner boots ([`BOOTS`]). It makes [`TAP`] with [`OUTER_ADDRESS`] and serves
+/// [`OUTER_PAGE`] and 4 MiB of zeros on it with busybox `httpd` for the inner guest.
 const OUTER_INIT: &str = r#"#!/bin/sh
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -94,6 +121,10 @@ echo "outer: vmm exit $?"
 @INSMOD@
 if [ -c /dev/kvm ]; then echo "outer: /dev/kvm is there"; fi
 dd if=/dev/zero of=/guest/rw.img bs=1M count=8 2>/dev/null
+tunctl -t @TAP@ >/dev/null && ip addr add @OUTER@/24 dev @TAP@ && ip link set @TAP@ up && echo "outer: @TAP@ is up"
+mkdir -p /www && echo "@OUTER_PAGE@" > /www/index.html
+dd if=/dev/zero of=/www/big bs=1M count=4 2>/dev/null
+httpd -p @OUTER@:80 -h /www
 echo "outer: booting a guest that triple-faults"
 /bin/ramkey-vmm --kernel /guest/crash.elf --memory 32
 echo "outer: vmm exit $?"
@@ -102,7 +133,8 @@ echo "outer: vmm exit $?"
 
 /// Applets the two `/init`s call, linked to `/bin/busybox`.
 const APPLETS: &[&str] = &[
-    "sh", "mount", "insmod", "reboot", "poweroff", "head", "tail", "cat", "dd",
+    "sh", "mount", "insmod", "reboot", "poweroff", "head", "tail", "cat", "dd", "mkdir", "touch", "sleep", "ip",
+    "tunctl", "httpd", "nc", "grep", "wc",
 ];
 
 /// The inner guest's memory, MiB.
@@ -110,19 +142,20 @@ pub const INNER_MEMORY_MIB: u32 = 256;
 
 /// The inner boots after the modules are loaded: what the outer `/init` says before each
 /// (`outer: booting the inner guest: LABEL`), the kernel in `/guest`, the vCPUs, and
-/// whether it gets the disks (after it, the outer `/init` prints `outer: ro disk holds: ...`
-/// and `outer: rw disk holds: ...`, the backing files' first lines).
+/// whether it gets the devices: the disks (after it, the outer `/init` prints `outer: ro disk
+/// holds: ...` and `outer: rw disk holds: ...`, the backing files' first lines) and a NIC on
+/// [`TAP`] with the MAC the VMM derives from the tap's name.
 pub const BOOTS: &[(&str, &str, u8, bool)] = &[
-    ("vmlinux, 1 vcpu, 2 disks", "vmlinux", 1, true),
+    ("vmlinux, 1 vcpu, 2 disks, a nic", "vmlinux", 1, true),
     ("bzImage, 2 vcpus", "bzImage", 2, false),
 ];
 
 /// The VMM's command line in the outer guest.
-fn vmm_command(kernel: &str, vcpus: u8, disks: bool) -> String {
-    let disks = if disks {
-        " --disk /guest/ro.img,ro --disk /guest/rw.img"
+fn vmm_command(kernel: &str, vcpus: u8, devices: bool) -> String {
+    let disks = if devices {
+        format!(" --disk /guest/ro.img,ro --disk /guest/rw.img --net {TAP}")
     } else {
-        ""
+        String::new()
     };
     format!(
         "/bin/ramkey-vmm --kernel /guest/{kernel} --initrd /guest/initrd.img --vcpus {vcpus} \
@@ -281,6 +314,8 @@ pub fn build(vmm: &Path) -> Result<Nested> {
     let disk_insmod = insmod_lines(&index, DISK_MODULES, &mut inner, &kernel)?;
     let inner_init = INNER_INIT
         .replace("@MARKER@", INNER_MARKER)
+        .replace("@INNER@", INNER_ADDRESS)
+        .replace("@OUTER@", OUTER_ADDRESS)
         .replace("@INSMOD@", &disk_insmod)
         .replace("@RW_LINE@", RW_DISK_LINE);
     inner.file("init", inner_init, 0o755);
@@ -288,7 +323,7 @@ pub fn build(vmm: &Path) -> Result<Nested> {
 
     let mut outer = Tree::new();
     add_busybox(&mut outer, &busybox)?;
-    let insmod = insmod_lines(&index, KVM_MODULES, &mut outer, &kernel)?;
+    let insmod = insmod_lines(&index, &[KVM_MODULES, TAP_MODULES].concat(), &mut outer, &kernel)?;
     outer.file(
         "bin/ramkey-vmm",
         std::fs::read(vmm).with_context(|| format!("reading {}", vmm.display()))?,
@@ -314,7 +349,10 @@ pub fn build(vmm: &Path) -> Result<Nested> {
     let init = OUTER_INIT
         .replace("@INSMOD@", &insmod)
         .replace("@BOOTS@", &boots)
-        .replace("@VMM@", &vmm_command("vmlinux", 1, false));
+        .replace("@VMM@", &vmm_command("vmlinux", 1, false))
+        .replace("@TAP@", TAP)
+        .replace("@OUTER_PAGE@", OUTER_PAGE)
+        .replace("@OUTER@", OUTER_ADDRESS);
     outer.file("init", init, 0o755);
     // Uncompressed: nothing to inflate under TCG.
     let initrd = dir.join("outer-initrd.img");

@@ -7,12 +7,16 @@
 //! one-instruction ELF that triple-faults must be reported as a guest crash (exit 4). The
 //! vmlinux boot has two virtio-blk disks (virtio-mmio, announced in the VMM's ACPI tables):
 //! the guest must read the read-only one's first line and its serial, fail to write it, and
-//! write a line to the other that the outer guest then finds in the backing file. See
-//! `xtask/src/nested.rs` and `docs/vms.md`.
+//! write a line to the other that the outer guest then finds in the backing file. It also
+//! has a virtio-net NIC on a tap in the outer guest: its MAC must be the one the VMM derives
+//! from the tap's name, the inner guest must fetch the outer guest's page over it (a TCP
+//! connection: frames both ways) and 4 MiB of zeros (timed, its size checked). See `xtask/src/nested.rs` and
+//! `docs/vms.md`.
 
 use std::time::Duration;
 
-use xtask::nested::{self, BOOTS, INNER_MARKER, RO_DISK_LINE, RW_DISK_LINE};
+use ramkey_vmm::devices::net::{default_mac, mac_string};
+use xtask::nested::{self, BOOTS, INNER_MARKER, OUTER_PAGE, RO_DISK_LINE, RW_DISK_LINE, TAP};
 use xtask::qemu::{Machine, Spec};
 
 /// Outer boot, VMM run, inner boot and reboot: ~20–30 s per nested boot under TCG
@@ -48,6 +52,7 @@ fn the_vmm_boots_a_linux_guest_under_nested_kvm_and_sees_it_reboot() {
 
     // After: each inner kernel boots to its /init on its vCPUs, reboots, and the VMM says so.
     vm.expect("outer: /dev/kvm is there", OUTER_BOOT).unwrap();
+    vm.expect(&format!("outer: {TAP} is up"), OUTER_BOOT).unwrap();
 
     // A guest that triple-faults is a crash, exit 4.
     vm.expect("outer: booting a guest that triple-faults", OUTER_BOOT)
@@ -81,8 +86,28 @@ fn the_vmm_boots_a_linux_guest_under_nested_kvm_and_sees_it_reboot() {
             vm.expect("inner: vdb line written", INNER_BOOT).unwrap();
             let (_, rates) = vm.expect("inner: 4 MiB read in ", INNER_BOOT).unwrap();
             eprintln!("vm test: {label}: {rates}");
+            // The NIC: the ACPI DSDT announced its window, virtio_net found it with the MAC
+            // derived from the tap's name, and pages went both ways over the tap.
+            let (_, mac) = vm.expect("inner: eth0 mac ", INNER_BOOT).unwrap();
+            assert!(
+                mac.ends_with(&format!("mac {}", mac_string(&default_mac(TAP)))),
+                "{mac}"
+            );
+            let (_, page) = vm.expect("inner: fetched: ", INNER_BOOT).unwrap();
+            assert!(page.ends_with(&format!("fetched: {OUTER_PAGE}")), "{page}");
+            let (_, rate) = vm.expect("inner: 4 MiB fetched in ", INNER_BOOT).unwrap();
+            let bytes: usize = rate
+                .rsplit_once('(')
+                .and_then(|(_, n)| n.split(' ').next()?.parse().ok())
+                .unwrap_or(0);
+            assert!(
+                (4 << 20..(4 << 20) + 1024).contains(&bytes),
+                "4 MiB and the headers: {rate}"
+            );
+            eprintln!("vm test: {label}: {rate}");
         } else {
             vm.expect("inner: no disks", INNER_BOOT).unwrap();
+            vm.expect("inner: no nic", INNER_BOOT).unwrap();
         }
         let (_, exit_line) = vm
             .expect("ramkey-vmm: guest rebooted (i8042 reset)", INNER_BOOT)
