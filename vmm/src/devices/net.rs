@@ -240,7 +240,8 @@ impl Net {
 /// Starts the RX thread of a [`Net`] (`rx`, its [`Net::rx_handle`]), which sits behind `transport`: it waits (epoll, no
 /// timeout) for the tap to be readable while the driver has RX buffers, or for the driver
 /// to post some, and then processes the RX queue through the transport, which raises the
-/// interrupt.
+/// interrupt. A tap that reports an error or a hang-up (deleted while in use) stops the
+/// thread, so it cannot spin on it.
 pub fn spawn_rx(rx: RxHandle, transport: Arc<Mutex<MmioTransport>>) -> std::io::Result<()> {
     let RxHandle { tap, kick, starved } = rx;
     let epoll = Epoll::new()?;
@@ -278,6 +279,10 @@ pub fn spawn_rx(rx: RxHandle, transport: Arc<Mutex<MmioTransport>>) -> std::io::
             for event in &events[..n] {
                 if event.data() == KICK {
                     let _ = kick.read();
+                } else if event.event_set().intersects(EventSet::ERROR | EventSet::HANG_UP) {
+                    // The tap went away (deleted under us): epoll would report it forever.
+                    eprintln!("ramkey-vmm: net: the tap failed; the RX thread stops");
+                    return;
                 } else {
                     let mut transport = transport.lock().unwrap_or_else(|e| e.into_inner());
                     transport.notify(RX as u32);
