@@ -72,6 +72,9 @@ pub const DEFAULT_MODULES: &[(&str, &[&str])] = &[
         &["bridge", "macvlan", "veth", "8021q", "tun", "sch_ingress", "cls_bpf"],
     ),
     ("platform", &["button", "evdev", "rtc_cmos"]),
+    // VM personalities: KVM, the macvtap a VM's NIC hangs off, and what the guest loads
+    // from the box's modules (virtio over MMIO; the rest is above).
+    ("vms", &["kvm_amd", "kvm_intel", "macvtap", "virtio_mmio"]),
 ];
 
 /// One module of the kernel package.

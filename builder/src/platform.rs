@@ -76,6 +76,7 @@ pub fn assemble(inputs: &Inputs<'_>) -> Result<Tree, PlatformError> {
     tree.symlink("usr/bin/ramkeyctl", "/init");
     // ... and as the zone launcher PID 1's supervisor runs for each personality.
     tree.symlink("usr/sbin/ramkey-zone", "/init");
+    tree.symlink("usr/sbin/ramkey-vmm", "/init");
     // ... and as the log shipper, a platform service when `[log] remote` is set.
     tree.symlink("usr/sbin/ramkey-logship", "/init");
     // ... and as the Prometheus exporter, a platform service when the config has [metrics].

@@ -74,6 +74,7 @@ fn options(out: &Path, key: &Path, cache: Option<PathBuf>) -> BuildOptions {
         use_cache: true,
         epoch: Some(EPOCH),
         progress: false,
+        vm: false,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod read;
 pub mod repo;
 pub mod requirements;
+pub mod runtime;
 pub mod service;
 pub mod squashfs;
 pub mod verify;

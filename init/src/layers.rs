@@ -2,7 +2,7 @@
 //! folders below it. From the bottom: `sys` (raw syscalls, all the `unsafe`) ← `base`
 //! (paths, clock, log, timeline, command line) ← `devices` ← `storage` and `net` ←
 //! `supervisor` (the pure engine) ← `runtime` (the event loop and what it drives) ← `boot`,
-//! `zone`, `upgrade` and `observe` ← `ctl` (`ramkeyctl`) ← `pid1`. Folders on one level do
+//! `zone`, `upgrade` and `observe` ← `vm` ← `ctl` (`ramkeyctl`) ← `pid1`. Folders on one level do
 //! not import each other.
 
 /// Each folder (or top-level file) with its level; a `crate::NAME` path in a folder's code
@@ -19,8 +19,9 @@ const LEVELS: &[(&str, u8)] = &[
     ("zone", 6),
     ("upgrade", 6),
     ("observe", 6),
-    ("ctl", 7),
-    ("pid1", 8),
+    ("vm", 7),
+    ("ctl", 8),
+    ("pid1", 9),
 ];
 
 fn level(name: &str) -> Option<u8> {

@@ -13,7 +13,7 @@ pub use ctl::main as ramkeyctl;
 pub use observe::metrics::main as metrics_exporter;
 pub use observe::ship::main as log_shipper;
 pub use pid1::run as pid1;
-pub use zone::launch::main as zone_launcher;
+pub use vm::launch::main as zone_launcher;
 pub(crate) mod boot;
 pub(crate) mod ctl;
 pub(crate) mod devices;
@@ -26,6 +26,7 @@ pub(crate) mod supervisor;
 #[allow(unsafe_code)]
 pub(crate) mod sys;
 pub(crate) mod upgrade;
+pub(crate) mod vm;
 pub(crate) mod zone;
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Ramkey PID 1 entry point: called as `ramkeyctl` (a link to `/init`) it is the admin
 //! tool, as `ramkey-zone` the zone launcher, as `ramkey-logship` the log shipper, as
-//! `ramkey-metrics` the Prometheus exporter; otherwise it refuses to run as anything but
+//! `ramkey-metrics` the Prometheus exporter, as `ramkey-vmm` the VM monitor; otherwise it refuses to run as anything but
 //! PID 1, then hands over.
 
 #![deny(unsafe_code)]
@@ -18,6 +18,7 @@ fn main() {
         Some("ramkeyctl") => std::process::exit(ramkey_init::ramkeyctl(&args.collect::<Vec<_>>())),
         Some("ramkey-zone") => std::process::exit(ramkey_init::zone_launcher(&args.collect::<Vec<_>>())),
         Some("ramkey-logship") => std::process::exit(ramkey_init::log_shipper(&args.collect::<Vec<_>>())),
+        Some("ramkey-vmm") => std::process::exit(ramkey_vmm::program::main(args)),
         Some("ramkey-metrics") => std::process::exit(ramkey_init::metrics_exporter(&args.collect::<Vec<_>>())),
         _ => {}
     }

@@ -30,6 +30,9 @@ use ramkey_image::service::ServiceSpec;
 
 /// Runs PID 1 with `/` as the root. Never returns.
 pub fn run() -> ! {
+    if std::env::var_os(crate::vm::GUEST_ENV).is_some() {
+        crate::vm::guest::run();
+    }
     let clock = BootClock;
     // Every line from here on also goes to PID 1's own log, once the pool is there.
     crate::base::log::hold_early_lines();
@@ -295,7 +298,9 @@ fn zones(paths: &Paths, state: &mut BootState, usbkey: Option<&std::path::Path>)
         cgroups: &cgroups,
         version: &version,
     };
-    zone::plan::prepare(config, &places)
+    let mut modprobe = state.modprobe.as_mut();
+    let mut vms = || crate::vm::host::enable(paths, usbkey, modprobe.as_deref_mut());
+    zone::plan::prepare(config, &places, &mut vms)
 }
 
 /// What `ramkeyctl status` says about the box: the platform, where the config in use came

@@ -22,6 +22,7 @@ pub mod layout;
 pub mod memory_use;
 pub mod mptable;
 pub mod outcome;
+pub mod program;
 pub mod vcpu;
 
 use std::sync::{Arc, Mutex};

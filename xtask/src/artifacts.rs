@@ -229,6 +229,7 @@ pub fn build_personality(definition: &Path) -> Result<PathBuf> {
         use_cache: true,
         epoch: None,
         progress: true,
+        vm: false,
     };
     let report = ramkey_builder::image_cmd::build::build(definition, &opts)
         .with_context(|| format!("building the personality in {}", definition.display()))?;

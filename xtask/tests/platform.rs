@@ -110,6 +110,7 @@ fn a_personality_built_twice_is_byte_identical() {
             use_cache: false,
             epoch: None,
             progress: false,
+            vm: false,
         };
         let report = ramkey_builder::image_cmd::build::build(&definition, &opts).unwrap();
         images.push(std::fs::read(report.image).unwrap());

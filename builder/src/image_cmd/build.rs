@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use ramkey_image::SigningKey;
 use ramkey_image::keys::{self, KeyError, KeyId};
+use ramkey_image::runtime::Runtime;
 use ramkey_image::write::{self, WriteError};
 use sha2::{Digest, Sha256};
 
@@ -33,6 +34,8 @@ pub struct BuildOptions {
     pub epoch: Option<u64>,
     /// Show a spinner and step times on stderr.
     pub progress: bool,
+    /// Build a VM personality whatever the definition's `runtime` says (`--vm`).
+    pub vm: bool,
 }
 
 /// What a build produced.
@@ -141,6 +144,7 @@ fn cache_key(p: &Personality, epoch: u64, key: &SigningKey, progress: &Progress)
     let mut k = Key::new();
     k.part("builder", env!("CARGO_PKG_VERSION").as_bytes());
     k.part("definition", p.text.as_bytes());
+    k.part("runtime", p.definition.runtime.as_str().as_bytes());
     if let Some(files) = p.files_dir() {
         k.tree("files", &files).map_err(io(&files))?;
     }
@@ -213,7 +217,10 @@ pub fn exists_in(root: &Path, path: &str) -> bool {
 pub fn build(dir: &Path, opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     let started = Instant::now();
     let progress = Progress::new(opts.progress);
-    let p = Personality::load(dir)?;
+    let mut p = Personality::load(dir)?;
+    if opts.vm {
+        p.definition.runtime = Runtime::Vm;
+    }
     let def = &p.definition;
     let epoch = epoch(opts.epoch, def.epoch);
     let key = keys::read_secret_file(&opts.key)?;

@@ -10,6 +10,7 @@ use ramkey_image::manifest::{
     MANIFEST_VERSION, Manifest, Payload, Port, Setting, Volume, ZONE_HEALTH_REFUSED, zone_health_at,
 };
 use ramkey_image::requirements::{ARCH_X86_64, Requirements};
+use ramkey_image::runtime::{Runtime, VmShape};
 use ramkey_image::service::{Caps, ServiceSpec};
 use serde::Deserialize;
 
@@ -68,6 +69,12 @@ pub struct Definition {
     pub epoch: Option<u64>,
     /// What the root filesystem is built from.
     pub base: Base,
+    /// `zone` (the default) or `vm`; `ramkey image build --vm` makes it `vm`.
+    #[serde(default)]
+    pub runtime: Runtime,
+    /// A VM's size; read when the image is built as a VM.
+    #[serde(default)]
+    pub vm: VmShape,
     /// Default caps of the zone.
     #[serde(default)]
     pub caps: Caps,
@@ -223,6 +230,12 @@ impl Definition {
                 min_platform: self.min_platform.clone(),
                 arch: ARCH_X86_64.into(),
                 capabilities: self.capabilities.clone(),
+            },
+            runtime: self.runtime,
+            vm: if self.runtime.is_zone() {
+                VmShape::default()
+            } else {
+                self.vm
             },
             caps: self.caps,
             services: self.services.clone(),

@@ -53,6 +53,9 @@ pub enum ImageCommand {
         /// Build even if the cache holds an image for the same inputs.
         #[arg(long)]
         no_cache: bool,
+        /// Build it as a VM personality (`runtime = "vm"`), with the definition's `[vm]` size.
+        #[arg(long)]
+        vm: bool,
     },
     /// Show an image's manifest, sizes and signer, without verifying it.
     Inspect {
@@ -111,6 +114,7 @@ pub fn cli(args: &ImageArgs) -> Result<(), ImageCmdError> {
             out,
             cache,
             no_cache,
+            vm,
         } => {
             let opts = BuildOptions {
                 out: out.clone(),
@@ -119,6 +123,7 @@ pub fn cli(args: &ImageArgs) -> Result<(), ImageCmdError> {
                 use_cache: !*no_cache,
                 epoch: None,
                 progress: true,
+                vm: *vm,
             };
             let report = build::build(personality, &opts)?;
             println!("{report}");

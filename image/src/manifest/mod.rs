@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::requirements::{PlatformVersion, Requirements};
+use crate::runtime::{Runtime, VmShape};
 use crate::service::{Caps, ServiceError, ServiceSpec, is_name, validate_services};
 
 /// The manifest format version this crate reads and writes.
@@ -96,6 +97,12 @@ pub struct Manifest {
     pub payload: Payload,
     /// What the image needs from the platform.
     pub requirements: Requirements,
+    /// What runs it: a zone (the default, left out) or a VM.
+    #[serde(default, skip_serializing_if = "Runtime::is_zone")]
+    pub runtime: Runtime,
+    /// A VM's size (`runtime = "vm"` only; the default is left out).
+    #[serde(default, skip_serializing_if = "VmShape::is_default")]
+    pub vm: VmShape,
     /// Default caps for the zone.
     #[serde(default)]
     pub caps: Caps,
@@ -270,6 +277,10 @@ impl Manifest {
         for name in &self.requirements.capabilities {
             crate::requirements::grantable_capability(name).map_err(|e| invalid("requirements.capabilities", e))?;
         }
+        if self.runtime.is_zone() && !self.vm.is_default() {
+            return Err(invalid("vm", "a [vm] table is for runtime = \"vm\" only"));
+        }
+        self.vm.validate().map_err(|e| invalid("vm", e))?;
         self.caps
             .validate("zone")
             .map_err(|error| ManifestError::Service { error })?;

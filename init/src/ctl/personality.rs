@@ -16,6 +16,7 @@ use crate::base::paths::Paths;
 use crate::supervisor::protocol::{Action, Request, Response};
 use crate::supervisor::{ServiceStatus, State};
 use crate::zone::ZoneSpec;
+use ramkey_image::runtime::Runtime;
 
 /// Carries out `personality ARGS`; returns what to print.
 pub fn run(args: &[String]) -> Result<String, String> {
@@ -60,10 +61,23 @@ pub fn run(args: &[String]) -> Result<String, String> {
         ["gate", name] => swap::gate(name),
         ["log", name] => log(name, None),
         ["log", name, service] => log(name, Some(service)),
-        ["console", name] => super::console::run(&spec(name)?, zone_init(name)?, &["/bin/sh".to_string()]),
+        ["console", name] => {
+            let spec = spec(name)?;
+            if spec.runtime == Runtime::Vm {
+                return crate::vm::console::attach(name, &crate::vm::file(name, crate::vm::CONSOLE_SOCKET));
+            }
+            super::console::run(&spec, zone_init(name)?, &["/bin/sh".to_string()])
+        }
         ["console", name, "--", command @ ..] if !command.is_empty() => {
+            let spec = spec(name)?;
+            if spec.runtime == Runtime::Vm {
+                return Err(format!(
+                    "{name} is a VM: its console is its serial port (`ramkeyctl personality console {name}`), \
+                     it runs no command of the host's"
+                ));
+            }
             let argv: Vec<String> = command.iter().map(|s| (*s).to_string()).collect();
-            super::console::run(&spec(name)?, zone_init(name)?, &argv)
+            super::console::run(&spec, zone_init(name)?, &argv)
         }
         _ => Err(
             "usage: ramkeyctl personality list | start|stop|restart NAME | swap NAME IMAGE [--wait SECS] [--allow-downgrade] | \
@@ -95,6 +109,8 @@ pub struct Zone {
     pub image: String,
     /// The image's version.
     pub version: String,
+    /// `zone`, or `vm` with its vCPUs and guest memory.
+    pub kind: String,
     /// Its service's state (`online`, `maintenance`, ...).
     pub state: String,
     /// Its address, or `dhcp` before it leased one.
@@ -124,8 +140,8 @@ fn list() -> Result<String, String> {
         return Ok("no personalities in the config\n".into());
     }
     let mut out = format!(
-        "{:<12} {:<20} {:<12} {:<18} {:<20} {}\n",
-        "NAME", "IMAGE", "STATE", "ADDRESS", "MEMORY", "REASON"
+        "{:<12} {:<20} {:<20} {:<12} {:<18} {:<20} {}\n",
+        "NAME", "IMAGE", "KIND", "STATE", "ADDRESS", "MEMORY", "REASON"
     );
     for zone in zones {
         let memory = match (zone.memory_bytes, zone.memory_cap_mib) {
@@ -139,9 +155,10 @@ fn list() -> Result<String, String> {
         }
         let _ = writeln!(
             out,
-            "{:<12} {:<20} {:<12} {:<18} {:<20} {}",
+            "{:<12} {:<20} {:<20} {:<12} {:<18} {:<20} {}",
             zone.name,
             format!("{} {}", zone.image, zone.version),
+            zone.kind,
             zone.state,
             zone.address,
             memory,
@@ -162,6 +179,7 @@ fn zones() -> Result<Vec<Zone>, String> {
             name,
             image: "-".into(),
             version: String::new(),
+            kind: "-".into(),
             state: "refused".into(),
             address: "-".into(),
             memory_bytes: None,
@@ -189,6 +207,10 @@ fn zones() -> Result<Vec<Zone>, String> {
             name: spec.name.clone(),
             image: spec.image_name.clone(),
             version: spec.version.clone(),
+            kind: match spec.runtime {
+                Runtime::Zone => "zone".into(),
+                Runtime::Vm => format!("vm {} vCPU {} MiB", spec.vm.vcpus, spec.vm.memory_mib),
+            },
             state,
             address: address(spec, status),
             memory_bytes,

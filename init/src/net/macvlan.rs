@@ -1,6 +1,6 @@
 //! The macvlan link a zone gets: created on the personality's NIC directly inside the
 //! zone's network namespace (`ip link add link PARENT name NAME netns PID type macvlan mode
-//! bridge`), so that it never appears in the host's.
+//! bridge`), so that it never appears in the host's; and the macvtap a VM gets, in the host's.
 
 use super::links::new_child_link;
 use super::netlink::{NetlinkError, RouteSocket, push_attr};
@@ -27,11 +27,32 @@ pub fn new_macvlan(seq: u32, parent: u32, name: &str, pid: u32, mac: [u8; 6]) ->
     )
 }
 
+/// `RTM_NEWLINK` creating macvtap `name` with `mac` on `parent`, in bridge mode, in this
+/// network namespace (its character device `/dev/tapINDEX` is where a VM's NIC reads and
+/// writes its frames).
+pub fn new_macvtap(seq: u32, parent: u32, name: &str, mac: [u8; 6]) -> Vec<u8> {
+    let mut data = Vec::new();
+    push_attr(&mut data, IFLA_MACVLAN_MODE, &MACVLAN_MODE_BRIDGE.to_ne_bytes());
+    new_child_link(seq, parent, name, b"macvtap", &data, &[(IFLA_ADDRESS, &mac)])
+}
+
 impl RouteSocket {
     /// Creates macvlan `name` with `mac` on `parent` inside the network namespace of
     /// process `pid`.
     pub fn add_macvlan(&mut self, parent: u32, name: &str, pid: u32, mac: [u8; 6]) -> Result<(), NetlinkError> {
         self.request("RTM_NEWLINK (macvlan)", |seq| new_macvlan(seq, parent, name, pid, mac))
+            .map(drop)
+    }
+
+    /// Creates macvtap `name` with `mac` on `parent` in this network namespace.
+    pub fn add_macvtap(&mut self, parent: u32, name: &str, mac: [u8; 6]) -> Result<(), NetlinkError> {
+        self.request("RTM_NEWLINK (macvtap)", |seq| new_macvtap(seq, parent, name, mac))
+            .map(drop)
+    }
+
+    /// Deletes link `index`.
+    pub fn delete_link(&mut self, index: u32) -> Result<(), NetlinkError> {
+        self.request("RTM_DELLINK", |seq| super::netlink::delete_link(seq, index))
             .map(drop)
     }
 }

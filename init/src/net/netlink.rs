@@ -14,6 +14,7 @@ use crate::sys::{self, SysError};
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 pub(super) const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
@@ -160,6 +161,11 @@ pub fn get_links(seq: u32) -> Vec<u8> {
 /// `RTM_NEWLINK` setting `IFF_UP` on `index`.
 pub fn set_up(seq: u32, index: u32) -> Vec<u8> {
     message(RTM_NEWLINK, NLM_F_ACK, seq, &ifinfomsg(index, IFF_UP, IFF_UP))
+}
+
+/// `RTM_DELLINK` deleting `index`.
+pub fn delete_link(seq: u32, index: u32) -> Vec<u8> {
+    message(RTM_DELLINK, NLM_F_ACK, seq, &ifinfomsg(index, 0, 0))
 }
 
 /// `RTM_NEWLINK` clearing `IFF_UP` on `index`.

@@ -124,6 +124,9 @@ pub enum ZoneError {
     #[error(transparent)]
     Verify(#[from] VerifyError),
     /// The image is refused for the zone (a foreign personality, a downgrade), and there is
+    /// A VM personality on a box that cannot run VMs (the reason says why).
+    #[error("a VM personality, and this box cannot run VMs: {0}")]
+    NoVms(String),
     /// no last good image to run instead.
     #[error("{refusal}; no last good image to run instead")]
     RefusedNoFallback {

@@ -255,7 +255,7 @@ fn chdir(path: &Path) -> Result<(), ZoneError> {
 }
 
 /// The manifest's services under the supervisor, and the lease's renewal, until told to stop.
-fn serve(paths: &Paths, spec: &ZoneSpec, leases: Vec<HeldLease>) -> i32 {
+pub fn serve(paths: &Paths, spec: &ZoneSpec, leases: Vec<HeldLease>) -> i32 {
     let name = &spec.name;
     let signals = match sys::signalfd(SIGNALS) {
         Ok(s) => s,

@@ -98,11 +98,8 @@ fn run(name: &str) -> Result<i32, ZoneError> {
     let checked = give_network(&spec, base, child, from_child.into(), to_child.into(), console);
     let status = wait(name, child, &signals);
     // The zone's frames are gone with its macvlan; so goes the filter that let them out.
-    if let Some((index, priority)) = checked {
-        let removed = RouteSocket::open().and_then(|mut s| source_check::remove(&mut s, index, priority));
-        if let Err(e) = removed {
-            crate::warn!("zone {name}: removing its source check: {e}");
-        }
+    if let Some(checked) = checked {
+        unguard(name, checked);
     }
     status
 }
@@ -129,19 +126,25 @@ pub fn ready(name: &str) -> Result<(), ZoneError> {
         Ok(other) => return Err(ZoneError::UnexpectedAnswer(Box::new(other))),
         Err(e) => return Err(ZoneError::ControlCall(e)),
     };
-    let waiting: Vec<String> = services
+    let waiting = waiting(&services);
+    if waiting.is_empty() {
+        Ok(())
+    } else {
+        Err(ZoneError::Waiting(waiting))
+    }
+}
+
+/// The services of a zone (or guest) that it still waits for: not online, not disabled,
+/// and not a one-shot that finished; each with its state and reason.
+pub fn waiting(services: &[crate::supervisor::ServiceStatus]) -> Vec<String> {
+    services
         .iter()
         .filter(|s| {
             let finished = s.state == State::Offline && s.pid.is_none() && s.reason.starts_with("exited with");
             !(finished || matches!(s.state, State::Online | State::Disabled))
         })
         .map(|s| format!("{} {} ({})", s.name, s.state, s.reason))
-        .collect();
-    if waiting.is_empty() {
-        Ok(())
-    } else {
-        Err(ZoneError::Waiting(waiting))
-    }
+        .collect()
 }
 
 /// Waits for the child to have its own network namespace, creates its interface there
@@ -203,6 +206,20 @@ fn macvlan(spec: &ZoneSpec, base: u32, nic: &str, child: Pid) -> Result<(u32, u1
             nic: nic.to_string(),
             source,
         })?;
+    guard(spec, base, &mut socket, nic, (parent.index, own), mac)
+}
+
+/// Installs the source check on host NIC `nic` (its index and own MAC) for the zone's (or
+/// VM's) frames from `mac`; returns the NIC's index and the check's priority, for
+/// [`unguard`].
+pub fn guard(
+    spec: &ZoneSpec,
+    base: u32,
+    socket: &mut RouteSocket,
+    nic: &str,
+    (index, own): (u32, [u8; 6]),
+    mac: [u8; 6],
+) -> Result<(u32, u16), ZoneError> {
     let priority = u16::try_from(super::ids::slot(base) + 1)
         .ok()
         .filter(|p| *p < source_check::HOST_PRIORITY)
@@ -211,13 +228,21 @@ fn macvlan(spec: &ZoneSpec, base: u32, nic: &str, child: Pid) -> Result<(u32, u1
         mac,
         ipv4: spec.static_ipv4(),
     };
-    source_check::install(&mut socket, parent.index, own, &spec.name, source, priority).map_err(|source| {
+    source_check::install(socket, index, own, &spec.name, source, priority).map_err(|source| {
         ZoneError::SourceCheck {
             nic: nic.to_string(),
             source,
         }
     })?;
-    Ok((parent.index, priority))
+    Ok((index, priority))
+}
+
+/// Removes the source check [`guard`] installed (the zone's frames are gone with its link).
+pub fn unguard(name: &str, (index, priority): (u32, u16)) {
+    let removed = RouteSocket::open().and_then(|mut s| source_check::remove(&mut s, index, priority));
+    if let Err(e) = removed {
+        crate::warn!("zone {name}: removing its source check: {e}");
+    }
 }
 
 /// Forwards SIGTERM/SIGINT to the zone's PID 1 and returns its exit status when it ends.

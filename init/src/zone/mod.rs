@@ -41,6 +41,7 @@ pub mod root_plan;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use ramkey_image::runtime::{Runtime, VmShape};
 use ramkey_image::service::{Caps, ServiceSpec};
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +64,8 @@ pub const LEASE_FILE: &str = "run/ramkey/address";
 pub const PREVIOUS: &str = "zone.prev.json";
 /// The file in a zone's run directory saying why PID 1 refused to plan it at boot.
 pub const REFUSED: &str = "refused";
+/// A VM guest's virtio NIC, as its kernel names it (the only NIC it has).
+pub const GUEST_IFNAME: &str = "eth0";
 /// The zone's interface name inside its network namespace.
 pub const ZONE_IFNAME: &str = "eth0";
 
@@ -125,6 +128,15 @@ pub struct ZoneSpec {
     pub trusted_keys: Vec<String>,
     /// The platform version images are checked against.
     pub platform_version: String,
+    /// A zone, or a VM ([`crate::vm`]) of [`ZoneSpec::vm`]'s size.
+    #[serde(default)]
+    pub runtime: Runtime,
+    /// The VM's vCPUs and memory (the image's `[vm]`).
+    #[serde(default)]
+    pub vm: VmShape,
+    /// The kernel a VM boots (the platform's, on the usbkey); none for a zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<PathBuf>,
 }
 
 impl ZoneSpec {
@@ -137,6 +149,8 @@ impl ZoneSpec {
         self.sha256.clone_from(&manifest.payload.sha256);
         self.services.clone_from(&manifest.services);
         self.capabilities.clone_from(&manifest.requirements.capabilities);
+        self.runtime = manifest.runtime;
+        self.vm = manifest.vm;
         self.volumes = manifest
             .volumes
             .iter()
@@ -276,6 +290,9 @@ pub(crate) fn test_spec() -> ZoneSpec {
         capabilities: Vec::new(),
         trusted_keys: Vec::new(),
         platform_version: "1.0.0".into(),
+        runtime: Runtime::Zone,
+        vm: VmShape::default(),
+        kernel: None,
     }
 }
 

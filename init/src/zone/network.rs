@@ -36,7 +36,7 @@ pub fn configure(paths: &Paths, spec: &ZoneSpec) -> Result<Vec<HeldLease>, ZoneE
         }
     };
     // The launcher's macvlan (next to `lo` and any tunnel devices the kernel puts in every
-    // namespace); the network code renames it to its tag, `eth0`.
+    // namespace), or in a VM guest its virtio NIC; the network code names it `eth0`.
     let made = match &spec.nic {
         None => String::new(),
         Some(_) => {
@@ -46,7 +46,7 @@ pub fn configure(paths: &Paths, spec: &ZoneSpec) -> Result<Vec<HeldLease>, ZoneE
             links
                 .into_iter()
                 .map(|l| l.name)
-                .find(|n| n.starts_with(MACVLAN_PREFIX))
+                .find(|n| n.starts_with(MACVLAN_PREFIX) || n == super::GUEST_IFNAME)
                 .ok_or(ZoneError::NoLauncherInterface)?
         }
     };

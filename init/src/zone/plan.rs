@@ -10,6 +10,7 @@ use ramkey_config::{Addressing, Config, Personality, SettingValue};
 use ramkey_image::VerifyingKey;
 use ramkey_image::check::{Check, Probe};
 use ramkey_image::requirements::PlatformVersion;
+use ramkey_image::runtime::{Runtime, VmShape};
 use ramkey_image::service::{Caps, RestartPolicy, ServiceSpec};
 use ramkey_image::verify::{Platform, VerifiedImage};
 
@@ -35,14 +36,29 @@ pub struct Places<'a> {
 
 /// Verifies every enabled personality's image and writes its zone spec; returns the
 /// `zone-NAME` services to supervise.
-pub fn prepare(config: &Config, places: &Places<'_>) -> Vec<ServiceSpec> {
+///
+/// `vms` makes the box ready for VM personalities ([`crate::vm::host::enable`]); it is
+/// called once, at the first one, and its answer (the guest kernel, or why VMs cannot run)
+/// holds for them all.
+pub fn prepare(
+    config: &Config,
+    places: &Places<'_>,
+    vms: &mut dyn FnMut() -> Result<PathBuf, String>,
+) -> Vec<ServiceSpec> {
     let run_dir = places.root.join(RUN_DIR);
     let _stale = std::fs::remove_dir_all(&run_dir);
     let trusted = trusted_keys(config);
     let memory_mib = memory_total(places.root);
     let mut services = Vec::new();
+    let mut vm_host = None;
+    let mut vms = || vm_host.get_or_insert_with(&mut *vms).clone();
     for p in config.personalities.iter().filter(|p| p.enabled) {
-        match plan_one(config, p, &trusted, places, memory_mib) {
+        match plan_one(config, p, &trusted, places, memory_mib).and_then(|mut spec| {
+            if spec.runtime == Runtime::Vm {
+                spec.kernel = Some(vms().map_err(ZoneError::NoVms)?);
+            }
+            Ok(spec)
+        }) {
             Ok(spec) => match spec.write(places.root, "zone.json") {
                 Ok(()) => {
                     let data = if spec.persistent {
@@ -134,6 +150,9 @@ fn plan_one(
             .map(|k| ramkey_image::keys::encode_public(k).trim_end().to_string())
             .collect(),
         platform_version: places.version.to_string(),
+        runtime: Runtime::Zone,
+        vm: VmShape::default(),
+        kernel: None,
     };
     run_image(&mut spec, p, path, verified.manifest(), memory_mib);
     let good = binding::last_good(&spec);
@@ -181,6 +200,13 @@ fn run_image(
     spec.caps = caps(p, &manifest.caps, memory_mib);
     spec.settings = settings_file(p, manifest);
     spec.take_image(path, manifest);
+    if spec.runtime == Runtime::Vm {
+        // The config's `memory` is the guest's; the cgroup holds it and the VMM's own.
+        if let Some(bytes) = p.memory {
+            spec.vm.memory_mib = u32::try_from(bytes.div_ceil(1 << 20)).unwrap_or(u32::MAX);
+        }
+        spec.caps.memory_mib = Some(spec.vm.cap_mib());
+    }
 }
 
 /// When the configured image is not the one the zone last came up on (`good`, its record
@@ -431,7 +457,7 @@ mod tests {
             cgroups: &cgroups,
             version: "1.0.0",
         };
-        let services = prepare(&config, &places);
+        let services = prepare(&config, &places, &mut || Err("no VMs in unit tests".into()));
         let spec = ZoneSpec::read(&root, "web").ok();
         assert_eq!(services.is_empty(), spec.is_none(), "{services:?}");
         spec.map(|s| (s.image_name, s.version))

@@ -65,6 +65,7 @@ fn image_builds(runs: u32, work: &Path) -> Result<Vec<ImageTimes>> {
                     use_cache,
                     epoch: None,
                     progress: false,
+                    vm: false,
                 };
                 let start = Instant::now();
                 let report = ramkey_builder::image_cmd::build::build(&definition, &opts)?;

@@ -1,0 +1,173 @@
+//! The VM's serial console, relayed by its launcher: what the guest writes goes to the
+//! zone's log (the launcher's standard output, which the supervisor keeps), to the
+//! administrator attached with `ramkeyctl personality console NAME` (through a socket in the
+//! zone's run directory, host root's only), and to a backlog each new attachment gets
+//! first; what the administrator types goes to the guest's serial port. The guest's
+//! readiness lines ([`super::READY_LINE`]) are noted on the way for `ramkey-zone --ready`.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::sys::terminal;
+
+/// How much of the guest's latest output an attachment is shown first.
+const BACKLOG: usize = 16 * 1024;
+
+/// The key that detaches an interactive console (ctrl-], as `virsh console` and telnet).
+const DETACH: u8 = 0x1d;
+
+/// The attached administrator, if any, and the backlog.
+#[derive(Default)]
+struct Shared {
+    /// The attachment's number and its socket.
+    client: Option<(u64, UnixStream)>,
+    backlog: VecDeque<u8>,
+}
+
+/// What the relay touches on the host.
+pub struct Files {
+    /// The socket consoles attach to.
+    pub socket: PathBuf,
+    /// Made when the guest says it is ready, removed when it says it waits.
+    pub ready: PathBuf,
+    /// The guest's initramfs: removed at the guest's first output (the VMM has loaded it).
+    pub initrd: PathBuf,
+}
+
+/// Starts the relay between the VMM's serial console (`output`, `input`) and the log, the
+/// console socket and the readiness file; it runs until the VMM's output ends.
+pub fn relay(name: &str, output: impl Read + Send + 'static, input: impl Write + Send + 'static, files: Files) {
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let _ = std::fs::remove_file(&files.socket);
+    match UnixListener::bind(&files.socket) {
+        Ok(listener) => {
+            let (shared, input) = (shared.clone(), Arc::new(Mutex::new(input)));
+            std::thread::spawn(move || serve(&listener, &shared, &input));
+        }
+        Err(e) => crate::warn!("vm {name}: no console: {}: {e}", files.socket.display()),
+    }
+    std::thread::spawn(move || copy_out(output, &shared, &files));
+}
+
+/// Copies the guest's output to the log, the attached client and the backlog; notes
+/// readiness from whole lines.
+fn copy_out(mut output: impl Read, shared: &Mutex<Shared>, files: &Files) {
+    let mut buf = [0u8; 4096];
+    let mut line = Vec::new();
+    let mut first = true;
+    loop {
+        let n = match output.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if std::mem::take(&mut first) {
+            let _ = std::fs::remove_file(&files.initrd);
+        }
+        let bytes = &buf[..n];
+        let _ = std::io::stdout().write_all(bytes);
+        {
+            let mut s = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.backlog.extend(bytes);
+            let excess = s.backlog.len().saturating_sub(BACKLOG);
+            s.backlog.drain(..excess);
+            if let Some((_, client)) = s.client.as_mut()
+                && client.write_all(bytes).is_err()
+            {
+                s.client = None;
+            }
+        }
+        for &b in bytes {
+            if b != b'\n' {
+                line.push(b);
+                continue;
+            }
+            note(&String::from_utf8_lossy(&line), &files.ready);
+            line.clear();
+        }
+    }
+}
+
+/// Notes the guest's readiness from one line of its console.
+fn note(line: &str, ready: &Path) {
+    if line.contains(super::READY_LINE) {
+        let _ = std::fs::write(ready, b"");
+    } else if line.contains(super::WAITING_LINE) {
+        let _ = std::fs::remove_file(ready);
+    }
+}
+
+/// Accepts consoles, one at a time: a new one replaces the one attached. Each gets the
+/// backlog, then the output as it comes; its input goes to the guest until it ends, which
+/// ends the attachment.
+fn serve(listener: &UnixListener, shared: &Arc<Mutex<Shared>>, input: &Arc<Mutex<impl Write + Send + 'static>>) {
+    for (id, stream) in (1u64..).zip(listener.incoming().flatten()) {
+        let Ok(mut reader) = stream.try_clone() else { continue };
+        {
+            let mut s = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut stream = stream;
+            let (a, b) = s.backlog.as_slices();
+            if stream.write_all(a).and_then(|()| stream.write_all(b)).is_err() {
+                continue;
+            }
+            if let Some((_, old)) = s.client.replace((id, stream)) {
+                let _ = old.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        let (shared, input) = (shared.clone(), input.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                let mut guest = input.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if guest.write_all(&buf[..n]).and_then(|()| guest.flush()).is_err() {
+                    break;
+                }
+            }
+            let _ = reader.shutdown(std::net::Shutdown::Both);
+            let mut s = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.client.take_if(|(held, _)| *held == id);
+        });
+    }
+}
+
+/// `ramkeyctl personality console NAME` for a VM: attaches to its console socket. At a
+/// terminal, keys go to the guest as typed until ctrl-] detaches; otherwise standard input
+/// goes to the guest and, once it ends, the backlog and what came meanwhile are printed.
+pub fn attach(name: &str, socket: &Path) -> Result<String, String> {
+    let stream = UnixStream::connect(socket).map_err(|e| {
+        format!(
+            "vm {name}: its console {} does not answer ({e}): is it running? (`ramkeyctl personality list`)",
+            socket.display()
+        )
+    })?;
+    let stdin = std::io::stdin();
+    let interactive = terminal::is_terminal(stdin.as_fd());
+    let mut output = stream.try_clone().map_err(|e| e.to_string())?;
+    let printer = std::thread::spawn(move || {
+        let mut stdout = std::io::stdout();
+        let _ = std::io::copy(&mut output, &mut stdout);
+        let _ = stdout.flush();
+    });
+    let mut to_guest = stream;
+    if interactive {
+        eprint!("[attached to vm {name}'s console; ctrl-] detaches]\r\n");
+        let _raw = terminal::RawMode::enter(stdin.as_fd()).ok();
+        let mut byte = [0u8; 1];
+        while let Ok(1) = stdin.lock().read(&mut byte) {
+            if byte[0] == DETACH || to_guest.write_all(&byte).is_err() {
+                break;
+            }
+        }
+        let _ = to_guest.shutdown(std::net::Shutdown::Both);
+        return Ok("\r\n[detached]".into());
+    }
+    let _ = std::io::copy(&mut stdin.lock(), &mut to_guest);
+    // What the guest answers to the input takes a moment.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let _ = to_guest.shutdown(std::net::Shutdown::Write);
+    let _ = printer.join();
+    Ok(String::new())
+}

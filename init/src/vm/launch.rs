@@ -1,0 +1,294 @@
+//! `ramkey-zone NAME` for a VM personality: the guest's initramfs and disks, its macvtap
+//! on the personality's NIC, `ramkey-vmm` started with them in the zone's cgroup, the
+//! console relayed ([`super::console`]), a stop turned into the guest's own power-off, and
+//! the VMM's ending turned into the service's exit status: 0 when the guest powered off,
+//! 1 otherwise (a crash or a reboot, which the supervisor restarts, up to its budget).
+//! Zones go on to [`crate::zone::launch`].
+
+use std::io::Write as _;
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use ramkey_image::runtime::Runtime;
+
+use super::console::{self, Files};
+use crate::base::paths::Paths;
+use crate::net::netlink::{Netlink, RouteSocket};
+use crate::net::source_check;
+use crate::sys;
+use crate::zone::{ZoneSpec, launch as zone_launch};
+
+/// The name `ramkey-vmm` answers to in this binary.
+pub const VMM_NAME: &str = "ramkey-vmm";
+
+/// The guest kernel's command line (the VMM adds its machine's own parameters).
+const GUEST_CMDLINE: &str = "console=ttyS0 panic=-1 quiet";
+
+/// `ramkey-zone NAME | --ready NAME`: a VM's launcher or readiness check; a zone's
+/// otherwise.
+pub fn main(args: &[String]) -> i32 {
+    let (ready, name) = match args {
+        [flag, name] if flag == "--ready" => (true, name),
+        [name] => (false, name),
+        _ => return zone_launch::main(args),
+    };
+    let spec = match ZoneSpec::read(Paths::system().root(), name) {
+        Ok(spec) if spec.runtime == Runtime::Vm => spec,
+        _ => return zone_launch::main(args),
+    };
+    if ready {
+        if super::file(name, super::READY_FILE).exists() {
+            return 0;
+        }
+        eprintln!("vm {name}: not ready: its guest has not said `{}`", super::READY_LINE);
+        return 1;
+    }
+    match run(&spec) {
+        Ok(code) => code,
+        Err(e) => {
+            crate::error!("vm {name}: not started: {e}");
+            1
+        }
+    }
+}
+
+/// A step of the VM's start that failed, in words.
+type Failed = String;
+
+fn run(spec: &ZoneSpec) -> Result<i32, Failed> {
+    let name = &spec.name;
+    let paths = Paths::system();
+    let procs = spec.cgroup.join("cgroup.procs");
+    std::fs::write(&procs, std::process::id().to_string()).map_err(|e| format!("joining {}: {e}", procs.display()))?;
+    let kernel = spec.kernel.clone().ok_or("no guest kernel in its spec")?;
+    let ready = super::file(name, super::READY_FILE);
+    let _ = std::fs::remove_file(&ready);
+    let spec_disk = spec_disk(spec)?;
+    let state_disk = state_disk(&spec.state_dir)?;
+    let initrd = super::file(name, "guest.cpio");
+    guest_initrd(&paths, &initrd)?;
+    let base = crate::zone::ids::base(&spec.state_dir).map_err(|e| e.to_string())?;
+    let nic = match &spec.nic {
+        Some(nic) => Some(macvtap(spec, base, nic)?),
+        None => None,
+    };
+    let mut cmd = Command::new(paths.init());
+    cmd.arg0(VMM_NAME)
+        .arg("--kernel")
+        .arg(&kernel)
+        .arg("--initrd")
+        .arg(&initrd)
+        .args(["--cmdline", &format!("{GUEST_CMDLINE} {}", super::GUEST_PARAM)])
+        .args(["--vcpus", &spec.vm.vcpus.to_string()])
+        .args(["--memory", &spec.vm.memory_mib.to_string()]);
+    for (disk, ro) in [(&spec.image, ",ro"), (&spec_disk, ",ro"), (&state_disk, "")] {
+        cmd.arg("--disk").arg(format!("{}{ro}", disk.display()));
+    }
+    if let Some(tap) = &nic {
+        cmd.args(["--net", &format!("{},mac={}", tap.device.display(), mac_text(tap.mac))]);
+    }
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    sys::unblock_signals_on_exec(&mut cmd);
+    let signals = sys::signalfd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD]).map_err(|e| e.to_string())?;
+    let started = cmd.spawn().map_err(|e| format!("starting {VMM_NAME}: {e}"));
+    let mut vmm = match started {
+        Ok(child) => child,
+        Err(e) => {
+            remove_tap(name, nic);
+            return Err(e);
+        }
+    };
+    crate::notice!(
+        "vm {name}: {} {} on {} vCPU(s), {} MiB, pid {}",
+        spec.image_name,
+        spec.version,
+        spec.vm.vcpus,
+        spec.vm.memory_mib,
+        vmm.id()
+    );
+    // The launcher outlives an out-of-memory kill in the cgroup; the VMM does not.
+    let _ = std::fs::write(paths.proc_of("self").join("oom_score_adj"), "-1000");
+    let (Some(output), Some(input)) = (vmm.stdout.take(), vmm.stdin.take()) else {
+        return Err("the VMM's console pipes are missing".into());
+    };
+    let files = Files {
+        socket: super::file(name, super::CONSOLE_SOCKET),
+        ready: ready.clone(),
+        initrd,
+    };
+    console::relay(name, output, input, files);
+    let code = wait(name, &mut vmm, &signals);
+    let _ = std::fs::remove_file(&ready);
+    remove_tap(name, nic);
+    Ok(code)
+}
+
+/// Forwards a stop to the VMM (which asks the guest to power off) and maps its exit.
+fn wait(name: &str, vmm: &mut std::process::Child, signals: &nix::sys::signalfd::SignalFd) -> i32 {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(vmm.id()).unwrap_or(0));
+    let mut stopping = false;
+    loop {
+        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => return 1,
+        }
+        while let Ok(Some(signo)) = sys::read_signal(signals) {
+            if signo != Signal::SIGCHLD as i32 {
+                stopping = true;
+                let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+                continue;
+            }
+            if let Ok(Some(status)) = vmm.try_wait() {
+                return exit_code(name, status.code(), stopping);
+            }
+        }
+    }
+}
+
+/// The launcher's status for the VMM's exit `code` (see `ramkey_vmm::outcome::code`).
+fn exit_code(name: &str, code: Option<i32>, stopping: bool) -> i32 {
+    match code {
+        Some(0) if stopping => {
+            crate::notice!("vm {name}: the guest powered off (stopped)");
+            0
+        }
+        Some(0) => {
+            crate::notice!("vm {name}: the guest powered itself off");
+            0
+        }
+        Some(3) => {
+            crate::error!("vm {name}: no usable KVM on this box (the VMM's line above says why)");
+            1
+        }
+        Some(code) => {
+            crate::error!("vm {name}: the VM ended (VMM exit {code}: see its line above)");
+            1
+        }
+        None => {
+            crate::error!("vm {name}: the VMM was killed");
+            1
+        }
+    }
+}
+
+/// The spec the guest reads, as JSON padded with zeros to whole sectors, in the zone's
+/// run directory.
+fn spec_disk(spec: &ZoneSpec) -> Result<PathBuf, Failed> {
+    let path = super::file(&spec.name, "guest-spec.json");
+    let mut text = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
+    text.resize(text.len().div_ceil(512) * 512, 0);
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// The state disk on the pool (or in RAM without one): made and formatted ext4 the first
+/// time, kept after.
+fn state_disk(state_dir: &Path) -> Result<PathBuf, Failed> {
+    let path = state_dir.join(super::STATE_FILE);
+    if path.exists() {
+        return Ok(path);
+    }
+    let partial = state_dir.join(format!("{}.partial", super::STATE_FILE));
+    let failed = |e: std::io::Error| format!("{}: {e}", partial.display());
+    std::fs::create_dir_all(state_dir).map_err(failed)?;
+    std::fs::File::create(&partial)
+        .and_then(|f| f.set_len(super::STATE_SIZE))
+        .map_err(failed)?;
+    let made = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-L", "ramkey-state"])
+        .arg(&partial)
+        .output()
+        .map_err(|e| format!("mke2fs (e2fsprogs): {e}"))?;
+    if !made.status.success() {
+        return Err(format!(
+            "mke2fs {}: {}",
+            partial.display(),
+            String::from_utf8_lossy(&made.stderr).trim()
+        ));
+    }
+    std::fs::rename(&partial, &path).map_err(failed)?;
+    Ok(path)
+}
+
+/// Writes the guest's initramfs from this binary and the box's modules.
+fn guest_initrd(paths: &Paths, out: &Path) -> Result<(), Failed> {
+    let release = std::fs::read_to_string(paths.osrelease()).map_err(|e| format!("kernel release: {e}"))?;
+    let release = release.trim();
+    let file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut file = std::io::BufWriter::new(file);
+    super::initrd::write(
+        &paths.proc_of("self").join("exe"),
+        &paths.modules_dir(release),
+        release,
+        &mut file,
+    )
+    .and_then(|()| file.flush())
+    .map_err(|e| format!("the guest's initramfs {}: {e}", out.display()))
+}
+
+/// The VM's NIC on the host: a macvtap, its device node, its MAC and its source check.
+struct Tap {
+    index: u32,
+    device: PathBuf,
+    mac: [u8; 6],
+    checked: (u32, u16),
+}
+
+/// Makes the VM's macvtap on host NIC `nic`, with the zone's MAC and source check.
+fn macvtap(spec: &ZoneSpec, base: u32, nic: &str) -> Result<Tap, Failed> {
+    let mut socket = RouteSocket::open().map_err(|e| e.to_string())?;
+    let links = socket.links().map_err(|e| e.to_string())?;
+    let parent = links
+        .iter()
+        .find(|l| l.name == nic)
+        .ok_or_else(|| format!("no NIC {nic} on the host"))?;
+    let own = parent.mac.ok_or_else(|| format!("{nic} has no MAC"))?;
+    let mac = source_check::zone_mac(own, &spec.name);
+    let tap_name = format!("vmtap{}", std::process::id());
+    socket
+        .add_macvtap(parent.index, &tap_name, mac)
+        .map_err(|e| format!("a macvtap on {nic}: {e}"))?;
+    let links = socket.links().map_err(|e| e.to_string())?;
+    let index = links
+        .iter()
+        .find(|l| l.name == tap_name)
+        .map(|l| l.index)
+        .ok_or_else(|| format!("{tap_name} vanished"))?;
+    let made = socket
+        .set_up(index)
+        .map_err(|e| format!("{tap_name} up: {e}"))
+        .and_then(|()| {
+            zone_launch::guard(spec, base, &mut socket, nic, (parent.index, own), mac).map_err(|e| e.to_string())
+        });
+    match made {
+        Ok(checked) => Ok(Tap {
+            index,
+            device: Paths::system().dev().join(format!("tap{index}")),
+            mac,
+            checked,
+        }),
+        Err(e) => {
+            let _ = socket.delete_link(index);
+            Err(e)
+        }
+    }
+}
+
+/// Removes the VM's macvtap and its source check.
+fn remove_tap(name: &str, tap: Option<Tap>) {
+    let Some(tap) = tap else { return };
+    zone_launch::unguard(name, tap.checked);
+    if let Err(e) = RouteSocket::open().and_then(|mut s| s.delete_link(tap.index)) {
+        crate::warn!("vm {name}: removing its macvtap: {e}");
+    }
+}
+
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
