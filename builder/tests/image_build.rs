@@ -354,3 +354,30 @@ fn kv_personality_has_redis_and_its_volume() {
         assert!(paths.iter().any(|p| p == want), "{want} not in the kv image");
     }
 }
+
+#[test]
+fn vm_builds_share_the_cached_payload_under_their_own_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, public) = key(dir.path(), 9);
+    let p = hello(dir.path());
+    let shape = fs::read_to_string(p.join("personality.toml")).unwrap() + "\n[vm]\nvcpus = 2\nmemory_mib = 160\n";
+    fs::write(p.join("personality.toml"), shape).unwrap();
+    let cache = Some(dir.path().join("cache"));
+    let zone = build::build(&p, &options(&dir.path().join("zone"), &secret, cache.clone())).unwrap();
+    let mut vm_opts = options(&dir.path().join("vm"), &secret, cache);
+    vm_opts.vm = true;
+    let vm = build::build(&p, &vm_opts).unwrap();
+    assert!(vm.cached, "the --vm build reuses the zone build's payload");
+
+    let trusted = [keys::read_public_file(&public).unwrap()];
+    let open = |image: &Path| {
+        let read = ramkey_image::read::open(image).unwrap();
+        ramkey_image::verify::verify(read, &trusted, &platform()).unwrap().manifest().clone()
+    };
+    let (z, v) = (open(&zone.image), open(&vm.image));
+    assert_eq!(z.runtime, ramkey_image::runtime::Runtime::Zone);
+    assert_eq!(v.runtime, ramkey_image::runtime::Runtime::Vm);
+    assert_eq!((v.vm.vcpus, v.vm.memory_mib), (2, 160));
+    assert!(!z.to_toml().unwrap().contains("[vm]"), "a zone's manifest leaves [vm] out");
+    assert_eq!(z.payload, v.payload);
+}

@@ -219,17 +219,28 @@ pub fn personality(name: &str) -> Result<PathBuf> {
     build_personality(&workspace_root().join("personalities").join(name))
 }
 
+/// `personalities/NAME` built as a VM personality (`ramkey image build --vm`), into
+/// `target/ramkey/images/vm/` (its file name is the zone image's).
+pub fn vm_personality(name: &str) -> Result<PathBuf> {
+    build(&workspace_root().join("personalities").join(name), true)
+}
+
 /// A personality definition folder built like [`personality`].
 pub fn build_personality(definition: &Path) -> Result<PathBuf> {
+    build(definition, false)
+}
+
+fn build(definition: &Path, vm: bool) -> Result<PathBuf> {
     let (key, _) = test_key()?;
+    let images = target_dir().join("ramkey/images");
     let opts = ramkey_builder::image_cmd::build::BuildOptions {
-        out: target_dir().join("ramkey/images"),
+        out: if vm { images.join("vm") } else { images },
         key,
         cache: Some(target_dir().join("ramkey/image-cache")),
         use_cache: true,
         epoch: None,
         progress: true,
-        vm: false,
+        vm,
     };
     let report = ramkey_builder::image_cmd::build::build(definition, &opts)
         .with_context(|| format!("building the personality in {}", definition.display()))?;

@@ -13,7 +13,7 @@ use ramkey_image::write::{self, WriteError};
 use sha2::{Digest, Sha256};
 
 use super::cache::{self, Entry, Key};
-use super::definition::{Base, DefinitionError, Personality};
+use super::definition::{Base, Definition, DefinitionError, Personality};
 use super::oci::{self, OciError};
 use super::progress::Progress;
 use super::rootfs::{self, RootfsError};
@@ -144,7 +144,6 @@ fn cache_key(p: &Personality, epoch: u64, key: &SigningKey, progress: &Progress)
     let mut k = Key::new();
     k.part("builder", env!("CARGO_PKG_VERSION").as_bytes());
     k.part("definition", p.text.as_bytes());
-    k.part("runtime", p.definition.runtime.as_str().as_bytes());
     if let Some(files) = p.files_dir() {
         k.tree("files", &files).map_err(io(&files))?;
     }
@@ -255,7 +254,7 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<BuildReport, BuildError>
         && let Some((cached, entry)) = cache::lookup(cdir, ck)
     {
         let partial = out.with_extension("rkimg.partial");
-        fs::copy(&cached, &partial).map_err(io(&partial))?;
+        reuse(&cached, def, epoch, &key, &partial)?;
         fs::rename(&partial, &out).map_err(io(&out))?;
         return report(entry, true);
     }
@@ -300,6 +299,27 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<BuildReport, BuildError>
         cache::store(cdir, ck, &out, &entry).map_err(io(cdir))?;
     }
     report(entry, false)
+}
+
+/// Writes the cached image to `dest`: as it is, or, when the manifest wanted differs only
+/// in what the cache key leaves out (the runtime of `--vm`), its payload under that
+/// manifest, signed again.
+fn reuse(cached: &Path, def: &Definition, epoch: u64, key: &SigningKey, dest: &Path) -> Result<(), BuildError> {
+    let image = ramkey_image::read::open(cached).map_err(|e| BuildError::Io {
+        path: cached.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let payload = &image.manifest.payload;
+    let mut manifest = def.manifest(&payload.sha256, &derive_uuid(&def.name, &def.version, &payload.sha256), epoch);
+    manifest.payload = payload.clone();
+    if manifest == image.manifest {
+        fs::copy(cached, dest).map_err(io(dest))?;
+        return Ok(());
+    }
+    let file = fs::File::open(cached).map_err(io(cached))?;
+    let out = fs::File::create(dest).map_err(io(dest))?;
+    write::assemble(std::io::Read::take(file, payload.size), &manifest, key, out)?;
+    Ok(())
 }
 
 /// Every service's and exec probe's `argv[0]` must be in the image.
