@@ -20,6 +20,10 @@ use crate::devices::modprobe::{LoadOutcome, Modprobe, ModprobeError, ModuleLoade
 /// `scsi_mod` 46 → 35 ms) for its own 34 ms.
 pub const SIGNATURE_HASH: &str = "crypto-sha256";
 
+/// Modules a device's modalias matches that coldplug leaves alone: KVM matches every CPU
+/// with SVM or VMX, and is loaded only when a VM personality is configured.
+pub const ON_DEMAND: &[&str] = &["kvm_amd", "kvm_intel"];
+
 /// Whether a modalias is a PCI controller disks hang off: mass storage (base class 01: SATA,
 /// NVMe, SCSI, virtio-blk), USB (0C03) or SD host (0805). Their probes are the slow ones
 /// (ahci's SATA ports, ~330 ms under TCG; USB enumerates in the background), so they start
@@ -90,6 +94,9 @@ impl<'m> Pipeline<'m> {
             self.devices.insert(alias.clone());
             if wanted(alias) && self.modprobe.first_sight(alias) {
                 for module in self.modprobe.index().match_alias(alias) {
+                    if ON_DEMAND.contains(&module.as_str()) {
+                        continue;
+                    }
                     let rank = (hashers.contains(&module), disk_controller(alias));
                     asked.push((rank, module, alias.clone()));
                 }

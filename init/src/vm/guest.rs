@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use nix::mount::MsFlags;
 
+use ramkey_image::service::{RestartPolicy, ServiceSpec};
+
 use crate::base::clock::BootClock;
 use crate::base::paths::Paths;
 use crate::devices::coldplug;
@@ -52,6 +54,10 @@ pub fn run() -> ! {
             );
             let name = spec.name.clone();
             std::thread::spawn(move || report_readiness(&name));
+            let mut spec = spec;
+            if Paths::system().root().join("bin/sh").exists() {
+                spec.services.push(serial_console());
+            }
             let code = crate::zone::inside::serve(&Paths::system(), &spec, leases);
             crate::notice!("guest {}: services stopped ({code}); powering off", spec.name);
         }
@@ -202,6 +208,23 @@ fn enter(root: &Path) -> Result<(), String> {
     nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;
     nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))
 }
+
+/// The service that serves the guest's serial console (`ramkeyctl personality console
+/// NAME` on the host, root's only): each line typed runs as a command of the image's
+/// `/bin/sh`; an empty line starts an interactive shell. The VM is the boundary here, as
+/// the zone's namespaces are for a zone's console.
+fn serial_console() -> ServiceSpec {
+    const LOOP: &str = "exec </dev/ttyS0 >/dev/ttyS0 2>&1; \
+        while IFS= read -r line; do \
+        if [ -z \"$line\" ]; then /bin/sh -i; else /bin/sh -c \"$line\"; echo \"[exit $?]\"; fi; \
+        done";
+    let mut s = ServiceSpec::new(SERIAL_SERVICE, vec!["/bin/sh".into(), "-c".into(), LOOP.into()]);
+    s.restart = RestartPolicy::Always;
+    s
+}
+
+/// The guest's own service on its serial console.
+const SERIAL_SERVICE: &str = "ramkey-serial";
 
 /// Says on the console when every service is online (and when that stops being so), for
 /// the launcher outside, which cannot reach the guest's control socket.

@@ -17,6 +17,7 @@ use nix::sys::signal::Signal;
 use ramkey_image::runtime::Runtime;
 
 use super::console::{self, Files};
+use crate::base::log::Level;
 use crate::base::paths::Paths;
 use crate::net::netlink::{Netlink, RouteSocket};
 use crate::net::source_check;
@@ -51,9 +52,17 @@ pub fn main(args: &[String]) -> i32 {
     match run(&spec) {
         Ok(code) => code,
         Err(e) => {
-            crate::error!("vm {name}: not started: {e}");
+            say(Level::Error, &format!("vm {name}: not started: {e}"));
             1
         }
+    }
+}
+
+/// A line for the VM's log and for the console, where whoever watches the box is.
+fn say(level: Level, line: &str) {
+    crate::base::log::log(level, format_args!("{line}"));
+    if let Ok(mut console) = std::fs::OpenOptions::new().write(true).open(Paths::system().console()) {
+        crate::base::log::to_console(&mut console, level, format_args!("{line}"));
     }
 }
 
@@ -103,13 +112,16 @@ fn run(spec: &ZoneSpec) -> Result<i32, Failed> {
             return Err(e);
         }
     };
-    crate::notice!(
-        "vm {name}: {} {} on {} vCPU(s), {} MiB, pid {}",
-        spec.image_name,
-        spec.version,
-        spec.vm.vcpus,
-        spec.vm.memory_mib,
-        vmm.id()
+    say(
+        Level::Info,
+        &format!(
+            "vm {name}: {} {} on {} vCPU(s), {} MiB, pid {}",
+            spec.image_name,
+            spec.version,
+            spec.vm.vcpus,
+            spec.vm.memory_mib,
+            vmm.id()
+        ),
     );
     // The launcher outlives an out-of-memory kill in the cgroup; the VMM does not.
     let _ = std::fs::write(paths.proc_of("self").join("oom_score_adj"), "-1000");
@@ -155,25 +167,36 @@ fn wait(name: &str, vmm: &mut std::process::Child, signals: &nix::sys::signalfd:
 fn exit_code(name: &str, code: Option<i32>, stopping: bool) -> i32 {
     match code {
         Some(0) if stopping => {
-            crate::notice!("vm {name}: the guest powered off (stopped)");
+            say(Level::Info, &format!("vm {name}: the guest powered off (stopped)"));
             0
         }
         Some(0) => {
-            crate::notice!("vm {name}: the guest powered itself off");
+            say(Level::Info, &format!("vm {name}: the guest powered itself off"));
             0
         }
-        Some(3) => {
-            crate::error!("vm {name}: no usable KVM on this box (the VMM's line above says why)");
-            1
-        }
         Some(code) => {
-            crate::error!("vm {name}: the VM ended (VMM exit {code}: see its line above)");
+            say(
+                Level::Error,
+                &format!("vm {name}: the VM ended: {VMM_NAME} exit {code} ({})", ending(code)),
+            );
             1
         }
         None => {
-            crate::error!("vm {name}: the VMM was killed");
+            say(Level::Error, &format!("vm {name}: the VMM was killed"));
             1
         }
+    }
+}
+
+/// What the VMM's exit code means (see `ramkey_vmm::outcome::code`).
+fn ending(code: i32) -> &'static str {
+    use ramkey_vmm::outcome::code as c;
+    match code {
+        c::CRASHED => "the guest crashed",
+        c::NO_KVM => "no usable KVM on this box",
+        c::INTERNAL => "the VMM failed",
+        c::USAGE => "the launcher's command line is wrong: a bug",
+        _ => "the guest rebooted",
     }
 }
 

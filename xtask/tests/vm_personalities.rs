@@ -1,0 +1,210 @@
+//! Boot tests of VM personalities under QEMU (TCG, `-cpu max`: the box has AMD SVM and runs
+//! its VMs under nested KVM). `web`, built with `ramkey image build --vm`, runs as a KVM
+//! micro-VM booting the platform's own kernel from the stick with Ramkey's init in guest
+//! mode, on a macvtap of the admin NIC with its own address, beside `site`, the `web` image
+//! as a zone. The VM answers HTTP through a host forward to its address; `ramkeyctl
+//! personality list` shows it as a VM with its memory cap; `ramkeyctl personality console
+//! web` shows the guest's console and runs commands there: a memory hog is killed inside
+//! the guest, and a kernel panic ends the VM, which the host restarts and which serves
+//! again, while the zone beside it never stops. A box booted without SVM refuses the VM
+//! with its reason, loads no KVM module and still runs the zone.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ramkey_builder::run::{Boot, Forward, RunOptions};
+use xtask::artifacts;
+use xtask::qemu::{Machine, Spec};
+
+/// The box's boot, then the guest's: its kernel and init under nested KVM in TCG.
+const BOOT: Duration = Duration::from_secs(420);
+const SHUTDOWN: Duration = Duration::from_secs(120);
+const VM_ADDRESS: &str = "10.0.2.16";
+const ZONE_ADDRESS: &str = "10.0.2.17";
+
+fn config(trusted: &str) -> String {
+    format!(
+        r#"version = 1
+hostname = "vmbox"
+
+[[nic]]
+tag = "admin"
+name = "eth0"
+ip = "10.0.2.15/24"
+gateway = "10.0.2.2"
+
+[dns]
+resolvers = ["10.0.2.3"]
+
+[images]
+trusted_keys = ["{trusted}"]
+
+[[personality]]
+name = "web"
+image = "personalities/web-vm-1.0.0.rkimg"
+nic = "admin"
+ip = "{VM_ADDRESS}/24"
+gateway = "10.0.2.2"
+
+[[personality]]
+name = "site"
+image = "personalities/web-1.0.0.rkimg"
+nic = "admin"
+ip = "{ZONE_ADDRESS}/24"
+gateway = "10.0.2.2"
+"#
+    )
+}
+
+/// A platform service that reports, on the console, what an administrator would look at
+/// and do; `c` types a line at the VM's console and keeps it attached for `$2` seconds.
+const PROBE: &str = r#"name = "probe"
+restart = "never"
+argv = ["/bin/sh", "-c", '''
+exec >/dev/console 2>&1
+until [ "$(ramkeyctl personality list 2>/dev/null | grep -c ' online ')" -ge 2 ]; do sleep 1; done
+c() { (echo "$1"; sleep "${2:-3}") | ramkeyctl personality console web 2>&1 | sed 's/^/probe-out: /'; }
+echo "probe: site-pid $(cat /run/ramkey/zones/site/pid)"
+echo "probe: list"; ramkeyctl personality list | sed 's/^/probe-out: /'
+echo "probe: kvm-modules $(grep -c '^kvm' /proc/modules)"
+echo "probe: backlog-ready-lines $(ramkeyctl personality console web </dev/null | grep -c 'ramkey-guest: ready')"
+c 'echo guest-hostname $(cat /proc/sys/kernel/hostname) cpus $(nproc) init $(cat /proc/1/comm)'
+c 'head -c 400M /dev/zero | tail >/dev/null; echo hog-exit $?' 90
+echo "probe: after-hog $(ramkeyctl personality list | grep '^web ')"
+echo "probe: panic"
+c 'echo c >/proc/sysrq-trigger' 5
+until ramkeyctl personality list | grep '^web ' | grep -q ' online '; do sleep 1; done
+echo "probe: web-back $(ramkeyctl personality list | grep '^web ')"
+echo "probe: site-pid-after $(cat /run/ramkey/zones/site/pid)"
+echo "probe: done"
+''']
+"#;
+
+/// The probe's report for `key`: the rest of its `probe: key ` line.
+fn probe(vm: &mut Machine, key: &str) -> String {
+    let needle = format!("probe: {key} ");
+    let (_, line) = vm.expect(&needle, BOOT).unwrap();
+    line.split_once(&needle).map(|(_, v)| v.trim().to_string()).unwrap_or_default()
+}
+
+fn stick(name: &str) -> PathBuf {
+    let web_vm = artifacts::vm_personality("web").unwrap();
+    let web = artifacts::personality("web").unwrap();
+    let (_, trusted) = artifacts::test_key().unwrap();
+    let image = artifacts::usb_copy(name).unwrap();
+    let work = artifacts::target_dir().join("ramkey/run").join(format!("{name}.files"));
+    std::fs::create_dir_all(&work).unwrap();
+    let config_file = work.join("config.toml");
+    std::fs::write(&config_file, config(&trusted)).unwrap();
+    let probe = work.join("probe.toml");
+    std::fs::write(&probe, PROBE).unwrap();
+    let files = [
+        (web_vm.as_path(), "::/personalities/web-vm-1.0.0.rkimg"),
+        (web.as_path(), "::/personalities/web-1.0.0.rkimg"),
+        (&config_file, "::/config.toml"),
+        (&probe, "::/services.d/probe.toml"),
+    ];
+    artifacts::put_on_stick(&image, &files).unwrap();
+    image
+}
+
+/// Boots the stick with a pool, forwarding `ports` to the VM's and the zone's port 80;
+/// `cpu` replaces `-cpu max`.
+fn boot(name: &str, image: &Path, ports: (u16, u16), cpu: Option<&str>) -> Machine {
+    let mut opts = RunOptions::new(Boot::Usb { image: image.into() });
+    opts.pool = Some(artifacts::empty_pool(name).unwrap());
+    opts.state_dir = Some(artifacts::target_dir().join("ramkey/run").join(name));
+    opts.forwards = [(ports.0, VM_ADDRESS), (ports.1, ZONE_ADDRESS)]
+        .map(|(host, address)| Forward {
+            host,
+            guest: 80,
+            address: Some(address.parse().unwrap()),
+        })
+        .to_vec();
+    let mut spec = Spec::run(name, &opts).unwrap();
+    if let Some(cpu) = cpu {
+        // The last -cpu wins.
+        spec.args.extend(["-cpu".to_string(), cpu.to_string()]);
+    }
+    Machine::start(&spec).unwrap()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn power_off(mut vm: Machine) {
+    vm.monitor("system_powerdown").unwrap();
+    vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
+    assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
+}
+
+#[test]
+fn web_runs_as_a_vm_answers_at_its_address_and_is_restarted_after_a_guest_panic() {
+    let name = "vm-personalities";
+    let image = stick(name);
+    let ports = (free_port(), free_port());
+    let mut vm = boot(name, &image, ports, None);
+    vm.forbid(&["Kernel panic", "ramkey: error: PANIC", "RECOVERY MODE", "not started"])
+        .unwrap();
+    vm.expect("vm: kvm_amd and macvtap loaded", BOOT).unwrap();
+    let (_, started) = vm.expect("vm web: web 1.0.0 on 1 vCPU(s), 192 MiB", BOOT).unwrap();
+    eprintln!("{started}");
+
+    let page = xtask::http::wait_ok(ports.0, "/", BOOT).unwrap();
+    assert!(page.contains("Ramkey"), "{page}");
+    let site = xtask::http::wait_ok(ports.1, "/", BOOT).unwrap();
+    assert!(site.contains("Ramkey"), "{site}");
+
+    let site_pid = probe(&mut vm, "site-pid");
+    vm.expect("probe: list", BOOT).unwrap();
+    let (_, web) = vm.expect("probe-out: web ", BOOT).unwrap();
+    for want in ["web 1.0.0", "vm 1 vCPU 192 MiB", "online", "10.0.2.16/24", "of 256 MiB"] {
+        assert!(web.contains(want), "{want} in {web}");
+    }
+    let (_, zone) = vm.expect("probe-out: site ", BOOT).unwrap();
+    assert!(zone.contains(" zone ") && zone.contains("online"), "{zone}");
+    assert_eq!(probe(&mut vm, "kvm-modules"), "2", "kvm and kvm_amd");
+    let ready: u32 = probe(&mut vm, "backlog-ready-lines").parse().unwrap_or(0);
+    assert!(ready >= 1, "the guest's console backlog says it is ready");
+    let (_, guest) = vm.expect("probe-out: guest-hostname web", BOOT).unwrap();
+    assert!(guest.contains("cpus 1 init init"), "{guest}");
+    // The guest kills its own hog: 400 MiB do not fit in its 192.
+    let (_, hog) = vm.expect("probe-out: hog-exit ", BOOT).unwrap();
+    assert!(hog.ends_with("hog-exit 137"), "{hog}");
+    let after = probe(&mut vm, "after-hog");
+    assert!(after.contains(" online "), "{after}");
+    xtask::http::wait_ok(ports.0, "/", BOOT).unwrap();
+
+    // A kernel panic inside the guest ends the VM; the supervisor starts it again.
+    vm.expect("probe: panic", BOOT).unwrap();
+    vm.expect("vm web: the VM ended", BOOT).unwrap();
+    vm.expect("vm web: web 1.0.0 on 1 vCPU(s)", BOOT).unwrap();
+    let back = probe(&mut vm, "web-back");
+    assert!(back.contains(" online "), "{back}");
+    let page = xtask::http::wait_ok(ports.0, "/", BOOT).unwrap();
+    assert!(page.contains("Ramkey"), "{page}");
+    // The zone beside it never stopped.
+    assert_eq!(probe(&mut vm, "site-pid-after"), site_pid);
+    vm.expect("probe: done", BOOT).unwrap();
+
+    vm.monitor("system_powerdown").unwrap();
+    vm.expect("vm web: the guest powered off (stopped)", SHUTDOWN).unwrap();
+    vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
+    assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
+}
+
+#[test]
+fn a_box_without_svm_refuses_the_vm_and_runs_its_zone() {
+    let name = "vm-without-svm";
+    let image = stick(name);
+    let ports = (free_port(), free_port());
+    let mut vm = boot(name, &image, ports, Some("max,svm=off"));
+    vm.forbid(&["Kernel panic", "ramkey: error: PANIC", "RECOVERY MODE"]).unwrap();
+    let (_, refused) = vm.expect("zone web: refused: a VM personality", BOOT).unwrap();
+    assert!(refused.contains("neither AMD SVM nor Intel VMX"), "{refused}");
+    let site = xtask::http::wait_ok(ports.1, "/", BOOT).unwrap();
+    assert!(site.contains("Ramkey"), "{site}");
+    power_off(vm);
+}
