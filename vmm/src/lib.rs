@@ -64,7 +64,7 @@ pub enum VmmError {
     #[error(transparent)]
     Disk(#[from] devices::block::DiskError),
     #[error(transparent)]
-    Tap(#[from] devices::net::TapError),
+    Tap(#[from] devices::tap::TapError),
     #[error("the NIC's RX thread: {0}")]
     NetThread(std::io::Error),
     #[error("starting vcpu {id}: {source}")]
@@ -139,7 +139,7 @@ pub fn run(opts: &Options) -> Result<Ended, VmmError> {
         mmio.insert(window.base, layout::VIRTIO_MMIO_SIZE, Arc::new(Mutex::new(transport)))?;
     }
     if let (Some(nic), Some(window)) = (&opts.net, windows.next()) {
-        let net = Net::new(devices::net::open_tap(&nic.tap)?, nic.mac).map_err(VmmError::EventFd)?;
+        let net = Net::new(devices::tap::open(&nic.tap)?.0, nic.mac).map_err(VmmError::EventFd)?;
         let (interrupt, rx) = (
             irqfd(&hv.vm, window.irq)?,
             net.rx_handle().map_err(VmmError::NetThread)?,
