@@ -7,13 +7,15 @@
 //! from [`ACPI_START`].
 
 use acpi_tables::Aml;
-use acpi_tables::aml::{self, Device, EISAName, IO, Interrupt, Memory32Fixed, Name, ResourceTemplate, Scope};
+use acpi_tables::aml::{self, Device, EISAName, IO, Interrupt, Memory32Fixed, Name, Package, ResourceTemplate, Scope};
 use acpi_tables::fadt::{FADTBuilder, Flags};
+use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
 use acpi_tables::madt::{EnabledStatus, IoApic, LocalInterruptController, MADT, ProcessorLocalApic};
 use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
 
+use crate::devices::power::{S5_SLEEP_TYPE, SLEEP_PORT};
 use crate::devices::serial::{COM1_IRQ, COM1_PORT, COM1_PORTS};
 use crate::layout::{ACPI_END, ACPI_START, APIC_START, IOAPIC_START, VIRTIO_MMIO_SIZE};
 
@@ -89,6 +91,8 @@ pub fn dsdt(windows: &[VirtioWindow]) -> Vec<u8> {
     let scope = Scope::new("\\_SB_".into(), children);
     let mut table = Sdt::new(*b"DSDT", 36, 6, OEM_ID, *b"RAMKEYDS", OEM_REVISION);
     table.append_slice(&bytes(&scope));
+    // \_S5_: soft off is sleep type 5 (one integer: SLP_TYPa in its low byte, b above).
+    table.append_slice(&bytes(&Name::new("_S5_".into(), &Package::new(vec![&S5_SLEEP_TYPE]))));
     table.as_slice().to_vec()
 }
 
@@ -117,14 +121,18 @@ pub fn madt(vcpus: u8) -> Vec<u8> {
     bytes(&madt)
 }
 
-/// The FADT of a hardware-reduced ACPI machine (no PM timer, SCI or sleep registers) that
-/// points at the DSDT.
+/// The FADT of a hardware-reduced ACPI machine (no PM timer, SCI or GPEs) that points at
+/// the DSDT, with the sleep control and status registers (one byte at
+/// [`SLEEP_PORT`]) a guest powers off through: Linux offers S5 only when both are there.
 pub fn fadt(dsdt_at: u64) -> Vec<u8> {
     let mut fadt = FADTBuilder::new(OEM_ID, *b"RAMKEYFA", OEM_REVISION)
         .dsdt_64(dsdt_at)
         .flag(Flags::HwReducedAcpi)
         .flag(Flags::PwrButton)
         .flag(Flags::SlpButton);
+    let sleep = GAS::new(AddressSpace::SystemIo, 8, 0, AccessSize::ByteAccess, SLEEP_PORT);
+    fadt.sleep_control_reg = sleep;
+    fadt.sleep_status_reg = sleep;
     fadt.iapc_boot_arch = (IAPC_8042 | IAPC_VGA_NOT_PRESENT | IAPC_MSI_NOT_SUPPORTED | IAPC_PCIE_ASPM_CONTROLS).into();
     bytes(&fadt.finalize())
 }
@@ -214,6 +222,10 @@ mod tests {
         let (dsdt_at, dsdt) = find(b"DSDT");
         assert_eq!(u64_at(&fadt, 140), dsdt_at, "X_DSDT");
         assert_ne!(u32_at(&fadt, 112) & (1 << 20), 0, "hardware-reduced");
+        // SLEEP_CONTROL_REG (at 244) and SLEEP_STATUS_REG (256): system I/O, 8 bits, byte
+        // access, the sleep port.
+        let sleep = [1, 8, 0, 1, 0xc0, 3, 0, 0, 0, 0, 0, 0];
+        assert_eq!((&fadt[244..256], &fadt[256..268]), (&sleep[..], &sleep[..]));
         // MADT: 2 local APICs (type 0, ids 0 and 1) and the IOAPIC (type 1, id 3).
         assert_eq!(u32_at(&madt, 36), APIC_START as u32);
         assert_eq!(&madt[44..52], &[0, 8, 0, 0, 1, 0, 0, 0]);
@@ -244,6 +256,8 @@ mod tests {
         assert_eq!(count(&dsdt, &[0x0c, 0x41, 0xd0, 0x05, 0x01]), 1);
         assert_eq!(count(&dsdt, &[0x47, 1, 0xf8, 3, 0xf8, 3, 1, 8]), 1);
         assert_eq!(count(&dsdt, &[0x89, 6, 0, 0b11, 1, 4, 0, 0, 0]), 1);
+        // Name(_S5_, Package(1) { 5 }) at the root, after the \_SB_ scope.
+        assert!(dsdt.ends_with(&[0x08, b'_', b'S', b'5', b'_', 0x12, 4, 1, 0x0a, 5]));
         assert_eq!(sum(&dsdt), 0);
     }
 }

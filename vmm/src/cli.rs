@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::devices::tap::Backend;
 use crate::layout::MAX_VIRTIO_DEVICES;
 use crate::mptable::MAX_VCPUS;
 
@@ -13,11 +14,14 @@ pub struct Disk {
     pub read_only: bool,
 }
 
-/// A `--net TAP[,mac=MAC]`: a tap interface the guest sees as a virtio-net NIC.
+/// A `--net TAP[,mac=MAC]` or `--net /dev/tapN,mac=MAC`: a tap interface, or a tap
+/// character device (a macvtap), the guest sees as a virtio-net NIC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nic {
-    pub tap: String,
-    /// Given, or derived from the tap's name ([`crate::devices::net::default_mac`]).
+    pub tap: Backend,
+    /// Given, or for a tap by name derived from the name
+    /// ([`crate::devices::net::default_mac`]). A macvtap needs its own MAC given: in bridge
+    /// mode it drops frames from any other source address.
     pub mac: [u8; 6],
 }
 
@@ -41,7 +45,7 @@ pub struct Options {
 
 /// The usage text, printed by `--help` and after a usage error.
 pub const USAGE: &str = "usage: ramkey-vmm --kernel VMLINUX|BZIMAGE [--initrd FILE] [--cmdline TEXT] \
-[--vcpus N] [--memory MiB] [--disk PATH[,ro]]... [--net TAP[,mac=MAC]] [--kvm DEVICE]";
+[--vcpus N] [--memory MiB] [--disk PATH[,ro]]... [--net TAP[,mac=MAC]|/dev/tapN,mac=MAC] [--kvm DEVICE]";
 
 /// Smallest and largest guest memory accepted.
 const MIN_MIB: u64 = 32;
@@ -64,8 +68,15 @@ pub enum UsageError {
     Disk(String),
     #[error("more than {MAX_VIRTIO_DEVICES} virtio devices (each --disk and --net is one)")]
     TooManyDisks,
-    #[error("--net {0:?}: give TAP or TAP,mac=52:54:00:12:34:56 (a tap name is 1 to 15 bytes, a MAC unicast)")]
+    #[error(
+        "--net {0:?}: give TAP, TAP,mac=52:54:00:12:34:56 or /dev/tapN,mac=... (a tap name is 1 to 15 bytes, a MAC unicast)"
+    )]
     Net(String),
+    #[error(
+        "--net {0:?}: a tap device needs the MAC of its macvtap, which drops frames from any other: \
+         give PATH,mac=MAC (ip link show MACVTAP shows it)"
+    )]
+    NetNeedsMac(String),
     #[error("--net given twice: the VMM has one NIC")]
     TwoNics,
     /// `--help`: not an error, but nothing to run.
@@ -88,7 +99,8 @@ fn disk(value: String) -> Result<Disk, UsageError> {
     })
 }
 
-/// `TAP` or `TAP,mac=aa:bb:cc:dd:ee:ff` (a unicast address).
+/// `TAP` or `TAP,mac=aa:bb:cc:dd:ee:ff` (a unicast address), or `/PATH,mac=...` (a tap
+/// character device, which needs its MAC).
 fn nic(value: String) -> Result<Nic, UsageError> {
     let (tap, mac) = match value.split_once(',') {
         Some((tap, rest)) => (
@@ -97,23 +109,39 @@ fn nic(value: String) -> Result<Nic, UsageError> {
         ),
         None => (value.as_str(), None),
     };
+    if tap.starts_with('/') {
+        return match mac.map(parse_mac) {
+            None => Err(UsageError::NetNeedsMac(value)),
+            Some(Some(mac)) if !tap.contains('\0') => Ok(Nic {
+                tap: Backend::Device(tap.into()),
+                mac,
+            }),
+            Some(_) => Err(UsageError::Net(value)),
+        };
+    }
     let ok_name = !tap.is_empty() && tap.len() < 16 && !tap.contains(['/', ' ', '\0']);
     let mac = match mac {
         None => Some(crate::devices::net::default_mac(tap)),
-        Some(text) => {
-            let bytes: Vec<u8> = text
-                .split(':')
-                .filter_map(|b| (b.len() == 2).then(|| u8::from_str_radix(b, 16).ok()).flatten())
-                .collect();
-            <[u8; 6]>::try_from(bytes)
-                .ok()
-                .filter(|m| m[0] & 1 == 0 && text.len() == 17)
-        }
+        Some(text) => parse_mac(text),
     };
     match mac {
-        Some(mac) if ok_name => Ok(Nic { tap: tap.into(), mac }),
+        Some(mac) if ok_name => Ok(Nic {
+            tap: Backend::Tap(tap.into()),
+            mac,
+        }),
         _ => Err(UsageError::Net(value)),
     }
+}
+
+/// `aa:bb:cc:dd:ee:ff`, a unicast address.
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let bytes: Vec<u8> = text
+        .split(':')
+        .filter_map(|b| (b.len() == 2).then(|| u8::from_str_radix(b, 16).ok()).flatten())
+        .collect();
+    <[u8; 6]>::try_from(bytes)
+        .ok()
+        .filter(|m| m[0] & 1 == 0 && text.len() == 17)
 }
 
 /// Parses the arguments after the program name.
@@ -225,7 +253,7 @@ mod tests {
     #[test]
     fn a_nic_takes_a_tap_and_a_mac_or_derives_one() {
         let nic = args("--kernel /k --net tap0").unwrap().net.unwrap();
-        assert_eq!(nic.tap, "tap0");
+        assert_eq!(nic.tap, Backend::Tap("tap0".into()));
         assert_eq!(nic.mac, crate::devices::net::default_mac("tap0"));
         assert_eq!(nic.mac[..3], [0x52, 0x54, 0x00]);
         assert_ne!(nic.mac, crate::devices::net::default_mac("tap1"));
@@ -251,6 +279,30 @@ mod tests {
             );
         }
         assert_eq!(args("--kernel /k --net a --net b"), Err(UsageError::TwoNics));
+    }
+
+    #[test]
+    fn a_tap_device_takes_a_path_and_needs_its_mac() {
+        let nic = args("--kernel /k --net /dev/tap7,mac=52:54:00:12:34:56")
+            .unwrap()
+            .net
+            .unwrap();
+        assert_eq!(nic.tap, Backend::Device("/dev/tap7".into()));
+        assert_eq!(nic.mac, [0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+        let missing = args("--kernel /k --net /dev/tap7").unwrap_err();
+        assert_eq!(missing, UsageError::NetNeedsMac("/dev/tap7".into()));
+        assert!(missing.to_string().contains("give PATH,mac=MAC"), "{missing}");
+        for bad in [
+            "/dev/tap7,mac=01:00:5e:00:00:01",
+            "/dev/tap7,mtu=1500",
+            "/dev/tap7,mac=52",
+        ] {
+            assert_eq!(
+                args(&format!("--kernel /k --net {bad}")),
+                Err(UsageError::Net(bad.into())),
+                "{bad}"
+            );
+        }
         let eight = "--kernel /k --net t".to_string() + &" --disk /d".repeat(8);
         assert_eq!(args(&eight), Err(UsageError::TooManyDisks));
     }

@@ -1,8 +1,9 @@
 //! ramkey-vmm: a small virtual machine monitor on KVM and the rust-vmm crates
 //! (kvm-ioctls, kvm-bindings, vm-memory, linux-loader, vm-superio). It boots a Linux
 //! kernel (ELF vmlinux or bzImage, 64-bit boot protocol) with an initramfs and a command
-//! line on N vCPUs, with a serial console on the VMM's stdin/stdout, a CMOS clock and an
-//! i8042 whose reset ends the VM, and virtio-blk disks and a virtio-net NIC on a tap on
+//! line on N vCPUs, with a serial console on the VMM's stdin/stdout, a CMOS clock, an
+//! i8042 whose reset ends the VM (and that types Ctrl-Alt-Del on SIGTERM, [`signals`]), an
+//! ACPI power-off, and virtio-blk disks and a virtio-net NIC on a tap on
 //! virtio-mmio (announced to the guest
 //! in ACPI tables); it reports how the VM ended ([`Outcome`]). See `docs/vms.md`.
 //!
@@ -23,6 +24,7 @@ pub mod memory_use;
 pub mod mptable;
 pub mod outcome;
 pub mod program;
+pub mod signals;
 pub mod vcpu;
 
 use std::sync::{Arc, Mutex};
@@ -37,8 +39,9 @@ pub use outcome::Outcome;
 use acpi::VirtioWindow;
 use devices::block::Block;
 use devices::cmos::{CMOS_PORT, CMOS_PORTS, Cmos};
-use devices::i8042::{I8042, I8042_PORT, I8042_PORTS};
+use devices::i8042::{I8042, I8042_PORT, I8042_PORTS, KBD_IRQ};
 use devices::net::Net;
+use devices::power::{Power, SLEEP_PORT, SLEEP_PORTS};
 use devices::serial::{self, COM1_IRQ, COM1_PORT, COM1_PORTS, SerialPort};
 use devices::virtio_mmio::MmioTransport;
 use devices::{Bus, Overlap};
@@ -65,9 +68,11 @@ pub enum VmmError {
     #[error(transparent)]
     Disk(#[from] devices::block::DiskError),
     #[error(transparent)]
-    Tap(#[from] devices::net::TapError),
+    Tap(#[from] devices::tap::TapError),
     #[error("the NIC's RX thread: {0}")]
     NetThread(std::io::Error),
+    #[error("the signal thread: {0}")]
+    Signals(std::io::Error),
     #[error("starting vcpu {id}: {source}")]
     Thread { id: u8, source: std::io::Error },
 }
@@ -91,6 +96,9 @@ fn irqfd(vm: &kvm_ioctls::VmFd, gsi: u32) -> Result<EventFd, VmmError> {
 
 /// Boots the VM `opts` describes and runs it until it ends.
 pub fn run(opts: &Options) -> Result<Ended, VmmError> {
+    // Before any thread starts, so that all inherit the mask and the signal thread alone
+    // takes SIGTERM and SIGINT.
+    signals::block().map_err(VmmError::Signals)?;
     let hv = kvm::open(&opts.kvm)?;
     kvm::platform(&hv.vm)?;
     let ranges = layout::ram_ranges(opts.memory_mib << 20);
@@ -130,8 +138,20 @@ pub fn run(opts: &Options) -> Result<Ended, VmmError> {
     serial::feed(console.clone(), std::io::stdin());
     let mut pio = Bus::default();
     pio.insert(COM1_PORT, COM1_PORTS, console)?;
-    pio.insert(I8042_PORT, I8042_PORTS, Arc::new(Mutex::new(I8042::new(stop.clone()))))?;
+    let keyboard = I8042::new(stop.clone()).with_interrupt(irqfd(&hv.vm, KBD_IRQ)?);
+    let keyboard = Arc::new(Mutex::new(keyboard));
+    pio.insert(I8042_PORT, I8042_PORTS, keyboard.clone())?;
+    signals::spawn(move |signal| {
+        let name = signals::name(signal);
+        if keyboard.lock().unwrap_or_else(|e| e.into_inner()).ctrl_alt_del() {
+            eprintln!("ramkey-vmm: {name}: asked the guest to shut down (ctrl-alt-del)");
+        } else {
+            eprintln!("ramkey-vmm: {name}: the guest's keyboard buffer is full: ctrl-alt-del not typed");
+        }
+    })
+    .map_err(VmmError::Signals)?;
     pio.insert(CMOS_PORT, CMOS_PORTS, Arc::new(Mutex::new(Cmos::default())))?;
+    pio.insert(SLEEP_PORT, SLEEP_PORTS, Arc::new(Mutex::new(Power::new(stop.clone()))))?;
     let mut mmio = Bus::default();
     let mut windows = windows.iter();
     for (i, (disk, window)) in opts.disks.iter().zip(windows.by_ref()).enumerate() {
@@ -140,7 +160,7 @@ pub fn run(opts: &Options) -> Result<Ended, VmmError> {
         mmio.insert(window.base, layout::VIRTIO_MMIO_SIZE, Arc::new(Mutex::new(transport)))?;
     }
     if let (Some(nic), Some(window)) = (&opts.net, windows.next()) {
-        let net = Net::new(devices::net::open_tap(&nic.tap)?, nic.mac).map_err(VmmError::EventFd)?;
+        let net = Net::new(devices::tap::open(&nic.tap)?.0, nic.mac).map_err(VmmError::EventFd)?;
         let (interrupt, rx) = (
             irqfd(&hv.vm, window.irq)?,
             net.rx_handle().map_err(VmmError::NetThread)?,

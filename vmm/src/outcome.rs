@@ -12,8 +12,8 @@ use crate::memory_use::MemoryUse;
 
 /// Exit codes of `ramkey-vmm`, one per kind of ending.
 pub mod code {
-    /// The guest rebooted or shut down (it asked to stop).
-    pub const STOPPED: i32 = 0;
+    /// The guest powered off (ACPI S5, a KVM shutdown event).
+    pub const POWERED_OFF: i32 = 0;
     /// The VMM or KVM failed (setup, an unexpected exit, a KVM internal error).
     pub const INTERNAL: i32 = 1;
     /// The command line was wrong.
@@ -22,13 +22,17 @@ pub mod code {
     pub const NO_KVM: i32 = 3;
     /// The guest crashed: a triple fault (KVM_EXIT_SHUTDOWN) or a reported crash.
     pub const CRASHED: i32 = 4;
+    /// The guest rebooted (the i8042's reset, a KVM reset event): the host may start it again.
+    pub const REBOOTED: i32 = 5;
 }
 
 /// How the VM ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The guest asked to stop: `how` says by what (the i8042 reset, a KVM system event).
-    Stopped { how: String },
+    /// The guest powered off: `how` says by what (ACPI S5, a KVM system event).
+    PoweredOff { how: String },
+    /// The guest rebooted: `how` says by what (the i8042 reset, a KVM system event).
+    Rebooted { how: String },
     /// The guest died: a triple fault, or KVM said it crashed.
     Crashed { why: String },
     /// The VMM or KVM could not go on.
@@ -38,7 +42,8 @@ pub enum Outcome {
 impl Outcome {
     pub fn code(&self) -> i32 {
         match self {
-            Outcome::Stopped { .. } => code::STOPPED,
+            Outcome::PoweredOff { .. } => code::POWERED_OFF,
+            Outcome::Rebooted { .. } => code::REBOOTED,
             Outcome::Crashed { .. } => code::CRASHED,
             Outcome::Internal { .. } => code::INTERNAL,
         }
@@ -49,7 +54,8 @@ impl Outcome {
     /// resident set at the end (what is not guest memory).
     pub fn line(&self, ran: Duration, memory: Option<MemoryUse>) -> String {
         let what = match self {
-            Outcome::Stopped { how } => format!("guest rebooted ({how})"),
+            Outcome::PoweredOff { how } => format!("guest powered off ({how})"),
+            Outcome::Rebooted { how } => format!("guest rebooted ({how})"),
             Outcome::Crashed { why } => format!("guest crashed: {why}"),
             Outcome::Internal { why } => format!("internal error: {why}"),
         };
@@ -76,12 +82,16 @@ pub fn classify(exit: &VcpuExit<'_>, vcpu: u8) -> Option<Outcome> {
             why: format!("triple fault (KVM_EXIT_SHUTDOWN) on vcpu {vcpu}"),
         }),
         // Only without an in-kernel irqchip; with it, `hlt` never leaves KVM.
-        VcpuExit::Hlt => Some(Outcome::Stopped {
+        VcpuExit::Hlt => Some(Outcome::PoweredOff {
             how: format!("vcpu {vcpu} halted"),
         }),
         VcpuExit::SystemEvent(kind, _) => match *kind {
-            KVM_SYSTEM_EVENT_SHUTDOWN => Some(Outcome::Stopped { how: "shutdown".into() }),
-            KVM_SYSTEM_EVENT_RESET => Some(Outcome::Stopped { how: "reset".into() }),
+            KVM_SYSTEM_EVENT_SHUTDOWN => Some(Outcome::PoweredOff {
+                how: "KVM shutdown event".into(),
+            }),
+            KVM_SYSTEM_EVENT_RESET => Some(Outcome::Rebooted {
+                how: "KVM reset event".into(),
+            }),
             KVM_SYSTEM_EVENT_CRASH => Some(Outcome::Crashed {
                 why: format!("KVM reported a crash on vcpu {vcpu}"),
             }),
@@ -139,10 +149,16 @@ mod tests {
     #[test]
     fn each_ending_has_its_code_and_line() {
         let ran = Duration::from_millis(21_340);
-        let reboot = Outcome::Stopped {
+        let off = Outcome::PoweredOff { how: "ACPI S5".into() };
+        assert_eq!(off.code(), 0);
+        assert_eq!(
+            off.line(ran, None),
+            "ramkey-vmm: guest powered off (ACPI S5) after 21.34 s (exit 0)"
+        );
+        let reboot = Outcome::Rebooted {
             how: "i8042 reset".into(),
         };
-        assert_eq!(reboot.code(), 0);
+        assert_eq!(reboot.code(), 5);
         assert_eq!(
             reboot.line(
                 ran,
@@ -152,7 +168,7 @@ mod tests {
                     guest_kib: 6000
                 })
             ),
-            "ramkey-vmm: guest rebooted (i8042 reset) after 21.34 s (exit 0, peak RSS 9000 kB, VMM's own 2000 kB)"
+            "ramkey-vmm: guest rebooted (i8042 reset) after 21.34 s (exit 5, peak RSS 9000 kB, VMM's own 2000 kB)"
         );
         let crash = classify(&VcpuExit::Shutdown, 1).unwrap();
         assert_eq!(crash.code(), 4);
@@ -168,7 +184,14 @@ mod tests {
                 .line(ran, None)
                 .starts_with("ramkey-vmm: internal error: KVM internal error")
         );
-        let codes = [code::STOPPED, code::INTERNAL, code::USAGE, code::NO_KVM, code::CRASHED];
+        let codes = [
+            code::POWERED_OFF,
+            code::INTERNAL,
+            code::USAGE,
+            code::NO_KVM,
+            code::CRASHED,
+            code::REBOOTED,
+        ];
         for (i, c) in codes.iter().enumerate() {
             assert!(!codes[i + 1..].contains(c), "exit code {c} used twice");
         }
@@ -182,7 +205,7 @@ mod tests {
         assert_eq!(classify(&VcpuExit::Intr, 0), None);
         let event = |kind| classify(&VcpuExit::SystemEvent(kind, &[]), 0).unwrap().code();
         assert_eq!(event(KVM_SYSTEM_EVENT_SHUTDOWN), 0);
-        assert_eq!(event(KVM_SYSTEM_EVENT_RESET), 0);
+        assert_eq!(event(KVM_SYSTEM_EVENT_RESET), 5);
         assert_eq!(event(KVM_SYSTEM_EVENT_CRASH), 4);
         assert_eq!(event(77), 1);
         assert_eq!(classify(&VcpuExit::FailEntry(3, 0), 0).unwrap().code(), 1);
@@ -195,7 +218,7 @@ mod tests {
         assert!(!stop.is_reported());
         let reporter = stop.clone();
         let t = std::thread::spawn(move || {
-            reporter.report(Outcome::Stopped {
+            reporter.report(Outcome::Rebooted {
                 how: "i8042 reset".into(),
             });
             reporter.report(Outcome::Crashed {
@@ -204,7 +227,7 @@ mod tests {
         });
         assert_eq!(
             stop.wait(),
-            Outcome::Stopped {
+            Outcome::Rebooted {
                 how: "i8042 reset".into()
             }
         );

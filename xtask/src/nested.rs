@@ -5,14 +5,20 @@
 //! outer `/init` runs the VMM once before loading `kvm_amd` (no usable KVM), then loads the
 //! modules, boots a 121-byte ELF "kernel" that triple-faults at once ([`triple_fault_elf`]),
 //! then the inner guest twice — the vmlinux on one vCPU, the bzImage on two — whose `/init`
-//! prints a marker, its uptime and its CPU count, then `reboot -f`. The vmlinux boot also
+//! prints a marker, its uptime and its CPU count, and ends as its command line says. The vmlinux boot also
 //! gets two virtio-blk disks: a read-only image built here ([`ro_disk`]) whose first line
 //! the inner `/init` prints and fails to overwrite, and a writable one (made by the outer
 //! `/init`) it writes a line to; the outer `/init` then prints both backing files' first
 //! lines. The inner guest loads `virtio_mmio`, `virtio_blk` and `virtio_net` from the same
-//! kernel. The vmlinux boot also gets a NIC on a tap the outer `/init` makes (`tun` loaded
-//! with the KVM modules): the outer guest serves a page and 4 MiB with busybox `httpd` that
-//! the inner guest fetches (an HTTP GET with `nc`; busybox-static's `wget` crashes in these guests).
+//! kernel. Both boots get a NIC. The vmlinux boot's is a macvtap's character device (bridge
+//! mode, on a `dummy` parent, with a macvlan beside it for the outer side): the inner guest
+//! fetches a page and 4 MiB from the outer guest's busybox `httpd` (an HTTP GET with `nc`;
+//! busybox-static's `wget` crashes in these guests), and the outer guest fetches the inner
+//! guest's page; then a line written to the VMM's stdin (a pipe) must reach the inner
+//! console, and SIGTERM to the VMM must make the guest power off (Ctrl-Alt-Del → SIGINT to
+//! the inner `/init` → `poweroff -f` → ACPI S5, exit 0). The bzImage boot's NIC is the tap
+//! `tap0` by name; that guest fetches the outer page and reboots (exit 5). The scripts are
+//! in [`scripts`].
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -26,6 +32,8 @@ use ramkey_builder::records::Tree;
 use crate::artifacts::{self, source_date_epoch, target_dir, workspace_root};
 use crate::bench::peers::{add_dev_nodes, load_order};
 
+mod scripts;
+
 /// The modules `/dev/kvm` needs in an AMD (SVM) guest, dependencies pulled in.
 pub const KVM_MODULES: &[&str] = &["kvm_amd"];
 
@@ -37,16 +45,25 @@ pub const INNER_MARKER: &str = "inner: hello from the nested guest, uptime";
 /// (`virtio_net` needs `net_failover` and `failover`).
 pub const DISK_MODULES: &[&str] = &["virtio_mmio", "virtio_blk", "virtio_net"];
 
-/// The module the outer guest loads for its tap (`/dev/net/tun`).
-pub const TAP_MODULES: &[&str] = &["tun"];
+/// The modules the outer guest loads for its tap (`/dev/net/tun`), its macvtap and macvlan
+/// and their `dummy` parent.
+pub const NET_MODULES: &[&str] = &["tun", "dummy", "macvlan", "macvtap"];
 
-/// The tap the outer `/init` makes for the inner guest's NIC, and the two addresses.
+/// The tap the outer `/init` makes for the bzImage guest's NIC, and the two addresses.
 pub const TAP: &str = "tap0";
-pub const OUTER_ADDRESS: &str = "192.168.77.1";
-pub const INNER_ADDRESS: &str = "192.168.77.2";
+pub const TAP_OUTER: &str = "192.168.77.1";
+pub const TAP_INNER: &str = "192.168.77.2";
+/// The macvtap for the vmlinux guest's NIC; the outer side's macvlan has [`MACVLAN_OUTER`].
+pub const MACVTAP: &str = "macvtap0";
+pub const MACVLAN_OUTER: &str = "192.168.78.1";
+pub const MACVTAP_INNER: &str = "192.168.78.2";
 
 /// The page the outer guest's httpd serves; the inner guest fetches and prints it.
 pub const OUTER_PAGE: &str = "ramkey outer httpd page: 5c1d07";
+/// The page the inner guest's httpd serves; the outer guest fetches and prints it.
+pub const INNER_PAGE: &str = "ramkey inner httpd page: 9a41c2";
+/// The line the outer guest writes to the VMM's stdin; the inner `/init` reads and prints it.
+pub const CONSOLE_LINE: &str = "a line through the VMM's stdin pipe: 3b8e51";
 
 /// The read-only disk's first line (the rest of its [`RO_DISK_BYTES`] are zeros).
 pub const RO_DISK_LINE: &str = "ramkey read-only test disk: 7f3e9a";
@@ -62,105 +79,103 @@ pub fn ro_disk() -> Vec<u8> {
     disk
 }
 
-/// The inner guest's `/init`: the marker with the kernel's own uptime and the CPUs it
-/// found; with disks, their checks (below); then a reboot, which the VMM sees as the i8042
-/// reset. `vda` is read-only: its first line and GET_ID serial are printed, a write to it
-/// must fail (refused by the kernel for `VIRTIO_BLK_F_RO`, or by the VMM with IOERR), its
-/// sysfs `ro` flag is printed, and it is read whole (timed). `vdb` gets [`RW_DISK_LINE`] in its first
-/// sector and 4 MiB at 1 MiB (timed), each flushed.
-const INNER_INIT: &str = r#"#!/bin/sh
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-read up idle < /proc/uptime
-n=0
-while read -r key rest; do [ "$key" = processor ] && n=$((n + 1)); done < /proc/cpuinfo
-echo "@MARKER@ $up, cpus $n"
-cs() { read u i < /proc/uptime; echo "${u%.*}${u#*.}"; } # uptime in centiseconds
-@INSMOD@
-if [ -b /dev/vda ]; then
-  echo "inner: vda holds: $(head -n 1 /dev/vda)"
-  echo "inner: vda serial: $(cat /sys/block/vda/serial)"
-  if echo overwritten | dd of=/dev/vda conv=fsync 2>/dev/null; then
-    echo "inner: vda write: accepted"
-  else
-    echo "inner: vda write: refused"
-  fi
-  echo "inner: vda read-only flag: $(cat /sys/block/vda/ro)"
-  echo "@RW_LINE@" | dd of=/dev/vdb bs=512 conv=sync,fsync 2>/dev/null && echo "inner: vdb line written"
-  t0=$(cs); dd if=/dev/vda of=/dev/null bs=1M 2>/dev/null; t1=$(cs)
-  dd if=/dev/zero of=/dev/vdb bs=1M seek=1 count=4 conv=fsync 2>/dev/null; t2=$(cs)
-  echo "inner: 4 MiB read in $((t1 - t0))0 ms, 4 MiB written in $((t2 - t1))0 ms"
-else
-  echo "inner: no disks"
-fi
-if [ -e /sys/class/net/eth0 ]; then
-  echo "inner: eth0 mac $(cat /sys/class/net/eth0/address)"
-  ip addr add @INNER@/24 dev eth0 && ip link set eth0 up
-  # busybox-static's wget crashes without NSS (its port lookup); nc with numbers does not.
-  get() { printf 'GET /%s HTTP/1.0\r\n\r\n' "$2" | nc -w 5 "$1" 80; }
-  echo "inner: fetched: $(get @OUTER@ index.html | tail -n 1)"
-  t0=$(cs); n=$(get @OUTER@ big | wc -c); t1=$(cs)
-  echo "inner: 4 MiB fetched in $((t1 - t0))0 ms ($n bytes with the headers)"
-else
-  echo "inner: no nic"
-fi
-reboot -f
-"#;
-
-/// The outer `/init`. `@INSMOD@` becomes the module loads; `@VMM@` the VMM's command,
-/// `@BOOTS@` the inner boots ([`BOOTS`]). It makes [`TAP`] with [`OUTER_ADDRESS`] and serves
-/// [`OUTER_PAGE`] and 4 MiB of zeros on it with busybox `httpd` for the inner guest.
-const OUTER_INIT: &str = r#"#!/bin/sh
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-echo "outer: running the VMM before kvm_amd is loaded"
-@VMM@
-echo "outer: vmm exit $?"
-@INSMOD@
-if [ -c /dev/kvm ]; then echo "outer: /dev/kvm is there"; fi
-dd if=/dev/zero of=/guest/rw.img bs=1M count=8 2>/dev/null
-tunctl -t @TAP@ >/dev/null && ip addr add @OUTER@/24 dev @TAP@ && ip link set @TAP@ up && echo "outer: @TAP@ is up"
-mkdir -p /www && echo "@OUTER_PAGE@" > /www/index.html
-dd if=/dev/zero of=/www/big bs=1M count=4 2>/dev/null
-httpd -p @OUTER@:80 -h /www
-echo "outer: booting a guest that triple-faults"
-/bin/ramkey-vmm --kernel /guest/crash.elf --memory 32
-echo "outer: vmm exit $?"
-@BOOTS@poweroff -f
-"#;
-
 /// Applets the two `/init`s call, linked to `/bin/busybox`.
 const APPLETS: &[&str] = &[
     "sh", "mount", "insmod", "reboot", "poweroff", "head", "tail", "cat", "dd", "mkdir", "touch", "sleep", "ip",
-    "tunctl", "httpd", "nc", "grep", "wc",
+    "tunctl", "httpd", "nc", "grep", "wc", "tee", "pidof", "rm",
 ];
 
 /// The inner guest's memory, MiB.
 pub const INNER_MEMORY_MIB: u32 = 256;
 
-/// The inner boots after the modules are loaded: what the outer `/init` says before each
-/// (`outer: booting the inner guest: LABEL`), the kernel in `/guest`, the vCPUs, and
-/// whether it gets the devices: the disks (after it, the outer `/init` prints `outer: ro disk
-/// holds: ...` and `outer: rw disk holds: ...`, the backing files' first lines) and a NIC on
-/// [`TAP`] with the MAC the VMM derives from the tap's name.
-pub const BOOTS: &[(&str, &str, u8, bool)] = &[
-    ("vmlinux, 1 vcpu, 2 disks, a nic", "vmlinux", 1, true),
-    ("bzImage, 2 vcpus", "bzImage", 2, false),
+/// One inner boot after the modules are loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct Boot {
+    /// What the outer `/init` says before it: `outer: booting the inner guest: LABEL`.
+    pub label: &'static str,
+    /// The kernel in `/guest`.
+    pub kernel: &'static str,
+    pub vcpus: u8,
+    /// The two disks (after the boot the outer `/init` prints `outer: ro disk holds: ...` and
+    /// `outer: rw disk holds: ...`, the backing files' first lines), the NIC on the macvtap,
+    /// the 4 MiB fetch, the outer-side fetch, the stdin pipe and the SIGTERM ending; else a
+    /// NIC on [`TAP`] (by name, the MAC derived from it) and a reboot.
+    pub full: bool,
+}
+
+pub const BOOTS: &[Boot] = &[
+    Boot {
+        label: "vmlinux, 1 vcpu, 2 disks, a nic on a macvtap, stopped by SIGTERM",
+        kernel: "vmlinux",
+        vcpus: 1,
+        full: true,
+    },
+    Boot {
+        label: "bzImage, 2 vcpus, a nic on a tap, reboots",
+        kernel: "bzImage",
+        vcpus: 2,
+        full: false,
+    },
 ];
 
-/// The VMM's command line in the outer guest.
-fn vmm_command(kernel: &str, vcpus: u8, devices: bool) -> String {
-    let disks = if devices {
-        format!(" --disk /guest/ro.img,ro --disk /guest/rw.img --net {TAP}")
-    } else {
-        String::new()
-    };
+/// The VMM's command line in the outer guest: `extra` after the machine, `env` the inner
+/// `/init`'s environment (on the kernel command line).
+fn vmm_command(kernel: &str, vcpus: u8, extra: &str, env: &str) -> String {
     format!(
         "/bin/ramkey-vmm --kernel /guest/{kernel} --initrd /guest/initrd.img --vcpus {vcpus} \
-         --memory {INNER_MEMORY_MIB}{disks} --cmdline quiet"
+         --memory {INNER_MEMORY_MIB}{extra} --cmdline \"quiet{env}\""
     )
+}
+
+/// The outer `/init`'s lines for `boot`.
+fn boot_lines(boot: &Boot) -> String {
+    let Boot {
+        label,
+        kernel,
+        vcpus,
+        full,
+    } = *boot;
+    let announce = format!("echo \"outer: booting the inner guest: {label}\"\n");
+    if !full {
+        let env = format!(" OUTER={TAP_OUTER} INNER={TAP_INNER} ENDING=reboot");
+        let vmm = vmm_command(kernel, vcpus, &format!(" --net {TAP}"), &env);
+        return format!("{announce}{vmm}\necho \"outer: vmm exit $?\"\n");
+    }
+    let env = format!(" OUTER={MACVLAN_OUTER} INNER={MACVTAP_INNER} ENDING=ctrl-alt-del BIG=1");
+    let devices = " --disk /guest/ro.img,ro --disk /guest/rw.img --net $tapdev,mac=$mac";
+    let vmm = vmm_command(kernel, vcpus, devices, &env);
+    let run = scripts::SIGTERM_BOOT
+        .replace("@VMM@", &vmm)
+        .replace("@INNER@", MACVTAP_INNER)
+        .replace("@CONSOLE_LINE@", CONSOLE_LINE);
+    format!(
+        "{announce}{run}echo \"outer: ro disk holds: $(head -c 64 /guest/ro.img | head -n 1)\"\n\
+         echo \"outer: rw disk holds: $(head -c 64 /guest/rw.img | head -n 1)\"\n"
+    )
+}
+
+/// iproute2's `ip` from the host, as `/usr/lib/iproute2/ip` (named `ip`: iproute2 takes a
+/// longer name's tail as its command), with the shared libraries `ldd` lists at their paths
+/// (busybox `ip` cannot set a macvlan's or macvtap's mode).
+fn add_iproute2(tree: &mut Tree) -> Result<()> {
+    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .context("no iproute2 ip on the host (apt-get install iproute2)")?;
+    tree.file("usr/lib/iproute2/ip", std::fs::read(ip)?, 0o755);
+    let ldd = std::process::Command::new("ldd")
+        .arg(ip)
+        .output()
+        .context("running ldd")?;
+    ensure!(ldd.status.success(), "ldd {} failed", ip.display());
+    for lib in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+        if lib.starts_with('/') {
+            let data = std::fs::read(lib).with_context(|| format!("reading {lib}"))?;
+            tree.file(lib.trim_start_matches('/'), data, 0o755);
+        }
+    }
+    Ok(())
 }
 
 /// `insmod` lines for `wanted` and their dependencies, in load order.
@@ -312,10 +327,9 @@ pub fn build(vmm: &Path) -> Result<Nested> {
     let mut inner = Tree::new();
     add_busybox(&mut inner, &busybox)?;
     let disk_insmod = insmod_lines(&index, DISK_MODULES, &mut inner, &kernel)?;
-    let inner_init = INNER_INIT
+    let inner_init = scripts::INNER_INIT
         .replace("@MARKER@", INNER_MARKER)
-        .replace("@INNER@", INNER_ADDRESS)
-        .replace("@OUTER@", OUTER_ADDRESS)
+        .replace("@INNER_PAGE@", INNER_PAGE)
         .replace("@INSMOD@", &disk_insmod)
         .replace("@RW_LINE@", RW_DISK_LINE);
     inner.file("init", inner_init, 0o755);
@@ -323,7 +337,8 @@ pub fn build(vmm: &Path) -> Result<Nested> {
 
     let mut outer = Tree::new();
     add_busybox(&mut outer, &busybox)?;
-    let insmod = insmod_lines(&index, &[KVM_MODULES, TAP_MODULES].concat(), &mut outer, &kernel)?;
+    add_iproute2(&mut outer)?;
+    let insmod = insmod_lines(&index, &[KVM_MODULES, NET_MODULES].concat(), &mut outer, &kernel)?;
     outer.file(
         "bin/ramkey-vmm",
         std::fs::read(vmm).with_context(|| format!("reading {}", vmm.display()))?,
@@ -334,25 +349,16 @@ pub fn build(vmm: &Path) -> Result<Nested> {
     outer.file("guest/crash.elf", triple_fault_elf(), 0o644);
     outer.file("guest/initrd.img", inner_initrd, 0o644);
     outer.file("guest/ro.img", ro_disk(), 0o444);
-    let check_disks = "echo \"outer: ro disk holds: $(head -c 64 /guest/ro.img | head -n 1)\"\n\
-                       echo \"outer: rw disk holds: $(head -c 64 /guest/rw.img | head -n 1)\"\n";
-    let boots: String = BOOTS
-        .iter()
-        .map(|(label, kernel, vcpus, disks)| {
-            format!(
-                "echo \"outer: booting the inner guest: {label}\"\n{}\necho \"outer: vmm exit $?\"\n{}",
-                vmm_command(kernel, *vcpus, *disks),
-                if *disks { check_disks } else { "" }
-            )
-        })
-        .collect();
-    let init = OUTER_INIT
+    let boots: String = BOOTS.iter().map(boot_lines).collect();
+    let init = scripts::OUTER_INIT
         .replace("@INSMOD@", &insmod)
         .replace("@BOOTS@", &boots)
-        .replace("@VMM@", &vmm_command("vmlinux", 1, false))
+        .replace("@VMM@", &vmm_command("vmlinux", 1, "", ""))
         .replace("@TAP@", TAP)
-        .replace("@OUTER_PAGE@", OUTER_PAGE)
-        .replace("@OUTER@", OUTER_ADDRESS);
+        .replace("@TAP_OUTER@", TAP_OUTER)
+        .replace("@MACVTAP@", MACVTAP)
+        .replace("@MACVLAN_OUTER@", MACVLAN_OUTER)
+        .replace("@OUTER_PAGE@", OUTER_PAGE);
     outer.file("init", init, 0o755);
     // Uncompressed: nothing to inflate under TCG.
     let initrd = dir.join("outer-initrd.img");

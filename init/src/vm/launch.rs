@@ -166,11 +166,11 @@ fn wait(name: &str, vmm: &mut std::process::Child, signals: &nix::sys::signalfd:
 /// The launcher's status for the VMM's exit `code` (see `ramkey_vmm::outcome::code`).
 fn exit_code(name: &str, code: Option<i32>, stopping: bool) -> i32 {
     match code {
-        Some(0) if stopping => {
+        Some(ramkey_vmm::outcome::code::POWERED_OFF) if stopping => {
             say(Level::Info, &format!("vm {name}: the guest powered off (stopped)"));
             0
         }
-        Some(0) => {
+        Some(ramkey_vmm::outcome::code::POWERED_OFF) => {
             say(Level::Info, &format!("vm {name}: the guest powered itself off"));
             0
         }
@@ -196,7 +196,8 @@ fn ending(code: i32) -> &'static str {
         c::NO_KVM => "no usable KVM on this box",
         c::INTERNAL => "the VMM failed",
         c::USAGE => "the launcher's command line is wrong: a bug",
-        _ => "the guest rebooted",
+        c::REBOOTED => "the guest rebooted (a kernel panic reboots it)",
+        _ => "an exit code this launcher does not know",
     }
 }
 

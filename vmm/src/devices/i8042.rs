@@ -5,6 +5,16 @@
 //! port, the self-test — so that the i8042 driver does not wait for timeouts (about 2 s
 //! of a nested guest's boot); keyboard bytes get an ACK. vm-superio's `I8042Device` does
 //! only the reset, and its status of 0 makes the probe time out.
+//!
+//! The keyboard port can also type: [`I8042::ctrl_alt_del`] queues the scancodes of
+//! Ctrl-Alt-Del, pressed and released (set 2: the configuration byte has no translation bit,
+//! so Linux's i8042 driver runs the port untranslated), and raises IRQ 1 for each byte, as
+//! Firecracker's `SendCtrlAltDel` does. The guest's atkbd turns them into the key
+//! combination, and its kernel reboots or signals its PID 1.
+
+use std::collections::VecDeque;
+
+use vmm_sys_util::eventfd::EventFd;
 
 use super::BusDevice;
 use crate::outcome::{Outcome, Stop};
@@ -30,6 +40,15 @@ const CMD_READ_OUTPUT_PORT: u8 = 0xd0;
 const CMD_WRITE_OUTPUT_PORT: u8 = 0xd1;
 const CMD_RESET_CPU: u8 = 0xfe;
 
+/// The keyboard's interrupt line.
+pub const KBD_IRQ: u32 = 1;
+/// The configuration byte's "keyboard interrupt enabled" bit.
+const CTR_KBD_INT: u8 = 0x01;
+/// Ctrl, Alt and Delete pressed, then released, in scancode set 2.
+pub const CTRL_ALT_DEL: [u8; 11] = [0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14];
+/// Bytes the output buffer holds (a real controller holds one; the keyboard a few more).
+const OUTPUT_MAX: usize = 16;
+
 /// The configuration byte at power-on: keyboard interrupt on, POST passed.
 const CTR_DEFAULT: u8 = 0x05;
 /// The output port: the A20 gate open, no reset asserted.
@@ -46,8 +65,10 @@ pub struct I8042 {
     output_port: u8,
     /// The command waiting for its data byte on port 0x60.
     pending: Option<u8>,
-    /// The byte the guest reads from port 0x60.
-    output: Option<u8>,
+    /// The bytes the guest reads from port 0x60, in order.
+    output: VecDeque<u8>,
+    /// IRQ 1, when the controller is wired to one.
+    interrupt: Option<EventFd>,
 }
 
 impl I8042 {
@@ -58,13 +79,46 @@ impl I8042 {
             ctr: CTR_DEFAULT,
             output_port: OUTPUT_PORT_DEFAULT,
             pending: None,
-            output: None,
+            output: VecDeque::new(),
+            interrupt: None,
         }
     }
 
+    /// Wires the keyboard's interrupt to `interrupt` (an irqfd for [`KBD_IRQ`]).
+    pub fn with_interrupt(mut self, interrupt: EventFd) -> I8042 {
+        self.interrupt = Some(interrupt);
+        self
+    }
+
     fn respond(&mut self, byte: u8) {
-        self.output = Some(byte);
+        self.output.push_back(byte);
         self.status |= STATUS_OUTPUT_FULL;
+    }
+
+    /// Raises the keyboard interrupt if a byte waits and the guest enabled it.
+    fn raise(&self) {
+        if let Some(irq) = &self.interrupt
+            && !self.output.is_empty()
+            && self.ctr & CTR_KBD_INT != 0
+        {
+            // A failed eventfd write loses one interrupt; the byte stays readable.
+            let _ = irq.write(1);
+        }
+    }
+
+    /// Types Ctrl-Alt-Del on the keyboard; false if the output buffer has no room for it.
+    pub fn ctrl_alt_del(&mut self) -> bool {
+        if self.output.len() + CTRL_ALT_DEL.len() > OUTPUT_MAX {
+            return false;
+        }
+        let idle = self.output.is_empty();
+        for byte in CTRL_ALT_DEL {
+            self.respond(byte);
+        }
+        if idle {
+            self.raise();
+        }
+        true
     }
 
     fn command(&mut self, command: u8) {
@@ -77,7 +131,7 @@ impl I8042 {
                 self.pending = Some(command);
                 self.status |= STATUS_COMMAND_DATA;
             }
-            CMD_RESET_CPU => self.stop.report(Outcome::Stopped {
+            CMD_RESET_CPU => self.stop.report(Outcome::Rebooted {
                 how: "i8042 reset".into(),
             }),
             // Enabling or disabling the ports, the aux port's commands: nothing to do.
@@ -106,8 +160,14 @@ impl BusDevice for I8042 {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         let byte = match offset {
             DATA => {
-                self.status &= !STATUS_OUTPUT_FULL;
-                self.output.take().unwrap_or(0)
+                let byte = self.output.pop_front().unwrap_or(0);
+                if self.output.is_empty() {
+                    self.status &= !STATUS_OUTPUT_FULL;
+                } else {
+                    // One byte per interrupt, as the guest's handler reads them.
+                    self.raise();
+                }
+                byte
             }
             COMMAND => self.status,
             _ => 0xff,
@@ -161,7 +221,7 @@ mod tests {
         bus.write(0x64, &[0xfe]);
         assert_eq!(
             stop.wait(),
-            Outcome::Stopped {
+            Outcome::Rebooted {
                 how: "i8042 reset".into()
             }
         );
@@ -193,5 +253,34 @@ mod tests {
         bus.write(0x60, &[0xf4]);
         assert_eq!(inb(&bus, 0x60), ACK);
         assert!(!stop.is_reported());
+    }
+
+    #[test]
+    fn ctrl_alt_del_is_typed_one_interrupt_per_byte() {
+        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let mut kbd = I8042::new(Stop::default()).with_interrupt(irq.try_clone().unwrap());
+        assert!(kbd.ctrl_alt_del());
+        assert_eq!(irq.read().unwrap(), 1, "the first byte's interrupt");
+        let mut typed = Vec::new();
+        let mut byte = [0u8];
+        loop {
+            kbd.read(COMMAND, &mut byte);
+            if byte[0] & STATUS_OUTPUT_FULL == 0 {
+                break;
+            }
+            kbd.read(DATA, &mut byte);
+            typed.push(byte[0]);
+        }
+        assert_eq!(typed, CTRL_ALT_DEL);
+        assert_eq!(irq.read().unwrap(), 10, "one more interrupt per byte left");
+        // A full buffer refuses the next one; with the interrupt disabled, no interrupt.
+        assert!(kbd.ctrl_alt_del());
+        assert!(!kbd.ctrl_alt_del());
+        assert_eq!(irq.read().unwrap(), 1);
+        let mut quiet = I8042::new(Stop::default()).with_interrupt(irq.try_clone().unwrap());
+        quiet.write(COMMAND, &[CMD_WRITE_CTR]);
+        quiet.write(DATA, &[0]);
+        assert!(quiet.ctrl_alt_del());
+        assert!(irq.read().is_err(), "no interrupt while the guest disabled it");
     }
 }

@@ -1,14 +1,16 @@
 //! The device model: a [`Bus`] maps address ranges to [`BusDevice`]s. The VMM has two, one
-//! for port I/O (the serial port, the i8042, the CMOS clock) and one for MMIO (the
+//! for port I/O (the serial port, the i8042, the CMOS clock, the ACPI sleep register) and one for MMIO (the
 //! virtio-mmio devices, [`virtio_mmio`], from [`crate::layout::MMIO_GAP_START`]: the
-//! [`block`] disks and the [`net`] NIC).
+//! [`block`] disks and the [`net`] NIC on a [`tap`]).
 //! A vCPU's `IoIn`/`IoOut`/`MmioRead`/`MmioWrite` exit is dispatched here.
 
 pub mod block;
 pub mod cmos;
 pub mod i8042;
 pub mod net;
+pub mod power;
 pub mod serial;
+pub mod tap;
 pub mod virtio_mmio;
 
 use std::sync::{Arc, Mutex};

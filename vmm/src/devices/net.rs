@@ -8,10 +8,9 @@
 //! that does not fit the driver's buffer, or a TX chain that is no frame, is dropped as a NIC
 //! would; a used ring that cannot be written is a device error.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -36,46 +35,6 @@ pub const MAX_FRAME: usize = 65_550;
 const QUEUE_SIZE: u16 = 256;
 pub const RX: usize = 0;
 pub const TX: usize = 1;
-
-/// A tap that cannot be opened.
-#[derive(Debug, thiserror::Error)]
-#[error("tap {name}: {source}")]
-pub struct TapError {
-    pub name: String,
-    pub source: std::io::Error,
-}
-
-/// Opens (and, when it does not exist, creates) the tap interface `name` from
-/// `/dev/net/tun`: `IFF_TAP | IFF_NO_PI`, non-blocking.
-pub fn open_tap(name: &str) -> Result<File, TapError> {
-    let err = |source| TapError {
-        name: name.into(),
-        source,
-    };
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(err(ErrorKind::InvalidInput.into()));
-    }
-    let tun = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open("/dev/net/tun")
-        .map_err(err)?;
-    // SAFETY: `ifreq` is plain old data (bytes and a union of integers); all zeros is valid.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
-        *dst = src as libc::c_char;
-    }
-    ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
-    // SAFETY: `tun` is an open /dev/net/tun; TUNSETIFF reads and writes one `ifreq`, which
-    // `ifr` is and which outlives the call; the name is NUL-terminated (shorter than
-    // IFNAMSIZ, the rest zeros). The result is checked.
-    let rc = unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF as _, &mut ifr) };
-    if rc < 0 {
-        return Err(err(std::io::Error::last_os_error()));
-    }
-    Ok(tun)
-}
 
 /// A virtio-net device over a tap (or anything that reads and writes one frame per call).
 pub struct Net {
@@ -427,6 +386,5 @@ mod tests {
         assert_eq!(tail, [0; 4]);
         assert_eq!(mac_string(&default_mac("tap0")), mac_string(&default_mac("tap0")));
         assert!(mac_string(&default_mac("tap0")).starts_with("52:54:00:"));
-        assert!(open_tap("a-name-far-too-long").is_err());
     }
 }
