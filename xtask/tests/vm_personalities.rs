@@ -146,7 +146,7 @@ fn web_runs_as_a_vm_answers_at_its_address_and_is_restarted_after_a_guest_panic(
     let image = stick(name);
     let ports = (free_port(), free_port());
     let mut vm = boot(name, &image, ports, None);
-    vm.forbid(&["Kernel panic", "ramkey: error: PANIC", "RECOVERY MODE", "not started"])
+    vm.forbid(&["Kernel panic", "ramkey: error: PANIC", "RECOVERY MODE", "not started", "the guest says"])
         .unwrap();
     vm.expect("vm: kvm_amd and macvtap loaded", BOOT).unwrap();
     let (_, started) = vm.expect("vm web: web 1.0.0 on 1 vCPU(s), 192 MiB", BOOT).unwrap();

@@ -12,6 +12,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::base::log::Level;
 use crate::sys::terminal;
 
 /// How much of the guest's latest output an attachment is shown first.
@@ -30,6 +31,10 @@ struct Shared {
 
 /// What the relay touches on the host.
 pub struct Files {
+    /// The VM's name, for the lines on the host's console.
+    pub name: String,
+    /// The host's console.
+    pub console: PathBuf,
     /// The socket consoles attach to.
     pub socket: PathBuf,
     /// Made when the guest says it is ready, removed when it says it waits.
@@ -85,20 +90,29 @@ fn copy_out(mut output: impl Read, shared: &Mutex<Shared>, files: &Files) {
                 line.push(b);
                 continue;
             }
-            note(&String::from_utf8_lossy(&line), &files.ready);
+            note(&String::from_utf8_lossy(&line), files);
             line.clear();
         }
     }
 }
 
-/// Notes the guest's readiness from one line of its console.
-fn note(line: &str, ready: &Path) {
+/// Notes the guest's readiness from one line of its console; its init's errors also go
+/// to the host's console, where whoever watches the box is.
+fn note(line: &str, files: &Files) {
     if line.contains(super::READY_LINE) {
-        let _ = std::fs::write(ready, b"");
+        let _ = std::fs::write(&files.ready, b"");
     } else if line.contains(super::WAITING_LINE) {
-        let _ = std::fs::remove_file(ready);
+        let _ = std::fs::remove_file(&files.ready);
+    } else if let Some((_, error)) = line.split_once(GUEST_ERROR) {
+        let said = format!("vm {}: the guest says: {}", files.name, error.trim_end());
+        if let Ok(mut console) = std::fs::OpenOptions::new().write(true).open(&files.console) {
+            crate::base::log::to_console(&mut console, Level::Error, format_args!("{said}"));
+        }
     }
 }
+
+/// How an error line of the guest's init starts (after its timestamp).
+const GUEST_ERROR: &str = "ramkey: error: ";
 
 /// Accepts consoles, one at a time: a new one replaces the one attached. Each gets the
 /// backlog, then the output as it comes; its input goes to the guest until it ends, which

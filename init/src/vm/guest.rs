@@ -124,7 +124,9 @@ fn disk_with_serial(paths: &Paths, serial: &str) -> Option<PathBuf> {
     let entries = std::fs::read_dir(paths.sys().join("block")).ok()?;
     entries.flatten().find_map(|e| {
         let read = std::fs::read_to_string(e.path().join("serial")).ok()?;
-        (read.trim() == serial).then(|| paths.dev().join(e.file_name()))
+        // The node appears a moment after the sysfs entry (devtmpfs makes it in its thread).
+        let node = paths.dev().join(e.file_name());
+        (read.trim() == serial && node.exists()).then_some(node)
     })
 }
 

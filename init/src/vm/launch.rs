@@ -129,6 +129,8 @@ fn run(spec: &ZoneSpec) -> Result<i32, Failed> {
         return Err("the VMM's console pipes are missing".into());
     };
     let files = Files {
+        name: name.clone(),
+        console: paths.console(),
         socket: super::file(name, super::CONSOLE_SOCKET),
         ready: ready.clone(),
         initrd,
