@@ -74,7 +74,10 @@ pub const DEFAULT_MODULES: &[(&str, &[&str])] = &[
     ("platform", &["button", "evdev", "rtc_cmos"]),
     // VM personalities: KVM, the macvtap a VM's NIC hangs off, and what the guest loads
     // from the box's modules (virtio over MMIO; the rest is above).
-    ("vms", &["kvm_amd", "kvm_intel", "macvtap", "virtio_mmio"]),
+    (
+        "vms",
+        &["kvm_amd", "kvm_intel", "macvtap", "virtio_mmio", "crc32c_generic"],
+    ),
 ];
 
 /// One module of the kernel package.

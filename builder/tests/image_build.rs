@@ -372,12 +372,18 @@ fn vm_builds_share_the_cached_payload_under_their_own_manifest() {
     let trusted = [keys::read_public_file(&public).unwrap()];
     let open = |image: &Path| {
         let read = ramkey_image::read::open(image).unwrap();
-        ramkey_image::verify::verify(read, &trusted, &platform()).unwrap().manifest().clone()
+        ramkey_image::verify::verify(read, &trusted, &platform())
+            .unwrap()
+            .manifest()
+            .clone()
     };
     let (z, v) = (open(&zone.image), open(&vm.image));
     assert_eq!(z.runtime, ramkey_image::runtime::Runtime::Zone);
     assert_eq!(v.runtime, ramkey_image::runtime::Runtime::Vm);
     assert_eq!((v.vm.vcpus, v.vm.memory_mib), (2, 160));
-    assert!(!z.to_toml().unwrap().contains("[vm]"), "a zone's manifest leaves [vm] out");
+    assert!(
+        !z.to_toml().unwrap().contains("[vm]"),
+        "a zone's manifest leaves [vm] out"
+    );
     assert_eq!(z.payload, v.payload);
 }

@@ -85,7 +85,9 @@ echo "probe: done"
 fn probe(vm: &mut Machine, key: &str) -> String {
     let needle = format!("probe: {key} ");
     let (_, line) = vm.expect(&needle, BOOT).unwrap();
-    line.split_once(&needle).map(|(_, v)| v.trim().to_string()).unwrap_or_default()
+    line.split_once(&needle)
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn stick(name: &str) -> PathBuf {
@@ -146,8 +148,14 @@ fn web_runs_as_a_vm_answers_at_its_address_and_is_restarted_after_a_guest_panic(
     let image = stick(name);
     let ports = (free_port(), free_port());
     let mut vm = boot(name, &image, ports, None);
-    vm.forbid(&["Kernel panic", "ramkey: error: PANIC", "RECOVERY MODE", "not started", "the guest says"])
-        .unwrap();
+    vm.forbid(&[
+        "Kernel panic",
+        "ramkey: error: PANIC",
+        "RECOVERY MODE",
+        "not started",
+        "the guest says",
+    ])
+    .unwrap();
     vm.expect("vm: kvm_amd and macvtap loaded", BOOT).unwrap();
     let (_, started) = vm.expect("vm web: web 1.0.0 on 1 vCPU(s), 192 MiB", BOOT).unwrap();
     eprintln!("{started}");
@@ -201,7 +209,8 @@ fn a_box_without_svm_refuses_the_vm_and_runs_its_zone() {
     let image = stick(name);
     let ports = (free_port(), free_port());
     let mut vm = boot(name, &image, ports, Some("max,svm=off"));
-    vm.forbid(&["Kernel panic", "ramkey: error: PANIC", "RECOVERY MODE"]).unwrap();
+    vm.forbid(&["Kernel panic", "ramkey: error: PANIC", "RECOVERY MODE"])
+        .unwrap();
     let (_, refused) = vm.expect("zone web: refused: a VM personality", BOOT).unwrap();
     assert!(refused.contains("neither AMD SVM nor Intel VMX"), "{refused}");
     let site = xtask::http::wait_ok(ports.1, "/", BOOT).unwrap();

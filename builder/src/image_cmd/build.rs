@@ -310,7 +310,11 @@ fn reuse(cached: &Path, def: &Definition, epoch: u64, key: &SigningKey, dest: &P
         source: std::io::Error::other(e.to_string()),
     })?;
     let payload = &image.manifest.payload;
-    let mut manifest = def.manifest(&payload.sha256, &derive_uuid(&def.name, &def.version, &payload.sha256), epoch);
+    let mut manifest = def.manifest(
+        &payload.sha256,
+        &derive_uuid(&def.name, &def.version, &payload.sha256),
+        epoch,
+    );
     manifest.payload = payload.clone();
     if manifest == image.manifest {
         fs::copy(cached, dest).map_err(io(dest))?;

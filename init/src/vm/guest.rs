@@ -80,7 +80,7 @@ fn setup(paths: &Paths) -> Result<(ZoneSpec, Vec<HeldLease>), String> {
     let report = coldplug::coldplug(&paths.sys(), &mut modprobe, &mut KernelLoader, &clock, &|_| true)
         .map_err(|e| e.to_string())?;
     crate::info!("{}", report.summary());
-    for module in ["squashfs", "overlay", "ext4"] {
+    for module in super::initrd::LOADED_BY_NAME {
         if modprobe.index().get(module).is_some() {
             modprobe
                 .modprobe(module, &mut KernelLoader)

@@ -9,8 +9,21 @@ use std::path::Path;
 
 use crate::devices::modules::{ModuleIndex, module_name};
 
-/// What the guest loads by name; the virtio devices' drivers it loads by their modaliases.
-pub const GUEST_MODULES: &[&str] = &["virtio_mmio", "virtio_blk", "virtio_net", "squashfs", "overlay", "ext4"];
+/// What the guest carries: the virtio devices' drivers (loaded by their modaliases), and
+/// what it loads by name ([`LOADED_BY_NAME`]). `crc32c_generic` is ext4's soft dependency,
+/// which `modules.dep` does not list and a guest without `modprobe` cannot ask for later.
+pub const GUEST_MODULES: &[&str] = &[
+    "virtio_mmio",
+    "virtio_blk",
+    "virtio_net",
+    "crc32c_generic",
+    "squashfs",
+    "overlay",
+    "ext4",
+];
+
+/// What the guest loads by name, in this order, before it mounts its disks.
+pub const LOADED_BY_NAME: &[&str] = &["crc32c_generic", "squashfs", "overlay", "ext4"];
 
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;

@@ -208,7 +208,8 @@ fn ending(code: i32) -> &'static str {
 fn spec_disk(spec: &ZoneSpec) -> Result<PathBuf, Failed> {
     let path = super::file(&spec.name, "guest-spec.json");
     let mut text = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
-    text.resize(text.len().div_ceil(512) * 512, 0);
+    // Whole sectors, and 64 KiB at least: the guest kernel's partition scan reads that far.
+    text.resize((text.len().div_ceil(512) * 512).max(64 << 10), 0);
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
 }
