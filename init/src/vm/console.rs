@@ -160,10 +160,15 @@ pub fn attach(name: &str, socket: &Path) -> Result<String, String> {
     let stdin = std::io::stdin();
     let interactive = terminal::is_terminal(stdin.as_fd());
     let mut output = stream.try_clone().map_err(|e| e.to_string())?;
+    // Standard output through its own descriptor: `ramkeyctl` holds the lock of Rust's
+    // `stdout` while a command runs.
+    let mut stdout = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .map_err(|e| format!("standard output: {e}"))?;
     let printer = std::thread::spawn(move || {
-        let mut stdout = std::io::stdout();
         let _ = std::io::copy(&mut output, &mut stdout);
-        let _ = stdout.flush();
     });
     let mut to_guest = stream;
     if interactive {
@@ -184,4 +189,46 @@ pub fn attach(name: &str, socket: &Path) -> Result<String, String> {
     let _ = to_guest.shutdown(std::net::Shutdown::Write);
     let _ = printer.join();
     Ok(String::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attachment_gets_the_backlog_types_to_the_guest_and_ends_with_its_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let (guest_out, mut to_relay) = std::io::pipe().unwrap();
+        let (mut typed, guest_in) = std::io::pipe().unwrap();
+        let files = Files {
+            name: "web".into(),
+            console: dir.path().join("console"),
+            socket: dir.path().join("console.sock"),
+            ready: dir.path().join("ready"),
+            initrd: dir.path().join("guest.cpio"),
+        };
+        std::fs::write(&files.initrd, b"cpio").unwrap();
+        let (socket, ready, initrd) = (files.socket.clone(), files.ready.clone(), files.initrd.clone());
+        relay("web", guest_out, guest_in, files);
+        to_relay.write_all(b"booting\nramkey-guest: ready (web)\n").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !ready.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(ready.exists(), "the ready line is noted");
+        assert!(!initrd.exists(), "the initramfs goes at the first output");
+
+        let mut client = UnixStream::connect(&socket).unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        client.write_all(b"uname\n").unwrap();
+        let mut line = [0u8; 6];
+        typed.read_exact(&mut line).unwrap();
+        assert_eq!(&line, b"uname\n");
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut seen = String::new();
+        client.read_to_string(&mut seen).unwrap();
+        assert!(seen.starts_with("booting\nramkey-guest: ready"), "{seen:?}");
+    }
 }
