@@ -5,18 +5,21 @@
 //! 1 otherwise (a crash or a reboot, which the supervisor restarts, up to its budget).
 //! Zones go on to [`crate::zone::launch`].
 
+use std::ffi::CString;
 use std::io::Write as _;
-use std::os::fd::AsFd;
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
 use ramkey_image::runtime::Runtime;
 
 use super::console::{self, Files};
+use super::jail::Jail;
 use crate::base::log::Level;
 use crate::base::paths::Paths;
 use crate::net::netlink::{Netlink, RouteSocket};
@@ -86,48 +89,61 @@ fn run(spec: &ZoneSpec) -> Result<i32, Failed> {
         Some(nic) => Some(macvtap(spec, base, nic)?),
         None => None,
     };
-    let mut cmd = Command::new(paths.init());
-    cmd.arg0(VMM_NAME)
-        .arg("--kernel")
-        .arg(&kernel)
-        .arg("--initrd")
-        .arg(&initrd)
-        .args(["--cmdline", &format!("{GUEST_CMDLINE} {}", super::GUEST_PARAM)])
-        .args(["--vcpus", &spec.vm.vcpus.to_string()])
-        .args(["--memory", &spec.vm.memory_mib.to_string()]);
-    for (disk, ro) in [(&spec.image, ",ro"), (&spec_disk, ",ro"), (&state_disk, "")] {
-        cmd.arg("--disk").arg(format!("{}{ro}", disk.display()));
+    let mut argv: Vec<String> = [
+        VMM_NAME, "--kernel", "/kernel", "--initrd", "/initrd", "--kvm", "/dev/kvm",
+    ]
+    .map(String::from)
+    .to_vec();
+    argv.extend([
+        "--cmdline".into(),
+        format!("{GUEST_CMDLINE} {}", super::GUEST_PARAM),
+        "--vcpus".into(),
+        spec.vm.vcpus.to_string(),
+        "--memory".into(),
+        spec.vm.memory_mib.to_string(),
+    ]);
+    for (i, ro) in [",ro", ",ro", ""].iter().enumerate() {
+        argv.extend(["--disk".into(), format!("/disk{i}{ro}")]);
     }
+    let mut devices = vec![(paths.dev().join("kvm"), "kvm".to_string())];
     if let Some(tap) = &nic {
-        cmd.args(["--net", &format!("{},mac={}", tap.device.display(), mac_text(tap.mac))]);
+        argv.extend(["--net".into(), format!("/dev/tap,mac={}", mac_text(tap.mac))]);
+        devices.push((tap.device.clone(), "tap".to_string()));
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
-    sys::unblock_signals_on_exec(&mut cmd);
+    // The VMM's own id (the zone's id base) may write the state disk, and nothing else.
+    std::os::unix::fs::chown(&state_disk, Some(base), Some(base))
+        .map_err(|e| format!("{}: {e}", state_disk.display()))?;
+    let jail = Jail {
+        dir: super::file(name, "jail"),
+        id: base,
+        files: vec![
+            (kernel, "kernel".into(), false),
+            (initrd.clone(), "initrd".into(), false),
+            (spec.image.clone(), "disk0".into(), false),
+            (spec_disk, "disk1".into(), false),
+            (state_disk, "disk2".into(), true),
+        ],
+        devices,
+    };
     let signals = sys::signalfd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD]).map_err(|e| e.to_string())?;
-    let started = cmd.spawn().map_err(|e| format!("starting {VMM_NAME}: {e}"));
-    let mut vmm = match started {
-        Ok(child) => child,
+    let started = start(&paths, &jail, &argv);
+    let (vmm, output, input) = match started {
+        Ok(started) => started,
         Err(e) => {
             remove_tap(name, nic);
             return Err(e);
         }
     };
+    let _ = std::fs::write(super::file(name, "pid"), vmm.to_string());
     say(
         Level::Info,
         &format!(
-            "vm {name}: {} {} on {} vCPU(s), {} MiB, pid {}",
-            spec.image_name,
-            spec.version,
-            spec.vm.vcpus,
-            spec.vm.memory_mib,
-            vmm.id()
+            "vm {name}: {} {} on {} vCPU(s), {} MiB, pid {vmm}",
+            spec.image_name, spec.version, spec.vm.vcpus, spec.vm.memory_mib
         ),
     );
     // The launcher outlives an out-of-memory kill in the cgroup; the VMM does not.
     let _ = std::fs::write(paths.proc_of("self").join("oom_score_adj"), "-1000");
-    let (Some(output), Some(input)) = (vmm.stdout.take(), vmm.stdin.take()) else {
-        return Err("the VMM's console pipes are missing".into());
-    };
     let files = Files {
         name: name.clone(),
         console: paths.console(),
@@ -136,15 +152,43 @@ fn run(spec: &ZoneSpec) -> Result<i32, Failed> {
         initrd,
     };
     console::relay(name, output, input, files);
-    let code = wait(name, &mut vmm, &signals);
+    let code = wait(name, vmm, &signals);
     let _ = std::fs::remove_file(&ready);
     remove_tap(name, nic);
     Ok(code)
 }
 
+/// Starts `ramkey-vmm` with `argv` in `jail`, its console on two pipes; returns its pid
+/// and the pipes' ends for the relay.
+fn start(paths: &Paths, jail: &Jail, argv: &[String]) -> Result<(Pid, std::fs::File, std::fs::File), Failed> {
+    let program = std::fs::File::open(paths.init()).map_err(|e| format!("{}: {e}", paths.init().display()))?;
+    let argv: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let pipe = |what| std::io::pipe().map_err(|e| format!("{what} pipe: {e}"));
+    let (from_vmm, vmm_out) = pipe("console")?;
+    let (vmm_in, to_vmm) = pipe("console")?;
+    match sys::confine::fork().map_err(|e| e.to_string())? {
+        Some(pid) => Ok((pid, OwnedFd::from(from_vmm).into(), OwnedFd::from(to_vmm).into())),
+        None => {
+            let redirected = sys::terminal::redirect(&vmm_in.into(), &[0])
+                .and_then(|()| sys::terminal::redirect(&vmm_out.into(), &[1]));
+            let failed = match redirected {
+                Ok(()) => {
+                    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+                    jail.exec(&program.into(), &argv)
+                }
+                Err(e) => e.to_string(),
+            };
+            say(Level::Error, &format!("ramkey-vmm: not started in its jail: {failed}"));
+            sys::confine::exit_child(ramkey_vmm::outcome::code::INTERNAL)
+        }
+    }
+}
+
 /// Forwards a stop to the VMM (which asks the guest to power off) and maps its exit.
-fn wait(name: &str, vmm: &mut std::process::Child, signals: &nix::sys::signalfd::SignalFd) -> i32 {
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(vmm.id()).unwrap_or(0));
+fn wait(name: &str, vmm: Pid, signals: &nix::sys::signalfd::SignalFd) -> i32 {
     let mut stopping = false;
     loop {
         let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
@@ -155,11 +199,13 @@ fn wait(name: &str, vmm: &mut std::process::Child, signals: &nix::sys::signalfd:
         while let Ok(Some(signo)) = sys::read_signal(signals) {
             if signo != Signal::SIGCHLD as i32 {
                 stopping = true;
-                let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+                let _ = nix::sys::signal::kill(vmm, Signal::SIGTERM);
                 continue;
             }
-            if let Ok(Some(status)) = vmm.try_wait() {
-                return exit_code(name, status.code(), stopping);
+            match waitpid(vmm, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => return exit_code(name, Some(code), stopping),
+                Ok(WaitStatus::Signaled(..)) => return exit_code(name, None, stopping),
+                _ => {}
             }
         }
     }

@@ -28,6 +28,7 @@ pub mod console;
 pub mod guest;
 pub mod host;
 pub mod initrd;
+pub mod jail;
 pub mod launch;
 
 use std::path::PathBuf;
