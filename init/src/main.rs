@@ -18,7 +18,11 @@ fn main() {
         Some("ramkeyctl") => std::process::exit(ramkey_init::ramkeyctl(&args.collect::<Vec<_>>())),
         Some("ramkey-zone") => std::process::exit(ramkey_init::zone_launcher(&args.collect::<Vec<_>>())),
         Some("ramkey-logship") => std::process::exit(ramkey_init::log_shipper(&args.collect::<Vec<_>>())),
-        Some("ramkey-vmm") => std::process::exit(ramkey_vmm::program::main(args)),
+        Some("ramkey-vmm") => {
+            // Its own name in `ps` and `top`, not the file's (`init`) it was executed from.
+            let _ = nix::sys::prctl::set_name(c"ramkey-vmm");
+            std::process::exit(ramkey_vmm::program::main(args))
+        }
         Some("ramkey-metrics") => std::process::exit(ramkey_init::metrics_exporter(&args.collect::<Vec<_>>())),
         _ => {}
     }

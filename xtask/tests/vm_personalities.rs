@@ -173,12 +173,13 @@ fn web_runs_as_a_vm_answers_at_its_address_and_is_restarted_after_a_guest_panic(
 
     let site_pid = probe(&mut vm, "site-pid");
     vm.expect("probe: list", BOOT).unwrap();
+    // In name order.
+    let (_, zone) = vm.expect("probe-out: site ", BOOT).unwrap();
+    assert!(zone.contains(" zone ") && zone.contains("online"), "{zone}");
     let (_, web) = vm.expect("probe-out: web ", BOOT).unwrap();
     for want in ["web 1.0.0", "vm 1 vCPU 192 MiB", "online", "10.0.2.16/24", "of 256 MiB"] {
         assert!(web.contains(want), "{want} in {web}");
     }
-    let (_, zone) = vm.expect("probe-out: site ", BOOT).unwrap();
-    assert!(zone.contains(" zone ") && zone.contains("online"), "{zone}");
     assert_eq!(probe(&mut vm, "kvm-modules"), "2", "kvm and kvm_amd");
     jailed(&mut vm);
     let ready: u32 = probe(&mut vm, "backlog-ready-lines").parse().unwrap_or(0);
@@ -229,9 +230,10 @@ fn jailed(vm: &mut Machine) {
     assert_eq!(field("Gid:"), uid.to_string(), "{status}");
     assert_eq!(field("NoNewPrivs:"), "1", "{status}");
     assert_eq!(field("CapEff:"), "0000000000000000", "{status}");
+    assert_eq!(field("CapBnd:"), "0000000000000000", "{status}");
     assert_eq!(probe(vm, "vmm-shared"), "", "namespaces the VMM shares with PID 1");
     let root = probe(vm, "vmm-root");
-    assert_eq!(root, "dev disk0 disk1 disk2 initrd kernel proc dev/kvm dev/tap", "{root}");
+    assert_eq!(root, "dev dev/kvm dev/tap disk0 disk1 disk2 initrd kernel proc", "{root}");
 }
 
 #[test]

@@ -46,6 +46,9 @@ impl Jail {
     }
 
     fn enter(&self) -> Result<(), String> {
+        // No capability to come back either, whatever a file might carry.
+        let paths = crate::base::paths::Paths::system();
+        crate::sys::confine::limit_bounding_set(&[], &paths.cap_last_cap()).map_err(|e| e.to_string())?;
         let flags =
             CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
         nix::sched::unshare(flags).map_err(|e| format!("unshare: {e}"))?;
