@@ -15,7 +15,8 @@
 //!   the VMM must make it type Ctrl-Alt-Del, the guest power off (ACPI S5), and the VMM
 //!   exit 0.
 //! - The bzImage on two vCPUs, its NIC on the tap `tap0` by name (the MAC derived from the
-//!   name): it fetches the outer page and reboots, which the VMM reports with exit 5.
+//!   name): it fetches the outer page, the outer guest fetches its page (started from the
+//!   outer side, as over the macvtap), and it reboots, which the VMM reports with exit 5.
 //!
 //! See `xtask/src/nested.rs` and `docs/vms.md`.
 
@@ -119,6 +120,12 @@ fn the_vmm_boots_a_linux_guest_under_nested_kvm_and_sees_it_end() {
         let (_, page) = vm.expect("inner: fetched: ", INNER_BOOT).unwrap();
         assert!(page.ends_with(&format!("fetched: {OUTER_PAGE}")), "{page}");
         if !boot.full {
+            // A TCP connection started from the outer side over the plain tap, tried since
+            // before the guest booted.
+            let (_, served) = vm
+                .expect("outer: fetched from the inner guest over ", INNER_BOOT)
+                .unwrap();
+            assert!(served.ends_with(&format!("{TAP}: {INNER_PAGE}")), "{served}");
             // A guest reboot: exit 5.
             let (_, exit_line) = vm
                 .expect("ramkey-vmm: guest rebooted (i8042 reset)", INNER_BOOT)
