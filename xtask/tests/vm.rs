@@ -152,7 +152,7 @@ fn the_vmm_boots_a_linux_guest_under_nested_kvm_and_sees_it_end() {
         let (_, console) = vm.expect("inner: console got: ", INNER_BOOT).unwrap();
         assert!(console.ends_with(&format!("got: {CONSOLE_LINE}")), "{console}");
         // SIGTERM: the VMM types Ctrl-Alt-Del, the guest's PID 1 gets SIGINT and powers off.
-        vm.expect("outer: sending SIGTERM to the VMM", INNER_BOOT).unwrap();
+        let (sent, _) = vm.expect("outer: sending SIGTERM to the VMM", INNER_BOOT).unwrap();
         vm.expect(
             "ramkey-vmm: SIGTERM: asked the guest to shut down (ctrl-alt-del)",
             SHUTDOWN,
@@ -161,7 +161,11 @@ fn the_vmm_boots_a_linux_guest_under_nested_kvm_and_sees_it_end() {
         vm.expect("inner: ctrl-alt-del: powering off", SHUTDOWN).unwrap();
         let (_, exit_line) = vm.expect("ramkey-vmm: guest powered off (ACPI S5)", SHUTDOWN).unwrap();
         assert!(exit_line.contains("(exit 0, peak RSS"), "{exit_line}");
-        vm.expect_line("outer: vmm exit 0", SHUTDOWN).unwrap();
+        let (exited, _) = vm.expect_line("outer: vmm exit 0", SHUTDOWN).unwrap();
+        eprintln!(
+            "vm test: {label}: SIGTERM to the VMM's exit: {:.2} s (console timestamps)",
+            (exited - sent).as_secs_f64()
+        );
         // The backing files, read by the outer guest after the VMM ended.
         let (_, ro) = vm.expect("outer: ro disk holds: ", SHUTDOWN).unwrap();
         assert!(ro.ends_with(&format!("holds: {RO_DISK_LINE}")), "{ro}");
