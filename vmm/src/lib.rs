@@ -23,6 +23,7 @@ pub mod layout;
 pub mod memory_use;
 pub mod mptable;
 pub mod outcome;
+pub mod seccomp;
 pub mod signals;
 pub mod vcpu;
 
@@ -70,6 +71,8 @@ pub enum VmmError {
     Tap(#[from] devices::tap::TapError),
     #[error("the NIC's RX thread: {0}")]
     NetThread(std::io::Error),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
     #[error("the signal thread: {0}")]
     Signals(std::io::Error),
     #[error("starting vcpu {id}: {source}")]
@@ -180,18 +183,25 @@ pub fn run(opts: &Options) -> Result<Ended, VmmError> {
             what: "KVM_GET_SUPPORTED_CPUID",
             source,
         })?;
+    // The vCPUs wait at the gate until the seccomp filter is on every thread.
+    let gate = Arc::new(std::sync::Barrier::new(usize::from(opts.vcpus) + 1));
     for id in 0..opts.vcpus {
         let fd = hv.vm.create_vcpu(u64::from(id)).map_err(|source| kvm::KvmError {
             what: "KVM_CREATE_VCPU",
             source,
         })?;
         cpu::configure(&fd, id, opts.vcpus, &supported, kernel.entry)?;
-        let (buses, stop) = (buses.clone(), stop.clone());
+        let (buses, stop, gate) = (buses.clone(), stop.clone(), gate.clone());
         std::thread::Builder::new()
             .name(format!("vcpu{id}"))
-            .spawn(move || vcpu::run(fd, id, &buses, &stop))
+            .spawn(move || {
+                gate.wait();
+                vcpu::run(fd, id, &buses, &stop)
+            })
             .map_err(|source| VmmError::Thread { id, source })?;
     }
+    seccomp::install()?;
+    gate.wait();
     // The guest's memory and the VM stay alive until the process exits.
     let outcome = stop.wait();
     let host: Vec<(u64, u64)> = mem

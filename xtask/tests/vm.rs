@@ -10,7 +10,8 @@
 //!   backing file. Its NIC is a macvtap's character device (`--net /dev/tapN,mac=MAC`): the
 //!   guest's MAC must be the macvtap's, the guest must fetch the outer guest's page and
 //!   4 MiB (timed, its size checked), and the outer guest must fetch the inner guest's page
-//!   (a TCP connection started from the outer side). A line the outer guest writes to the
+//!   (a TCP connection started from the outer side). The VMM runs under its seccomp filter
+//!   (`Seccomp: 2` in its `/proc/PID/status`). A line the outer guest writes to the
 //!   VMM's stdin (a pipe, closed after it) must reach the guest's console; then SIGTERM to
 //!   the VMM must make it type Ctrl-Alt-Del, the guest power off (ACPI S5), and the VMM
 //!   exit 0.
@@ -148,6 +149,9 @@ fn the_vmm_boots_a_linux_guest_under_nested_kvm_and_sees_it_end() {
         // A TCP connection started from the outer side, through the macvlan and the macvtap.
         let (_, served) = vm.expect("outer: fetched from the inner guest: ", INNER_BOOT).unwrap();
         assert!(served.ends_with(&format!("guest: {INNER_PAGE}")), "{served}");
+        // While the guest runs, every VMM thread is under its seccomp filter (mode 2).
+        let (_, mode) = vm.expect("outer: vmm Seccomp:", INNER_BOOT).unwrap();
+        assert_eq!(mode.split_whitespace().last(), Some("2"), "{mode}");
         // The line written to the VMM's stdin (a pipe, then closed) reached the console.
         let (_, console) = vm.expect("inner: console got: ", INNER_BOOT).unwrap();
         assert!(console.ends_with(&format!("got: {CONSOLE_LINE}")), "{console}");

@@ -114,7 +114,8 @@ pub const OUTER_FETCH: &str = r#"(
 
 /// The inner boot that ends on SIGTERM, with the VMM's stdin and stdout pipes: `@VMM@` is
 /// its command. The first part of the pipeline waits (at most about 60 tries) until the
-/// inner guest serves (while the VMM runs), fetches its page from the outer side, writes `@CONSOLE_LINE@` to the
+/// inner guest serves (while the VMM runs), fetches its page from the outer side, prints the
+/// VMM's `Seccomp:` mode from `/proc/PID/status`, writes `@CONSOLE_LINE@` to the
 /// VMM's stdin and closes it (EOF while the guest runs), waits until the guest printed the
 /// line, and sends the VMM SIGTERM. The VMM's stdout goes through `tee` to the console and
 /// `/tmp/console.log`.
@@ -127,6 +128,7 @@ pub const SIGTERM_BOOT: &str = r#"rm -f /tmp/console.log
     i=$((i + 1))
   done
   echo "outer: fetched from the inner guest: $page" >&2
+  echo "outer: vmm $(grep '^Seccomp:' /proc/$(pidof ramkey-vmm)/status)" >&2
   echo "@CONSOLE_LINE@"
   exec >&-
   i=0
