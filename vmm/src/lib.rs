@@ -3,14 +3,14 @@
 //! kernel (ELF vmlinux or bzImage, 64-bit boot protocol) with an initramfs and a command
 //! line on N vCPUs, with a serial console on the VMM's stdin/stdout, a CMOS clock, an
 //! i8042 whose reset ends the VM (and that types Ctrl-Alt-Del on SIGTERM, [`signals`]), an
-//! ACPI power-off, and virtio-blk disks and a virtio-net NIC on a tap on
+//! ACPI power-off, and virtio-blk disks and a virtio-net NIC on a tap or macvtap on
 //! virtio-mmio (announced to the guest
 //! in ACPI tables); it reports how the VM ended ([`Outcome`]). See `docs/vms.md`.
 //!
 //! Layout: [`cli`] (arguments), [`kvm`] (the sys layer: the probe, the VM, memory slots),
 //! [`layout`] + [`boot`] + [`mptable`] + [`acpi`] (guest memory), [`cpu`] (vCPU state),
 //! [`devices`] (the buses, serial, i8042, CMOS clock, virtio-mmio, virtio-blk, virtio-net), [`vcpu`] (the
-//! run loop), [`outcome`] (how it ended),
+//! run loop), [`signals`] (SIGTERM), [`seccomp`] (the filter), [`outcome`] (how it ended),
 //! [`memory_use`] (what it cost).
 
 pub mod acpi;
