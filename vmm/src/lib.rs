@@ -3,14 +3,14 @@
 //! kernel (ELF vmlinux or bzImage, 64-bit boot protocol) with an initramfs and a command
 //! line on N vCPUs, with a serial console on the VMM's stdin/stdout, a CMOS clock, an
 //! i8042 whose reset ends the VM (and that types Ctrl-Alt-Del on SIGTERM, [`signals`]), an
-//! ACPI power-off, and virtio-blk disks and a virtio-net NIC on a tap on
+//! ACPI power-off, and virtio-blk disks and a virtio-net NIC on a tap or macvtap on
 //! virtio-mmio (announced to the guest
 //! in ACPI tables); it reports how the VM ended ([`Outcome`]). See `docs/vms.md`.
 //!
 //! Layout: [`cli`] (arguments), [`kvm`] (the sys layer: the probe, the VM, memory slots),
 //! [`layout`] + [`boot`] + [`mptable`] + [`acpi`] (guest memory), [`cpu`] (vCPU state),
 //! [`devices`] (the buses, serial, i8042, CMOS clock, virtio-mmio, virtio-blk, virtio-net), [`vcpu`] (the
-//! run loop), [`outcome`] (how it ended),
+//! run loop), [`signals`] (SIGTERM), [`seccomp`] (the filter), [`outcome`] (how it ended),
 //! [`memory_use`] (what it cost).
 
 pub mod acpi;
@@ -24,6 +24,7 @@ pub mod memory_use;
 pub mod mptable;
 pub mod outcome;
 pub mod program;
+pub mod seccomp;
 pub mod signals;
 pub mod vcpu;
 
@@ -71,6 +72,8 @@ pub enum VmmError {
     Tap(#[from] devices::tap::TapError),
     #[error("the NIC's RX thread: {0}")]
     NetThread(std::io::Error),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
     #[error("the signal thread: {0}")]
     Signals(std::io::Error),
     #[error("starting vcpu {id}: {source}")]
@@ -181,18 +184,25 @@ pub fn run(opts: &Options) -> Result<Ended, VmmError> {
             what: "KVM_GET_SUPPORTED_CPUID",
             source,
         })?;
+    // The vCPUs wait at the gate until the seccomp filter is on every thread.
+    let gate = Arc::new(std::sync::Barrier::new(usize::from(opts.vcpus) + 1));
     for id in 0..opts.vcpus {
         let fd = hv.vm.create_vcpu(u64::from(id)).map_err(|source| kvm::KvmError {
             what: "KVM_CREATE_VCPU",
             source,
         })?;
         cpu::configure(&fd, id, opts.vcpus, &supported, kernel.entry)?;
-        let (buses, stop) = (buses.clone(), stop.clone());
+        let (buses, stop, gate) = (buses.clone(), stop.clone(), gate.clone());
         std::thread::Builder::new()
             .name(format!("vcpu{id}"))
-            .spawn(move || vcpu::run(fd, id, &buses, &stop))
+            .spawn(move || {
+                gate.wait();
+                vcpu::run(fd, id, &buses, &stop)
+            })
             .map_err(|source| VmmError::Thread { id, source })?;
     }
+    seccomp::install()?;
+    gate.wait();
     // The guest's memory and the VM stay alive until the process exits.
     let outcome = stop.wait();
     let host: Vec<(u64, u64)> = mem

@@ -99,7 +99,8 @@ pub struct Boot {
     /// The two disks (after the boot the outer `/init` prints `outer: ro disk holds: ...` and
     /// `outer: rw disk holds: ...`, the backing files' first lines), the NIC on the macvtap,
     /// the 4 MiB fetch, the outer-side fetch, the stdin pipe and the SIGTERM ending; else a
-    /// NIC on [`TAP`] (by name, the MAC derived from it) and a reboot.
+    /// NIC on [`TAP`] (by name, the MAC derived from it), the outer-side fetch over it and a
+    /// reboot.
     pub full: bool,
 }
 
@@ -137,9 +138,10 @@ fn boot_lines(boot: &Boot) -> String {
     } = *boot;
     let announce = format!("echo \"outer: booting the inner guest: {label}\"\n");
     if !full {
-        let env = format!(" OUTER={TAP_OUTER} INNER={TAP_INNER} ENDING=reboot");
+        let env = format!(" OUTER={TAP_OUTER} INNER={TAP_INNER} ENDING=reboot LINGER=5");
         let vmm = vmm_command(kernel, vcpus, &format!(" --net {TAP}"), &env);
-        return format!("{announce}{vmm}\necho \"outer: vmm exit $?\"\n");
+        let fetch = scripts::OUTER_FETCH.replace("@INNER@", TAP_INNER).replace("@NIC@", TAP);
+        return format!("{announce}{fetch}{vmm}\necho \"outer: vmm exit $?\"\nwait\n");
     }
     let env = format!(" OUTER={MACVLAN_OUTER} INNER={MACVTAP_INNER} ENDING=ctrl-alt-del BIG=1");
     let devices = " --disk /guest/ro.img,ro --disk /guest/rw.img --net $tapdev,mac=$mac";

@@ -10,12 +10,14 @@
 //!   backing file. Its NIC is a macvtap's character device (`--net /dev/tapN,mac=MAC`): the
 //!   guest's MAC must be the macvtap's, the guest must fetch the outer guest's page and
 //!   4 MiB (timed, its size checked), and the outer guest must fetch the inner guest's page
-//!   (a TCP connection started from the outer side). A line the outer guest writes to the
+//!   (a TCP connection started from the outer side). The VMM runs under its seccomp filter
+//!   (`Seccomp: 2` in its `/proc/PID/status`). A line the outer guest writes to the
 //!   VMM's stdin (a pipe, closed after it) must reach the guest's console; then SIGTERM to
 //!   the VMM must make it type Ctrl-Alt-Del, the guest power off (ACPI S5), and the VMM
 //!   exit 0.
 //! - The bzImage on two vCPUs, its NIC on the tap `tap0` by name (the MAC derived from the
-//!   name): it fetches the outer page and reboots, which the VMM reports with exit 5.
+//!   name): it fetches the outer page, the outer guest fetches its page (started from the
+//!   outer side, as over the macvtap), and it reboots, which the VMM reports with exit 5.
 //!
 //! See `xtask/src/nested.rs` and `docs/vms.md`.
 
@@ -119,6 +121,12 @@ fn the_vmm_boots_a_linux_guest_under_nested_kvm_and_sees_it_end() {
         let (_, page) = vm.expect("inner: fetched: ", INNER_BOOT).unwrap();
         assert!(page.ends_with(&format!("fetched: {OUTER_PAGE}")), "{page}");
         if !boot.full {
+            // A TCP connection started from the outer side over the plain tap, tried since
+            // before the guest booted.
+            let (_, served) = vm
+                .expect("outer: fetched from the inner guest over ", INNER_BOOT)
+                .unwrap();
+            assert!(served.ends_with(&format!("{TAP}: {INNER_PAGE}")), "{served}");
             // A guest reboot: exit 5.
             let (_, exit_line) = vm
                 .expect("ramkey-vmm: guest rebooted (i8042 reset)", INNER_BOOT)
@@ -141,11 +149,14 @@ fn the_vmm_boots_a_linux_guest_under_nested_kvm_and_sees_it_end() {
         // A TCP connection started from the outer side, through the macvlan and the macvtap.
         let (_, served) = vm.expect("outer: fetched from the inner guest: ", INNER_BOOT).unwrap();
         assert!(served.ends_with(&format!("guest: {INNER_PAGE}")), "{served}");
+        // While the guest runs, every VMM thread is under its seccomp filter (mode 2).
+        let (_, mode) = vm.expect("outer: vmm Seccomp:", INNER_BOOT).unwrap();
+        assert_eq!(mode.split_whitespace().last(), Some("2"), "{mode}");
         // The line written to the VMM's stdin (a pipe, then closed) reached the console.
         let (_, console) = vm.expect("inner: console got: ", INNER_BOOT).unwrap();
         assert!(console.ends_with(&format!("got: {CONSOLE_LINE}")), "{console}");
         // SIGTERM: the VMM types Ctrl-Alt-Del, the guest's PID 1 gets SIGINT and powers off.
-        vm.expect("outer: sending SIGTERM to the VMM", INNER_BOOT).unwrap();
+        let (sent, _) = vm.expect("outer: sending SIGTERM to the VMM", INNER_BOOT).unwrap();
         vm.expect(
             "ramkey-vmm: SIGTERM: asked the guest to shut down (ctrl-alt-del)",
             SHUTDOWN,
@@ -154,7 +165,11 @@ fn the_vmm_boots_a_linux_guest_under_nested_kvm_and_sees_it_end() {
         vm.expect("inner: ctrl-alt-del: powering off", SHUTDOWN).unwrap();
         let (_, exit_line) = vm.expect("ramkey-vmm: guest powered off (ACPI S5)", SHUTDOWN).unwrap();
         assert!(exit_line.contains("(exit 0, peak RSS"), "{exit_line}");
-        vm.expect_line("outer: vmm exit 0", SHUTDOWN).unwrap();
+        let (exited, _) = vm.expect_line("outer: vmm exit 0", SHUTDOWN).unwrap();
+        eprintln!(
+            "vm test: {label}: SIGTERM to the VMM's exit: {:.2} s (console timestamps)",
+            (exited - sent).as_secs_f64()
+        );
         // The backing files, read by the outer guest after the VMM ended.
         let (_, ro) = vm.expect("outer: ro disk holds: ", SHUTDOWN).unwrap();
         assert!(ro.ends_with(&format!("holds: {RO_DISK_LINE}")), "{ro}");

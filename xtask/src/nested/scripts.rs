@@ -9,10 +9,10 @@
 /// the VMM with IOERR —, its sysfs `ro` flag is printed, and it is read whole, timed); `vdb`
 /// gets the line in its first sector and 4 MiB at 1 MiB (timed), each flushed. With a NIC
 /// it fetches the outer page (and with `BIG=1` 4 MiB, timed) and serves its own page. Then
-/// `ENDING=reboot` reboots (the i8042 reset); `ENDING=ctrl-alt-del` reads one console line,
+/// `ENDING=reboot` reboots (the i8042 reset), `LINGER` seconds after it began serving; `ENDING=ctrl-alt-del` reads one console line,
 /// prints it, and waits for Ctrl-Alt-Del, which the kernel turns into SIGINT for PID 1
 /// (`ctrl-alt-del` set to 0), and powers off on it (ACPI S5). `OUTER`, `INNER`, `ENDING` and
-/// `BIG` come from the kernel command line: its unknown `NAME=value` words are init's
+/// `BIG` and `LINGER` come from the kernel command line: its unknown `NAME=value` words are init's
 /// environment.
 pub const INNER_INIT: &str = r#"#!/bin/sh
 mount -t proc proc /proc
@@ -60,6 +60,7 @@ if [ "$ENDING" = ctrl-alt-del ]; then
   read -r line && echo "inner: console got: $line"
   while :; do sleep 1; done
 fi
+[ -n "$LINGER" ] && sleep $LINGER
 reboot -f
 "#;
 
@@ -97,9 +98,24 @@ echo "outer: vmm exit $?"
 @BOOTS@poweroff -f
 "#;
 
+/// The outer side's fetch from the inner guest's `httpd` at `@INNER@`, tried about once a
+/// second (at most 60 times) while the VMM runs, in the background: a TCP connection started
+/// from the outer side, which begins long before the guest has an address.
+pub const OUTER_FETCH: &str = r#"(
+  i=0; page=; sleep 1
+  while [ $i -lt 60 ] && [ -z "$page" ] && pidof ramkey-vmm >/dev/null; do
+    page=$(get @INNER@ index.html 2>/dev/null | tail -n 1)
+    [ -n "$page" ] || sleep 1
+    i=$((i + 1))
+  done
+  echo "outer: fetched from the inner guest over @NIC@: $page"
+) &
+"#;
+
 /// The inner boot that ends on SIGTERM, with the VMM's stdin and stdout pipes: `@VMM@` is
 /// its command. The first part of the pipeline waits (at most about 60 tries) until the
-/// inner guest serves (while the VMM runs), fetches its page from the outer side, writes `@CONSOLE_LINE@` to the
+/// inner guest serves (while the VMM runs), fetches its page from the outer side, prints the
+/// VMM's `Seccomp:` mode from `/proc/PID/status`, writes `@CONSOLE_LINE@` to the
 /// VMM's stdin and closes it (EOF while the guest runs), waits until the guest printed the
 /// line, and sends the VMM SIGTERM. The VMM's stdout goes through `tee` to the console and
 /// `/tmp/console.log`.
@@ -112,6 +128,7 @@ pub const SIGTERM_BOOT: &str = r#"rm -f /tmp/console.log
     i=$((i + 1))
   done
   echo "outer: fetched from the inner guest: $page" >&2
+  echo "outer: vmm $(grep '^Seccomp:' /proc/$(pidof ramkey-vmm)/status)" >&2
   echo "@CONSOLE_LINE@"
   exec >&-
   i=0
