@@ -45,6 +45,9 @@ const PACKAGES: &[Package] = &[
     pkg("openssh-client", "/usr/bin/ssh", false),
     // The remote test resolves its image repository's name through a DNS server on the host.
     pkg("dnsmasq-base", "/usr/sbin/dnsmasq", false),
+    // The vm test copies the host's `ip` into its outer guest: busybox's cannot set a
+    // macvtap's mode.
+    pkg("iproute2", "/usr/bin/ip", false),
     // The demo test asks office's DNS with `dig`, as the demo tells people to.
     pkg("bind9-dnsutils", "/usr/bin/dig", false),
     // The observe test checks the box's metrics with `promtool check metrics`. Without its
