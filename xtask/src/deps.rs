@@ -47,7 +47,7 @@ const PACKAGES: &[Package] = &[
     pkg("dnsmasq-base", "/usr/sbin/dnsmasq", false),
     // The vm test copies the host's `ip` into its outer guest: busybox's cannot set a
     // macvtap's mode.
-    pkg("iproute2", "/usr/bin/ip", false),
+    pkg("iproute2", "/sbin/ip", false),
     // The demo test asks office's DNS with `dig`, as the demo tells people to.
     pkg("bind9-dnsutils", "/usr/bin/dig", false),
     // The observe test checks the box's metrics with `promtool check metrics`. Without its
