@@ -205,6 +205,11 @@ pub fn run_once(target: &Target, run: u32) -> Result<Sample> {
                 .push(("zone up → HTTP 200".into(), ((http - up.0) * 1000.0).max(0.0) as u64));
             sample.steps.push(("zone setup".into(), up.1));
         }
+        if let Some(started) = vm_started(&vm, sample.kernel_zero) {
+            sample
+                .steps
+                .push(("VM start → HTTP 200".into(), ((http - started) * 1000.0).max(0.0) as u64));
+        }
     }
     if target.console == Console::Floor {
         vm.wait_exit(Duration::from_secs(30))?;
@@ -219,6 +224,14 @@ fn zone_up(vm: &Machine, kernel_zero: f64) -> Option<(f64, u64)> {
         let ms = l.split_once("zone web: up in ")?.1.split(' ').next()?.parse().ok()?;
         Some((kernel_zero + printk_time(l)?, ms))
     })
+}
+
+/// The host time of the `vm web: web VERSION on N vCPU(s)` line (the VMM started).
+fn vm_started(vm: &Machine, kernel_zero: f64) -> Option<f64> {
+    vm.lines()
+        .iter()
+        .find_map(|(_, l)| l.contains("ramkey: vm web: web ").then(|| printk_time(l))?)
+        .map(|t| kernel_zero + t)
 }
 
 fn observe(vm: &mut Machine, console: Console) -> Result<Sample> {

@@ -30,6 +30,7 @@ pub const SYSTEMS: &[&str] = &[
     "ramkey-platform",
     "ramkey-stick",
     "ramkey-zone",
+    "ramkey-vm",
 ];
 
 fn what(name: &str) -> &'static str {
@@ -48,6 +49,9 @@ fn what(name: &str) -> &'static str {
         }
         "ramkey-stick" => {
             "the `usb.img` `ramkey build` writes (GPT, FAT, syslinux), booted as `ramkey run` boots it: a USB disk on xHCI under SeaBIOS, no direct kernel boot; the same config and services as ramkey-platform, on the stick."
+        }
+        "ramkey-vm" => {
+            "Ramkey's platform running the `web` personality built with `--vm` as a KVM micro-VM (1 vCPU, 192 MiB) at 10.0.2.16, under nested KVM in TCG, data in RAM."
         }
         _ => {
             "Ramkey's platform running the `web` personality (nginx, 22 MB signed image on the FAT disk) in a zone at 10.0.2.16, data in RAM."
@@ -74,6 +78,10 @@ fn note(name: &str) -> Option<&'static str> {
     match name {
         "floor" => Some("It cannot serve HTTP."),
         "ramkey-zone" => Some("Its size is the initramfs plus the image; the forward goes to the zone's own address."),
+        "ramkey-vm" => Some(
+            "Its size is the initramfs plus the image; the stick also holds the kernel the guest boots. Emulated: \
+             every guest exit goes to a KVM that TCG runs, so only its ratios to ramkey-zone carry over.",
+        ),
         _ => None,
     }
 }
@@ -123,7 +131,7 @@ impl Options {
 
 pub const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only NAME[,NAME]] [--out DIR]
        cargo xtask bench build [--runs N] [--out DIR]
-systems: floor, busybox, systemd, ramkey-platform, ramkey-stick, ramkey-zone";
+systems: floor, busybox, systemd, ramkey-platform, ramkey-stick, ramkey-zone, ramkey-vm";
 
 /// `cargo xtask bench ...`.
 pub fn main(args: &[String]) -> Result<()> {
@@ -187,10 +195,16 @@ pub fn run(opts: &Options) -> Result<()> {
                 note = Some(stick_note(&stick.cmdline));
                 Some(((Boot::Stick { image: stick.image }, stick.size), Console::Ramkey))
             }
-            "ramkey-zone" => {
-                let web = artifacts::personality("web")?;
+            "ramkey-zone" | "ramkey-vm" => {
+                let vm = name == "ramkey-vm";
+                let web = if vm {
+                    artifacts::vm_personality("web")?
+                } else {
+                    artifacts::personality("web")?
+                };
                 let (_, trusted) = artifacts::test_key()?;
-                let zone = peers::zone_disk(&cache.join("zone"), &web, &trusted)?;
+                let guest_kernel = vm.then_some(kernel.vmlinuz.as_path());
+                let zone = peers::zone_disk(&cache.join(name), &web, &trusted, guest_kernel)?;
                 (serve_at, mark) = (Some(peers::ZONE_ADDRESS), "It works");
                 let extra = std::fs::metadata(&web)?.len();
                 Some((direct(platform_initrd()?, zone, extra)?, Console::Ramkey))

@@ -178,8 +178,10 @@ fn add_services(dir: &Path, image: &Path, services: &[(&str, String)]) -> Result
 /// The `ramkey-zone` system's stick: a FAT labelled RAMKEY with a config that runs the
 /// `web` personality (signed by the key `trusted` names) at [`ZONE_ADDRESS`], the image,
 /// and the memory readings, taken once the zone is online, with the zone's own
-/// ([`ZONE_MEMORY_SH`]). No pool: the zone's data is in RAM.
-pub fn zone_disk(dir: &Path, web: &Path, trusted: &str) -> Result<PathBuf> {
+/// ([`ZONE_MEMORY_SH`]). No pool: the zone's data is in RAM. With `guest_kernel` (a VM
+/// personality) the stick holds it as the platform's kernel, `platform/a/vmlinuz`, which
+/// VM guests boot.
+pub fn zone_disk(dir: &Path, web: &Path, trusted: &str, guest_kernel: Option<&Path>) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let image = dir.join("zone.img");
     let toml = dir.join("zone.toml");
@@ -189,7 +191,8 @@ pub fn zone_disk(dir: &Path, web: &Path, trusted: &str) -> Result<PathBuf> {
     );
     std::fs::write(&toml, format!("{RAMKEY_CONFIG}{personality}"))?;
     let _ = std::fs::remove_file(&image);
-    let kib = std::fs::metadata(web)?.len() / 1024 + 8192;
+    let kernel_len = guest_kernel.map_or(Ok(0), |k| std::fs::metadata(k).map(|m| m.len()))?;
+    let kib = (std::fs::metadata(web)?.len() + kernel_len) / 1024 + 8192;
     run(Command::new("mkfs.vfat")
         .args(["-C", "-i", "0b5e0002", "-n", "RAMKEY"])
         .arg(&image)
@@ -205,6 +208,14 @@ pub fn zone_disk(dir: &Path, web: &Path, trusted: &str) -> Result<PathBuf> {
         .arg(&image)
         .arg(web)
         .arg("::personalities/web.rkimg"))?;
+    if let Some(kernel) = guest_kernel {
+        run(Command::new("mmd").arg("-i").arg(&image).args(["::platform", "::platform/a"]))?;
+        run(Command::new("mcopy")
+            .arg("-i")
+            .arg(&image)
+            .arg(kernel)
+            .arg("::platform/a/vmlinuz"))?;
+    }
     let meminfo = format!(
         "name = \"bench-meminfo\"\nrestart = \"never\"\nargv = [\"/bin/sh\", \"-c\", '''{MEMINFO_SH}{ZONE_MEMORY_SH}\
          until ramkeyctl personality list 2>/dev/null | grep -q ' online '; do sleep 1; done; \
@@ -259,7 +270,9 @@ pub const MEMINFO_SH: &str = "meminfo() {
 /// The shell lines that log the `web` zone's memory as level-2 kernel messages: its own
 /// processes — the launcher and the zone's PID 1, both `ramkey-zone web` — as proportional
 /// set size (the init's pages shared with the platform's PID 1 count in part), and its cgroup's
-/// `memory.current` (everything in the zone: nginx, the page cache it charged, kernel memory).
+/// `memory.current` (everything in the zone: nginx, the page cache it charged, kernel memory);
+/// for a VM also the VMM's PSS and its resident memory outside the guest's RAM (mappings of
+/// 64 MiB or more), its own overhead.
 pub const ZONE_MEMORY_SH: &str = r#"zone_memory() {
   pss=0
   for d in /proc/[0-9]*; do
@@ -269,6 +282,12 @@ pub const ZONE_MEMORY_SH: &str = r#"zone_memory() {
   done
   echo "<2>bench: zone-memory processes: $pss kB" > /dev/kmsg
   echo "<2>bench: zone-memory cgroup: $(($(cat /sys/fs/cgroup/ramkey/zone-web/memory.current) / 1024)) kB" > /dev/kmsg
+  for d in /proc/[0-9]*; do
+    case "$(tr '\0' ' ' < $d/cmdline 2>/dev/null)" in ramkey-vmm\ *) ;; *) continue ;; esac
+    echo "<2>bench: zone-memory vmm (PSS): $(sed -n 's/^Pss: *\([0-9]*\) kB$/\1/p' $d/smaps_rollup) kB" > /dev/kmsg
+    own=$(awk '/^[0-9a-f]+-[0-9a-f]+ /{guest=0} /^Size:/{guest=($2 >= 65536)} /^Rss:/{if (!guest) s+=$2} END{print s+0}' $d/smaps)
+    echo "<2>bench: zone-memory vmm own (RSS outside guest RAM): $own kB" > /dev/kmsg
+  done
 }
 "#;
 

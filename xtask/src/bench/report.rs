@@ -167,7 +167,7 @@ pub fn markdown(systems: &[SystemResult], env: &Environment) -> String {
         let _ = write!(md, "| {} | {} |", sys.name, size_cell(sys.size));
         for (key, _, unit, _) in FIGURES {
             let missing = match (*key, sys.name) {
-                (_, "ramkey-zone") => "pending",
+                (_, "ramkey-zone" | "ramkey-vm") => "pending",
                 ("http" | "init_to_http", "ramkey-platform") => "not yet",
                 ("mem_used" | "mem_resident", "ramkey-platform") => "n/a",
                 _ => "—",
@@ -209,7 +209,7 @@ pub fn markdown(systems: &[SystemResult], env: &Environment) -> String {
         );
     }
 
-    for ramkey in ["ramkey-platform", "ramkey-stick", "ramkey-zone"]
+    for ramkey in ["ramkey-platform", "ramkey-stick", "ramkey-zone", "ramkey-vm"]
         .into_iter()
         .filter_map(|name| find(systems, name).filter(|r| !r.samples.is_empty()))
     {
@@ -222,14 +222,17 @@ pub fn markdown(systems: &[SystemResult], env: &Environment) -> String {
             let _ = writeln!(md, "| {name} | {:.0} ({:.0}–{:.0}) |", s.median, s.min, s.max);
         }
     }
-    if let Some(zone) = find(systems, "ramkey-zone") {
+    for zone in ["ramkey-zone", "ramkey-vm"].into_iter().filter_map(|name| find(systems, name)) {
         let readings = named_stats(zone, |s| &s.zone_kib, 1.0 / 1024.0);
         if !readings.is_empty() {
-            md.push_str(
-                "\nramkey-zone: the zone's memory once it is online, MiB: median (min–max). `processes`: the \
+            let _ = write!(
+                md,
+                "\n{}: the personality's memory once it is online, MiB: median (min–max). `processes`: the \
                  launcher and the zone's PID 1 (PSS; the init's pages shared with the platform's PID 1 count in \
-                 part); `cgroup`: the zone's `memory.current` (nginx, the page cache it charged, kernel memory):\n\n\
-                 | reading | MiB |\n|---|---|\n",
+                 part); `cgroup`: the zone's `memory.current` (nginx, the page cache it charged, kernel memory; for \
+                 a VM, the guest RAM it touched and the VMM); `vmm`: the VMM's PSS and its resident memory outside \
+                 the guest's RAM:\n\n| reading | MiB |\n|---|---|\n",
+                zone.name
             );
             for (name, s) in readings {
                 let _ = writeln!(md, "| {name} | {:.1} ({:.1}–{:.1}) |", s.median, s.min, s.max);
