@@ -72,6 +72,8 @@ p=$(cat /run/ramkey/zones/web/pid)
 echo "probe: vmm-status $(awk '/^(Name|Uid|Gid|NoNewPrivs|Seccomp|CapEff|CapBnd):/{printf "%s%s ", $1, $2}' /proc/$p/status)"
 echo "probe: vmm-shared $(for n in mnt net ipc uts; do [ "$(readlink /proc/$p/ns/$n)" = "$(readlink /proc/1/ns/$n)" ] && printf '%s,' $n; done)"
 echo "probe: vmm-root $(cd /proc/$p/root && ls -d * dev/* | tr '\n' ' ')"
+cp /usbkey/jail-escape /run/jail-escape && chmod 755 /run/jail-escape
+/run/jail-escape $p | sed 's/^/probe-out: /'
 echo "probe: backlog-ready-lines $(ramkeyctl personality console web </dev/null | grep -c 'ramkey-guest: ready')"
 c 'echo guest-hostname $(cat /proc/sys/kernel/hostname) cpus $(nproc) init $(cat /proc/1/comm)'
 c 'head -c 400M /dev/zero | tail >/dev/null; echo hog-exit $?' 90
@@ -107,7 +109,10 @@ fn stick(name: &str) -> PathBuf {
     std::fs::write(&config_file, config(&trusted)).unwrap();
     let probe = work.join("probe.toml");
     std::fs::write(&probe, PROBE).unwrap();
+    let vmm = xtask::nested::static_vmm().unwrap();
+    let escape = vmm.with_file_name("jail-escape");
     let files = [
+        (escape.as_path(), "::/jail-escape"),
         (web_vm.as_path(), "::/personalities/web-vm-1.0.0.rkimg"),
         (web.as_path(), "::/personalities/web-1.0.0.rkimg"),
         (&config_file, "::/config.toml"),
@@ -232,8 +237,53 @@ fn jailed(vm: &mut Machine) {
     assert_eq!(field("CapEff:"), "0000000000000000", "{status}");
     assert_eq!(field("CapBnd:"), "0000000000000000", "{status}");
     assert_eq!(probe(vm, "vmm-shared"), "", "namespaces the VMM shares with PID 1");
+    assert_eq!(field("Seccomp:"), "2", "{status}");
     let root = probe(vm, "vmm-root");
-    assert_eq!(root, "dev dev/kvm dev/tap disk0 disk1 disk2 initrd kernel proc", "{root}");
+    assert_eq!(
+        root, "dev dev/kvm dev/tap disk0 disk1 disk2 initrd kernel proc",
+        "{root}"
+    );
+    escapes(vm, uid);
+}
+
+/// What `jail-escape` (the VMM's namespaces, root and ids, without its seccomp filter: a
+/// guest that took the VMM over and found a hole in the filter) got: nothing of the host.
+fn escapes(vm: &mut Machine, uid: u32) {
+    let (_, setup) = vm.expect("probe-out: jail: setup: ", BOOT).unwrap();
+    assert!(setup.contains(&format!("uid {uid} gid {uid}")), "{setup}");
+    let (_, root) = vm.expect("probe-out: jail: root: ", BOOT).unwrap();
+    assert!(
+        root.ends_with("root: dev disk0 disk1 disk2 initrd kernel proc"),
+        "{root}"
+    );
+    let attacks = [
+        ("read-usbkey-config", "No such file"),
+        ("read-shadow", "No such file"),
+        ("write-image", "Read-only file system"),
+        ("write-kernel", "Read-only file system"),
+        ("create-file", "Read-only file system"),
+        // The read-only root answers before the missing CAP_MKNOD would.
+        ("mknod-disk", "Read-only file system"),
+        ("mount-proc", "Operation not permitted"),
+        ("unshare-user", "Operation not permitted"),
+        ("chroot", "Operation not permitted"),
+        ("setuid-root", "Operation not permitted"),
+        ("signal-pid1", "Operation not permitted"),
+    ];
+    let mut seen = vec![setup, root];
+    for (name, error) in attacks {
+        let (_, line) = vm.expect(&format!("probe-out: jail: {name}: "), BOOT).unwrap();
+        assert!(line.contains(&format!("refused ({error}")), "{line}");
+        seen.push(line);
+    }
+    let (_, processes) = vm.expect("probe-out: jail: processes-seen: ", BOOT).unwrap();
+    // Its `/proc` shows its own uid's processes only: the VMM and itself.
+    assert!(processes.ends_with("processes-seen: 2"), "{processes}");
+    let (_, network) = vm.expect("probe-out: jail: network: ", BOOT).unwrap();
+    assert!(network.contains("refused (Network is unreachable"), "{network}");
+    seen.extend([processes, network]);
+    vm.expect("probe-out: jail: done", BOOT).unwrap();
+    eprintln!("jail escapes, as the VMM without its filter:\n{}", seen.join("\n"));
 }
 
 #[test]

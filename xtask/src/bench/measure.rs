@@ -206,9 +206,10 @@ pub fn run_once(target: &Target, run: u32) -> Result<Sample> {
             sample.steps.push(("zone setup".into(), up.1));
         }
         if let Some(started) = vm_started(&vm, sample.kernel_zero) {
-            sample
-                .steps
-                .push(("VM start → HTTP 200".into(), ((http - started) * 1000.0).max(0.0) as u64));
+            sample.steps.push((
+                "VM start → HTTP 200".into(),
+                ((http - started) * 1000.0).max(0.0) as u64,
+            ));
         }
     }
     if target.console == Console::Floor {

@@ -209,7 +209,10 @@ pub fn zone_disk(dir: &Path, web: &Path, trusted: &str, guest_kernel: Option<&Pa
         .arg(web)
         .arg("::personalities/web.rkimg"))?;
     if let Some(kernel) = guest_kernel {
-        run(Command::new("mmd").arg("-i").arg(&image).args(["::platform", "::platform/a"]))?;
+        run(Command::new("mmd")
+            .arg("-i")
+            .arg(&image)
+            .args(["::platform", "::platform/a"]))?;
         run(Command::new("mcopy")
             .arg("-i")
             .arg(&image)

@@ -222,7 +222,10 @@ pub fn markdown(systems: &[SystemResult], env: &Environment) -> String {
             let _ = writeln!(md, "| {name} | {:.0} ({:.0}–{:.0}) |", s.median, s.min, s.max);
         }
     }
-    for zone in ["ramkey-zone", "ramkey-vm"].into_iter().filter_map(|name| find(systems, name)) {
+    for zone in ["ramkey-zone", "ramkey-vm"]
+        .into_iter()
+        .filter_map(|name| find(systems, name))
+    {
         let readings = named_stats(zone, |s| &s.zone_kib, 1.0 / 1024.0);
         if !readings.is_empty() {
             let _ = write!(
