@@ -259,9 +259,18 @@ pub fn resigned(image: &Path, dest: &Path) -> Result<()> {
 /// A copy of `image` that says it is version `version`, signed by [`test_key`]: the same
 /// payload, another manifest.
 pub fn as_version(image: &Path, version: &str, dest: &Path) -> Result<()> {
+    with_manifest(image, dest, |m| m.version = version.to_string())
+}
+
+/// A copy of `image` whose manifest `edit` changed, signed by [`test_key`]: the same payload.
+pub fn with_manifest(
+    image: &Path,
+    dest: &Path,
+    edit: impl FnOnce(&mut ramkey_image::manifest::Manifest),
+) -> Result<()> {
     let read = ramkey_image::read::open(image)?;
     let mut manifest = read.manifest.clone();
-    manifest.version = version.to_string();
+    edit(&mut manifest);
     let payload = std::io::Read::take(std::fs::File::open(image)?, manifest.payload.size);
     let (secret, _) = test_key()?;
     let key = ramkey_image::keys::decode_secret(&std::fs::read_to_string(secret)?, "the test key")?;

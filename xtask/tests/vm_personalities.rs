@@ -85,6 +85,16 @@ c 'echo c >/proc/sysrq-trigger' 5 >/dev/null
 until ramkeyctl personality list | grep '^web ' | grep -q ' online '; do sleep 1; done
 echo "probe: web-back $(ramkeyctl personality list | grep '^web ')"
 echo "probe: site-pid-after $(cat /run/ramkey/zones/site/pid)"
+# Swaps as for a zone: to 1.0.1, keeping the volume; to a 1.0.2 whose nginx never starts,
+# rolled back to 1.0.1.
+mark=$(cat /proc/sys/kernel/random/uuid)
+c "echo $mark >/srv/www/vm-marker" >/dev/null
+echo "probe: marker $mark"
+echo "probe: v2 $(ramkeyctl personality swap web /usbkey/personalities/web-vm-1.0.1.rkimg 2>&1 | tail -1)"
+echo "probe: kept $(c 'cat /srv/www/vm-marker' | grep -v cat | head -1)"
+out=$(ramkeyctl personality swap web /usbkey/personalities/web-vm-1.0.2.rkimg --wait 60 2>&1; echo "exit $?")
+echo "probe: v3 $(echo "$out" | tr '\n' ' ')"
+echo "probe: after-v3 $(ramkeyctl personality list | grep '^web ')"
 echo "probe: done"
 ''']
 "#;
@@ -111,7 +121,21 @@ fn stick(name: &str) -> PathBuf {
     std::fs::write(&probe, PROBE).unwrap();
     let vmm = xtask::nested::static_vmm().unwrap();
     let escape = vmm.with_file_name("jail-escape");
+    let work_v2 = work.join("web-vm-1.0.1.rkimg");
+    artifacts::as_version(&web_vm, "1.0.1", &work_v2).unwrap();
+    let work_v3 = work.join("web-vm-1.0.2.rkimg");
+    artifacts::with_manifest(&web_vm, &work_v3, |m| {
+        m.version = "1.0.2".into();
+        for service in m.services.iter_mut().filter(|s| s.name == "nginx") {
+            service.argv = ["/usr/sbin/nginx", "-c", "/no-such.conf", "-g", "daemon off;"]
+                .map(String::from)
+                .to_vec();
+        }
+    })
+    .unwrap();
     let files = [
+        (work_v2.as_path(), "::/personalities/web-vm-1.0.1.rkimg"),
+        (work_v3.as_path(), "::/personalities/web-vm-1.0.2.rkimg"),
         (escape.as_path(), "::/jail-escape"),
         (web_vm.as_path(), "::/personalities/web-vm-1.0.0.rkimg"),
         (web.as_path(), "::/personalities/web-1.0.0.rkimg"),
@@ -208,12 +232,30 @@ fn web_runs_as_a_vm_answers_at_its_address_and_is_restarted_after_a_guest_panic(
     assert!(page.contains("Ramkey"), "{page}");
     // The zone beside it never stopped.
     assert_eq!(probe(&mut vm, "site-pid-after"), site_pid);
+    swaps(&mut vm);
     vm.expect("probe: done", BOOT).unwrap();
 
     vm.monitor("system_powerdown").unwrap();
     vm.expect("vm web: the guest powered off (stopped)", SHUTDOWN).unwrap();
     vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
     assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
+}
+
+/// A swap to 1.0.1 keeps the volume; one to a broken 1.0.2 is rolled back to 1.0.1.
+fn swaps(vm: &mut Machine) {
+    let mark = probe(vm, "marker");
+    let v2 = probe(vm, "v2");
+    assert!(v2.contains("swapped web 1.0.0 -> web 1.0.1 in "), "{v2}");
+    let kept = probe(vm, "kept");
+    assert_eq!(kept, mark, "the volume's marker after the swap");
+    let v3 = probe(vm, "v3");
+    assert!(
+        v3.contains("rolled back from web 1.0.2: ") && v3.contains("running web 1.0.1 again") && v3.ends_with("exit 1"),
+        "{v3}"
+    );
+    let after = probe(vm, "after-v3");
+    assert!(after.contains("web 1.0.1") && after.contains(" online "), "{after}");
+    eprintln!("swaps: {v2}\n{v3}");
 }
 
 /// The VMM as the host sees it: an unprivileged id of its own, no capability, no way to
@@ -277,8 +319,13 @@ fn escapes(vm: &mut Machine, uid: u32) {
         seen.push(line);
     }
     let (_, processes) = vm.expect("probe-out: jail: processes-seen: ", BOOT).unwrap();
-    // Its `/proc` shows its own uid's processes only: the VMM and itself.
-    assert!(processes.ends_with("processes-seen: 2"), "{processes}");
+    // Its `/proc` shows at most its own uid's processes, the VMM and itself; never PID 1.
+    let seen: Vec<&str> = processes
+        .split_once('(')
+        .map_or("", |(_, pids)| pids.trim_end_matches(')'))
+        .split_whitespace()
+        .collect();
+    assert!(seen.len() <= 2 && !seen.contains(&"1"), "{processes}");
     let (_, network) = vm.expect("probe-out: jail: network: ", BOOT).unwrap();
     assert!(network.contains("refused (Network is unreachable"), "{network}");
     seen.extend([processes, network]);

@@ -114,42 +114,54 @@ fn note(line: &str, files: &Files) {
 /// How an error line of the guest's init starts (after its timestamp).
 const GUEST_ERROR: &str = "ramkey: error: ";
 
-/// Accepts consoles, one at a time: a new one replaces the one attached. Each gets the
-/// backlog, then the output as it comes; its input goes to the guest until it ends, which
-/// ends the attachment.
+/// What an attachment sends first: show the backlog, then the output as it comes...
+const WITH_BACKLOG: u8 = b'B';
+/// ... or only what comes from now on (a script typing commands).
+const LIVE: u8 = b'L';
+
+/// Accepts consoles, one at a time: a new one replaces the one attached. Each says first
+/// whether it wants the backlog ([`WITH_BACKLOG`], [`LIVE`]), then gets the output as it
+/// comes; its input goes to the guest until it ends, which ends the attachment.
 fn serve(listener: &UnixListener, shared: &Arc<Mutex<Shared>>, input: &Arc<Mutex<impl Write + Send + 'static>>) {
     for (id, stream) in (1u64..).zip(listener.incoming().flatten()) {
-        let Ok(mut reader) = stream.try_clone() else { continue };
-        {
-            let mut s = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut stream = stream;
-            let (a, b) = s.backlog.as_slices();
-            if stream.write_all(a).and_then(|()| stream.write_all(b)).is_err() {
-                continue;
-            }
-            if let Some((_, old)) = s.client.replace((id, stream)) {
-                let _ = old.shutdown(std::net::Shutdown::Both);
-            }
-        }
         let (shared, input) = (shared.clone(), input.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 1024];
-            while let Ok(n @ 1..) = reader.read(&mut buf) {
-                let mut guest = input.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if guest.write_all(&buf[..n]).and_then(|()| guest.flush()).is_err() {
-                    break;
-                }
-            }
-            let _ = reader.shutdown(std::net::Shutdown::Both);
-            let mut s = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            s.client.take_if(|(held, _)| *held == id);
-        });
+        std::thread::spawn(move || attached(id, stream, &shared, &input));
     }
 }
 
+fn attached(id: u64, mut stream: UnixStream, shared: &Mutex<Shared>, input: &Mutex<impl Write>) {
+    let mut mode = [0u8; 1];
+    let Ok(mut reader) = stream.read_exact(&mut mode).and_then(|()| stream.try_clone()) else {
+        return;
+    };
+    {
+        let mut s = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if mode[0] == WITH_BACKLOG {
+            let (a, b) = s.backlog.as_slices();
+            if stream.write_all(a).and_then(|()| stream.write_all(b)).is_err() {
+                return;
+            }
+        }
+        if let Some((_, old)) = s.client.replace((id, stream)) {
+            let _ = old.shutdown(std::net::Shutdown::Both);
+        }
+    }
+    let mut buf = [0u8; 1024];
+    while let Ok(n @ 1..) = reader.read(&mut buf) {
+        let mut guest = input.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guest.write_all(&buf[..n]).and_then(|()| guest.flush()).is_err() {
+            break;
+        }
+    }
+    let _ = reader.shutdown(std::net::Shutdown::Both);
+    let mut s = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    s.client.take_if(|(held, _)| *held == id);
+}
+
 /// `ramkeyctl personality console NAME` for a VM: attaches to its console socket. At a
-/// terminal, keys go to the guest as typed until ctrl-] detaches; otherwise standard input
-/// goes to the guest and, once it ends, the backlog and what came meanwhile are printed.
+/// terminal: the backlog, then keys go to the guest as typed until ctrl-] detaches.
+/// Otherwise: with nothing on standard input, the backlog; with input, the input goes to
+/// the guest and what the console says meanwhile is printed, until 2 s after it ends.
 pub fn attach(name: &str, socket: &Path) -> Result<String, String> {
     let stream = UnixStream::connect(socket).map_err(|e| {
         format!(
@@ -171,7 +183,9 @@ pub fn attach(name: &str, socket: &Path) -> Result<String, String> {
         let _ = std::io::copy(&mut output, &mut stdout);
     });
     let mut to_guest = stream;
+    let send = |to_guest: &mut UnixStream, bytes: &[u8]| to_guest.write_all(bytes).map_err(|e| e.to_string());
     if interactive {
+        send(&mut to_guest, &[WITH_BACKLOG])?;
         eprint!("[attached to vm {name}'s console; ctrl-] detaches]\r\n");
         let _raw = terminal::RawMode::enter(stdin.as_fd()).ok();
         let mut byte = [0u8; 1];
@@ -183,7 +197,17 @@ pub fn attach(name: &str, socket: &Path) -> Result<String, String> {
         let _ = to_guest.shutdown(std::net::Shutdown::Both);
         return Ok("\r\n[detached]".into());
     }
-    let _ = std::io::copy(&mut stdin.lock(), &mut to_guest);
+    // Nothing to type: show what the console said lately. Something: type it, and show
+    // what comes from now on.
+    let mut first = [0u8; 4096];
+    let n = stdin.lock().read(&mut first).unwrap_or(0);
+    if n == 0 {
+        send(&mut to_guest, &[WITH_BACKLOG])?;
+    } else {
+        send(&mut to_guest, &[LIVE])?;
+        send(&mut to_guest, &first[..n])?;
+        let _ = std::io::copy(&mut stdin.lock(), &mut to_guest);
+    }
     // What the guest answers to the input takes a moment.
     std::thread::sleep(std::time::Duration::from_secs(2));
     let _ = to_guest.shutdown(std::net::Shutdown::Write);
@@ -222,6 +246,7 @@ mod tests {
         client
             .set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
+        client.write_all(&[WITH_BACKLOG]).unwrap();
         client.write_all(b"uname\n").unwrap();
         let mut line = [0u8; 6];
         typed.read_exact(&mut line).unwrap();
@@ -230,5 +255,15 @@ mod tests {
         let mut seen = String::new();
         client.read_to_string(&mut seen).unwrap();
         assert!(seen.starts_with("booting\nramkey-guest: ready"), "{seen:?}");
+
+        // A script's attachment gets only what comes after it.
+        let mut live = UnixStream::connect(&socket).unwrap();
+        live.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        live.write_all(&[LIVE]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        to_relay.write_all(b"answer\n").unwrap();
+        let mut line = [0u8; 7];
+        live.read_exact(&mut line).unwrap();
+        assert_eq!(&line, b"answer\n");
     }
 }

@@ -103,8 +103,9 @@ impl Jail {
             MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID,
             None,
         )?;
+        // A chroot, not the jail moved over `/`: the kernel then sees the VMM as chrooted and
+        // refuses it a user namespace (`unshare(CLONE_NEWUSER)`, a way back to capabilities).
         nix::unistd::chdir(dir).map_err(|e| format!("chdir {}: {e}", dir.display()))?;
-        mount(Some("."), Path::new("/"), None, MsFlags::MS_MOVE, None)?;
         nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;
         nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
         nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;

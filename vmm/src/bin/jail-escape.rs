@@ -74,14 +74,17 @@ fn main() {
     report("setuid-root", i64::from(unsafe { libc::setuid(0) }));
     // SAFETY: kill with signal 0 only checks the permission.
     report("signal-pid1", i64::from(unsafe { libc::kill(1, 0) }));
-    let others = std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
-                .count()
-        })
-        .unwrap_or(0);
-    println!("jail: processes-seen: {others}");
+    match std::fs::read_dir("/proc") {
+        Ok(entries) => {
+            let pids: Vec<String> = entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                .collect();
+            println!("jail: processes-seen: {} ({})", pids.len(), pids.join(" "));
+        }
+        Err(e) => println!("jail: processes-seen: none (/proc: {e})"),
+    }
     let reached = std::net::TcpStream::connect_timeout(
         &std::net::SocketAddr::from(([10, 0, 2, 2], 80)),
         std::time::Duration::from_secs(3),
