@@ -320,12 +320,12 @@ fn escapes(vm: &mut Machine, uid: u32) {
     }
     let (_, processes) = vm.expect("probe-out: jail: processes-seen: ", BOOT).unwrap();
     // Its `/proc` shows at most its own uid's processes, the VMM and itself; never PID 1.
-    let seen: Vec<&str> = processes
+    let pids: Vec<&str> = processes
         .split_once('(')
         .map_or("", |(_, pids)| pids.trim_end_matches(')'))
         .split_whitespace()
         .collect();
-    assert!(seen.len() <= 2 && !seen.contains(&"1"), "{processes}");
+    assert!(pids.len() <= 2 && !pids.contains(&"1"), "{processes}");
     let (_, network) = vm.expect("probe-out: jail: network: ", BOOT).unwrap();
     assert!(network.contains("refused (Network is unreachable"), "{network}");
     seen.extend([processes, network]);
