@@ -94,7 +94,7 @@ fn setup(paths: &Paths) -> Result<(ZoneSpec, Vec<HeldLease>), String> {
     // The initramfs's files stay in RAM under the new root: drop the big ones first.
     let _ = std::fs::remove_dir_all(paths.root().join("lib/modules"));
     let _ = std::fs::remove_file(paths.init());
-    enter(&root)?;
+    enter(paths, &root)?;
     let leases = crate::zone::network::configure(paths, &spec).map_err(|e| e.to_string())?;
     Ok((spec, leases))
 }
@@ -203,12 +203,12 @@ fn build_root(paths: &Paths, spec: &ZoneSpec, image: &Path, state_disk: &Path) -
 }
 
 /// Moves `root` over `/` and enters it (the initramfs cannot be `pivot_root`ed away).
-fn enter(root: &Path) -> Result<(), String> {
+fn enter(paths: &Paths, root: &Path) -> Result<(), String> {
     nix::unistd::chdir(root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
-    nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+    nix::mount::mount(Some("."), paths.root(), None::<&str>, MsFlags::MS_MOVE, None::<&str>)
         .map_err(|e| format!("moving {} over /: {e}", root.display()))?;
     nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;
-    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))
+    nix::unistd::chdir(paths.root()).map_err(|e| format!("chdir /: {e}"))
 }
 
 /// The service that serves the guest's serial console (`ramkeyctl personality console

@@ -53,7 +53,7 @@ impl Jail {
             CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
         nix::sched::unshare(flags).map_err(|e| format!("unshare: {e}"))?;
         // Nothing mounted from here on reaches the host's namespace.
-        mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
+        mount(None, paths.root(), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
         let dir = &self.dir;
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         mount(
@@ -107,7 +107,7 @@ impl Jail {
         // refuses it a user namespace (`unshare(CLONE_NEWUSER)`, a way back to capabilities).
         nix::unistd::chdir(dir).map_err(|e| format!("chdir {}: {e}", dir.display()))?;
         nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;
-        nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+        nix::unistd::chdir(paths.root()).map_err(|e| format!("chdir /: {e}"))?;
         nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
         nix::unistd::setresgid(id.1, id.1, id.1).map_err(|e| format!("setresgid: {e}"))?;
         // From root to another uid: every capability goes.

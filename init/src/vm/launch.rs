@@ -89,12 +89,16 @@ fn run(spec: &ZoneSpec) -> Result<i32, Failed> {
         Some(nic) => Some(macvtap(spec, base, nic)?),
         None => None,
     };
-    let mut argv: Vec<String> = [
-        VMM_NAME, "--kernel", "/kernel", "--initrd", "/initrd", "--kvm", "/dev/kvm",
-    ]
-    .map(String::from)
-    .to_vec();
+    // Paths as the VMM sees them, in its jail: the files are at its root.
+    let jailed = |name: &str| paths.root().join(name).display().to_string();
+    let mut argv: Vec<String> = vec![VMM_NAME.into()];
     argv.extend([
+        "--kernel".into(),
+        jailed("kernel"),
+        "--initrd".into(),
+        jailed("initrd"),
+        "--kvm".into(),
+        paths.dev().join("kvm").display().to_string(),
         "--cmdline".into(),
         format!("{GUEST_CMDLINE} {}", super::GUEST_PARAM),
         "--vcpus".into(),
@@ -103,11 +107,12 @@ fn run(spec: &ZoneSpec) -> Result<i32, Failed> {
         spec.vm.memory_mib.to_string(),
     ]);
     for (i, ro) in [",ro", ",ro", ""].iter().enumerate() {
-        argv.extend(["--disk".into(), format!("/disk{i}{ro}")]);
+        argv.extend(["--disk".into(), format!("{}{ro}", jailed(&format!("disk{i}")))]);
     }
     let mut devices = vec![(paths.dev().join("kvm"), "kvm".to_string())];
     if let Some(tap) = &nic {
-        argv.extend(["--net".into(), format!("/dev/tap,mac={}", mac_text(tap.mac))]);
+        let device = paths.dev().join("tap").display().to_string();
+        argv.extend(["--net".into(), format!("{device},mac={}", mac_text(tap.mac))]);
         devices.push((tap.device.clone(), "tap".to_string()));
     }
     // The VMM's own id (the zone's id base) may write the state disk, and nothing else.
@@ -364,4 +369,22 @@ fn remove_tap(name: &str, tap: Option<Tap>) {
 
 fn mac_text(mac: [u8; 6]) -> String {
     mac.map(|b| format!("{b:02x}")).join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ramkey_vmm::outcome::code;
+
+    #[test]
+    fn only_a_guest_that_powered_off_ends_the_service_cleanly() {
+        // The supervisor restarts `zone-NAME` on a failure: a panic (reboot), a crash, no KVM.
+        assert_eq!(exit_code("web", Some(code::POWERED_OFF), true), 0);
+        assert_eq!(exit_code("web", Some(code::POWERED_OFF), false), 0);
+        for ended in [code::REBOOTED, code::CRASHED, code::NO_KVM, code::INTERNAL] {
+            assert_eq!(exit_code("web", Some(ended), false), 1, "exit {ended}");
+        }
+        assert_eq!(exit_code("web", None, true), 1);
+        assert!(ending(code::REBOOTED).contains("kernel panic"));
+    }
 }
