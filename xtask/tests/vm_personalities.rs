@@ -91,7 +91,7 @@ mark=$(cat /proc/sys/kernel/random/uuid)
 c "echo $mark >/srv/www/vm-marker" >/dev/null
 echo "probe: marker $mark"
 echo "probe: v2 $(ramkeyctl personality swap web /usbkey/personalities/web-vm-1.0.1.rkimg 2>&1 | tail -1)"
-echo "probe: kept $(c 'cat /srv/www/vm-marker' | grep -oE '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f-]{24}$' | head -1)"
+echo "probe: kept $(c 'cat /srv/www/vm-marker' | grep -oE '[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}' | head -1)"
 out=$(ramkeyctl personality swap web /usbkey/personalities/web-vm-1.0.2.rkimg --wait 60 2>&1; echo "exit $?")
 echo "probe: v3 $(echo "$out" | tr '\n' ' ')"
 echo "probe: after-v3 $(ramkeyctl personality list | grep '^web ')"
