@@ -250,7 +250,9 @@ fn swaps(vm: &mut Machine) {
     assert_eq!(kept, mark, "the volume's marker after the swap");
     let v3 = probe(vm, "v3");
     assert!(
-        v3.contains("rolled back from web 1.0.2: ") && v3.contains("running web 1.0.1 again") && v3.ends_with("exit 1"),
+        v3.contains("rolled back from web 1.0.2: vm web: the guest is waiting for nginx")
+            && v3.contains("running web 1.0.1 again")
+            && v3.ends_with("exit 1"),
         "{v3}"
     );
     let after = probe(vm, "after-v3");

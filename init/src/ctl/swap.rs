@@ -12,6 +12,7 @@
 //! next kept swap, for `rollback`. A kept swap is written to the usbkey config, so the next boot runs
 //! it too.
 
+use ramkey_image::runtime::Runtime;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -180,7 +181,10 @@ fn wait_online(spec: &ZoneSpec, before: Option<i32>, wait: Duration) -> Result<(
         }
         if Instant::now() >= deadline {
             // What the zone's own supervisor says, or the zone service's state.
-            let inside = crate::zone::launch::ready(&spec.name).err().map(String::from);
+            let inside = match spec.runtime {
+                Runtime::Vm => crate::vm::ready(&spec.name).err(),
+                Runtime::Zone => crate::zone::launch::ready(&spec.name).err().map(String::from),
+            };
             let outside = now.map(|s| format!("zone {}: {}", s.state, s.reason));
             return Err(inside.or(outside).unwrap_or_else(|| "not online".into()));
         }

@@ -37,8 +37,8 @@ pub struct Files {
     pub console: PathBuf,
     /// The socket consoles attach to.
     pub socket: PathBuf,
-    /// Made when the guest says it is ready, removed when it says it waits.
-    pub ready: PathBuf,
+    /// What the guest last said of its services ([`super::GUEST_STATE`]).
+    pub state: PathBuf,
     /// The guest's initramfs: removed at the guest's first output (the VMM has loaded it).
     pub initrd: PathBuf,
 }
@@ -100,9 +100,9 @@ fn copy_out(mut output: impl Read, shared: &Mutex<Shared>, files: &Files) {
 /// to the host's console, where whoever watches the box is.
 fn note(line: &str, files: &Files) {
     if line.contains(super::READY_LINE) {
-        let _ = std::fs::write(&files.ready, b"");
-    } else if line.contains(super::WAITING_LINE) {
-        let _ = std::fs::remove_file(&files.ready);
+        let _ = std::fs::write(&files.state, "ready");
+    } else if let Some((_, waiting)) = line.split_once(super::WAITING_LINE) {
+        let _ = std::fs::write(&files.state, format!("waiting for {}", waiting.trim()));
     } else if let Some((_, error)) = line.split_once(GUEST_ERROR) {
         let said = format!("vm {}: the guest says: {}", files.name, error.trim_end());
         if let Ok(mut console) = std::fs::OpenOptions::new().write(true).open(&files.console) {
@@ -228,18 +228,29 @@ mod tests {
             name: "web".into(),
             console: dir.path().join("console"),
             socket: dir.path().join("console.sock"),
-            ready: dir.path().join("ready"),
+            state: dir.path().join("state"),
             initrd: dir.path().join("guest.cpio"),
         };
         std::fs::write(&files.initrd, b"cpio").unwrap();
-        let (socket, ready, initrd) = (files.socket.clone(), files.ready.clone(), files.initrd.clone());
+        let (socket, state, initrd) = (files.socket.clone(), files.state.clone(), files.initrd.clone());
         relay("web", guest_out, guest_in, files);
-        to_relay.write_all(b"booting\nramkey-guest: ready (web)\n").unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !ready.exists() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert!(ready.exists(), "the ready line is noted");
+        let noted = |want: &str| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while std::fs::read_to_string(&state).ok().as_deref() != Some(want) && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            std::fs::read_to_string(&state).unwrap_or_default()
+        };
+        to_relay
+            .write_all(b"booting\nramkey-guest: waiting for nginx starting (spawned)\n")
+            .unwrap();
+        assert_eq!(
+            noted("waiting for nginx starting (spawned)"),
+            "waiting for nginx starting (spawned)"
+        );
+        to_relay.write_all(b"ramkey-guest: ready (web)\n").unwrap();
+        assert_eq!(noted("ready"), "ready", "the ready line is noted");
         assert!(!initrd.exists(), "the initramfs goes at the first output");
 
         let mut client = UnixStream::connect(&socket).unwrap();
@@ -254,7 +265,7 @@ mod tests {
         client.shutdown(std::net::Shutdown::Write).unwrap();
         let mut seen = String::new();
         client.read_to_string(&mut seen).unwrap();
-        assert!(seen.starts_with("booting\nramkey-guest: ready"), "{seen:?}");
+        assert!(seen.starts_with("booting\nramkey-guest: waiting"), "{seen:?}");
 
         // A script's attachment gets only what comes after it.
         let mut live = UnixStream::connect(&socket).unwrap();

@@ -231,7 +231,7 @@ const SERIAL_SERVICE: &str = "ramkey-serial";
 /// Says on the console when every service is online (and when that stops being so), for
 /// the launcher outside, which cannot reach the guest's control socket.
 fn report_readiness(name: &str) {
-    let mut was_ready = false;
+    let mut said: Option<Vec<String>> = None;
     loop {
         std::thread::sleep(Duration::from_secs(1));
         let answer = control::call(
@@ -243,11 +243,14 @@ fn report_readiness(name: &str) {
             continue;
         };
         let waiting = crate::zone::launch::waiting(&services);
-        match (waiting.is_empty(), was_ready) {
-            (true, false) => crate::notice!("{} ({name}: every service online)", super::READY_LINE),
-            (false, true) => crate::warn!("{} {}", super::WAITING_LINE, waiting.join(", ")),
-            _ => {}
+        if said.as_ref() == Some(&waiting) {
+            continue;
         }
-        was_ready = waiting.is_empty();
+        if waiting.is_empty() {
+            crate::notice!("{} ({name}: every service online)", super::READY_LINE);
+        } else {
+            crate::warn!("{} {}", super::WAITING_LINE, waiting.join(", "));
+        }
+        said = Some(waiting);
     }
 }

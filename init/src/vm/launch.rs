@@ -46,11 +46,13 @@ pub fn main(args: &[String]) -> i32 {
         _ => return zone_launch::main(args),
     };
     if ready {
-        if super::file(name, super::READY_FILE).exists() {
-            return 0;
-        }
-        eprintln!("vm {name}: not ready: its guest has not said `{}`", super::READY_LINE);
-        return 1;
+        return match super::ready(name) {
+            Ok(()) => 0,
+            Err(why) => {
+                eprintln!("{why}");
+                1
+            }
+        };
     }
     match run(&spec) {
         Ok(code) => code,
@@ -78,8 +80,8 @@ fn run(spec: &ZoneSpec) -> Result<i32, Failed> {
     let procs = spec.cgroup.join("cgroup.procs");
     std::fs::write(&procs, std::process::id().to_string()).map_err(|e| format!("joining {}: {e}", procs.display()))?;
     let kernel = spec.kernel.clone().ok_or("no guest kernel in its spec")?;
-    let ready = super::file(name, super::READY_FILE);
-    let _ = std::fs::remove_file(&ready);
+    let state = super::file(name, super::GUEST_STATE);
+    let _ = std::fs::remove_file(&state);
     let spec_disk = spec_disk(spec)?;
     let state_disk = state_disk(&spec.state_dir)?;
     let initrd = super::file(name, "guest.cpio");
@@ -153,12 +155,12 @@ fn run(spec: &ZoneSpec) -> Result<i32, Failed> {
         name: name.clone(),
         console: paths.console(),
         socket: super::file(name, super::CONSOLE_SOCKET),
-        ready: ready.clone(),
+        state: state.clone(),
         initrd,
     };
     console::relay(name, output, input, files);
     let code = wait(name, vmm, &signals);
-    let _ = std::fs::remove_file(&ready);
+    let _ = std::fs::remove_file(&state);
     remove_tap(name, nic);
     Ok(code)
 }

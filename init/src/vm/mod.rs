@@ -65,8 +65,18 @@ pub fn file(name: &str, file: &str) -> PathBuf {
     ZoneSpec::file(Paths::system().root(), name, file)
 }
 
-/// The file the launcher writes when the guest says it is ready (removed when it says it
-/// waits, and at every start).
-pub const READY_FILE: &str = "guest-ready";
+/// The file where the launcher notes what the guest last said of its services: `ready`, or
+/// what it waits for (removed at every start and stop).
+pub const GUEST_STATE: &str = "guest-state";
+
+/// Whether VM `name`'s guest said every service is online (`ramkey-zone --ready NAME`, the
+/// readiness check of its service, and a swap's wait); the error is what it waits for.
+pub fn ready(name: &str) -> Result<(), String> {
+    match std::fs::read_to_string(file(name, GUEST_STATE)) {
+        Ok(state) if state == "ready" => Ok(()),
+        Ok(state) => Err(format!("vm {name}: the guest is {state}")),
+        Err(_) => Err(format!("vm {name}: its guest has not said how its services are yet")),
+    }
+}
 /// The console socket `ramkeyctl personality console` connects to.
 pub const CONSOLE_SOCKET: &str = "console.sock";
