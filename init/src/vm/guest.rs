@@ -46,10 +46,12 @@ pub fn run() -> ! {
     match setup {
         Ok((spec, leases)) => {
             crate::notice!(
-                "guest {}: {} {} up in {} ms (kernel to services); starting its services",
+                "guest {}: {} {} set up in {} ms (modules, disks, root, network; its init started {} ms \
+                 after its kernel); starting its services",
                 spec.name,
                 spec.image_name,
                 spec.version,
+                sys::boottime().saturating_sub(started).as_millis(),
                 started.as_millis()
             );
             let name = spec.name.clone();
