@@ -87,6 +87,11 @@ fn run(spec: &ZoneSpec) -> Result<i32, Failed> {
     let initrd = super::file(name, "guest.cpio");
     guest_initrd(&paths, &initrd)?;
     let base = crate::zone::ids::base(&spec.state_dir).map_err(|e| e.to_string())?;
+    // The VMM's own id (the zone's id base) may write the state disk, and nothing else.
+    std::os::unix::fs::chown(&state_disk, Some(base), Some(base))
+        .map_err(|e| format!("{}: {e}", state_disk.display()))?;
+    let signals = sys::signalfd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD]).map_err(|e| e.to_string())?;
+    // From here on a failure removes the macvtap again.
     let nic = match &spec.nic {
         Some(nic) => Some(macvtap(spec, base, nic)?),
         None => None,
@@ -117,9 +122,6 @@ fn run(spec: &ZoneSpec) -> Result<i32, Failed> {
         argv.extend(["--net".into(), format!("{device},mac={}", mac_text(tap.mac))]);
         devices.push((tap.device.clone(), "tap".to_string()));
     }
-    // The VMM's own id (the zone's id base) may write the state disk, and nothing else.
-    std::os::unix::fs::chown(&state_disk, Some(base), Some(base))
-        .map_err(|e| format!("{}: {e}", state_disk.display()))?;
     let jail = Jail {
         dir: super::file(name, "jail"),
         id: base,
@@ -132,7 +134,6 @@ fn run(spec: &ZoneSpec) -> Result<i32, Failed> {
         ],
         devices,
     };
-    let signals = sys::signalfd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD]).map_err(|e| e.to_string())?;
     let started = start(&paths, &jail, &argv);
     let (vmm, output, input) = match started {
         Ok(started) => started,
