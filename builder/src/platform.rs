@@ -81,6 +81,8 @@ pub fn assemble(inputs: &Inputs<'_>) -> Result<Tree, PlatformError> {
     tree.symlink("usr/sbin/ramkey-logship", "/init");
     // ... and as the Prometheus exporter, a platform service when the config has [metrics].
     tree.symlink("usr/sbin/ramkey-metrics", "/init");
+    // ... and as the HA agent, a platform service when the config has [cluster].
+    tree.symlink("usr/sbin/ramkey-cluster", "/init");
     if let Some(overlay) = inputs.overlay {
         tree.add_host_dir(overlay, "/")?;
     }

@@ -21,6 +21,7 @@ pub mod smartos;
 mod suggest;
 mod units;
 mod validate;
+mod validate_cluster;
 mod validate_images;
 mod validate_net;
 mod validate_observe;
@@ -30,8 +31,8 @@ pub use error::{ConfigError, ConfigErrors, ErrorKind, Location};
 pub use keys::SSH_KEY_TYPES;
 pub use load::SUPPORTED_VERSION;
 pub use model::{
-    Addressing, Admin, Cidr, Config, Dns, Filesystem, HostPort, Log, LogLevel, MacAddr, Metrics, Nic, Personality,
-    Pool, Remote, Selector, SettingValue, Ssh, SshKey, Transport, TrustedKey, Upgrade,
+    Addressing, Admin, Cidr, Cluster, ClusterNode, Config, Dns, Filesystem, HostPort, Log, LogLevel, MacAddr, Metrics,
+    Nic, Personality, Pool, Remote, Selector, SettingValue, Ssh, SshKey, Transport, TrustedKey, Upgrade,
 };
 pub use units::parse_size;
 

@@ -30,6 +30,7 @@ pub(crate) struct RawConfigV1 {
     pub images: Option<RawImages>,
     pub upgrade: Option<RawUpgrade>,
     pub metrics: Option<RawMetrics>,
+    pub cluster: Option<Spanned<RawCluster>>,
 }
 
 /// The top-level keys, for the per-section pass that collects every shape error.
@@ -47,6 +48,7 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "images",
     "upgrade",
     "metrics",
+    "cluster",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +166,30 @@ pub(crate) struct RawLog {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawMetrics {
     pub listen: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub node: Spanned<String>,
+    pub link: Spanned<String>,
+    pub secret: Spanned<String>,
+    #[serde(default)]
+    pub resources: Vec<Spanned<String>>,
+    pub size: Option<Spanned<String>>,
+    #[serde(default)]
+    pub failback: bool,
+    pub router_id: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub nodes: Vec<Spanned<RawClusterNode>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClusterNode {
+    pub name: Spanned<String>,
+    pub address: Spanned<String>,
+    pub priority: Spanned<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -123,6 +123,9 @@ pub(crate) fn validate(text: &str, raw: RawConfigV1) -> Result<Config, Vec<Confi
     let metrics = raw
         .metrics
         .and_then(|m| crate::validate_observe::metrics(&mut c, m, &raw.nic));
+    let cluster = raw
+        .cluster
+        .and_then(|k| crate::validate_cluster::cluster(&mut c, k, &raw.nic, &personalities));
     if !c.errors.is_empty() {
         return Err(c.errors);
     }
@@ -141,6 +144,7 @@ pub(crate) fn validate(text: &str, raw: RawConfigV1) -> Result<Config, Vec<Confi
         image_ca_certs,
         upgrade,
         metrics,
+        cluster,
     })
 }
 

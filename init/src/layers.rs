@@ -2,7 +2,7 @@
 //! folders below it. From the bottom: `sys` (raw syscalls, all the `unsafe`) ← `base`
 //! (paths, clock, log, timeline, command line) ← `devices` ← `storage` and `net` ←
 //! `supervisor` (the pure engine) ← `runtime` (the event loop and what it drives) ← `boot`,
-//! `zone`, `upgrade` and `observe` ← `vm` ← `ctl` (`ramkeyctl`) ← `pid1`. Folders on one level do
+//! `zone`, `upgrade` and `observe` ← `vm` and `cluster` ← `ctl` (`ramkeyctl`) ← `pid1`. Folders on one level do
 //! not import each other.
 
 /// Each folder (or top-level file) with its level; a `crate::NAME` path in a folder's code
@@ -20,6 +20,7 @@ const LEVELS: &[(&str, u8)] = &[
     ("upgrade", 6),
     ("observe", 6),
     ("vm", 7),
+    ("cluster", 7),
     ("ctl", 8),
     ("pid1", 9),
 ];

@@ -9,12 +9,14 @@
 pub(crate) mod base;
 
 pub use base::log::install_panic_hook;
+pub use cluster::agent::main as cluster_agent;
 pub use ctl::main as ramkeyctl;
 pub use observe::metrics::main as metrics_exporter;
 pub use observe::ship::main as log_shipper;
 pub use pid1::run as pid1;
 pub use vm::launch::main as zone_launcher;
 pub(crate) mod boot;
+pub(crate) mod cluster;
 pub(crate) mod ctl;
 pub(crate) mod devices;
 pub(crate) mod net;

@@ -1,6 +1,6 @@
 //! Ramkey PID 1 entry point: called as `ramkeyctl` (a link to `/init`) it is the admin
 //! tool, as `ramkey-zone` the zone launcher, as `ramkey-logship` the log shipper, as
-//! `ramkey-metrics` the Prometheus exporter, as `ramkey-vmm` the VM monitor; otherwise it refuses to run as anything but
+//! `ramkey-metrics` the Prometheus exporter, as `ramkey-vmm` the VM monitor, as `ramkey-cluster` the HA agent; otherwise it refuses to run as anything but
 //! PID 1, then hands over.
 
 #![deny(unsafe_code)]
@@ -23,6 +23,7 @@ fn main() {
             let _ = nix::sys::prctl::set_name(c"ramkey-vmm");
             std::process::exit(ramkey_vmm::program::main(args))
         }
+        Some("ramkey-cluster") => std::process::exit(ramkey_init::cluster_agent()),
         Some("ramkey-metrics") => std::process::exit(ramkey_init::metrics_exporter(&args.collect::<Vec<_>>())),
         _ => {}
     }

@@ -171,6 +171,9 @@ fn start_services(paths: &Paths, state: &mut BootState) -> (Option<Supervision>,
     defs.specs.extend(log_shipper(paths, state));
     defs.specs.extend(metrics(state));
     defs.specs.extend(zones(paths, state, usbkey.as_deref()));
+    let cluster = cluster(paths, state);
+    defs.specs.extend(cluster.services);
+    defs.disabled.extend(cluster.disabled);
     let control = ControlServer::bind(&paths.control_socket())
         .inspect_err(|e| crate::error!("{e}; ramkeyctl cannot reach PID 1"))
         .ok();
@@ -301,6 +304,26 @@ fn zones(paths: &Paths, state: &mut BootState, usbkey: Option<&std::path::Path>)
     let mut modprobe = state.modprobe.as_mut();
     let mut vms = || crate::vm::host::enable(paths, usbkey, modprobe.as_deref_mut());
     zone::plan::prepare(config, &places, &mut vms)
+}
+
+/// The HA pair's services ([`crate::cluster`]) when the config has `[cluster]`.
+fn cluster(paths: &Paths, state: &mut BootState) -> crate::cluster::plan::Setup {
+    let Some(config) = state.config.as_ref() else {
+        return crate::cluster::plan::Setup::default();
+    };
+    let pool = match &state.pool {
+        Some(PoolState::Mounted(m)) => Some(m.mount_point.as_path()),
+        _ => None,
+    };
+    let mut modprobe = state.modprobe.as_mut();
+    let mut load = |module: &str| match modprobe.as_deref_mut() {
+        Some(m) => m
+            .modprobe(module, &mut KernelLoader)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        None => Err("no kernel modules on this platform".to_string()),
+    };
+    crate::cluster::plan::prepare(paths, config, pool, &mut load)
 }
 
 /// What `ramkeyctl status` says about the box: the platform, where the config in use came

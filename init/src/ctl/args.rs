@@ -33,6 +33,11 @@ usage: ramkeyctl COMMAND [--json]
   platform upgrade FILE|-|URL [--reboot] [--allow-downgrade]
                                   verify a platform bundle, write it into the slot
                                   not committed and arm one trial boot of it
+  cluster status                  the HA pair: role, peer, resources, DRBD's sync
+  cluster failover                hand the resources to the peer (maintenance)
+  cluster standby|unstandby       take no resources / may take them again
+  cluster resolve NAME [--discard-here]   end a split brain of NAME: keep this
+                                  node's copy, or discard it for the peer's
 
 --json prints the answer as JSON, with every command (`personality list` as a list of zones,
 the commands that only report as {\"message\": ...}; not `console`). Talks to PID 1 at
@@ -80,6 +85,8 @@ pub enum Command {
     Image(Vec<String>),
     /// `platform ...`: the stick's platform slots, handled by [`crate::ctl::platform`].
     Platform(Vec<String>),
+    /// `cluster ...`: the HA pair, handled by [`crate::ctl::cluster`].
+    Cluster(Vec<String>),
     /// `help`, `-h`, `--help`.
     Help,
 }
@@ -123,6 +130,10 @@ pub fn parse(args: &[String]) -> Result<Args, UsageError> {
     }
     if args.first().is_some_and(|a| a == "image") {
         let command = Command::Image(args[1..].to_vec());
+        return Ok(Args { command, json });
+    }
+    if args.first().is_some_and(|a| a == "cluster") {
+        let command = Command::Cluster(args[1..].to_vec());
         return Ok(Args { command, json });
     }
     if args.first().is_some_and(|a| a == "platform") {

@@ -7,6 +7,7 @@
 //! Exit status: 0 when done, 1 on any error (with one line on stderr saying what and why).
 
 pub mod args;
+pub mod cluster;
 pub mod console;
 pub mod image;
 pub mod import;
@@ -96,6 +97,7 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> Result<(), String> {
         Command::Personality(args) if as_json => json(out, &personality::run_json(&args)?),
         Command::Personality(args) => print(out, &personality::run(&args)?),
         Command::Image(args) => print(out, &image::run(crate::base::paths::Paths::system().root(), &args)?),
+        Command::Cluster(args) => cluster::run(&args, out),
         Command::Platform(args) => platform::run(crate::base::paths::Paths::system().root(), &args, out),
         Command::Status => match ask(&Request::Status)? {
             Response::Status { status } if as_json => json(out, &status),
