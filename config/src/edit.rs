@@ -395,6 +395,9 @@ mod tests {
         assert!(d.unset("nic.admin.mtu").expect("unset"));
         assert!(!d.unset("nic.admin.mtu").expect("already gone"));
         assert!(d.unset("personality.dns").expect("remove personality"));
+        // web is a cluster resource: removing it alone would leave the pair naming nothing.
+        assert!(matches!(d.unset("personality.web"), Err(EditError::Invalid(_))));
+        assert!(d.unset("cluster").expect("remove the pair"));
         assert!(d.unset("personality.web").expect("remove personality"));
         assert!(!d.to_string().contains("[[personality]]"));
         assert!(d.config().is_ok());

@@ -330,7 +330,7 @@ fn macvtap(spec: &ZoneSpec, base: u32, nic: &str) -> Result<Tap, Failed> {
         .find(|l| l.name == nic)
         .ok_or_else(|| format!("no NIC {nic} on the host"))?;
     let own = parent.mac.ok_or_else(|| format!("{nic} has no MAC"))?;
-    let mac = source_check::zone_mac(own, &spec.name);
+    let mac = spec.mac.unwrap_or_else(|| source_check::zone_mac(own, &spec.name));
     let tap_name = format!("vmtap{}", std::process::id());
     socket
         .add_macvtap(parent.index, &tap_name, mac)

@@ -198,7 +198,7 @@ fn macvlan(spec: &ZoneSpec, base: u32, nic: &str, child: Pid) -> Result<(u32, u1
         .find(|l| l.name == nic)
         .ok_or_else(|| ZoneError::NoNic(nic.to_string()))?;
     let own = parent.mac.ok_or_else(|| ZoneError::NoMac(nic.to_string()))?;
-    let mac = source_check::zone_mac(own, &spec.name);
+    let mac = spec.mac.unwrap_or_else(|| source_check::zone_mac(own, &spec.name));
     let pid = u32::try_from(child.as_raw()).unwrap_or(0);
     socket
         .add_macvlan(parent.index, &macvlan_name(child.as_raw()), pid, mac)

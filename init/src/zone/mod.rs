@@ -137,6 +137,11 @@ pub struct ZoneSpec {
     /// The kernel a VM boots (the platform's, on the usbkey); none for a zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<PathBuf>,
+    /// The MAC both nodes of an HA pair give this zone, a cluster resource whose address
+    /// floats with it: the neighbours' ARP caches stay right across a failover. None: the
+    /// box's own ([`crate::net::source_check::zone_mac`] of the NIC's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<[u8; 6]>,
 }
 
 impl ZoneSpec {
@@ -293,6 +298,7 @@ pub(crate) fn test_spec() -> ZoneSpec {
         runtime: Runtime::Zone,
         vm: VmShape::default(),
         kernel: None,
+        mac: None,
     }
 }
 

@@ -153,6 +153,11 @@ fn plan_one(
         runtime: Runtime::Zone,
         vm: VmShape::default(),
         kernel: None,
+        mac: config
+            .cluster
+            .as_ref()
+            .filter(|c| c.is_resource(&p.name))
+            .map(|c| floating_mac(c, &p.name)),
     };
     run_image(&mut spec, p, path, verified.manifest(), memory_mib);
     let good = binding::last_good(&spec);
@@ -186,6 +191,21 @@ fn plan_one(
         }
     }
     Ok(spec)
+}
+
+/// The MAC of a cluster resource's zone: the same on both nodes (from the pair's router id
+/// and node names), unlike any box's own zones'.
+fn floating_mac(cluster: &ramkey_config::Cluster, zone: &str) -> [u8; 6] {
+    use sha2::Digest;
+    let mut names: Vec<&str> = cluster.nodes.iter().map(|n| n.name.as_str()).collect();
+    names.sort_unstable();
+    let digest = sha2::Sha256::new()
+        .chain_update([cluster.router_id])
+        .chain_update(names.join("\0"))
+        .finalize();
+    let mut pair = [0u8; 6];
+    pair.copy_from_slice(&digest[..6]);
+    crate::net::source_check::zone_mac(pair, zone)
 }
 
 /// Makes `spec` run the verified image at `path` (its `manifest`), with the caps and the
