@@ -20,6 +20,8 @@ enum Command {
     Flash(ramkey_builder::flash::FlashArgs),
     /// Boot a stick image, a PXE tree or a platform under QEMU.
     Run(ramkey_builder::run::RunArgs),
+    /// Join `ramkey run --link udp:LOCAL:PORT` machines into one Ethernet segment per PORT.
+    Hub(ramkey_builder::run::HubArgs),
     /// Show, change or check the usbkey config (a file, a stick image or a stick), without mounting.
     Config(ramkey_builder::config_cmd::ConfigArgs),
     /// Build, inspect, verify and list personality images (.rkimg).
@@ -59,6 +61,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Flash(args) => ramkey_builder::flash::cli(&args).map(drop).map_err(Into::into),
         Command::Run(args) => ramkey_builder::run::cli(&args).map_err(Into::into),
+        Command::Hub(args) => ramkey_builder::run::hub_cli(&args).map_err(Into::into),
         Command::Config(args) => ramkey_builder::config_cmd::cli(&args).map_err(Into::into),
         Command::Image(args) => ramkey_builder::image_cmd::cli(&args).map_err(Into::into),
         Command::Push(args) => ramkey_builder::push::cli(&args).map_err(Into::into),

@@ -1,9 +1,9 @@
 //! `ramkey run`'s command line: its arguments ([`RunArgs`]), turned into [`RunOptions`],
-//! and the interactive run ([`cli`]).
+//! and the interactive run ([`cli`]); and `ramkey hub` ([`HubArgs`], [`hub_cli`]).
 
 use std::path::PathBuf;
 
-use super::{Boot, Firmware, Forward, Link, RunError, RunOptions, banner, command};
+use super::{Boot, Firmware, Forward, Hub, Link, RunError, RunOptions, banner, command};
 
 /// Parses `4G`, `512M`, `1T`, `65536` (binary units).
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -55,8 +55,9 @@ pub struct RunArgs {
     #[arg(long = "forward", value_name = "HOST:[ADDRESS:]GUEST")]
     pub forwards: Vec<Forward>,
     /// A further NIC wired to another `ramkey run` (`listen:PORT` on the first machine,
-    /// `connect:PORT` on the second); repeatable.
-    #[arg(long = "link", value_name = "listen:PORT|connect:PORT")]
+    /// `connect:PORT` on the second), or over UDP from 127.0.0.1:LOCAL to REMOTE: another
+    /// machine's `udp:REMOTE:LOCAL` or a `ramkey hub REMOTE`; repeatable.
+    #[arg(long = "link", value_name = "listen:PORT|connect:PORT|udp:LOCAL:REMOTE")]
     pub links: Vec<Link>,
     /// Guest memory in MiB.
     #[arg(long, value_name = "MB", default_value_t = 1024)]
@@ -108,5 +109,44 @@ pub fn cli(args: &RunArgs) -> Result<(), RunError> {
         Ok(())
     } else {
         Err(RunError::Qemu { status })
+    }
+}
+
+/// `ramkey hub` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HubArgs {
+    /// A UDP port on 127.0.0.1 to serve one segment on; each machine joins it with
+    /// `ramkey run --link udp:LOCAL:PORT`, LOCAL its own port.
+    #[arg(required = true, value_name = "PORT")]
+    pub ports: Vec<u16>,
+}
+
+/// Runs a hub on each of `args.ports` until the process is interrupted (Ctrl-C), printing
+/// each member as it joins.
+pub fn hub_cli(args: &HubArgs) -> std::io::Result<()> {
+    let hubs = args
+        .ports
+        .iter()
+        .map(|&port| {
+            Hub::start(port).map_err(|e| std::io::Error::new(e.kind(), format!("hub on 127.0.0.1:{port}: {e}")))
+        })
+        .collect::<std::io::Result<Vec<Hub>>>()?;
+    for hub in &hubs {
+        eprintln!(
+            "hub on 127.0.0.1:{port}: join with ramkey run --link udp:LOCAL:{port}",
+            port = hub.port()
+        );
+    }
+    eprintln!("Ctrl-C stops");
+    let mut known = vec![0; hubs.len()];
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        for (hub, known) in hubs.iter().zip(&mut known) {
+            let members = hub.members();
+            for member in &members[*known..] {
+                eprintln!("hub {}: {member} joined", hub.port());
+            }
+            *known = members.len();
+        }
     }
 }

@@ -2,12 +2,15 @@
 //! image on an emulated USB disk (SeaBIOS or OVMF), a PXE tree over QEMU's built-in TFTP, or
 //! a platform folder by direct kernel boot. `machine_args` is the one machine definition: the
 //! xtask boot tests use it too and add their own accelerator, console and monitor options.
+//! [`Hub`] joins machines linked over UDP into one Ethernet segment (`ramkey hub`).
 
 mod cli;
+mod hub;
 mod machine;
 mod net;
 
-pub use cli::{RunArgs, cli, parse_size};
+pub use cli::{HubArgs, RunArgs, cli, hub_cli, parse_size};
+pub use hub::{Hub, HubStats};
 pub use machine::machine_args;
 pub use net::{Forward, Link};
 
@@ -386,10 +389,62 @@ mod tests {
         assert_ne!(Link::Listen(7001).mac(), Link::Listen(7001).peer().mac());
         assert_eq!(Link::Connect(7001).peer(), Link::Listen(7001));
         assert!(banner(&opts).contains("link: connected to 127.0.0.1:7002, MAC 52:54:00:43:1b:5a"));
-        for bad in ["7001", "listen:", "listen:0", "serve:7001", "connect:70000"] {
+        for bad in [
+            "7001",
+            "listen:",
+            "listen:0",
+            "serve:7001",
+            "connect:70000",
+            "udp:7001",
+            "udp:7001:0",
+        ] {
             let err = bad.parse::<Link>().unwrap_err();
-            assert!(err.contains("listen:PORT or connect:PORT"), "{bad}: {err}");
+            assert!(
+                err.contains("listen:PORT, connect:PORT or udp:LOCAL:REMOTE"),
+                "{bad}: {err}"
+            );
         }
+        assert!("udp:7001:7001".parse::<Link>().unwrap_err().contains("must differ"));
+    }
+
+    #[test]
+    fn udp_links_send_frames_as_datagrams_to_a_peer_or_a_hub() {
+        let dir = fixture();
+        let opts = RunOptions {
+            links: vec!["udp:7101:7100".parse().unwrap(), "listen:7101".parse().unwrap()],
+            ..RunOptions::new(Boot::Usb {
+                image: dir.path().join("usb.img"),
+            })
+        };
+        let args = strings(machine_args(&opts).unwrap());
+        let n0 = args.iter().position(|a| a == "virtio-net-pci,netdev=n0").unwrap();
+        assert_eq!(
+            args[n0 + 1..n0 + 5],
+            [
+                "-netdev".to_string(),
+                "dgram,id=link0,local.type=inet,local.host=127.0.0.1,local.port=7101,\
+                 remote.type=inet,remote.host=127.0.0.1,remote.port=7100"
+                    .into(),
+                "-device".into(),
+                "virtio-net-pci,netdev=link0,mac=52:54:00:55:1b:bd".into(),
+            ]
+        );
+        let udp = Link::Udp {
+            local: 7101,
+            remote: 7100,
+        };
+        // The MAC is the LOCAL port's, apart from the TCP links' on the same port.
+        assert_ne!(udp.mac(), Link::Listen(7101).mac());
+        assert_ne!(udp.mac(), Link::Connect(7101).mac());
+        assert_ne!(udp.mac(), udp.peer().mac());
+        assert_eq!(
+            udp.peer(),
+            Link::Udp {
+                local: 7100,
+                remote: 7101
+            }
+        );
+        assert!(banner(&opts).contains("link: UDP from 127.0.0.1:7101 to 127.0.0.1:7100, MAC 52:54:00:55:1b:bd"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! What `ramkey run` wires the machine's network to: host ports forwarded to the guest
-//! ([`Forward`]) and further NICs joined to another machine's ([`Link`]).
+//! ([`Forward`]) and further NICs joined to another machine's or to a hub ([`Link`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -59,12 +59,18 @@ impl fmt::Display for Forward {
 /// A further NIC wired to another machine's: Ethernet frames over a TCP connection on
 /// 127.0.0.1 (QEMU's socket netdev), so two `ramkey run`s share a network of their own — an
 /// office appliance and a client, say. `listen:PORT` on the machine started first,
-/// `connect:PORT` on the other. The NIC's MAC is fixed by the side and the port
-/// (`52:54:00:4c:..` listening, `52:54:00:43:..` connecting), so a config can select it.
+/// `connect:PORT` on the other. Or `udp:LOCAL:REMOTE`: one UDP datagram per frame from
+/// 127.0.0.1:LOCAL to 127.0.0.1:REMOTE (QEMU's dgram netdev), either straight to another
+/// machine's `udp:REMOTE:LOCAL` or to a [`super::Hub`] on REMOTE that joins any number of
+/// machines into one segment; a machine killed and started again on the same LOCAL port is
+/// simply back on it. The NIC's MAC is fixed by the side and the port (`52:54:00:4c:..`
+/// listening, `52:54:00:43:..` connecting, `52:54:00:55:..` with the LOCAL port over UDP), so
+/// a config can select it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Link {
     Listen(u16),
     Connect(u16),
+    Udp { local: u16, remote: u16 },
 }
 
 impl Link {
@@ -73,16 +79,22 @@ impl Link {
         let (side, port) = match self {
             Link::Listen(port) => (b'L', port),
             Link::Connect(port) => (b'C', port),
+            Link::Udp { local, .. } => (b'U', local),
         };
         let [hi, lo] = port.to_be_bytes();
         format!("52:54:00:{side:02x}:{hi:02x}:{lo:02x}")
     }
 
-    /// The other machine's end of this link.
+    /// The other machine's end of this link (over UDP: the machine joined straight to this
+    /// one, ports swapped).
     pub fn peer(&self) -> Link {
         match *self {
             Link::Listen(port) => Link::Connect(port),
             Link::Connect(port) => Link::Listen(port),
+            Link::Udp { local, remote } => Link::Udp {
+                local: remote,
+                remote: local,
+            },
         }
     }
 
@@ -91,6 +103,10 @@ impl Link {
         match self {
             Link::Listen(port) => format!("socket,id={id},listen=127.0.0.1:{port}"),
             Link::Connect(port) => format!("socket,id={id},connect=127.0.0.1:{port}"),
+            Link::Udp { local, remote } => format!(
+                "dgram,id={id},local.type=inet,local.host=127.0.0.1,local.port={local},\
+                 remote.type=inet,remote.host=127.0.0.1,remote.port={remote}"
+            ),
         }
     }
 }
@@ -99,12 +115,25 @@ impl FromStr for Link {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Link, String> {
-        let bad = || format!("{s:?} is not listen:PORT or connect:PORT (e.g. listen:7001)");
-        let (side, port) = s.split_once(':').ok_or_else(bad)?;
-        let port = port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+        let bad = || {
+            format!(
+                "{s:?} is not listen:PORT, connect:PORT or udp:LOCAL:REMOTE \
+                 (e.g. listen:7001 or udp:7101:7100)"
+            )
+        };
+        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
+        let (side, rest) = s.split_once(':').ok_or_else(bad)?;
         match side {
-            "listen" => Ok(Link::Listen(port)),
-            "connect" => Ok(Link::Connect(port)),
+            "listen" => Ok(Link::Listen(port(rest)?)),
+            "connect" => Ok(Link::Connect(port(rest)?)),
+            "udp" => {
+                let (local, remote) = rest.split_once(':').ok_or_else(bad)?;
+                let (local, remote) = (port(local)?, port(remote)?);
+                if local == remote {
+                    return Err(format!("{s:?} sends to its own port: LOCAL and REMOTE must differ"));
+                }
+                Ok(Link::Udp { local, remote })
+            }
             _ => Err(bad()),
         }
     }
@@ -115,6 +144,11 @@ impl fmt::Display for Link {
         match self {
             Link::Listen(port) => write!(f, "listening on 127.0.0.1:{port}, MAC {}", self.mac()),
             Link::Connect(port) => write!(f, "connected to 127.0.0.1:{port}, MAC {}", self.mac()),
+            Link::Udp { local, remote } => write!(
+                f,
+                "UDP from 127.0.0.1:{local} to 127.0.0.1:{remote}, MAC {}",
+                self.mac()
+            ),
         }
     }
 }
