@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ramkey_builder::run::hub::Hub;
-use ramkey_builder::run::{Boot, Link, RunOptions};
+use ramkey_builder::run::{Boot, Hub, Link, RunOptions};
 use xtask::artifacts;
 use xtask::qemu::{Machine, Spec};
 
