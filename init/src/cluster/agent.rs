@@ -65,9 +65,11 @@ fn setup(paths: &Paths, places: &Places, plan: &Plan) -> Result<(), String> {
         move |e: std::io::Error| format!("{what}: {e}")
     };
     fs::create_dir_all(places.pool_dir()).map_err(io(places.pool_dir()))?;
-    // DRBD's kernel side calls this for its handlers (the split brain's).
-    let helper = paths.sys().join("module/drbd/parameters/usermode_helper");
-    let _ = fs::write(&helper, "/usr/sbin/drbdadm");
+    // drbdadm's own records (on the pool's /var when there is one, which starts empty).
+    for dir in ["var/lib/drbd", "var/run/drbd", "var/lock"] {
+        let dir = paths.root().join(dir);
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+    }
     let mut disks = Vec::new();
     let mut created = Vec::new();
     for r in &plan.resources {
@@ -93,7 +95,7 @@ fn setup(paths: &Paths, places: &Places, plan: &Plan) -> Result<(), String> {
     let device = |minor| places.device(minor).display().to_string();
     let drbd_conf = conf::drbd(plan, &disks, device, ramkeyctl);
     fs::write(places.drbd_conf(), drbd_conf).map_err(io(&places.drbd_conf()))?;
-    let keepalived = conf::keepalived(plan, ramkeyctl, &places.fifo());
+    let keepalived = conf::keepalived(plan, super::CHECK, &places.fifo());
     fs::write(places.keepalived_conf(), keepalived).map_err(io(&places.keepalived_conf()))?;
     if !places.fifo().exists() {
         nix::unistd::mkfifo(&places.fifo(), nix::sys::stat::Mode::from_bits_truncate(0o600))
@@ -105,7 +107,7 @@ fn setup(paths: &Paths, places: &Places, plan: &Plan) -> Result<(), String> {
             continue;
         }
         if created.contains(&r.name) {
-            drbd::adm(&places.drbd_conf(), &["--force", "create-md", &r.name])?;
+            drbd::adm(&places.drbd_conf(), &["create-md", "--force", &r.name])?;
         }
         drbd::adm(&places.drbd_conf(), &["up", &r.name]).map_err(|e| {
             format!(
@@ -237,7 +239,7 @@ fn promote(paths: &Paths, places: &Places, r: &Resource) -> Result<(), String> {
         let fresh_pair = d.cstate == "Connected" && d.disks == ("Inconsistent".into(), "Inconsistent".into());
         if fresh_pair && places.fresh(&r.name).exists() {
             // Two blank disks: the same (zeros), nothing to copy.
-            drbd::adm(&conf, &["--clear-bitmap", "new-current-uuid", &r.name])?;
+            drbd::adm(&conf, &["new-current-uuid", "--clear-bitmap", &r.name])?;
             continue;
         }
         let tried = drbd::adm(&conf, &["primary", &r.name]);

@@ -8,7 +8,7 @@ use super::{INSTANCE, Plan, Resource};
 /// keepalived's configuration: one VRRP instance, unicast to the peer over the link, its
 /// password the secret's first 8 bytes (all VRRP's PASS carries), no virtual address of its
 /// own (each resource's address moves with its zone), the health check and the FIFO.
-pub fn keepalived(plan: &Plan, ramkeyctl: &str, fifo: &Path) -> String {
+pub fn keepalived(plan: &Plan, check: &str, fifo: &Path) -> String {
     let password: String = plan.secret.chars().take(8).collect();
     let preempt = if plan.failback { "" } else { "    nopreempt\n" };
     format!(
@@ -21,7 +21,7 @@ global_defs {{
 }}
 
 vrrp_script resources {{
-    script \"{ramkeyctl} cluster check\"
+    script \"{check}\"
     interval 1
     timeout 5
     fall 1

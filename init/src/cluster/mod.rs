@@ -43,6 +43,8 @@ pub const INSTANCE: &str = "ramkey";
 pub const AGENT: &str = "/usr/sbin/ramkey-cluster";
 /// `ramkeyctl`, which keepalived and DRBD call back.
 pub const RAMKEYCTL: &str = "/usr/bin/ramkeyctl";
+/// keepalived's health check, a script in the platform running `ramkeyctl cluster check`.
+pub const CHECK: &str = "/usr/lib/ramkey/cluster-check";
 /// The agent's platform service.
 pub const AGENT_SERVICE: &str = "cluster";
 /// keepalived's service.

@@ -83,7 +83,13 @@ fn run(spec: &ZoneSpec) -> Result<i32, Failed> {
     let state = super::file(name, super::GUEST_STATE);
     let _ = std::fs::remove_file(&state);
     let spec_disk = spec_disk(spec)?;
-    let state_disk = state_disk(&spec.state_dir)?;
+    // A cluster resource's state disk is on its replicated volumes, which move with it.
+    let state_dir = if spec.mac.is_some() {
+        spec.state_dir.join("volumes")
+    } else {
+        spec.state_dir.clone()
+    };
+    let state_disk = state_disk(&state_dir)?;
     let initrd = super::file(name, "guest.cpio");
     guest_initrd(&paths, &initrd)?;
     let base = crate::zone::ids::base(&spec.state_dir).map_err(|e| e.to_string())?;

@@ -139,7 +139,8 @@ pub struct ZoneSpec {
     pub kernel: Option<PathBuf>,
     /// The MAC both nodes of an HA pair give this zone, a cluster resource whose address
     /// floats with it: the neighbours' ARP caches stay right across a failover. None: the
-    /// box's own ([`crate::net::source_check::zone_mac`] of the NIC's).
+    /// box's own ([`crate::net::source_check::zone_mac`] of the NIC's). Only a cluster
+    /// resource has one (a VM resource keeps its state disk on its replicated volumes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<[u8; 6]>,
 }
