@@ -145,7 +145,7 @@ mod tests {
     fn keepalived_talks_to_the_peer_only_and_preempts_only_on_failback() {
         let text = keepalived(
             &plan(false),
-            "/usr/bin/ramkeyctl",
+            "/usr/lib/ramkey/cluster-check",
             Path::new("/run/ramkey/cluster/notify.fifo"),
         );
         assert!(
@@ -155,9 +155,9 @@ mod tests {
         assert!(text.contains("auth_pass s3cret-p\n"), "{text}");
         assert!(text.contains("interface cluster\n") && text.contains("priority 150\n"));
         assert!(text.contains("    nopreempt\n"));
-        assert!(text.contains("script \"/usr/bin/ramkeyctl cluster check\""));
+        assert!(text.contains("script \"/usr/lib/ramkey/cluster-check\""));
         assert!(!text.contains("virtual_ipaddress"));
-        let back = keepalived(&plan(true), "/usr/bin/ramkeyctl", Path::new("/f"));
+        let back = keepalived(&plan(true), "/c", Path::new("/f"));
         assert!(!back.contains("nopreempt"));
     }
 
