@@ -220,12 +220,17 @@ fn follow(paths: &Paths, places: &Places, plan: &Plan) {
     }
 }
 
-/// The state of our instance in a keepalived FIFO line (`INSTANCE "ramkey" MASTER 150`).
+/// The state of our instance in a keepalived FIFO line (`INSTANCE "ramkey" MASTER 150`);
+/// not the events it reports the same way (`MASTER_RX_LOWER_PRI`: the master heard a
+/// lower-priority advert, and stays master).
 fn instance_state(line: &str) -> Option<String> {
     let mut words = line.split_whitespace();
     (words.next()? == "INSTANCE").then_some(())?;
     (words.next()?.trim_matches('"') == super::INSTANCE).then_some(())?;
-    Some(words.next()?.to_string())
+    let state = words.next()?;
+    ["MASTER", "BACKUP", "FAULT", "STOP", "DELETED"]
+        .contains(&state)
+        .then(|| state.to_string())
 }
 
 fn promote(paths: &Paths, places: &Places, r: &Resource) -> Result<(), String> {
@@ -362,6 +367,7 @@ mod tests {
         );
         assert_eq!(instance_state("INSTANCE \"ramkey\" FAULT 0").as_deref(), Some("FAULT"));
         assert_eq!(instance_state("INSTANCE \"other\" MASTER 150"), None);
+        assert_eq!(instance_state("INSTANCE \"ramkey\" MASTER_RX_LOWER_PRI 150"), None);
         assert_eq!(instance_state("GROUP \"ramkey\" MASTER"), None);
     }
 }
