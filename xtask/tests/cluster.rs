@@ -375,6 +375,14 @@ fn a_pair_fails_over_rejoins_and_reports_a_split_brain_without_losing_data() {
         "the page in {other}'s replica"
     );
 
+    // What the pair costs a node (reported, not asserted): keepalived's and the agent's
+    // memory, the drbd module's, the box's.
+    let cost = sh(
+        pair.node(other),
+        "for p in $(pidof keepalived) $(pidof ramkey-cluster); do echo $(cat /proc/$p/comm) $(grep VmRSS /proc/$p/status); done; \
+         grep '^drbd ' /proc/modules | cut -d' ' -f1-2; grep -E 'MemTotal|MemAvailable' /proc/meminfo",
+    );
+    eprintln!("cost on {other}: {}", cost.join(" | "));
     // The holder dies: the other takes web's address and data.
     let killed = Instant::now();
     pair.node(holder).pull_the_plug().unwrap();

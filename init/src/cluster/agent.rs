@@ -242,12 +242,16 @@ fn promote(paths: &Paths, places: &Places, r: &Resource) -> Result<(), String> {
             break;
         }
         let fresh_pair = d.cstate == "Connected" && d.disks == ("Inconsistent".into(), "Inconsistent".into());
-        if fresh_pair && places.fresh(&r.name).exists() {
-            // Two blank disks: the same (zeros), nothing to copy.
-            drbd::adm(&conf, &["new-current-uuid", "--clear-bitmap", &r.name])?;
-            continue;
-        }
-        let tried = drbd::adm(&conf, &["primary", &r.name]);
+        // Two blank disks: this one becomes the source of the first full sync. (Telling
+        // DRBD they are the same, `new-current-uuid --clear-bitmap`, left the peer's bitmap
+        // full: its first failover then resynced the whole disk.)
+        let force = fresh_pair && places.fresh(&r.name).exists();
+        let args: &[&str] = if force {
+            &["primary", "--force", &r.name]
+        } else {
+            &["primary", &r.name]
+        };
+        let tried = drbd::adm(&conf, args);
         if tried.is_ok() {
             break;
         }

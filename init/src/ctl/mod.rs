@@ -97,6 +97,12 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> Result<(), String> {
         Command::Personality(args) if as_json => json(out, &personality::run_json(&args)?),
         Command::Personality(args) => print(out, &personality::run(&args)?),
         Command::Image(args) => print(out, &image::run(crate::base::paths::Paths::system().root(), &args)?),
+        Command::Cluster(args) if as_json => {
+            let mut text = Vec::new();
+            cluster::run(&args, &mut text)?;
+            let text = String::from_utf8_lossy(&text);
+            json(out, &serde_json::json!({ "message": text.trim_end() }))
+        }
         Command::Cluster(args) => cluster::run(&args, out),
         Command::Platform(args) => platform::run(crate::base::paths::Paths::system().root(), &args, out),
         Command::Status => match ask(&Request::Status)? {
