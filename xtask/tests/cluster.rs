@@ -10,7 +10,8 @@
 //! boots again, rejoins as backup, resyncs and takes nothing back until `ramkeyctl cluster
 //! failover`, which loses nothing written meanwhile; the cluster link is cut while both run
 //! (split brain): both nodes say so, neither copy is discarded, and the documented
-//! resolution leaves one copy on both.
+//! resolution leaves one copy on both; a node put in standby hands `web` over and takes
+//! nothing until `unstandby`.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -491,6 +492,16 @@ fn a_pair_fails_over_rejoins_and_reports_a_split_brain_without_losing_data() {
         "beta's copy after the resolution"
     );
     client.expect(&format!("client: got {kept}"), STEP).unwrap();
+
+    // Standby: alpha hands web to beta and takes nothing until unstandby.
+    let standby = sh(&mut pair.alpha, "ramkeyctl cluster standby").join(" ");
+    assert!(standby.contains("standby: this node hands its resources"), "{standby}");
+    await_status(&mut pair.beta, &["role: MASTER", "resource web: here, online"]);
+    await_status(&mut pair.alpha, &["role: FAULT", ", standby", "resource web: on the peer"]);
+    client.expect("client: got none", STEP).unwrap();
+    client.expect(&format!("client: got {kept}"), STEP).unwrap();
+    sh(&mut pair.alpha, "ramkeyctl cluster unstandby");
+    await_status(&mut pair.alpha, &["role: BACKUP", "resource web: on the peer"]);
 
     for vm in [&mut pair.alpha, &mut pair.beta] {
         vm.monitor("system_powerdown").unwrap();

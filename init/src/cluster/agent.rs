@@ -194,7 +194,11 @@ fn follow(paths: &Paths, places: &Places, plan: &Plan) {
                             started.elapsed().as_millis()
                         ),
                     ),
-                    Err(e) => say(paths, &format!("cluster: {}: not promoted: {e}", r.name)),
+                    Err(e) => {
+                        let line = format!("cluster: {}: not promoted: {e}", r.name);
+                        let _ = fs::write(places.unpromoted(), format!("{line}\n"));
+                        say(paths, &format!("{line}; handing over to the peer"));
+                    }
                 }
             }
         } else {
@@ -202,6 +206,7 @@ fn follow(paths: &Paths, places: &Places, plan: &Plan) {
                 paths,
                 &format!("cluster: keepalived says {state}: releasing {}", names(plan)),
             );
+            let _ = fs::remove_file(places.unpromoted());
             for r in &plan.resources {
                 match demote(paths, places, r) {
                     Ok(()) => say(

@@ -138,6 +138,11 @@ impl Places {
     pub fn ready(&self) -> PathBuf {
         self.root.join("ready")
     }
+    /// Why the last promotion failed, while this node is MASTER without its resources (the
+    /// check fails, so that the peer takes them).
+    pub fn unpromoted(&self) -> PathBuf {
+        self.root.join("not-promoted")
+    }
     /// `ramkeyctl cluster failover`'s temporary standby.
     pub fn handing_over(&self) -> PathBuf {
         self.root.join("handing-over")

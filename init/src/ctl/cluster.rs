@@ -65,6 +65,9 @@ fn check(paths: &Paths, places: &Places) -> Result<String, String> {
     if places.standby().exists() || places.handing_over().exists() {
         return Err("standby".into());
     }
+    if let Ok(why) = std::fs::read_to_string(places.unpromoted()) {
+        return Err(why.trim_end().to_string());
+    }
     if role(places).0 == "MASTER" {
         let plan = Plan::read(places)?;
         for r in &plan.resources {
@@ -95,6 +98,9 @@ fn status(paths: &Paths, places: &Places) -> Result<String, String> {
         .unwrap_or_default();
     let standby = if places.standby().exists() { ", standby" } else { "" };
     let _ = writeln!(out, "role: {role}{since}{standby}");
+    if let Ok(why) = std::fs::read_to_string(places.unpromoted()) {
+        let _ = write!(out, "{why}");
+    }
     let devices: Vec<_> = plan
         .resources
         .iter()
