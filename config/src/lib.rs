@@ -10,6 +10,7 @@
 //! commented); each rejected case has its own file under `tests/fixtures/reject/`.
 
 pub mod atomic;
+mod cluster;
 pub mod edit;
 mod error;
 mod keys;

@@ -497,7 +497,10 @@ fn a_pair_fails_over_rejoins_and_reports_a_split_brain_without_losing_data() {
     let standby = sh(&mut pair.alpha, "ramkeyctl cluster standby").join(" ");
     assert!(standby.contains("standby: this node hands its resources"), "{standby}");
     await_status(&mut pair.beta, &["role: MASTER", "resource web: here, online"]);
-    await_status(&mut pair.alpha, &["role: FAULT", ", standby", "resource web: on the peer"]);
+    await_status(
+        &mut pair.alpha,
+        &["role: FAULT", ", standby", "resource web: on the peer"],
+    );
     client.expect("client: got none", STEP).unwrap();
     client.expect(&format!("client: got {kept}"), STEP).unwrap();
     sh(&mut pair.alpha, "ramkeyctl cluster unstandby");
