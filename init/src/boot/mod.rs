@@ -179,7 +179,9 @@ impl Boot<'_> {
 
         let (loader, mounter) = (&mut *self.loader, &mut *self.mounter);
         let packed = timeline.step(clock, "packed", || {
-            let mut attach = |file: &std::fs::File, size| crate::sys::confine::attach_loop(file, size, &paths.dev());
+            let mut attach = |file: &std::fs::File, size| {
+                crate::sys::confine::attach_loop(file, size, &paths.dev(), crate::sys::confine::LoopMode::ReadOnly)
+            };
             packed::mount(paths, modprobe, loader, mounter, &mut attach)
         })?;
         if let Some(packed) = packed {

@@ -16,6 +16,7 @@ use crate::base::paths::Paths;
 use crate::runtime::control;
 use crate::supervisor::protocol::{Action, Request, Response};
 use crate::supervisor::state::State;
+use crate::sys::confine::LoopMode;
 use crate::zone::ZoneSpec;
 
 /// How long a promotion waits for DRBD to allow it (the peer's death noticed, a fresh
@@ -120,7 +121,8 @@ fn setup(paths: &Paths, places: &Places, plan: &Plan) -> Result<(), String> {
 }
 
 /// The loop device backed by `file`: the one already attached (the agent restarted), else
-/// a new one.
+/// a new one, with direct I/O: what DRBD writes, its metadata too, is on the pool's disk
+/// when the write completes, not in this box's page cache.
 fn loop_device(paths: &Paths, file: &Path) -> Result<String, String> {
     let find = || {
         let entries = fs::read_dir(paths.sys().join("block")).ok()?;
@@ -132,19 +134,14 @@ fn loop_device(paths: &Paths, file: &Path) -> Result<String, String> {
     if let Some(found) = find() {
         return Ok(found);
     }
-    let out = std::process::Command::new("losetup")
-        .arg("-f")
-        .arg(file)
-        .output()
-        .map_err(|e| format!("losetup: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "losetup -f {}: {}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    find().ok_or_else(|| format!("losetup attached {} but no loop device shows it", file.display()))
+    let backing = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let (device, _open) = crate::sys::confine::attach_loop(&backing, 0, &paths.dev(), LoopMode::WritableDirect)
+        .map_err(|e| format!("a loop device for {}: {e}", file.display()))?;
+    Ok(device.display().to_string())
 }
 
 /// keepalived's states from its FIFO, the latest acted on.

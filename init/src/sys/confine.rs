@@ -73,7 +73,17 @@ const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
 const LO_FLAGS_READ_ONLY: u32 = 1;
 const LO_FLAGS_AUTOCLEAR: u32 = 4;
+const LO_FLAGS_DIRECT_IO: u32 = 16;
 
+/// How a loop device serves its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopMode {
+    /// Read-only, cleared when its last user goes away: an image's payload.
+    ReadOnly,
+    /// Read-write, bypassing the page cache (what is written is on the disk below, not in
+    /// this box's memory), kept until detached: a replicated disk on the pool.
+    WritableDirect,
+}
 /// `struct loop_info64` of `<linux/loop.h>`.
 #[repr(C)]
 struct LoopInfo64 {
@@ -101,10 +111,14 @@ struct LoopConfig {
     reserved: [u64; 8],
 }
 
-/// Attaches the first `size` bytes of `file` to a free loop device, read-only, cleared
-/// automatically when its last user goes away. Returns `/dev/loopN` and the open device:
-/// keep it open until the device is mounted, or the kernel clears the device at once.
-pub fn attach_loop(file: &File, size: u64, dev: &Path) -> Result<(PathBuf, File), SysError> {
+/// Attaches the first `size` bytes of `file` (0: all of it) to a free loop device, as `mode`
+/// says. Returns `/dev/loopN` and the open device: with [`LoopMode::ReadOnly`], keep it open
+/// until the device is mounted, or the kernel clears the device at once.
+pub fn attach_loop(file: &File, size: u64, dev: &Path, mode: LoopMode) -> Result<(PathBuf, File), SysError> {
+    let flags = match mode {
+        LoopMode::ReadOnly => LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR,
+        LoopMode::WritableDirect => LO_FLAGS_DIRECT_IO,
+    };
     let control = OpenOptions::new()
         .read(true)
         .write(true)
@@ -132,7 +146,7 @@ pub fn attach_loop(file: &File, size: u64, dev: &Path) -> Result<(PathBuf, File)
                 number: 0,
                 encrypt_type: 0,
                 encrypt_key_size: 0,
-                flags: LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR,
+                flags,
                 file_name: [0; 64],
                 crypt_name: [0; 64],
                 encrypt_key: [0; 32],

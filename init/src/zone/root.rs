@@ -95,11 +95,16 @@ pub fn build(paths: &Paths, spec: &ZoneSpec, ids: u32) -> Result<PathBuf, ZoneEr
         ids,
         &made,
     )?;
-    let (device, held) =
-        sys::confine::attach_loop(&image, spec.payload_size, &paths.dev()).map_err(|source| ZoneError::LoopDevice {
-            image: spec.image.clone(),
-            source,
-        })?;
+    let (device, held) = sys::confine::attach_loop(
+        &image,
+        spec.payload_size,
+        &paths.dev(),
+        sys::confine::LoopMode::ReadOnly,
+    )
+    .map_err(|source| ZoneError::LoopDevice {
+        image: spec.image.clone(),
+        source,
+    })?;
     let mut steps = plan(spec, paths, ids, device, lower, root.clone()).into_iter();
     let mut run = Run {
         root: &root,
