@@ -133,7 +133,8 @@ pub fn attach_loop(file: &File, size: u64, dev: &Path, mode: LoopMode) -> Result
         let n = Errno::result(unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _) })
             .map_err(call("LOOP_CTL_GET_FREE"))?;
         let path = dev.join(format!("loop{n}"));
-        let device = open_when_there(&path)?;
+        // A device opened read-only is attached read-only.
+        let device = open_when_there(&path, mode == LoopMode::WritableDirect)?;
         let mut config = LoopConfig {
             fd: u32::try_from(file.as_raw_fd()).unwrap_or(u32::MAX),
             block_size: 0,
@@ -175,10 +176,10 @@ pub fn attach_loop(file: &File, size: u64, dev: &Path, mode: LoopMode) -> Result
 }
 
 /// Opens a loop device node, waiting briefly for devtmpfs to create it.
-fn open_when_there(path: &Path) -> Result<File, SysError> {
+fn open_when_there(path: &Path, write: bool) -> Result<File, SysError> {
     let mut last = Errno::ENOENT;
     for _ in 0..50 {
-        match File::open(path) {
+        match OpenOptions::new().read(true).write(write).open(path) {
             Ok(f) => return Ok(f),
             Err(e) => last = Errno::from_raw(e.raw_os_error().unwrap_or(0)),
         }
