@@ -530,8 +530,11 @@ fn a_btrfs_mirror_missing_a_disk_is_read_only_unless_allowed() {
     vm.expect_running(BOOT).unwrap();
     vm.expect("pool-record: absent", BOOT).unwrap();
     // btrfs-progs 6.2 may say "finished", or "no stats available" once the scrub is over;
-    // either way with its error summary.
+    // either way with its error summary. What the box wrote while degraded (e.g. the
+    // platform's /var folders copied to the pool) left stale copies on the returning disk:
+    // the scrub corrects them ("csum=3 Corrected: 3"); none may stay uncorrectable.
     let (_, scrub) = vm.expect("pool-scrub:", BOOT).unwrap();
-    assert!(scrub.contains("Error summary: no errors found"), "{scrub}");
+    let repaired = scrub.contains("Corrected:") && scrub.contains("Uncorrectable: 0 Unverified: 0");
+    assert!(scrub.contains("Error summary: no errors found") || repaired, "{scrub}");
     power_off(&mut vm, true);
 }
