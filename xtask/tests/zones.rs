@@ -220,24 +220,25 @@ fn probe(vm: &mut Machine, key: &str) -> String {
 /// returns office's MAC.
 fn isolation(vm: &mut Machine) -> String {
     vm.expect("probe: list", BOOT).unwrap();
-    // In name order.
-    let (_, office) = vm.expect("office ", BOOT).unwrap();
+    // In name order; each row prefixed, so that no console line of PID 1 (`zone office: ...`)
+    // can be taken for one.
+    let (_, office) = vm.expect("probe: row office ", BOOT).unwrap();
     assert!(
         office.contains("office 1.0.0") && office.contains("online") && office.contains("192.168.1.1/24"),
         "{office}"
     );
     // The two refused at boot are listed with PID 1's reason.
-    let (_, stranger) = vm.expect("stranger ", BOOT).unwrap();
+    let (_, stranger) = vm.expect("probe: row stranger ", BOOT).unwrap();
     assert!(
         stranger.contains(" refused ") && stranger.contains("which is not trusted"),
         "{stranger}"
     );
-    let (_, tampered) = vm.expect("tampered ", BOOT).unwrap();
+    let (_, tampered) = vm.expect("probe: row tampered ", BOOT).unwrap();
     assert!(
         tampered.contains(" refused ") && tampered.contains("payload sha256 mismatch"),
         "{tampered}"
     );
-    let (_, web) = vm.expect("web ", BOOT).unwrap();
+    let (_, web) = vm.expect("probe: row web ", BOOT).unwrap();
     assert!(
         web.contains("web 1.0.0") && web.contains("online") && web.contains("10.0.2.16/24"),
         "{web}"
@@ -571,7 +572,7 @@ office='keep-in-[f]oreground'
 
 cg=/sys/fs/cgroup/ramkey/zone-web
 {
-  echo "probe: list"; ramkeyctl personality list
+  echo "probe: list"; ramkeyctl personality list | sed "s/^/probe: row /"
   echo "probe: json-list $(ramkeyctl --json personality list | tr -d ' \n')"
   echo "probe: hostname $(c 'cat /proc/sys/kernel/hostname')"
   echo "probe: pid1 $(c 'tr "\0" " " </proc/1/cmdline')"
