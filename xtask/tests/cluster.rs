@@ -285,6 +285,45 @@ impl Pair {
     }
 }
 
+/// The LOCAL port of a machine's link.
+fn local(link: &Link) -> u16 {
+    match link {
+        Link::Udp { local, .. } => *local,
+        other => panic!("not a UDP link: {other:?}"),
+    }
+}
+
+/// How long after `since` the member on LOCAL port `from` announced the floating address
+/// with a gratuitous ARP (sender and target address both the floating one, from the MAC
+/// the frame comes from), as the public hub kept it; panics with what was kept if it did not.
+fn announced(hub: &Hub, from: u16, since: Instant) -> Duration {
+    let floating: std::net::Ipv4Addr = FLOATING.parse().unwrap();
+    let kept = hub.kept();
+    kept.iter()
+        .filter(|seen| seen.from == from && seen.at >= since)
+        .find(|seen| {
+            let f = &seen.frame;
+            f.len() >= 42 && f[28..32] == floating.octets() && f[38..42] == floating.octets() && f[22..28] == f[6..12]
+        })
+        .map(|seen| seen.at - since)
+        .unwrap_or_else(|| {
+            let arp: Vec<String> = kept
+                .iter()
+                .map(|seen| {
+                    format!(
+                        "from port {}: {:02x?}",
+                        seen.from,
+                        &seen.frame[..seen.frame.len().min(42)]
+                    )
+                })
+                .collect();
+            panic!(
+                "no gratuitous ARP for {FLOATING} from port {from}; ARP kept:\n{}",
+                arp.join("\n")
+            )
+        })
+}
+
 #[test]
 fn a_pair_fails_over_rejoins_and_reports_a_split_brain_without_losing_data() {
     let web = artifacts::personality("web").unwrap();
@@ -384,13 +423,17 @@ fn a_pair_fails_over_rejoins_and_reports_a_split_brain_without_losing_data() {
          grep '^drbd ' /proc/modules | cut -d' ' -f1-2; grep -E 'MemTotal|MemAvailable' /proc/meminfo",
     );
     eprintln!("cost on {other}: {}", cost.join(" | "));
-    // The holder dies: the other takes web's address and data.
+    // The holder dies: the other takes web's address and data, and says so on the wire.
+    public_hub.keep(0x0806);
+    let public_port = |name: &str| local(if name == ALPHA.name { &a_pub } else { &b_pub });
     let killed = Instant::now();
     pair.node(holder).pull_the_plug().unwrap();
     client.expect("client: got none", STEP).unwrap();
     client.expect(&format!("client: got {first}"), STEP).unwrap();
     let failover = killed.elapsed();
     eprintln!("failover: {holder} killed -> the client served by {other} in {failover:?}");
+    let garp = announced(&public_hub, public_port(other), killed);
+    eprintln!("{other} announced {FLOATING} (gratuitous ARP) {garp:?} after the kill");
     let (_, promoted) = pair.node(other).expect("cluster: web: promoted in ", STEP).unwrap();
     eprintln!("{other}: {promoted}");
     let second = token("second");
@@ -437,6 +480,7 @@ fn a_pair_fails_over_rejoins_and_reports_a_split_brain_without_losing_data() {
     );
 
     // Handed back on request, with what was written meanwhile.
+    let asked = Instant::now();
     let handed = sh(pair.node(other), "ramkeyctl cluster failover").join(" ");
     assert!(
         handed.contains(&format!("failover: web handed to {holder} in ")),
@@ -447,6 +491,13 @@ fn a_pair_fails_over_rejoins_and_reports_a_split_brain_without_losing_data() {
     client.expect("client: got none", STEP).ok();
     client.expect(&format!("client: got {second}"), STEP).unwrap();
     await_status(pair.node(other), &["role: BACKUP", "resource web: on the peer"]);
+    let garp = announced(&public_hub, public_port(holder), asked);
+    eprintln!("{holder} announced {FLOATING} {garp:?} after the failover command");
+    let again = sh(pair.node(other), "ramkeyctl cluster failover").join(" ");
+    assert!(
+        again.contains(&format!("failover: nothing to hand over: {holder} runs the resources")),
+        "{again}"
+    );
 
     // Split brain: the link is cut while both run; both take web and write to it.
     cluster_hub.cut(true);

@@ -7,6 +7,7 @@
 //! on to every other sender it has learned: a hub floods, it needs no MAC table. A machine
 //! killed and started again on the same LOCAL port has the same address, so it is served as
 //! before. [`Hub::cut`] pulls the whole segment's cable, [`Hub::isolate`] one member's.
+//! [`Hub::keep`] keeps the frames of one EtherType that pass, for a test to read.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -14,13 +15,16 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often the hub's thread looks at its stop flag when no frame arrives.
 const POLL: Duration = Duration::from_millis(100);
 
 /// The largest datagram (an Ethernet frame, jumbo or not) the hub passes on.
 const MAX_FRAME: usize = 65536;
+
+/// The most frames [`Hub::keep`] keeps; later ones are not kept.
+const MAX_KEPT: usize = 10_000;
 
 /// A running hub: one UDP socket on 127.0.0.1:PORT served by a thread, stopped on drop.
 #[derive(Debug)]
@@ -39,9 +43,22 @@ struct Shared {
     isolated: Mutex<BTreeSet<u16>>,
     /// Every sender learned, in the order they first sent.
     members: Mutex<Vec<SocketAddr>>,
+    /// The EtherType whose frames are kept, and those kept.
+    keep: Mutex<Option<(u16, Vec<Seen>)>>,
     received: AtomicU64,
     forwarded: AtomicU64,
     dropped: AtomicU64,
+}
+
+/// A frame the hub kept ([`Hub::keep`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// When the hub received it.
+    pub at: Instant,
+    /// The LOCAL port of the member that sent it.
+    pub from: u16,
+    /// The Ethernet frame, from its destination MAC on.
+    pub frame: Vec<u8>,
 }
 
 /// The hub's frame counts since it started.
@@ -94,6 +111,20 @@ impl Hub {
         } else {
             set.remove(&local_port);
         }
+    }
+
+    /// Keeps, from now on, every frame of `ethertype` (0x0806: ARP) that a member sends and
+    /// the hub passes on (not those it drops), up to 10 000; see [`Hub::kept`].
+    pub fn keep(&self, ethertype: u16) {
+        *lock(&self.shared.keep) = Some((ethertype, Vec::new()));
+    }
+
+    /// The frames kept since [`Hub::keep`], in the order received.
+    pub fn kept(&self) -> Vec<Seen> {
+        lock(&self.shared.keep)
+            .as_ref()
+            .map(|(_, seen)| seen.clone())
+            .unwrap_or_default()
     }
 
     /// The members learned so far, in the order they first sent.
@@ -152,6 +183,16 @@ fn serve(socket: &UdpSocket, shared: &Shared) {
                 .partition::<Vec<SocketAddr>, _>(|m| !isolated.contains(&m.port()))
         };
         let (to, cut_off) = targets;
+        if let Some((ethertype, seen)) = lock(&shared.keep).as_mut()
+            && buf[..len].get(12..14) == Some(&ethertype.to_be_bytes()[..])
+            && seen.len() < MAX_KEPT
+        {
+            seen.push(Seen {
+                at: Instant::now(),
+                from: from.port(),
+                frame: buf[..len].to_vec(),
+            });
+        }
         shared.dropped.fetch_add(cut_off.len() as u64, Ordering::SeqCst);
         for member in to {
             let counter = match socket.send_to(&buf[..len], member) {
@@ -215,6 +256,33 @@ mod tests {
         assert_eq!(stats.received, 4);
         // hello from b reached a; hello from c reached a and b; the frame reached b and c.
         assert_eq!(stats.forwarded, 5);
+    }
+
+    #[test]
+    fn kept_frames_are_those_of_the_ethertype_passed_on() {
+        let hub = Hub::start(0).unwrap();
+        let [a, b, c] = segment(&hub);
+        let frame = |ethertype: [u8; 2]| {
+            [[0xff; 6], [2; 6]]
+                .concat()
+                .into_iter()
+                .chain(ethertype)
+                .chain(*b"data")
+        };
+        let arp: Vec<u8> = frame([0x08, 0x06]).collect();
+        let ipv4: Vec<u8> = frame([0x08, 0x00]).collect();
+        send(&a, &hub, &arp);
+        // Passed on before keeping began: not kept.
+        assert_eq!(recv(&b), Some(arp.clone()));
+        hub.keep(0x0806);
+        send(&a, &hub, &ipv4);
+        send(&b, &hub, &arp);
+        hub.isolate(port(&c), true);
+        send(&c, &hub, &arp);
+        while recv(&a).is_some() || recv(&b).is_some() {}
+        let kept = hub.kept();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!((kept[0].from, &kept[0].frame), (port(&b), &arp));
     }
 
     #[test]

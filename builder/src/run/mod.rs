@@ -10,7 +10,7 @@ mod machine;
 mod net;
 
 pub use cli::{HubArgs, RunArgs, cli, hub_cli, parse_size};
-pub use hub::{Hub, HubStats};
+pub use hub::{Hub, HubStats, Seen};
 pub use machine::machine_args;
 pub use net::{Forward, Link};
 

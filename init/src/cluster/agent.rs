@@ -27,6 +27,8 @@ const PATIENCE: Duration = Duration::from_secs(60);
 pub fn main() -> i32 {
     let paths = Paths::system();
     let places = Places::new(&paths);
+    // A restarted agent is not ready until it has set DRBD up again.
+    let _ = fs::remove_file(places.ready());
     let plan = match Plan::read(&places) {
         Ok(plan) => plan,
         Err(e) => {

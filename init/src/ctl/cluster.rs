@@ -199,13 +199,30 @@ fn resolve(paths: &Paths, places: &Places, name: &str, discard_here: bool) -> Re
 /// and waits until the peer runs them, then lets this node be a backup again.
 fn failover(paths: &Paths, places: &Places) -> Result<String, String> {
     let plan = Plan::read(places)?;
+    let roles = |r: &crate::cluster::Resource| drbd::device(&paths.proc(), r.minor).map(|d| d.roles);
+    let peer_runs_all = || {
+        plan.resources
+            .iter()
+            .all(|r| roles(r).is_some_and(|(here, peer)| here == "Secondary" && peer == "Primary"))
+    };
+    if !plan
+        .resources
+        .iter()
+        .any(|r| roles(r).is_some_and(|(here, _)| here == "Primary"))
+    {
+        if peer_runs_all() {
+            return Ok(format!(
+                "failover: nothing to hand over: {} runs the resources\n",
+                plan.peer
+            ));
+        }
+        return Err(format!(
+            "this node runs no resource (role {}); nothing to hand over",
+            role(places).0
+        ));
+    }
     std::fs::write(places.handing_over(), "").map_err(|e| e.to_string())?;
     let started = Instant::now();
-    let peer_runs_all = || {
-        plan.resources.iter().all(|r| {
-            drbd::device(&paths.proc(), r.minor).is_some_and(|d| d.roles == ("Secondary".into(), "Primary".into()))
-        })
-    };
     while !peer_runs_all() {
         if started.elapsed() > HAND_OVER {
             let _ = std::fs::remove_file(places.handing_over());

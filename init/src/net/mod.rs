@@ -9,6 +9,7 @@
 //! [`Hostname`], [`ntp::Sntp`]), [`Network`] all of them, so that the boot can be tested
 //! with fakes.
 
+pub mod arp;
 pub mod conn;
 pub mod dhcp;
 pub mod http;

@@ -26,6 +26,7 @@ pub mod bpf;
 pub mod confine;
 pub mod devices;
 pub mod exit;
+pub mod packet;
 pub mod seccomp;
 pub mod terminal;
 

@@ -1,6 +1,7 @@
 //! The zone's network, set up by its PID 1 inside the zone's namespaces: the launcher's
 //! macvlan renamed `eth0` with the personality's static address or a DHCP lease, `lo`, the
-//! default route and `/etc/resolv.conf` — the platform's own network code, as on the host.
+//! default route and `/etc/resolv.conf` — the platform's own network code, as on the host;
+//! then a static address is announced with gratuitous ARP.
 
 use std::fs;
 use std::net::IpAddr;
@@ -80,8 +81,25 @@ pub fn configure(paths: &Paths, spec: &ZoneSpec) -> Result<Vec<HeldLease>, ZoneE
             crate::warn!("zone {}: {}: {e}", spec.name, file.display());
         }
     }
-    match applied.failures.first() {
-        Some(failure) => Err(ZoneError::Network(failure.clone())),
-        None => Ok(applied.leases),
+    if let Some(failure) = applied.failures.first() {
+        return Err(ZoneError::Network(failure.clone()));
+    }
+    if let Some(ip) = spec.static_ipv4().filter(|_| spec.nic.is_some()) {
+        announce(&spec.name, ip);
+    }
+    Ok(applied.leases)
+}
+
+/// Announces the zone's static address with gratuitous ARP on its interface; a failure is
+/// only a warning (neighbours then learn the address when they next ask).
+fn announce(zone: &str, ip: std::net::Ipv4Addr) {
+    let links = RouteSocket::open().and_then(|mut s| s.links());
+    let link = links.iter().flatten().find(|l| l.name == ZONE_IFNAME);
+    let sent = match link.and_then(|l| Some((l.index, l.mac?))) {
+        Some((index, mac)) => crate::net::arp::announce(index, mac, ip).map_err(|e| e.to_string()),
+        None => Err(format!("no {ZONE_IFNAME} with a MAC")),
+    };
+    if let Err(e) = sent {
+        crate::warn!("zone {zone}: announcing {ip} (gratuitous ARP): {e}");
     }
 }
