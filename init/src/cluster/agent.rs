@@ -177,28 +177,15 @@ fn follow(paths: &Paths, places: &Places, plan: &Plan) {
         if master == held && !master {
             continue;
         }
-        let started = Instant::now();
         if master {
             say(
                 paths,
                 &format!("cluster: keepalived says MASTER: taking {}", names(plan)),
             );
-            for r in &plan.resources {
-                match promote(paths, places, r) {
-                    Ok(()) => say(
-                        paths,
-                        &format!(
-                            "cluster: {}: promoted in {} ms (DRBD primary, volumes mounted, zone starting)",
-                            r.name,
-                            started.elapsed().as_millis()
-                        ),
-                    ),
-                    Err(e) => {
-                        let line = format!("cluster: {}: not promoted: {e}", r.name);
-                        let _ = fs::write(places.unpromoted(), format!("{line}\n"));
-                        say(paths, &format!("{line}; handing over to the peer"));
-                    }
-                }
+            let done = "DRBD primary, volumes mounted, zone starting";
+            for line in each(paths, plan, "promoted", done, |r| promote(paths, places, r)) {
+                let _ = fs::write(places.unpromoted(), format!("{line}\n"));
+                say(paths, &format!("{line}; handing over to the peer"));
             }
         } else {
             say(
@@ -206,22 +193,40 @@ fn follow(paths: &Paths, places: &Places, plan: &Plan) {
                 &format!("cluster: keepalived says {state}: releasing {}", names(plan)),
             );
             let _ = fs::remove_file(places.unpromoted());
-            for r in &plan.resources {
-                match demote(paths, places, r) {
-                    Ok(()) => say(
-                        paths,
-                        &format!(
-                            "cluster: {}: demoted in {} ms (zone stopped, unmounted, DRBD secondary)",
-                            r.name,
-                            started.elapsed().as_millis()
-                        ),
-                    ),
-                    Err(e) => say(paths, &format!("cluster: {}: not demoted: {e}", r.name)),
-                }
+            let done = "zone stopped, unmounted, DRBD secondary";
+            for line in each(paths, plan, "demoted", done, |r| demote(paths, places, r)) {
+                say(paths, &line);
             }
         }
         held = master;
     }
+}
+
+/// Does `act` to each resource and says how long it took (`done`: what that was); returns
+/// the failures' lines (`cluster: NAME: not VERB: why`).
+fn each(
+    paths: &Paths,
+    plan: &Plan,
+    verb: &str,
+    done: &str,
+    act: impl Fn(&Resource) -> Result<(), String>,
+) -> Vec<String> {
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    for r in &plan.resources {
+        match act(r) {
+            Ok(()) => say(
+                paths,
+                &format!(
+                    "cluster: {}: {verb} in {} ms ({done})",
+                    r.name,
+                    started.elapsed().as_millis()
+                ),
+            ),
+            Err(e) => failed.push(format!("cluster: {}: not {verb}: {e}", r.name)),
+        }
+    }
+    failed
 }
 
 /// The state of our instance in a keepalived FIFO line (`INSTANCE "ramkey" MASTER 150`);
@@ -246,9 +251,9 @@ fn promote(paths: &Paths, places: &Places, r: &Resource) -> Result<(), String> {
             break;
         }
         let fresh_pair = d.cstate == "Connected" && d.disks == ("Inconsistent".into(), "Inconsistent".into());
-        // Two blank disks: this one becomes the source of the first full sync. (Telling
-        // DRBD they are the same, `new-current-uuid --clear-bitmap`, left the peer's bitmap
-        // full: its first failover then resynced the whole disk.)
+        // Two blank disks: this one becomes the source of the first full sync, after which
+        // the two are the same block for block (`new-current-uuid --clear-bitmap` would skip
+        // the sync and leave them differing wherever nothing was written yet).
         let force = fresh_pair && places.fresh(&r.name).exists();
         let args: &[&str] = if force {
             &["primary", "--force", &r.name]
