@@ -11,7 +11,6 @@ pub(crate) mod base;
 pub use base::log::install_panic_hook;
 pub use cluster::agent::main as cluster_agent;
 pub use ctl::main as ramkeyctl;
-pub use observe::metrics::main as metrics_exporter;
 pub use observe::ship::main as log_shipper;
 pub use pid1::run as pid1;
 pub use vm::launch::main as zone_launcher;
@@ -30,6 +29,11 @@ pub(crate) mod sys;
 pub(crate) mod upgrade;
 pub(crate) mod vm;
 pub(crate) mod zone;
+
+/// `ramkey-metrics`, the Prometheus exporter, with the HA pair's gauges.
+pub fn metrics_exporter(args: &[String]) -> i32 {
+    observe::metrics::main(args, &[("cluster", cluster::metrics::gauges)])
+}
 
 #[cfg(test)]
 mod layers;

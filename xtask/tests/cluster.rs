@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ramkey_builder::run::{Boot, Hub, Link, RunOptions};
+use ramkey_builder::run::{Boot, Forward, Hub, Link, RunOptions};
 use xtask::artifacts;
 use xtask::qemu::{Machine, Spec};
 
@@ -29,6 +29,8 @@ const PASSWORD: &str = "secret";
 /// web's address: it floats with web between the nodes.
 const FLOATING: &str = "192.168.50.80";
 const SECRET: &str = "ramkey-pair-secret";
+/// Where each node's Prometheus exporter listens, on its admin NIC (reached through a forward).
+const METRICS_PORT: u16 = 9100;
 
 /// One node: its name, priority, address on the public segment and on the cluster link.
 struct Node {
@@ -88,6 +90,9 @@ ip = "{link}/24"
 
 [images]
 trusted_keys = ["{trusted}"]
+
+[metrics]
+listen = "admin:{METRICS_PORT}"
 
 [[personality]]
 name = "web"
@@ -174,10 +179,19 @@ fn stick(name: &str, config: &str, extra: &[(&Path, &str)]) -> PathBuf {
     image
 }
 
-fn boot(name: &str, image: &Path, pool: Option<&Path>, links: &[Link]) -> Machine {
+/// Boots a machine; `metrics` is the host port forwarded to its exporter.
+fn boot(name: &str, image: &Path, pool: Option<&Path>, links: &[Link], metrics: Option<u16>) -> Machine {
     let mut opts = RunOptions::new(Boot::Usb { image: image.into() });
     opts.pool = pool.map(Path::to_path_buf);
     opts.links = links.to_vec();
+    opts.forwards = metrics
+        .map(|host| Forward {
+            host,
+            guest: METRICS_PORT,
+            address: Some("10.0.2.15".parse().unwrap()),
+        })
+        .into_iter()
+        .collect();
     opts.state_dir = Some(artifacts::target_dir().join("ramkey/run").join(name));
     let mut vm = Machine::start(&Spec::run(name, &opts).unwrap()).unwrap();
     vm.forbid(&[
@@ -206,6 +220,26 @@ fn sh(vm: &mut Machine, command: &str) -> Vec<String> {
         .iter()
         .filter_map(|(_, l)| l.split_once(&tag).map(|(_, rest)| rest.to_string()))
         .collect()
+}
+
+/// Scrapes the exporter behind host port `port` until its text has every line of `wants`
+/// (as the exposition format prints them); returns the cluster's lines of the last scrape.
+fn await_metrics(port: u16, wants: &[&str]) -> String {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let text = xtask::http::wait_ok(port, "/metrics", STEP).unwrap();
+        let ours: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("ramkey_cluster_") || l.starts_with("ramkey_drbd_") || l.contains("source=\"cluster\"")
+            })
+            .collect();
+        if wants.iter().all(|w| ours.contains(w)) {
+            return ours.join(" | ");
+        }
+        assert!(Instant::now() < deadline, "the metrics never had {wants:?}: {ours:?}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }
 
 /// `ramkeyctl cluster status`, one line.
@@ -370,10 +404,24 @@ fn a_pair_fails_over_rejoins_and_reports_a_split_brain_without_losing_data() {
     let a_pool = artifacts::empty_pool("cluster-alpha").unwrap();
     let b_pool = artifacts::empty_pool("cluster-beta").unwrap();
 
-    let mut client = boot("cluster-client", &c_stick, None, &[c_pub]);
+    let (a_metrics, b_metrics) = (free_udp_port(), free_udp_port());
+    let metrics_of = |name: &str| if name == ALPHA.name { a_metrics } else { b_metrics };
+    let mut client = boot("cluster-client", &c_stick, None, &[c_pub], None);
     let mut pair = Pair {
-        alpha: boot("cluster-alpha", &a_stick, Some(&a_pool), &[a_pub, a_link]),
-        beta: boot("cluster-beta", &b_stick, Some(&b_pool), &[b_pub, b_link]),
+        alpha: boot(
+            "cluster-alpha",
+            &a_stick,
+            Some(&a_pool),
+            &[a_pub, a_link],
+            Some(a_metrics),
+        ),
+        beta: boot(
+            "cluster-beta",
+            &b_stick,
+            Some(&b_pool),
+            &[b_pub, b_link],
+            Some(b_metrics),
+        ),
     };
 
     // Both come up; one takes web, and the client reaches it at the floating address.
@@ -409,6 +457,27 @@ fn a_pair_fails_over_rejoins_and_reports_a_split_brain_without_losing_data() {
         ],
     );
     eprintln!("{other}: {synced}");
+    // The same, as Prometheus sees it on each node.
+    let metrics = await_metrics(
+        metrics_of(other),
+        &[
+            "ramkey_cluster_role{role=\"BACKUP\"} 1",
+            "ramkey_drbd_connected{resource=\"web\"} 1",
+            "ramkey_drbd_primary{resource=\"web\"} 0",
+            "ramkey_drbd_disk_up_to_date{resource=\"web\",side=\"peer\"} 1",
+            "ramkey_drbd_out_of_sync_bytes{resource=\"web\"} 0",
+            "ramkey_cluster_split_brain{resource=\"web\"} 0",
+            "ramkey_metrics_source_up{source=\"cluster\"} 1",
+        ],
+    );
+    eprintln!("{other}'s metrics: {metrics}");
+    await_metrics(
+        metrics_of(holder),
+        &[
+            "ramkey_cluster_role{role=\"MASTER\"} 1",
+            "ramkey_drbd_primary{resource=\"web\"} 1",
+        ],
+    );
     assert_eq!(
         replica_page(pair.node(other), &first),
         first,
@@ -446,7 +515,13 @@ fn a_pair_fails_over_rejoins_and_reports_a_split_brain_without_losing_data() {
     } else {
         (&b_stick, &b_pool, [b_pub, b_link])
     };
-    let restarted = boot(&format!("cluster-{holder}-again"), stick_of, Some(pool_of), &links_of);
+    let restarted = boot(
+        &format!("cluster-{holder}-again"),
+        stick_of,
+        Some(pool_of),
+        &links_of,
+        Some(metrics_of(holder)),
+    );
     if holder == ALPHA.name {
         pair.alpha = restarted;
     } else {
@@ -522,6 +597,15 @@ fn a_pair_fails_over_rejoins_and_reports_a_split_brain_without_losing_data() {
         ],
     );
     let alpha_split = await_status(&mut pair.alpha, &["role: MASTER", "StandAlone", "SPLIT BRAIN on web"]);
+    for port in [a_metrics, b_metrics] {
+        await_metrics(
+            port,
+            &[
+                "ramkey_cluster_split_brain{resource=\"web\"} 1",
+                "ramkey_drbd_connected{resource=\"web\"} 0",
+            ],
+        );
+    }
     eprintln!("alpha: {alpha_split}\nbeta: {beta_split}");
     // Nothing discarded: each copy still has its own page.
     assert_eq!(replica_page(&mut pair.beta, &lost), lost, "beta's copy after the split");
@@ -541,6 +625,13 @@ fn a_pair_fails_over_rejoins_and_reports_a_split_brain_without_losing_data() {
         replica_page(&mut pair.beta, &kept),
         kept,
         "beta's copy after the resolution"
+    );
+    await_metrics(
+        b_metrics,
+        &[
+            "ramkey_cluster_split_brain{resource=\"web\"} 0",
+            "ramkey_drbd_connected{resource=\"web\"} 1",
+        ],
     );
     client.expect(&format!("client: got {kept}"), STEP).unwrap();
 

@@ -120,25 +120,7 @@ mod tests {
     use super::*;
 
     fn plan(failback: bool) -> Plan {
-        Plan {
-            hostname: "alpha".into(),
-            node: "alpha".into(),
-            peer: "beta".into(),
-            address: "10.99.0.1".parse().unwrap(),
-            peer_address: "10.99.0.2".parse().unwrap(),
-            link: "cluster".into(),
-            secret: "s3cret-pair-of-boxes".into(),
-            priority: 150,
-            router_id: 51,
-            failback,
-            size: 64 << 20,
-            resources: vec![Resource {
-                name: "web".into(),
-                minor: 0,
-                port: 7789,
-                volumes: "/pool/instances/web/volumes".into(),
-            }],
-        }
+        Plan::example(failback)
     }
 
     #[test]

@@ -22,6 +22,7 @@
 pub mod agent;
 pub mod conf;
 pub mod drbd;
+pub mod metrics;
 pub mod plan;
 
 use std::net::Ipv4Addr;
@@ -182,10 +183,43 @@ impl Plan {
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// alpha's plan in a pair with beta, with one resource, `web` (for tests).
+    #[cfg(test)]
+    pub fn example(failback: bool) -> Plan {
+        Plan {
+            hostname: "alpha".into(),
+            node: "alpha".into(),
+            peer: "beta".into(),
+            address: "10.99.0.1".parse().unwrap(),
+            peer_address: "10.99.0.2".parse().unwrap(),
+            link: "cluster".into(),
+            secret: "s3cret-pair-of-boxes".into(),
+            priority: 150,
+            router_id: 51,
+            failback,
+            size: 64 << 20,
+            resources: vec![Resource {
+                name: "web".into(),
+                minor: 0,
+                port: 7789,
+                volumes: "/pool/instances/web/volumes".into(),
+            }],
+        }
+    }
+
     /// The resource named `name`.
     pub fn resource(&self, name: &str) -> Option<&Resource> {
         self.resources.iter().find(|r| r.name == name)
     }
+}
+
+/// keepalived's last state as the agent recorded it (`UNKNOWN` before it has), and since
+/// when (seconds since the epoch).
+pub fn role(places: &Places) -> (String, Option<u64>) {
+    let text = std::fs::read_to_string(places.role()).unwrap_or_default();
+    let mut words = text.split_whitespace();
+    let role = words.next().unwrap_or("UNKNOWN").to_string();
+    (role, words.next().and_then(|s| s.parse().ok()))
 }
 
 /// Says `line` on the box's console and in the caller's log (stderr): what the cluster does

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::base::paths::Paths;
-use crate::cluster::{Places, Plan, drbd, say};
+use crate::cluster::{Places, Plan, drbd, role, say};
 use crate::supervisor::state::State;
 use crate::zone::ZoneSpec;
 
@@ -46,13 +46,6 @@ pub fn run(args: &[String], out: &mut dyn Write) -> Result<(), String> {
         _ => return Err(USAGE.into()),
     };
     write!(out, "{text}").map_err(|e| e.to_string())
-}
-
-fn role(places: &Places) -> (String, Option<u64>) {
-    let text = std::fs::read_to_string(places.role()).unwrap_or_default();
-    let mut words = text.split_whitespace();
-    let role = words.next().unwrap_or("UNKNOWN").to_string();
-    (role, words.next().and_then(|s| s.parse().ok()))
 }
 
 /// keepalived's health check: fails (so that this node hands over, or takes nothing) while

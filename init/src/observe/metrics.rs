@@ -63,8 +63,9 @@ pub fn service(interface: &str, port: u16, zones: &[&str]) -> ServiceSpec {
     spec
 }
 
-/// Runs `ramkey-metrics INTERFACE PORT [ZONE...]`; returns only on a usage error.
-pub fn main(args: &[String]) -> i32 {
+/// Runs `ramkey-metrics INTERFACE PORT [ZONE...]`, with the gauges of `more` (from the
+/// folders above this one) in each scrape; returns only on a usage error.
+pub fn main(args: &[String], more: &[(&'static str, read::More)]) -> i32 {
     let (interface, port, zones) = match args {
         [interface, port, zones @ ..] => match port.parse::<u16>() {
             Ok(port) if port > 0 => (interface.as_str(), port, zones),
@@ -73,7 +74,7 @@ pub fn main(args: &[String]) -> i32 {
         _ => return usage("expected at least two arguments"),
     };
     let listener = listen_with_backoff(interface, port, &mut std::thread::sleep);
-    serve(&listener, &Paths::system(), zones)
+    serve(&listener, &Paths::system(), zones, more)
 }
 
 fn usage(why: &str) -> i32 {
@@ -142,7 +143,7 @@ impl Said {
 }
 
 /// Answers requests one at a time, forever.
-fn serve(listener: &TcpListener, paths: &Paths, zones: &[String]) -> ! {
+fn serve(listener: &TcpListener, paths: &Paths, zones: &[String], more: &[(&'static str, read::More)]) -> ! {
     let mut exporter = render::Exporter::default();
     let mut said = Said::default();
     loop {
@@ -152,6 +153,7 @@ fn serve(listener: &TcpListener, paths: &Paths, zones: &[String]) -> ! {
                     paths,
                     zones,
                     ask: &pid1,
+                    more,
                 };
                 answer(&mut stream, peer, &from, &mut exporter, &mut said);
             }
@@ -166,11 +168,13 @@ fn serve(listener: &TcpListener, paths: &Paths, zones: &[String]) -> ! {
 }
 
 /// Where a scrape reads: the files under `paths`, the cgroups of `zones`, PID 1's answers
-/// to `ask`.
+/// to `ask`, and `more`.
 struct Sources<'a> {
     paths: &'a Paths,
     zones: &'a [String],
     ask: &'a dyn Fn(&Request) -> Result<Response, String>,
+    /// Sources from above this folder ([`read::More`]).
+    more: &'a [(&'static str, read::More)],
 }
 
 /// Reads one request from `stream` and answers it.
@@ -185,7 +189,7 @@ fn answer(
     let (code, body, head) = match &asked {
         Ok(http::Ask::Metrics { head }) => {
             let start = Instant::now();
-            let snapshot = read::collect(from.paths, from.zones, from.ask, &mut |source, why| {
+            let snapshot = read::collect(from.paths, from.zones, from.ask, from.more, &mut |source, why| {
                 if said.first(&format!("source {source}: {why}")) {
                     crate::warn!("metrics: {source}: {why}; its metrics are left out while it fails (said once)");
                 }
@@ -240,3 +244,7 @@ fn pid1(request: &Request) -> Result<Response, String> {
 #[cfg(test)]
 #[path = "metrics_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "metrics_more_tests.rs"]
+mod more_tests;

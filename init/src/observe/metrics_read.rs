@@ -111,6 +111,25 @@ pub struct Platform {
     pub slot: String,
 }
 
+/// A gauge family that a part of the platform above this folder reads for the exporter
+/// (the HA pair's, [`More`]): its name, help and label names, and each sample's label
+/// values and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gauge {
+    /// `ramkey_...`.
+    pub name: &'static str,
+    /// The `# HELP` text.
+    pub help: &'static str,
+    /// The label names.
+    pub labels: &'static [&'static str],
+    /// Each sample: its label values (as many as `labels`) and its value.
+    pub samples: Vec<(Vec<String>, f64)>,
+}
+
+/// A source of more gauges, handed to the exporter from above: `None` where it does not
+/// apply (a box without `[cluster]`), else the gauges or why they could not be read.
+pub type More = fn(&Paths) -> Option<Result<Vec<Gauge>, String>>;
+
 /// Everything one scrape read; a source that failed is `Err` with the reason.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -130,6 +149,8 @@ pub struct Snapshot {
     pub pool: Option<Result<Space, String>>,
     /// Version, kernel, slot.
     pub platform: Platform,
+    /// The [`More`] sources that apply, by name.
+    pub more: Vec<(&'static str, Result<Vec<Gauge>, String>)>,
 }
 
 impl Snapshot {
@@ -147,16 +168,18 @@ impl Snapshot {
         if let Some(pool) = &self.pool {
             out.push(("pool", why(pool)));
         }
+        out.extend(self.more.iter().map(|(name, read)| (*name, why(read))));
         out
     }
 }
 
-/// Reads every source: files under `paths`, the cgroups of `zones`, PID 1 through `ask`;
-/// `failed` hears of each source that could not be read (`(source, reason)`).
+/// Reads every source: files under `paths`, the cgroups of `zones`, PID 1 through `ask`,
+/// each of `more`; `failed` hears of each source that could not be read (`(source, reason)`).
 pub fn collect(
     paths: &Paths,
     zones: &[String],
     ask: &dyn Fn(&Request) -> Result<Response, String>,
+    more: &[(&'static str, More)],
     failed: &mut dyn FnMut(&str, &str),
 ) -> Snapshot {
     let services = match ask(&Request::Svcs { all: true }) {
@@ -181,6 +204,10 @@ pub fn collect(
         status,
         pool: mounted.then(|| space(&paths.pool())),
         platform: platform(paths),
+        more: more
+            .iter()
+            .filter_map(|(name, read)| Some((*name, read(paths)?)))
+            .collect(),
     };
     for (source, why) in snapshot.sources() {
         if let Some(why) = why {

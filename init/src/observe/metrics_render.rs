@@ -63,6 +63,18 @@ impl Out {
     }
 }
 
+/// The gauges of the [`super::read::More`] sources that were read.
+fn more(out: &Out, s: &Snapshot) -> prometheus::Result<()> {
+    for gauge in s.more.iter().filter_map(|(_, read)| read.as_ref().ok()).flatten() {
+        let family = out.gauge(gauge.name, gauge.help, gauge.labels)?;
+        for (values, value) in &gauge.samples {
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            family.get_metric_with_label_values(&values)?.set(*value);
+        }
+    }
+    Ok(())
+}
+
 /// The text of a scrape.
 pub fn render(s: &Snapshot, e: &Exporter) -> prometheus::Result<String> {
     let out = Out(Registry::new());
@@ -72,6 +84,7 @@ pub fn render(s: &Snapshot, e: &Exporter) -> prometheus::Result<String> {
     services(&out, s)?;
     zones(&out, s)?;
     boot(&out, s)?;
+    more(&out, s)?;
     exporter(&out, s, e)?;
     let mut text = Vec::new();
     TextEncoder::new().encode(&out.0.gather(), &mut text)?;

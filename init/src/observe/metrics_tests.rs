@@ -22,7 +22,7 @@ fn put(root: &Path, path: &str, text: &str) {
 
 /// A box under a temporary root: two CPUs, an `admin` NIC, a zone `web` with caps and one
 /// `kv` without, a service's cgroup that is no zone, slot b.
-fn fixture() -> tempfile::TempDir {
+pub(super) fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
     put(
@@ -131,7 +131,7 @@ fn status() -> SystemStatus {
 }
 
 /// PID 1 as it answers on the box.
-fn pid1_answers(request: &Request) -> Result<Response, String> {
+pub(super) fn pid1_answers(request: &Request) -> Result<Response, String> {
     Ok(match request {
         Request::Svcs { .. } => Response::Svcs { services: services() },
         Request::Status => Response::Status { status: status() },
@@ -144,7 +144,7 @@ fn pid1_answers(request: &Request) -> Result<Response, String> {
 fn scrape(root: &Path, ask: &dyn Fn(&Request) -> Result<Response, String>) -> (String, Vec<String>) {
     let mut failed = Vec::new();
     let zones = ["web", "kv", "refused"].map(String::from);
-    let mut snapshot = read::collect(&Paths::new(root), &zones, ask, &mut |source, why| {
+    let mut snapshot = read::collect(&Paths::new(root), &zones, ask, &[], &mut |source, why| {
         failed.push(format!("{source}: {why}"));
     });
     snapshot.now_ms = 10_000;
@@ -297,6 +297,7 @@ fn a_scrape_and_a_wrong_path_over_tcp() {
         paths: &paths,
         zones: &zones,
         ask: &pid1_answers,
+        more: &[],
     };
     let (mut exporter, mut said) = (Exporter::default(), Said::default());
     let mut get = |path: &str| {
@@ -361,6 +362,6 @@ fn the_service_runs_the_link_with_caps() {
     assert_eq!(spec.name, "ramkey-metrics");
     assert!(spec.readiness.is_none() && spec.requires.is_empty());
     assert_eq!(spec.restart, RestartPolicy::Always);
-    assert_eq!(main(&["admin".into()]), 2);
-    assert_eq!(main(&["admin".into(), "0".into()]), 2);
+    assert_eq!(main(&["admin".into()], &[]), 2);
+    assert_eq!(main(&["admin".into(), "0".into()], &[]), 2);
 }
