@@ -11,7 +11,8 @@
 //! failover`, which loses nothing written meanwhile; the cluster link is cut while both run
 //! (split brain): both nodes say so, neither copy is discarded, and the documented
 //! resolution leaves one copy on both; a node put in standby hands `web` over and takes
-//! nothing until `unstandby`.
+//! nothing until `unstandby`; at power-off each node takes DRBD down and unmounts its pool
+//! cleanly.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -648,10 +649,16 @@ fn a_pair_fails_over_rejoins_and_reports_a_split_brain_without_losing_data() {
     sh(&mut pair.alpha, "ramkeyctl cluster unstandby");
     await_status(&mut pair.alpha, &["role: BACKUP", "resource web: on the peer"]);
 
+    // Both power off: beta, which runs web, releases it; each takes DRBD down and lets go of
+    // its disk, so that the pool unmounts cleanly (not "busy ... detached").
     for vm in [&mut pair.alpha, &mut pair.beta] {
         vm.monitor("system_powerdown").unwrap();
     }
+    pair.beta.expect("cluster: web: demoted in ", SHUTDOWN).unwrap();
     for vm in [&mut pair.alpha, &mut pair.beta] {
+        vm.expect("cluster: web: DRBD down, /pool/cluster/web.disk released", SHUTDOWN)
+            .unwrap();
+        vm.expect_line("ramkey: unmount /pool: ok", SHUTDOWN).unwrap();
         vm.expect("ramkey: power-off", SHUTDOWN).unwrap();
         assert!(vm.wait_exit(SHUTDOWN).unwrap().success(), "{}", vm.tail());
     }

@@ -1,32 +1,44 @@
 //! `ramkey-cluster`, the agent: brings each resource's DRBD device up (its backing file on
 //! the pool, created on a blank pool), writes keepalived's and DRBD's configuration, then
 //! follows keepalived's state changes, one at a time and always towards the latest: MASTER
-//! promotes the resources, anything else demotes them.
+//! promotes the resources, anything else demotes them. Stopped (SIGTERM: a shutdown, a
+//! reboot), it demotes them and takes DRBD down ([`disks::take_down`]) before it exits.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::mount::{MntFlags, MsFlags};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
 
-use super::{Places, Plan, RAMKEYCTL, Resource, conf, drbd, say};
+use super::{Places, Plan, Resource, disks, drbd, say};
 use crate::base::paths::Paths;
 use crate::runtime::control;
 use crate::supervisor::protocol::{Action, Request, Response};
 use crate::supervisor::state::State;
-use crate::sys::confine::LoopMode;
+use crate::supervisor::{CommandError, ServiceStatus};
 use crate::zone::ZoneSpec;
 
 /// How long a promotion waits for DRBD to allow it (the peer's death noticed, a fresh
 /// pair connected) and a demotion for the zone to stop.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// Runs the agent; returns only on a setup failure (exit status 1).
+/// Not a keepalived state: the agent was asked to stop.
+const STOP: &str = "stop";
+
+/// Runs the agent; returns on a setup failure (exit status 1) or once stopped (0).
 pub fn main() -> i32 {
     let paths = Paths::system();
     let places = Places::new(&paths);
+    // Before any thread starts, so that every thread has them blocked.
+    let signals = crate::sys::signalfd(&[Signal::SIGTERM, Signal::SIGINT])
+        .map_err(|e| say(&paths, &format!("cluster: SIGTERM will not take DRBD down: {e}")))
+        .ok();
     // A restarted agent is not ready until it has set DRBD up again.
     let _ = fs::remove_file(places.ready());
     let plan = match Plan::read(&places) {
@@ -37,7 +49,7 @@ pub fn main() -> i32 {
         }
     };
     let started = Instant::now();
-    if let Err(e) = setup(&paths, &places, &plan) {
+    if let Err(e) = disks::setup(&paths, &places, &plan) {
         say(&paths, &format!("cluster: not started: {e}"));
         return 1;
     }
@@ -50,7 +62,7 @@ pub fn main() -> i32 {
         ),
     );
     let _ = fs::write(places.ready(), "");
-    follow(&paths, &places, &plan);
+    follow(&paths, &places, &plan, signals);
     0
 }
 
@@ -62,93 +74,22 @@ fn names(plan: &Plan) -> String {
         .join(", ")
 }
 
-fn setup(paths: &Paths, places: &Places, plan: &Plan) -> Result<(), String> {
-    let io = |what: &Path| {
-        let what = what.display().to_string();
-        move |e: std::io::Error| format!("{what}: {e}")
-    };
-    fs::create_dir_all(places.pool_dir()).map_err(io(places.pool_dir()))?;
-    // drbdadm's own records (on the pool's /var when there is one, which starts empty).
-    for dir in ["var/lib/drbd", "var/run/drbd", "var/lock"] {
-        let dir = paths.root().join(dir);
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
-    }
-    let mut disks = Vec::new();
-    let mut created = Vec::new();
-    for r in &plan.resources {
-        let file = places.disk(&r.name);
-        if !file.exists() {
-            let f = fs::File::create(&file).map_err(io(&file))?;
-            f.set_len(plan.size).map_err(io(&file))?;
-            fs::write(places.fresh(&r.name), "").map_err(io(&places.fresh(&r.name)))?;
-            created.push(r.name.clone());
-            say(
-                paths,
-                &format!(
-                    "cluster: {}: new replicated disk {} ({} MiB)",
-                    r.name,
-                    file.display(),
-                    plan.size >> 20
-                ),
-            );
-        }
-        disks.push((r.clone(), loop_device(paths, &file)?));
-    }
-    let ramkeyctl = RAMKEYCTL;
-    let device = |minor| places.device(minor).display().to_string();
-    let drbd_conf = conf::drbd(plan, &disks, device, ramkeyctl);
-    fs::write(places.drbd_conf(), drbd_conf).map_err(io(&places.drbd_conf()))?;
-    let keepalived = conf::keepalived(plan, super::CHECK, &places.fifo());
-    fs::write(places.keepalived_conf(), keepalived).map_err(io(&places.keepalived_conf()))?;
-    if !places.fifo().exists() {
-        nix::unistd::mkfifo(&places.fifo(), nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .map_err(|e| format!("{}: {e}", places.fifo().display()))?;
-    }
-    for r in &plan.resources {
-        let configured = drbd::device(&paths.proc(), r.minor).is_some_and(|d| d.cstate != "Unconfigured");
-        if configured {
-            continue;
-        }
-        if created.contains(&r.name) {
-            drbd::adm(&places.drbd_conf(), &["create-md", "--force", &r.name])?;
-        }
-        drbd::adm(&places.drbd_conf(), &["up", &r.name]).map_err(|e| {
-            format!(
-                "{e}; if {} never held data, delete it and restart the service",
-                places.disk(&r.name).display()
-            )
-        })?;
-    }
-    Ok(())
-}
-
-/// The loop device backed by `file`: the one already attached (the agent restarted), else
-/// a new one, with direct I/O: what DRBD writes, its metadata too, is on the pool's disk
-/// when the write completes, not in this box's page cache.
-fn loop_device(paths: &Paths, file: &Path) -> Result<String, String> {
-    let find = || {
-        let entries = fs::read_dir(paths.sys().join("block")).ok()?;
-        entries.flatten().find_map(|e| {
-            let backing = fs::read_to_string(e.path().join("loop/backing_file")).ok()?;
-            (Path::new(backing.trim()) == file).then(|| paths.dev().join(e.file_name()).display().to_string())
-        })
-    };
-    if let Some(found) = find() {
-        return Ok(found);
-    }
-    let backing = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(file)
-        .map_err(|e| format!("{}: {e}", file.display()))?;
-    let (device, _open) = crate::sys::confine::attach_loop(&backing, 0, &paths.dev(), LoopMode::WritableDirect)
-        .map_err(|e| format!("a loop device for {}: {e}", file.display()))?;
-    Ok(device.display().to_string())
-}
-
 /// keepalived's states from its FIFO, the latest acted on.
-fn follow(paths: &Paths, places: &Places, plan: &Plan) {
+fn follow(paths: &Paths, places: &Places, plan: &Plan, signals: Option<SignalFd>) {
     let (tx, rx) = mpsc::channel();
+    if let Some(signals) = signals {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            loop {
+                let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+                let _ = nix::poll::poll(&mut fds, PollTimeout::NONE);
+                if let Ok(Some(_)) = crate::sys::read_signal(&signals) {
+                    let _ = tx.send(STOP.to_string());
+                    return;
+                }
+            }
+        });
+    }
     let fifo = places.fifo();
     std::thread::spawn(move || {
         // Read and write, so that keepalived's restarts never give us an end of file.
@@ -165,8 +106,19 @@ fn follow(paths: &Paths, places: &Places, plan: &Plan) {
     });
     let mut held = false;
     while let Ok(mut state) = rx.recv() {
+        let mut stop = state == STOP;
         while let Ok(newer) = rx.try_recv() {
+            stop |= newer == STOP;
             state = newer;
+        }
+        if stop {
+            say(paths, &format!("cluster: stopping: releasing {}", names(plan)));
+            let done = "zone stopped, unmounted, DRBD secondary";
+            for line in each(paths, plan, "demoted", done, |r| demote(paths, places, r)) {
+                say(paths, &line);
+            }
+            disks::take_down(paths, places, plan);
+            return;
         }
         let since = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -287,11 +239,10 @@ fn promote(paths: &Paths, places: &Places, r: &Resource) -> Result<(), String> {
     }
     let device = places.device(r.minor);
     if !has_ext4(&device) {
-        let out = std::process::Command::new("mkfs.ext4")
-            .args(["-q", "-L", &r.name])
-            .arg(&device)
-            .output()
-            .map_err(|e| format!("mkfs.ext4: {e}"))?;
+        let mut mkfs = std::process::Command::new("mkfs.ext4");
+        mkfs.args(["-q", "-L", &r.name]).arg(&device);
+        crate::sys::unblock_signals_on_exec(&mut mkfs);
+        let out = mkfs.output().map_err(|e| format!("mkfs.ext4: {e}"))?;
         if !out.status.success() {
             return Err(format!(
                 "mkfs.ext4 {}: {}",
@@ -315,11 +266,17 @@ fn promote(paths: &Paths, places: &Places, r: &Resource) -> Result<(), String> {
     svcadm(paths, Action::Enable, &ZoneSpec::service_name(&r.name))
 }
 
+/// Stops the resource's zone, unmounts its volumes and makes DRBD secondary. While the box
+/// shuts down, PID 1 refuses `svcadm` and stops the zone itself: then this waits for that.
 fn demote(paths: &Paths, places: &Places, r: &Resource) -> Result<(), String> {
     let service = ZoneSpec::service_name(&r.name);
-    svcadm(paths, Action::Disable, &service)?;
+    let stopped: fn(&ServiceStatus) -> bool = match svcadm(paths, Action::Disable, &service) {
+        Ok(()) => |s| s.state == State::Disabled,
+        Err(e) if e == CommandError::ShuttingDown.to_string() => |s| s.pid.is_none(),
+        Err(e) => return Err(e),
+    };
     let deadline = Instant::now() + PATIENCE;
-    while state(paths, &service).is_some_and(|s| s != State::Disabled) {
+    while status(paths, &service).is_some_and(|s| !stopped(&s)) {
         if Instant::now() > deadline {
             return Err(format!("{service} did not stop in {} s", PATIENCE.as_secs()));
         }
@@ -356,16 +313,21 @@ fn svcadm(paths: &Paths, action: Action, service: &str) -> Result<(), String> {
     }
 }
 
-/// A service's state, from PID 1.
-pub fn state(paths: &Paths, service: &str) -> Option<State> {
+/// A service's status, from PID 1.
+fn status(paths: &Paths, service: &str) -> Option<ServiceStatus> {
     match control::call(
         &paths.control_socket(),
         &Request::Svcs { all: true },
         Duration::from_secs(15),
     ) {
-        Ok(Response::Svcs { services }) => services.into_iter().find(|s| s.name == service).map(|s| s.state),
+        Ok(Response::Svcs { services }) => services.into_iter().find(|s| s.name == service),
         _ => None,
     }
+}
+
+/// A service's state, from PID 1.
+pub fn state(paths: &Paths, service: &str) -> Option<State> {
+    status(paths, service).map(|s| s.state)
 }
 
 #[cfg(test)]

@@ -71,10 +71,11 @@ pub fn device(proc: &Path, minor: u32) -> Option<Device> {
 
 /// `drbdadm -c CONF ARGS...`; the error is the command and what it printed.
 pub fn adm(conf: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("drbdadm")
-        .arg("-c")
-        .arg(conf)
-        .args(args)
+    let mut command = Command::new("drbdadm");
+    command.arg("-c").arg(conf).args(args);
+    // The agent blocks SIGTERM for its signalfd; drbdadm and its helpers must not.
+    crate::sys::unblock_signals_on_exec(&mut command);
+    let out = command
         .output()
         .map_err(|e| format!("drbdadm: {e} (drbd-utils is missing from the platform)"))?;
     if out.status.success() {

@@ -21,6 +21,7 @@
 
 pub mod agent;
 pub mod conf;
+pub mod disks;
 pub mod drbd;
 pub mod metrics;
 pub mod plan;

@@ -42,6 +42,7 @@ pub mod spawner;
 pub mod state;
 
 pub use checker::NetChecker;
+pub use control::CommandError;
 pub use engine::Supervisor;
 pub use graph::LoadProblem;
 pub use process::ProcessSpawner;

@@ -71,6 +71,7 @@ pub fn exit_child(code: i32) -> ! {
 
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
 const LO_FLAGS_READ_ONLY: u32 = 1;
 const LO_FLAGS_AUTOCLEAR: u32 = 4;
 const LO_FLAGS_DIRECT_IO: u32 = 16;
@@ -109,6 +110,19 @@ struct LoopConfig {
     block_size: u32,
     info: LoopInfo64,
     reserved: [u64; 8],
+}
+
+/// Detaches the loop device `device` (`/dev/loopN`) from its file. If something still holds
+/// the device open, the kernel detaches it when the last holder closes it.
+pub fn detach_loop(device: &Path) -> Result<(), SysError> {
+    let device = OpenOptions::new().read(true).open(device).map_err(|e| SysError::Call {
+        op: "open loop device",
+        source: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+    })?;
+    // SAFETY: LOOP_CLR_FD takes no argument; the fd is open for the whole call.
+    Errno::result(unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CLR_FD as _, 0) })
+        .map(drop)
+        .map_err(call("LOOP_CLR_FD"))
 }
 
 /// Attaches the first `size` bytes of `file` (0: all of it) to a free loop device, as `mode`
