@@ -547,10 +547,13 @@ fn console_session(vm: &mut Machine) {
     vm.send("typed-in-the-zone\n").unwrap();
     vm.expect("zone-read typed-in-the-zone", BOOT).unwrap();
     // Back at busybox's prompt, its line editor asks the terminal where the cursor is and
-    // may take the next typed line for the answer: type until the shell runs one.
+    // may take part of the next typed line for the answer: type until the shell runs one,
+    // each time after a Ctrl-C that drops what is left of the last (a line without quotes,
+    // so that a lost half never leaves the shell waiting for a closing one).
     let back = (0..10)
         .find_map(|_| {
-            vm.send("echo \"back-\"\"on-the-host $(tty)\"\n").unwrap();
+            vm.send("\u{3}").unwrap();
+            vm.send("h=host; echo back-on-the-$h $(tty)\n").unwrap();
             vm.expect("back-on-the-host ", Duration::from_secs(10)).ok()
         })
         .map(|(_, line)| line)

@@ -112,11 +112,7 @@ fn follow(paths: &Paths, places: &Places, plan: &Plan, signals: Option<SignalFd>
             state = newer;
         }
         if stop {
-            say(paths, &format!("cluster: stopping: releasing {}", names(plan)));
-            let done = "zone stopped, unmounted, DRBD secondary";
-            for line in each(paths, plan, "demoted", done, |r| demote(paths, places, r)) {
-                say(paths, &line);
-            }
+            release(paths, places, plan, "stopping");
             disks::take_down(paths, places, plan);
             return;
         }
@@ -140,17 +136,19 @@ fn follow(paths: &Paths, places: &Places, plan: &Plan, signals: Option<SignalFd>
                 say(paths, &format!("{line}; handing over to the peer"));
             }
         } else {
-            say(
-                paths,
-                &format!("cluster: keepalived says {state}: releasing {}", names(plan)),
-            );
             let _ = fs::remove_file(places.unpromoted());
-            let done = "zone stopped, unmounted, DRBD secondary";
-            for line in each(paths, plan, "demoted", done, |r| demote(paths, places, r)) {
-                say(paths, &line);
-            }
+            release(paths, places, plan, &format!("keepalived says {state}"));
         }
         held = master;
+    }
+}
+
+/// Demotes every resource, saying why (`cause`) and how it went.
+fn release(paths: &Paths, places: &Places, plan: &Plan, cause: &str) {
+    say(paths, &format!("cluster: {cause}: releasing {}", names(plan)));
+    let done = "zone stopped, unmounted, DRBD secondary";
+    for line in each(paths, plan, "demoted", done, |r| demote(paths, places, r)) {
+        say(paths, &line);
     }
 }
 
