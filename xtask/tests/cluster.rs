@@ -493,6 +493,16 @@ fn a_pair_fails_over_rejoins_and_reports_a_split_brain_without_losing_data() {
          grep '^drbd ' /proc/modules | cut -d' ' -f1-2; grep -E 'MemTotal|MemAvailable' /proc/meminfo",
     );
     eprintln!("cost on {other}: {}", cost.join(" | "));
+    // The files holding the pair's secret are root's alone.
+    let modes = sh(
+        pair.node(other),
+        "cd /run/ramkey/cluster && stat -c '%a %n' plan.json keepalived.conf drbd.conf",
+    );
+    assert_eq!(
+        modes,
+        ["600 plan.json", "600 keepalived.conf", "600 drbd.conf"],
+        "the modes of the files with the secret"
+    );
     // The holder dies: the other takes web's address and data, and says so on the wire.
     public_hub.keep(0x0806);
     let public_port = |name: &str| local(if name == ALPHA.name { &a_pub } else { &b_pub });

@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{Places, Plan, RAMKEYCTL, conf, drbd, say};
+use super::{Places, Plan, RAMKEYCTL, conf, drbd, say, write_secret};
 use crate::base::paths::Paths;
 use crate::sys::confine::LoopMode;
 
@@ -47,9 +47,9 @@ pub fn setup(paths: &Paths, places: &Places, plan: &Plan) -> Result<(), String> 
     let ramkeyctl = RAMKEYCTL;
     let device = |minor| places.device(minor).display().to_string();
     let drbd_conf = conf::drbd(plan, &disks, device, ramkeyctl);
-    fs::write(places.drbd_conf(), drbd_conf).map_err(io(&places.drbd_conf()))?;
+    write_secret(&places.drbd_conf(), &drbd_conf).map_err(io(&places.drbd_conf()))?;
     let keepalived = conf::keepalived(plan, super::CHECK, &places.fifo());
-    fs::write(places.keepalived_conf(), keepalived).map_err(io(&places.keepalived_conf()))?;
+    write_secret(&places.keepalived_conf(), &keepalived).map_err(io(&places.keepalived_conf()))?;
     if !places.fifo().exists() {
         nix::unistd::mkfifo(&places.fifo(), nix::sys::stat::Mode::from_bits_truncate(0o600))
             .map_err(|e| format!("{}: {e}", places.fifo().display()))?;

@@ -214,6 +214,21 @@ impl Plan {
     }
 }
 
+/// Writes `text` to `path`, readable and writable by root only, also when the file was there
+/// with another mode: the plan and the configurations hold the pair's secret.
+pub fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
+}
+
 /// keepalived's last state as the agent recorded it (`UNKNOWN` before it has), and since
 /// when (seconds since the epoch).
 pub fn role(places: &Places) -> (String, Option<u64>) {
@@ -230,5 +245,22 @@ pub fn say(paths: &Paths, line: &str) {
     if let Ok(mut console) = std::fs::OpenOptions::new().write(true).open(paths.console()) {
         use std::io::Write;
         let _ = writeln!(console, "ramkey: {line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_secret_is_written_for_root_only_even_over_a_readable_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keepalived.conf");
+        std::fs::write(&path, "old, readable by all").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        super::write_secret(&path, "auth_pass s3cret").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "auth_pass s3cret");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

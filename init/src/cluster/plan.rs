@@ -82,7 +82,7 @@ pub fn prepare(
     };
     let places = Places::new(paths);
     let written = std::fs::create_dir_all(places.run_dir())
-        .and_then(|()| std::fs::write(places.plan(), serde_json::to_string_pretty(&plan).unwrap_or_default()));
+        .and_then(|()| super::write_secret(&places.plan(), &serde_json::to_string_pretty(&plan).unwrap_or_default()));
     if let Err(e) = written {
         fail(format!("{}: {e}", places.plan().display()));
         return setup;
